@@ -1,0 +1,12 @@
+"""s2s_keras: RNN encoder-decoders for Keras 3 / TensorFlow — train, evaluate, export, serve.
+
+Importing the package registers its Keras classes, so `keras.saving.load_model("model.keras")`
+works with `safe_mode=True`.
+"""
+
+from s2s_keras import text  # noqa: F401  (registers Tokenizer)
+from s2s_keras.config import Config, preset
+from s2s_keras.models import Seq2Seq
+
+__version__ = "0.1.0"
+__all__ = ["Config", "Seq2Seq", "preset", "__version__"]

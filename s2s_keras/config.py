@@ -1,0 +1,225 @@
+"""The one source of truth for every default: typed, nested, frozen dataclasses.
+
+A run is fully described by a `Config`; `config.json` in every run directory and in every export
+holds `config.to_dict()`, and `Config.from_dict` rebuilds it (the round trip is identity).
+
+Example:
+    >>> config = preset("tiny").override(["model.hidden_units=16", "train.epochs=1"])
+    >>> Config.from_dict(config.to_dict()) == config
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+
+SPLIT_MODES = ("characters", "whitespace")
+STRATEGIES = ("auto", "one_device", "mirrored")
+ON_BAD_LINE = ("error", "skip")
+
+
+class ConfigError(ValueError):
+    """A config field received a value it cannot take; the message names the field."""
+
+
+def _check(condition: bool, name: str, value, expected: str) -> None:
+    if not condition:
+        raise ConfigError(f"{name}: expected {expected}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where pairs come from and how they become batches.
+
+    `source` is the `--data` spec (`cmudict` or `tsv:PATH[,valid=PATH][,test=PATH]`).
+    Splits without their own file are cut deterministically by hashing the source string with
+    `seed`, so every variant of a source lands in one split.
+    """
+
+    source: str = "cmudict"
+    source_split: str = "characters"
+    target_split: str = "whitespace"
+    keep_stress: bool = False
+    valid_fraction: float = 0.05
+    test_fraction: float = 0.05
+    on_bad_line: str = "error"
+    max_pairs: int = 0  # 0: all pairs
+    bucket_width: int = 2  # width in tokens of each length bucket
+    max_bucket_length: int = 64  # one last bucket holds everything longer
+    shuffle_buffer: int = 200_000
+    seed: int = 1234
+
+    def __post_init__(self):
+        _check(self.source_split in SPLIT_MODES, "data.source_split", self.source_split, f"one of {SPLIT_MODES}")
+        _check(self.target_split in SPLIT_MODES, "data.target_split", self.target_split, f"one of {SPLIT_MODES}")
+        _check(self.on_bad_line in ON_BAD_LINE, "data.on_bad_line", self.on_bad_line, f"one of {ON_BAD_LINE}")
+        for name in ("valid_fraction", "test_fraction"):
+            value = getattr(self, name)
+            _check(0.0 <= value < 0.5, f"data.{name}", value, "a fraction in [0, 0.5)")
+        _check(self.max_pairs >= 0, "data.max_pairs", self.max_pairs, "an integer >= 0")
+        _check(self.bucket_width >= 1, "data.bucket_width", self.bucket_width, "an integer >= 1")
+        _check(self.max_bucket_length > self.bucket_width, "data.max_bucket_length", self.max_bucket_length,
+               "an integer > data.bucket_width")
+        _check(self.shuffle_buffer >= 1, "data.shuffle_buffer", self.shuffle_buffer, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the encoder-decoder (see `s2s_keras.models.Seq2Seq`)."""
+
+    embedding_size: int = 128
+    hidden_units: int = 256
+    num_layers: int = 2
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        for name in ("embedding_size", "hidden_units", "num_layers"):
+            value = getattr(self, name)
+            _check(isinstance(value, int) and value >= 1, f"model.{name}", value, "an integer >= 1")
+        _check(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "a rate in [0, 1)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How `model.fit` runs. `batch_size` is the GLOBAL batch size (split across replicas)."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 2e-3
+    clip_norm: float = 5.0
+    early_stopping_patience: int = 3
+    strategy: str = "auto"
+    seed: int = 1234
+
+    def __post_init__(self):
+        _check(self.epochs >= 1, "train.epochs", self.epochs, "an integer >= 1")
+        _check(self.batch_size >= 1, "train.batch_size", self.batch_size, "an integer >= 1")
+        _check(self.learning_rate > 0, "train.learning_rate", self.learning_rate, "a number > 0")
+        _check(self.clip_norm > 0, "train.clip_norm", self.clip_norm, "a number > 0")
+        _check(self.early_stopping_patience >= 0, "train.early_stopping_patience",
+               self.early_stopping_patience, "an integer >= 0")
+        _check(self.strategy in STRATEGIES, "train.strategy", self.strategy, f"one of {STRATEGIES}")
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Inference limits, exported with the model.
+
+    Sources longer than `max_input_length` tokens are truncated to it; outputs stop at
+    `max_length` tokens (or earlier, at the end token).
+    """
+
+    max_length: int = 40
+    max_input_length: int = 64
+    batch_size: int = 256  # words per batch in `s2s evaluate` / `s2s predict`
+
+    def __post_init__(self):
+        _check(self.max_length >= 1, "decode.max_length", self.max_length, "an integer >= 1")
+        _check(self.max_input_length >= 1, "decode.max_input_length", self.max_input_length, "an integer >= 1")
+        _check(self.batch_size >= 1, "decode.batch_size", self.batch_size, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    preset: str = "small"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Config":
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown config section(s): {sorted(unknown)}")
+        kwargs = {}
+        for name, value in values.items():
+            section_type = _SECTIONS.get(name)
+            if section_type is None:
+                kwargs[name] = value
+                continue
+            known = {f.name for f in dataclasses.fields(section_type)}
+            extra = set(value) - known
+            if extra:
+                raise ConfigError(f"unknown config key(s) in {name}: {sorted(extra)}")
+            kwargs[name] = section_type(**value)
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Config":
+        return cls.from_dict(json.loads(text))
+
+    def override(self, assignments: typing.Iterable[str]) -> "Config":
+        """Applies `section.key=value` strings, parsed against the field's type."""
+        config = self
+        for assignment in assignments:
+            key, sep, raw = assignment.partition("=")
+            section_name, dot, field_name = key.strip().partition(".")
+            if not sep or not dot:
+                raise ConfigError(f"--set expects section.key=value, got {assignment!r}")
+            section_type = _SECTIONS.get(section_name)
+            if section_type is None:
+                raise ConfigError(f"--set {assignment!r}: unknown section {section_name!r}; "
+                                  f"known: {sorted(_SECTIONS)}")
+            fields = {f.name: f for f in dataclasses.fields(section_type)}
+            if field_name not in fields:
+                raise ConfigError(f"--set {assignment!r}: unknown key {key!r}; "
+                                  f"known: {sorted(section_name + '.' + n for n in fields)}")
+            value = _parse(raw.strip(), fields[field_name], key)
+            section = dataclasses.replace(getattr(config, section_name), **{field_name: value})
+            config = dataclasses.replace(config, **{section_name: section})
+        return config
+
+
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "decode": DecodeConfig}
+
+
+def _parse(raw: str, f: dataclasses.Field, key: str):
+    kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "bool": bool, "str": str}[f.type]
+    try:
+        if kind is bool:
+            lowered = raw.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(raw)
+            return lowered in ("true", "1", "yes")
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        return raw
+    except ValueError:
+        raise ConfigError(f"{key}: expected {kind.__name__}, got {raw!r}") from None
+
+
+PRESETS = {
+    # Seconds on 2 cores: for tests and smoke runs.
+    "tiny": Config(
+        preset="tiny",
+        model=ModelConfig(embedding_size=16, hidden_units=32, num_layers=1, dropout=0.0),
+        train=TrainConfig(epochs=2, batch_size=32, learning_rate=5e-3),
+        decode=DecodeConfig(max_length=20),
+    ),
+    # The default demo: CMUdict G2P within the 15-minute `make train` budget on 2 cores.
+    "small": Config(preset="small"),
+    # Quality: deeper and wider, hours on this CPU.
+    "base": Config(
+        preset="base",
+        model=ModelConfig(embedding_size=256, hidden_units=512, num_layers=2, dropout=0.2),
+        train=TrainConfig(epochs=30, batch_size=128, learning_rate=1e-3, early_stopping_patience=4),
+    ),
+}
+
+
+def preset(name: str) -> Config:
+    if name not in PRESETS:
+        raise ConfigError(f"--preset: unknown preset {name!r}; known: {sorted(PRESETS)}")
+    return PRESETS[name]

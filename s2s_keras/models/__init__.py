@@ -1,0 +1,3 @@
+from s2s_keras.models.seq2seq import Seq2Seq
+
+__all__ = ["Seq2Seq"]

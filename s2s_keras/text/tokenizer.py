@@ -1,0 +1,123 @@
+"""Text ⇄ token ids, as one Keras layer that runs in tf.data, in training and inside the export."""
+
+from __future__ import annotations
+
+import collections
+import typing
+
+import keras
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+PAD, UNK, START, END = "", "[UNK]", "<s>", "</s>"
+PAD_ID, UNK_ID, START_ID, END_ID = 0, 1, 2, 3
+RESERVED = (PAD, UNK, START, END)
+SPLIT_MODES = ("characters", "whitespace")
+
+
+@keras.saving.register_keras_serializable(package="s2s_keras")
+class Tokenizer(keras.layers.Layer):
+    """Normalizes strings, splits them into tokens and maps tokens to ids (and back).
+
+    Normalization: invalid UTF-8 bytes become U+FFFD, then Unicode NFKC, then (if `lowercase`)
+    Unicode case folding (`tf_text.case_fold_utf8`, which also applies NFKC). The same graph
+    ops run when the vocabulary is built, in the tf.data pipeline and in the SavedModel.
+
+    Ids: 0 padding, 1 unknown (`[UNK]`), 2 start (`<s>`), 3 end (`</s>`), then `vocabulary`
+    in order. Tokens never seen in training map to the unknown id.
+
+    Args:
+        vocabulary: list of tokens (without the reserved ones), e.g. from `build_vocabulary`.
+        split: `"characters"` (Unicode code points; spaces are tokens too) or `"whitespace"`.
+        lowercase: apply Unicode case folding.
+
+    Shapes: `tokenize(strings (batch,)) -> ids (batch, time)` int32, padded with 0;
+    `detokenize(ids (batch, time)) -> strings (batch,)`, stopping at the end id.
+
+    Example:
+        >>> tokenizer = Tokenizer(vocabulary=list("abc"), split="characters")
+        >>> tokenizer.tokenize(tf.constant(["cab", "Ad"])).numpy().tolist()
+        [[6, 4, 5], [4, 1, 0]]
+        >>> tokenizer.detokenize(tf.constant([[6, 4, 3, 5]])).numpy().tolist()
+        [b'ca']
+    """
+
+    def __init__(self, vocabulary: typing.Sequence[str], split: str = "characters",
+                 lowercase: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        if split not in SPLIT_MODES:
+            raise ValueError(f"Tokenizer split: expected one of {SPLIT_MODES}, got {split!r}")
+        clashes = [token for token in vocabulary if token in RESERVED]
+        if clashes:
+            raise ValueError(f"Tokenizer vocabulary must not contain reserved tokens {RESERVED}: {clashes}")
+        self.vocabulary = list(vocabulary)
+        self.split_mode = split
+        self.lowercase = lowercase
+        self.lookup = keras.layers.StringLookup(
+            vocabulary=[START, END, *self.vocabulary], mask_token=PAD, oov_token=UNK,
+            num_oov_indices=1, dtype="int64")
+        # id -> token, for detokenization (reserved ids are masked out there).
+        self._id_to_token = tf.constant([PAD, UNK, START, END, *self.vocabulary])
+        self.built = True
+
+    @property
+    def vocabulary_size(self) -> int:
+        """Number of ids, reserved ones included."""
+        return len(self.vocabulary) + len(RESERVED)
+
+    def normalize(self, strings: tf.Tensor) -> tf.Tensor:
+        strings = tf.strings.unicode_transcode(
+            strings, input_encoding="UTF-8", output_encoding="UTF-8", errors="replace",
+            replacement_char=0xFFFD)
+        strings = tf_text.normalize_utf8(strings, "NFKC")
+        if self.lowercase:
+            strings = tf_text.case_fold_utf8(strings)
+        return strings
+
+    def split(self, strings: tf.Tensor) -> tf.RaggedTensor:
+        """Normalized tokens, `(batch,) -> (batch, None)` ragged strings."""
+        strings = self.normalize(strings)
+        if self.split_mode == "characters":
+            return tf.strings.unicode_split(strings, "UTF-8")
+        return tf.strings.split(strings)
+
+    def tokenize_ragged(self, strings: tf.Tensor) -> tf.RaggedTensor:
+        tokens = self.split(strings)
+        ids = self.lookup(tokens.flat_values)
+        return tokens.with_flat_values(tf.cast(ids, tf.int32))
+
+    def tokenize(self, strings: tf.Tensor, max_length: int | tf.Tensor | None = None) -> tf.Tensor:
+        ids = self.tokenize_ragged(strings)
+        if max_length is not None:
+            ids = ids[:, :max_length]
+        return ids.to_tensor(default_value=PAD_ID)
+
+    def call(self, strings):
+        return self.tokenize(strings)
+
+    def detokenize(self, ids: tf.Tensor) -> tf.Tensor:
+        """Joins the tokens before the first end id; padding and start ids are dropped."""
+        ids = tf.convert_to_tensor(ids, tf.int32)
+        before_end = tf.cumsum(tf.cast(tf.equal(ids, END_ID), tf.int32), axis=1, exclusive=True) == 0
+        keep = before_end & (ids != PAD_ID) & (ids != START_ID) & (ids != END_ID)
+        tokens = tf.ragged.boolean_mask(tf.gather(self._id_to_token, ids), keep)
+        separator = "" if self.split_mode == "characters" else " "
+        return tf.strings.reduce_join(tokens, axis=1, separator=separator)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(vocabulary=self.vocabulary, split=self.split_mode, lowercase=self.lowercase)
+        return config
+
+
+def build_vocabulary(texts: typing.Iterable[str], split: str, lowercase: bool,
+                     min_count: int = 1, batch_size: int = 4096) -> list[str]:
+    """Tokens of `texts` by descending count (ties: code point order), through the same
+    normalization and splitting graph as `Tokenizer`; reserved tokens are left out."""
+    splitter = Tokenizer(vocabulary=[], split=split, lowercase=lowercase)
+    counts: collections.Counter = collections.Counter()
+    dataset = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string)).batch(batch_size)
+    for batch in dataset:
+        counts.update(token.decode("utf-8") for token in splitter.split(batch).flat_values.numpy())
+    tokens = [t for t, c in counts.items() if c >= min_count and t not in RESERVED]
+    return sorted(tokens, key=lambda t: (-counts[t], t))
