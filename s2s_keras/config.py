@@ -42,6 +42,8 @@ class DataConfig:
     source: str = "cmudict"
     source_split: str = "characters"
     target_split: str = "whitespace"
+    source_lowercase: bool = True  # Unicode case folding of sources
+    target_lowercase: bool = False  # CMUdict phones are upper case: keep them so
     keep_stress: bool = False
     valid_fraction: float = 0.05
     test_fraction: float = 0.05

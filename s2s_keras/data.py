@@ -63,11 +63,13 @@ def make_dataset(pairs, source_tokenizer: Tokenizer, target_tokenizer: Tokenizer
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def padding_fraction(dataset: tf.data.Dataset) -> float:
-    """Share of padding positions among all source and target positions of one pass."""
-    padded = total = 0
+def batch_statistics(dataset: tf.data.Dataset) -> dict:
+    """One pass: `batches`, and `padding_fraction` = padding positions / all source and target
+    positions. Bucketing makes the batch count the same every epoch (same examples per bucket)."""
+    padded = total = batches = 0
     for inputs, target_out in dataset:
+        batches += 1
         for ids in (inputs["source_ids"], target_out):
             padded += int(tf.reduce_sum(tf.cast(ids == PAD_ID, tf.int64)))
             total += int(tf.size(ids, out_type=tf.int64))
-    return padded / total if total else 0.0
+    return {"batches": batches, "padding_fraction": padded / total if total else 0.0}

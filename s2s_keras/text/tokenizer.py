@@ -20,7 +20,7 @@ class Tokenizer(keras.layers.Layer):
     """Normalizes strings, splits them into tokens and maps tokens to ids (and back).
 
     Normalization: invalid UTF-8 bytes become U+FFFD, then Unicode NFKC, then (if `lowercase`)
-    Unicode case folding (`tf_text.case_fold_utf8`, which also applies NFKC). The same graph
+    Unicode case folding (`tf_text.case_fold_utf8`), then surrounding whitespace is stripped. The same graph
     ops run when the vocabulary is built, in the tf.data pipeline and in the SavedModel.
 
     Ids: 0 padding, 1 unknown (`[UNK]`), 2 start (`<s>`), 3 end (`</s>`), then `vocabulary`
@@ -72,7 +72,7 @@ class Tokenizer(keras.layers.Layer):
         strings = tf_text.normalize_utf8(strings, "NFKC")
         if self.lowercase:
             strings = tf_text.case_fold_utf8(strings)
-        return strings
+        return tf.strings.strip(strings)
 
     def split(self, strings: tf.Tensor) -> tf.RaggedTensor:
         """Normalized tokens, `(batch,) -> (batch, None)` ragged strings."""

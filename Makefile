@@ -1,0 +1,31 @@
+# Fresh machine: `make train` or `make test` creates .venv from requirements.txt first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RUN_DIR ?= runs/g2p-small
+EXPORT_BASE ?= saved_models/g2p
+
+.PHONY: install train test clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -r requirements.txt
+	$(BIN)/pip install --no-deps -e .
+	touch $(STAMP)
+
+# Train the default G2P model on the embedded CMUdict, evaluate on the test split, export, predict.
+train: $(STAMP)
+	$(BIN)/s2s train --data cmudict --preset small --run-dir $(RUN_DIR)
+	$(BIN)/s2s evaluate --run-dir $(RUN_DIR) --split test
+	$(BIN)/s2s export --run-dir $(RUN_DIR) --export-base $(EXPORT_BASE)
+	$(BIN)/s2s predict --model $(RUN_DIR) hello world keras tensorflow pronunciation
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) runs

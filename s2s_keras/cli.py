@@ -1,0 +1,102 @@
+"""`s2s ...`: parse arguments → config → one library call each. No logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="s2s", description="RNN encoder-decoders for Keras 3.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model; writes a run directory")
+    train.add_argument("--data", default=None, help="cmudict | tsv:PATH[,valid=PATH][,test=PATH]")
+    train.add_argument("--preset", default="small", help="tiny | small | base")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config field, e.g. --set model.hidden_units=512")
+    train.add_argument("--strategy", choices=("auto", "one_device", "mirrored"), default=None)
+    train.add_argument("--on-bad-line", choices=("error", "skip"), default=None)
+    train.add_argument("--run-dir", required=True)
+
+    evaluate = commands.add_parser("evaluate", help="decode a split and print WER/PER as JSON")
+    evaluate.add_argument("--run-dir", required=True)
+    evaluate.add_argument("--data", default=None, help="default: the run's own data")
+    evaluate.add_argument("--split", default="test", help="train | valid | test | all")
+    evaluate.add_argument("--on-bad-line", choices=("error", "skip"), default=None)
+
+    predict = commands.add_parser("predict", help="decode words given on the command line")
+    predict.add_argument("--model", required=True, help="a run dir, a .keras file or a SavedModel version dir")
+    predict.add_argument("words", nargs="+")
+
+    export = commands.add_parser("export", help="write a TF Serving SavedModel version + .keras")
+    export.add_argument("--run-dir", required=True)
+    export.add_argument("--export-base", required=True, help="e.g. saved_models/g2p")
+
+    args = parser.parse_args(argv)
+    try:
+        return {"train": _train, "evaluate": _evaluate, "predict": _predict, "export": _export}[args.command](args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"s2s {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _train(args) -> int:
+    from s2s_keras.config import preset
+    from s2s_keras.training import train
+
+    overrides = list(args.overrides)
+    for key, value in (("data.source", args.data), ("train.strategy", args.strategy),
+                       ("data.on_bad_line", args.on_bad_line)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    train(preset(args.preset).override(overrides), args.run_dir)
+    return 0
+
+
+def _evaluate(args) -> int:
+    import pipelines
+    from s2s_keras.evaluation import evaluate_pairs
+    from s2s_keras.inference import Translator
+    from s2s_keras.training import load_run
+
+    config, model = load_run(args.run_dir)
+    data = config.data
+    if args.data is not None:
+        data = dataclasses.replace(data, source=args.data)
+    if args.on_bad_line is not None:
+        data = dataclasses.replace(data, on_bad_line=args.on_bad_line)
+    corpus = pipelines.load_corpus(data)
+    if corpus.skipped.count:
+        print(f"[s2s] {corpus.skipped}", file=sys.stderr)
+    translator = Translator(model, config.decode.max_length, config.decode.max_input_length)
+    result = evaluate_pairs(translator, corpus.split(args.split), config.decode.batch_size)
+    result.update(split=args.split, data=data.source, skipped_lines=corpus.skipped.count)
+    print(json.dumps(result))
+    return 0
+
+
+def _predict(args) -> int:
+    from s2s_keras.prediction import load_predictor
+
+    for word, output in zip(args.words, load_predictor(args.model)(args.words)):
+        print(f"{word}\t{output}")
+    return 0
+
+
+def _export(args) -> int:
+    from s2s_keras.export import export
+    from s2s_keras.training import load_run
+
+    config, model = load_run(args.run_dir)
+    print(export(model, config, args.export_base))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

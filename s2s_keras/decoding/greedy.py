@@ -1,0 +1,50 @@
+"""Greedy search: at each step take the most probable next token."""
+
+from __future__ import annotations
+
+import typing
+
+import tensorflow as tf
+
+StepFunction = typing.Callable[[tf.Tensor, typing.Any], typing.Tuple[tf.Tensor, typing.Any]]
+
+
+def greedy_search(step_fn: StepFunction, state, start_ids: tf.Tensor, end_id: int,
+                  max_length) -> tf.Tensor:
+    """Batched greedy decoding as one in-graph `tf.while_loop`.
+
+    Knows nothing about the network: `step_fn(token_ids (batch,), state) -> (logits (batch, V),
+    state)` (e.g. `Seq2Seq.decode_step`); `state` is any nest of tensors with the batch first.
+    Stops when every sequence has produced `end_id` or after `max_length` steps.
+
+    Returns `(batch, steps)` int32 ids: each row is the chosen tokens up to and including its
+    `end_id`, then 0 (padding); `steps <= max_length`.
+
+    Example:
+        >>> step = lambda ids, s: (tf.one_hot(tf.fill(tf.shape(ids), 3), 5), s)
+        >>> greedy_search(step, (), tf.constant([2, 2]), end_id=3, max_length=4).numpy().tolist()
+        [[3], [3]]
+    """
+    start_ids = tf.convert_to_tensor(start_ids, tf.int32)
+    max_length = tf.maximum(tf.convert_to_tensor(max_length, tf.int32), 1)
+    batch_size = tf.shape(start_ids)[0]
+    # Written into a preallocated (batch, max_length) buffer with a one-hot column mask, so that
+    # the loop variables keep fixed shapes and zero iterations are fine (no TensorArray.stack).
+    outputs = tf.zeros([batch_size, max_length], tf.int32)
+    finished = tf.zeros([batch_size], tf.bool)
+
+    def condition(step, tokens, state, finished, outputs):
+        return (step < max_length) & ~tf.reduce_all(finished)
+
+    def body(step, tokens, state, finished, outputs):
+        logits, state = step_fn(tokens, state)
+        next_ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        next_ids = tf.where(finished, tf.zeros_like(next_ids), next_ids)
+        column = tf.one_hot(step, max_length, dtype=tf.int32)
+        outputs += next_ids[:, None] * column[None, :]
+        finished |= tf.equal(next_ids, end_id)
+        return step + 1, next_ids, state, finished, outputs
+
+    steps, _, _, _, outputs = tf.while_loop(
+        condition, body, (tf.constant(0), start_ids, state, finished, outputs))
+    return outputs[:, :steps]

@@ -1,0 +1,42 @@
+"""Decode a split with the inference path and score it against all references (WER / PER)."""
+
+from __future__ import annotations
+
+import collections
+
+import tensorflow as tf
+
+from s2s_keras.inference import Translator
+from s2s_keras.metrics import error_rates
+
+
+def translate(translator: Translator, sources, batch_size: int) -> list:
+    """Output strings for `sources`, in order, `batch_size` at a time."""
+    outputs = []
+    for start in range(0, len(sources), batch_size):
+        batch = tf.constant(sources[start:start + batch_size], tf.string)
+        outputs.extend(text.decode("utf-8") for text in translator(batch).numpy())
+    return outputs
+
+
+def evaluate_pairs(translator: Translator, pairs, batch_size: int) -> dict:
+    """`{"wer", "per", "num_words"}` over the distinct sources of `pairs`.
+
+    References are tokenized by the model's target tokenizer (the same normalization the
+    model was trained on), so hypotheses and references compare token by token.
+    """
+    references = collections.defaultdict(list)
+    for source, target in pairs:
+        references[source].append(target)
+    sources = sorted(references)
+    hypotheses = translate(translator, sources, batch_size)
+    flat_refs = [target for source in sources for target in references[source]]
+    ref_tokens = iter(_split(translator, flat_refs))
+    tokenized_refs = {source: [next(ref_tokens) for _ in references[source]] for source in sources}
+    tokenized_hyps = dict(zip(sources, _split(translator, hypotheses)))
+    return error_rates(tokenized_hyps, tokenized_refs)
+
+
+def _split(translator: Translator, texts) -> list:
+    tokens = translator.model.target_tokenizer.split(tf.constant(texts, tf.string)).to_list()
+    return [[token.decode("utf-8") for token in row] for row in tokens]

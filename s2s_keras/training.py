@@ -1,0 +1,138 @@
+"""Config → corpus → vocabularies → datasets → `model.fit` under a strategy → run directory.
+
+A run directory holds: `config.json` (the resolved config),
+`model.keras` (best weights; the vocabularies are inside), `checkpoints/best.keras`, `backup/` (BackupAndRestore: rerunning
+the same command resumes an interrupted run), `logs/` (TensorBoard), `history.csv`,
+`summary.json` (data sizes, padding fraction, parameters, timing, final metrics).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import keras
+import tensorflow as tf
+
+import pipelines
+from s2s_keras.config import Config
+from s2s_keras.data import batch_statistics, make_dataset
+from s2s_keras.distribute import get_strategy
+from s2s_keras.metrics import MaskedAccuracy
+from s2s_keras.models import Seq2Seq
+from s2s_keras.text import build_vocabulary
+
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.json"
+
+
+def build_model(config: Config, source_vocabulary, target_vocabulary) -> Seq2Seq:
+    data, model = config.data, config.model
+    return Seq2Seq(source_vocabulary, target_vocabulary,
+                   source_split=data.source_split, target_split=data.target_split,
+                   source_lowercase=data.source_lowercase, target_lowercase=data.target_lowercase,
+                   embedding_size=model.embedding_size, hidden_units=model.hidden_units,
+                   num_layers=model.num_layers, dropout=model.dropout)
+
+
+def compile_model(model: Seq2Seq, config: Config) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.train.learning_rate, global_clipnorm=config.train.clip_norm),
+        # ignore_class: padding positions add nothing, and the mean runs over real tokens.
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0),
+        metrics=[MaskedAccuracy()])
+
+
+def datasets(config: Config, corpus, model: Seq2Seq):
+    data = config.data
+    common = dict(seed=data.seed, bucket_width=data.bucket_width,
+                  max_bucket_length=data.max_bucket_length, shuffle_buffer=data.shuffle_buffer)
+    train = make_dataset(corpus.train, model.source_tokenizer, model.target_tokenizer,
+                         config.train.batch_size, shuffle=True, **common)
+    valid = (make_dataset(corpus.valid, model.source_tokenizer, model.target_tokenizer,
+                          config.train.batch_size, shuffle=False, **common) if corpus.valid else None)
+    return train, valid
+
+
+def train(config: Config, run_dir: str, verbose: int = 1) -> Seq2Seq:
+    os.makedirs(run_dir, exist_ok=True)
+    _check_same_config(config, run_dir)
+    with open(os.path.join(run_dir, CONFIG_FILE), "w") as handle:
+        handle.write(config.to_json())
+    keras.utils.set_random_seed(config.train.seed)
+
+    corpus = pipelines.load_corpus(config.data)
+    _log(verbose, f"data {config.data.source}: train {len(corpus.train)} valid {len(corpus.valid)} "
+                  f"test {len(corpus.test)} pairs; {corpus.skipped}")
+    source_vocabulary = build_vocabulary([s for s, _ in corpus.train], config.data.source_split,
+                                         config.data.source_lowercase)
+    target_vocabulary = build_vocabulary([t for _, t in corpus.train], config.data.target_split,
+                                         config.data.target_lowercase)
+
+    strategy = get_strategy(config.train.strategy)
+    with strategy.scope():
+        model = build_model(config, source_vocabulary, target_vocabulary)
+        compile_model(model, config)
+    train_data, valid_data = datasets(config, corpus, model)
+    stats = batch_statistics(train_data)
+    pad = stats["padding_fraction"]
+    # A known length gives Keras a real progress bar and no "ran out of data" warning.
+    train_data = train_data.apply(tf.data.experimental.assert_cardinality(stats["batches"]))
+    _log(verbose, f"vocabularies: source {model.source_tokenizer.vocabulary_size} target "
+                  f"{model.target_tokenizer.vocabulary_size} ids; {model.count_params()} parameters; "
+                  f"train padding fraction {pad:.3f}; strategy {type(strategy).__name__} "
+                  f"({strategy.num_replicas_in_sync} replica(s))")
+
+    monitor = "val_loss" if valid_data is not None else "loss"
+    callbacks = [
+        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
+        keras.callbacks.ModelCheckpoint(os.path.join(run_dir, "checkpoints", "best.keras"),
+                                        monitor=monitor, save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=config.train.early_stopping_patience,
+                                      restore_best_weights=True),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
+        keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
+    ]
+    start = time.time()
+    history = model.fit(train_data, validation_data=valid_data, epochs=config.train.epochs,
+                        callbacks=callbacks, verbose=verbose, shuffle=False)  # the dataset shuffles
+    seconds = time.time() - start
+    model.save(os.path.join(run_dir, MODEL_FILE))
+    summary = {"pairs": {"train": len(corpus.train), "valid": len(corpus.valid), "test": len(corpus.test)},
+               "skipped_lines": corpus.skipped.count, "train_padding_fraction": pad,
+               "parameters": model.count_params(), "train_seconds": seconds,
+               "replicas": strategy.num_replicas_in_sync,
+               "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
+    with open(os.path.join(run_dir, "summary.json"), "w") as handle:
+        json.dump(summary, handle, indent=2)
+    _log(verbose, f"trained in {seconds:.0f} s; saved {os.path.join(run_dir, MODEL_FILE)}")
+    return model
+
+
+def load_run(run_dir: str) -> tuple:
+    """`(config, model)` of a finished run directory."""
+    config_path = os.path.join(run_dir, CONFIG_FILE)
+    model_path = os.path.join(run_dir, MODEL_FILE)
+    for path in (config_path, model_path):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path} not found: is {run_dir!r} a finished `s2s train` run dir?")
+    with open(config_path) as handle:
+        config = Config.from_json(handle.read())
+    return config, keras.saving.load_model(model_path)
+
+
+def _check_same_config(config: Config, run_dir: str) -> None:
+    """Resuming with another config would silently mix two runs; refuse instead."""
+    path = os.path.join(run_dir, CONFIG_FILE)
+    if os.path.isdir(os.path.join(run_dir, "backup")) and os.path.isfile(path):
+        with open(path) as handle:
+            previous = Config.from_json(handle.read())
+        if previous != config:
+            raise ValueError(f"{run_dir} holds an interrupted run with another config ({path}); "
+                             f"use a new --run-dir or delete {os.path.join(run_dir, 'backup')}")
+
+
+def _log(verbose: int, message: str) -> None:
+    if verbose:
+        print(f"[s2s] {message}", flush=True)

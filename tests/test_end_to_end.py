@@ -1,0 +1,75 @@
+"""A real (tiny) training run through the CLI: learns string reversal, evaluates, exports, predicts."""
+
+import json
+import os
+import random
+
+import pytest
+
+from conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def reversal_pairs(count, seed):
+    rng = random.Random(seed)
+    pairs = set()
+    while len(pairs) < count:
+        word = "".join(rng.choice("abcdef") for _ in range(rng.randint(1, 5)))
+        pairs.add((word, " ".join(reversed(word.upper()))))
+    return sorted(pairs)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    pairs = reversal_pairs(2600, seed=1)
+    train, test = pairs[:2400], pairs[2400:]
+    (tmp / "train.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in train))
+    (tmp / "test.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in test))
+    run_dir = tmp / "run"
+    result = run_cli("train", "--data", f"tsv:{tmp / 'train.tsv'},test={tmp / 'test.tsv'}",
+                     "--preset", "tiny", "--set", "model.hidden_units=64", "--set", "train.epochs=25",
+                     "--set", "train.batch_size=32", "--set", "train.early_stopping_patience=25",
+                     "--run-dir", str(run_dir))
+    return tmp, run_dir, result
+
+
+def test_training_writes_a_complete_run_dir(trained):
+    _, run_dir, result = trained
+    for name in ("config.json", "model.keras", "history.csv", "summary.json", "checkpoints/best.keras", "logs"):
+        assert os.path.exists(run_dir / name), name
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert 0 <= summary["train_padding_fraction"] < 0.5
+    assert "padding fraction" in result.stdout
+
+
+def test_learns_reversal_to_95_percent_exact_match(trained):
+    _, run_dir, _ = trained
+    result = json.loads(run_cli("evaluate", "--run-dir", str(run_dir), "--split", "test").stdout.strip().splitlines()[-1])
+    assert result["num_words"] == 200
+    assert result["wer"] <= 0.05, result
+
+
+def test_export_and_predict_through_every_model_kind(trained):
+    tmp, run_dir, _ = trained
+    version = run_cli("export", "--run-dir", str(run_dir), "--export-base", str(tmp / "sm" / "rev")).stdout.strip()
+    assert version.endswith(os.path.join("rev", "1"))
+    for model in (str(run_dir), str(run_dir / "model.keras"), version):
+        out = run_cli("predict", "--model", model, "abc", "fed").stdout
+        assert "abc\tC B A" in out and "fed\tD E F" in out, (model, out)
+
+
+def test_rerun_resumes_or_refuses_a_different_config(trained):
+    _, run_dir, _ = trained
+    os.makedirs(run_dir / "backup", exist_ok=True)  # as an interrupted run leaves it
+    result = run_cli("train", "--data", "cmudict", "--preset", "tiny", "--run-dir", str(run_dir), check=False)
+    assert result.returncode == 2 and "interrupted run with another config" in result.stderr
+    os.rmdir(run_dir / "backup")
+
+
+def test_bad_tsv_line_is_reported_through_the_cli(tmp_path):
+    (tmp_path / "bad.tsv").write_text("a\tA\nb\n")
+    result = run_cli("train", "--data", f"tsv:{tmp_path / 'bad.tsv'}", "--preset", "tiny",
+                     "--run-dir", str(tmp_path / "run"), check=False)
+    assert result.returncode == 2 and "bad.tsv:2: expected 2 tab-separated columns" in result.stderr

@@ -1,0 +1,55 @@
+import keras
+import pytest
+import tensorflow as tf
+
+from s2s_keras.text import END_ID, PAD_ID, START_ID, UNK_ID, Tokenizer, build_vocabulary
+
+
+def test_reserved_ids_and_order():
+    tokenizer = Tokenizer(vocabulary=list("abc"), split="characters")
+    assert (PAD_ID, UNK_ID, START_ID, END_ID) == (0, 1, 2, 3)
+    assert tokenizer.vocabulary_size == 7
+    ids = tokenizer.tokenize(tf.constant(["cab", "Ad", ""])).numpy().tolist()
+    assert ids == [[6, 4, 5], [4, UNK_ID, 0], [0, 0, 0]]
+
+
+def test_detokenize_stops_at_end_and_drops_padding_and_start():
+    tokenizer = Tokenizer(vocabulary=["AA", "B"], split="whitespace", lowercase=False)
+    ids = tf.constant([[START_ID, 4, 5, END_ID, 4], [5, 0, 0, 0, 0], [END_ID, 4, 4, 4, 4]])
+    assert tokenizer.detokenize(ids).numpy().tolist() == [b"AA B", b"B", b""]
+
+
+def test_normalization_unicode_casefold_nfkc_and_invalid_utf8():
+    vocabulary = build_vocabulary(["Straße", "ÉCOLE", "ﬁ"], "characters", lowercase=True)
+    assert "É" not in vocabulary and "é" in vocabulary  # Unicode case folding, not ASCII only
+    assert "ﬁ" not in vocabulary and "f" in vocabulary and "i" in vocabulary  # NFKC
+    tokenizer = Tokenizer(vocabulary, "characters")
+    # Invalid UTF-8 becomes U+FFFD (unknown), the valid bytes around it still map.
+    ids = tokenizer.tokenize(tf.constant([b"\xffe"])).numpy().tolist()[0]
+    assert ids == [UNK_ID, tokenizer.tokenize(tf.constant(["e"])).numpy()[0, 0]]
+
+
+def test_vocabulary_is_by_count_then_code_point_and_excludes_reserved():
+    assert build_vocabulary(["b a a", "c b a <s>"], "whitespace", lowercase=False) == ["a", "b", "c"]
+
+
+def test_round_trip_and_max_length():
+    tokenizer = Tokenizer(vocabulary=list("helo wrd"), split="characters")
+    ids = tokenizer.tokenize(tf.constant(["Hello world", "he"]))
+    assert tokenizer.detokenize(ids).numpy().tolist() == [b"hello world", b"he"]
+    assert tokenizer.tokenize(tf.constant(["hello"]), max_length=3).shape == (1, 3)
+
+
+def test_serialization_round_trip():
+    tokenizer = Tokenizer(vocabulary=list("xyz"), split="characters", lowercase=False)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(tokenizer))
+    assert restored.vocabulary == ["x", "y", "z"] and restored.lowercase is False
+    strings = tf.constant(["zyx", "X"])
+    assert (restored.tokenize(strings).numpy() == tokenizer.tokenize(strings).numpy()).all()
+
+
+def test_rejects_reserved_tokens_and_bad_split():
+    with pytest.raises(ValueError, match="reserved"):
+        Tokenizer(vocabulary=["a", "</s>"])
+    with pytest.raises(ValueError, match="split"):
+        Tokenizer(vocabulary=["a"], split="words")
