@@ -79,6 +79,9 @@ def train(config: Config, run_dir: str, verbose: int = 1) -> Seq2Seq:
     pad = stats["padding_fraction"]
     # A known length gives Keras a real progress bar and no "ran out of data" warning.
     train_data = train_data.apply(tf.data.experimental.assert_cardinality(stats["batches"]))
+    if valid_data is not None:
+        valid_batches = batch_statistics(valid_data)["batches"]
+        valid_data = valid_data.apply(tf.data.experimental.assert_cardinality(valid_batches))
     _log(verbose, f"vocabularies: source {model.source_tokenizer.vocabulary_size} target "
                   f"{model.target_tokenizer.vocabulary_size} ids; {model.count_params()} parameters; "
                   f"train padding fraction {pad:.3f}; strategy {type(strategy).__name__} "
