@@ -33,12 +33,17 @@ def build_model(config: Config, source_vocabulary, target_vocabulary) -> Seq2Seq
                    source_split=data.source_split, target_split=data.target_split,
                    source_lowercase=data.source_lowercase, target_lowercase=data.target_lowercase,
                    embedding_size=model.embedding_size, hidden_units=model.hidden_units,
-                   num_layers=model.num_layers, dropout=model.dropout)
+                   num_layers=model.num_layers, dropout=model.dropout,
+                   reverse_source=model.reverse_source, precision=config.train.precision)
 
 
-def compile_model(model: Seq2Seq, config: Config) -> None:
+def compile_model(model: Seq2Seq, config: Config, steps_per_epoch: int) -> None:
+    learning_rate = config.train.learning_rate
+    if config.train.lr_schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            learning_rate, decay_steps=max(1, steps_per_epoch * config.train.epochs), alpha=0.05)
     model.compile(
-        optimizer=keras.optimizers.Adam(config.train.learning_rate, global_clipnorm=config.train.clip_norm),
+        optimizer=keras.optimizers.Adam(learning_rate, global_clipnorm=config.train.clip_norm),
         # ignore_class: padding positions add nothing, and the mean runs over real tokens.
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0),
         metrics=[MaskedAccuracy()])
@@ -73,7 +78,6 @@ def train(config: Config, run_dir: str, verbose: int = 1) -> Seq2Seq:
     strategy = get_strategy(config.train.strategy)
     with strategy.scope():
         model = build_model(config, source_vocabulary, target_vocabulary)
-        compile_model(model, config)
     train_data, valid_data = datasets(config, corpus, model)
     stats = batch_statistics(train_data)
     pad = stats["padding_fraction"]
@@ -82,6 +86,8 @@ def train(config: Config, run_dir: str, verbose: int = 1) -> Seq2Seq:
     if valid_data is not None:
         valid_batches = batch_statistics(valid_data)["batches"]
         valid_data = valid_data.apply(tf.data.experimental.assert_cardinality(valid_batches))
+    with strategy.scope():
+        compile_model(model, config, steps_per_epoch=stats["batches"])
     _log(verbose, f"vocabularies: source {model.source_tokenizer.vocabulary_size} target "
                   f"{model.target_tokenizer.vocabulary_size} ids; {model.count_params()} parameters; "
                   f"train padding fraction {pad:.3f}; strategy {type(strategy).__name__} "

@@ -1,3 +1,4 @@
+import pytest
 import numpy as np
 import tensorflow as tf
 
@@ -55,3 +56,143 @@ def test_greedy_equals_argmax_of_teacher_forced_logits(tiny_model):
     real = output_ids != 0
     assert real.sum() > 4
     np.testing.assert_array_equal(argmax[real], output_ids[real])
+
+
+# --- beam search and sampling -------------------------------------------------------------------
+
+from s2s_keras.decoding import beam_search, length_penalty, sample  # noqa: E402
+
+A, B = 4, 5
+
+
+def markov(tables):
+    """Step function: row r's next-token distribution is tables[r][previous token].
+
+    The state holds each row's index, so a beam search that reorders beams wrongly (or mixes
+    rows) reads the wrong table."""
+    log_tables = tf.math.log(tf.constant(tables, tf.float32) + 1e-12)
+
+    def step(token_ids, rows):
+        return tf.gather_nd(log_tables, tf.stack([rows, token_ids], axis=1)), rows
+    return step, log_tables
+
+
+def table(**rows):
+    """A (VOCAB × VOCAB) transition table; unspecified rows are uniform over A, B, END."""
+    t = np.zeros((VOCAB, VOCAB), np.float32)
+    t[:, [A, B, END_ID]] = 1 / 3
+    for token, probs in rows.items():
+        t[{"start": START_ID, "a": A, "b": B}[token]] = probs
+    return t
+
+
+def dist(end=0.0, a=0.0, b=0.0):
+    p = np.zeros(VOCAB, np.float32)
+    p[[END_ID, A, B]] = end, a, b
+    return p
+
+
+# From <s>: A .6, B .4. After A: A .35 B .35 </s> .3. After B: </s> 1.
+TRAP = table(start=dist(a=.6, b=.4), a=dist(end=.3, a=.35, b=.35), b=dist(end=1.0))
+
+
+def random_tables(seed, rows, concentration=1.0):
+    """Random transition tables over A, B and </s> (never padding, unknown or start)."""
+    rng = np.random.default_rng(seed)
+    tables = np.zeros((rows, VOCAB, VOCAB), np.float32)
+    tables[:, :, [A, B, END_ID]] = rng.dirichlet(np.ones(3) * concentration, size=(rows, VOCAB))
+    return tables
+
+
+def path_logp(tables, row, ids):
+    previous, total = START_ID, 0.0
+    for token in ids:
+        if token == 0:
+            break
+        total += float(np.log(tables[row][previous][token] + 1e-12))
+        previous = token
+    return total
+
+
+def test_beam_finds_what_greedy_misses():
+    step, _ = markov([TRAP])
+    rows, start = tf.constant([0]), tf.constant([START_ID])
+    greedy = greedy_search(step, rows, start, END_ID, max_length=6).numpy()[0].tolist()
+    assert greedy[:2] == [A, A]  # greedy walks into the trap
+    ids, scores = beam_search(step, rows, start, END_ID, max_length=6, beam_size=2)
+    assert ids.numpy()[0, 0].tolist()[:2] == [B, END_ID]
+    assert scores.numpy()[0, 0] == pytest.approx(np.log(0.4), abs=1e-5)
+
+
+def test_beam_width_one_equals_greedy_on_many_random_tables():
+    tables = random_tables(0, 8, concentration=0.5)
+    step, _ = markov(tables)
+    rows, start = tf.range(8), tf.fill([8], START_ID)
+    greedy = greedy_search(step, rows, start, END_ID, max_length=12).numpy()
+    ids, _ = beam_search(step, rows, start, END_ID, max_length=12, beam_size=1)
+    ids = ids.numpy()[:, 0]
+    width = max(greedy.shape[1], ids.shape[1])
+    pad = lambda x: np.pad(x, [(0, 0), (0, width - x.shape[1])])  # noqa: E731
+    np.testing.assert_array_equal(pad(greedy), pad(ids))
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6, 1.0])
+def test_nbest_scores_are_summed_log_probs_normalized(alpha):
+    tables = random_tables(1, 3)
+    step, _ = markov(tables)
+    ids, scores = beam_search(step, tf.range(3), tf.fill([3], START_ID), END_ID, max_length=8,
+                              beam_size=4, alpha=alpha, num_results=3)
+    ids, scores = ids.numpy(), scores.numpy()
+    assert ids.shape[:2] == (3, 3) and scores.shape == (3, 3)
+    for row in range(3):
+        assert (np.diff(scores[row]) <= 1e-6).all()  # best first
+        seen, finished = set(), []
+        for k in range(3):
+            hyp = ids[row, k]
+            length = int((hyp != 0).sum())
+            finished.append(hyp[length - 1] == END_ID)  # else: cut at max_length, ranked last
+            assert tuple(hyp) not in seen
+            seen.add(tuple(hyp))
+            expected = path_logp(tables, row, hyp) / float(length_penalty(length, alpha))
+            assert scores[row, k] == pytest.approx(expected, abs=1e-4)
+        assert finished == sorted(finished, reverse=True) and finished[0]
+
+
+def test_beam_rows_are_independent_and_clamped_parameters():
+    favourite_a = table(start=dist(a=.9, b=.1), a=dist(end=1.0))
+    favourite_b = table(start=dist(a=.1, b=.9), b=dist(end=1.0))
+    step, _ = markov([favourite_a, favourite_b])
+    ids, _ = beam_search(step, tf.constant([0, 1]), tf.fill([2], START_ID), END_ID, max_length=5,
+                         beam_size=3, num_results=1)
+    assert ids.numpy()[:, 0, :2].tolist() == [[A, END_ID], [B, END_ID]]
+    ids, scores = beam_search(step, tf.constant([0]), tf.constant([START_ID]), END_ID, max_length=0,
+                              beam_size=0, num_results=9)
+    assert ids.shape[:2] == (1, 1) and ids.shape[2] == 1  # beam 1, one step
+    empty, empty_scores = beam_search(step, tf.zeros([0], tf.int32), tf.zeros([0], tf.int32), END_ID,
+                                      max_length=5, beam_size=3)
+    assert empty.shape[0] == 0 and empty_scores.shape == (0, 3)
+
+
+def test_unfinished_hypotheses_fill_the_nbest_at_max_length():
+    never_ends = table(start=dist(a=.5, b=.5), a=dist(a=.5, b=.5), b=dist(a=.5, b=.5))
+    step, _ = markov([never_ends])
+    ids, scores = beam_search(step, tf.constant([0]), tf.constant([START_ID]), END_ID, max_length=3,
+                              beam_size=2)
+    assert ids.shape == (1, 2, 3) and (ids.numpy() != 0).all()
+    np.testing.assert_allclose(scores.numpy(), [[3 * np.log(.5)] * 2], atol=1e-5)
+
+
+def test_sampling_is_seeded_and_degenerates_to_greedy():
+    tables = random_tables(2, 4)
+    step, _ = markov(tables)
+    rows, start = tf.range(4), tf.fill([4], START_ID)
+    greedy = greedy_search(step, rows, start, END_ID, max_length=10).numpy()
+    for kwargs in ({"top_k": 1, "temperature": 1.0}, {"temperature": 1e-4}):
+        out = sample(step, rows, start, END_ID, max_length=10, seed=3, **kwargs).numpy()
+        np.testing.assert_array_equal(out, greedy)
+    first = sample(step, rows, start, END_ID, max_length=10, seed=11).numpy()
+    np.testing.assert_array_equal(first, sample(step, rows, start, END_ID, max_length=10, seed=11).numpy())
+    draws = {tuple(sample(step, rows, start, END_ID, max_length=10, seed=s).numpy().ravel()) for s in range(6)}
+    assert len(draws) > 1
+    with pytest.raises(tf.errors.InvalidArgumentError, match="temperature must be > 0"):
+        sample(step, rows, start, END_ID, max_length=10, temperature=0.0)

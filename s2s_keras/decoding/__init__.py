@@ -3,6 +3,8 @@
 They know nothing about LSTMs; `Seq2Seq.decode_step` is the step function in practice.
 """
 
-from s2s_keras.decoding.greedy import greedy_search
+from s2s_keras.decoding.beam_search import beam_search, length_penalty
+from s2s_keras.decoding.greedy import decode_loop, greedy_search
+from s2s_keras.decoding.sampling import sample
 
-__all__ = ["greedy_search"]
+__all__ = ["beam_search", "decode_loop", "greedy_search", "length_penalty", "sample"]

@@ -1,4 +1,4 @@
-"""Greedy search: at each step take the most probable next token."""
+"""Token-by-token decoding (greedy search) and the loop that sampling shares."""
 
 from __future__ import annotations
 
@@ -7,23 +7,20 @@ import typing
 import tensorflow as tf
 
 StepFunction = typing.Callable[[tf.Tensor, typing.Any], typing.Tuple[tf.Tensor, typing.Any]]
+ChooseFunction = typing.Callable[[tf.Tensor, tf.Tensor], tf.Tensor]  # (logits, step) -> ids
 
 
-def greedy_search(step_fn: StepFunction, state, start_ids: tf.Tensor, end_id: int,
-                  max_length) -> tf.Tensor:
-    """Batched greedy decoding as one in-graph `tf.while_loop`.
+def decode_loop(step_fn: StepFunction, state, start_ids: tf.Tensor, end_id: int, max_length,
+                choose: ChooseFunction) -> tf.Tensor:
+    """Batched one-token-at-a-time decoding as one in-graph `tf.while_loop`.
 
     Knows nothing about the network: `step_fn(token_ids (batch,), state) -> (logits (batch, V),
     state)` (e.g. `Seq2Seq.decode_step`); `state` is any nest of tensors with the batch first.
-    Stops when every sequence has produced `end_id` or after `max_length` steps.
+    `choose(logits, step) -> (batch,)` ids picks the next tokens. Stops when every sequence has
+    produced `end_id` or after `max_length` steps (clamped to at least 1).
 
     Returns `(batch, steps)` int32 ids: each row is the chosen tokens up to and including its
     `end_id`, then 0 (padding); `steps <= max_length`.
-
-    Example:
-        >>> step = lambda ids, s: (tf.one_hot(tf.fill(tf.shape(ids), 3), 5), s)
-        >>> greedy_search(step, (), tf.constant([2, 2]), end_id=3, max_length=4).numpy().tolist()
-        [[3], [3]]
     """
     start_ids = tf.convert_to_tensor(start_ids, tf.int32)
     max_length = tf.maximum(tf.convert_to_tensor(max_length, tf.int32), 1)
@@ -38,7 +35,7 @@ def greedy_search(step_fn: StepFunction, state, start_ids: tf.Tensor, end_id: in
 
     def body(step, tokens, state, finished, outputs):
         logits, state = step_fn(tokens, state)
-        next_ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        next_ids = tf.cast(choose(logits, step), tf.int32)
         next_ids = tf.where(finished, tf.zeros_like(next_ids), next_ids)
         column = tf.one_hot(step, max_length, dtype=tf.int32)
         outputs += next_ids[:, None] * column[None, :]
@@ -48,3 +45,16 @@ def greedy_search(step_fn: StepFunction, state, start_ids: tf.Tensor, end_id: in
     steps, _, _, _, outputs = tf.while_loop(
         condition, body, (tf.constant(0), start_ids, state, finished, outputs))
     return outputs[:, :steps]
+
+
+def greedy_search(step_fn: StepFunction, state, start_ids: tf.Tensor, end_id: int,
+                  max_length) -> tf.Tensor:
+    """At each step the most probable next token; returns `(batch, steps)` ids (see `decode_loop`).
+
+    Example:
+        >>> step = lambda ids, s: (tf.one_hot(tf.fill(tf.shape(ids), 3), 5), s)
+        >>> greedy_search(step, (), tf.constant([2, 2]), end_id=3, max_length=4).numpy().tolist()
+        [[3], [3]]
+    """
+    return decode_loop(step_fn, state, start_ids, end_id, max_length,
+                       choose=lambda logits, step: tf.argmax(logits, axis=-1, output_type=tf.int32))

@@ -6,8 +6,9 @@ from __future__ import annotations
 import typing
 
 import keras
-import tensorflow as tf
 
+from s2s_keras.config import PRECISIONS
+from s2s_keras.layers import ReverseSequence
 from s2s_keras.text import PAD_ID, Tokenizer
 
 
@@ -15,19 +16,22 @@ from s2s_keras.text import PAD_ID, Tokenizer
 class Seq2Seq(keras.Model):
     """LSTM encoder-decoder trained with teacher forcing; models `P(Y|X) = Π_t p(y_t | X, y_<t)`.
 
-    source ids → embedding (mask_zero) → `num_layers` stacked LSTMs (dropout between layers);
-    layer l's final `[h, c]` starts decoder layer l; target_in ids → embedding → stacked LSTMs →
-    Dense logits over the target vocabulary (float32). The tokenizers built from
-    `source_vocabulary` / `target_vocabulary` travel with the model (`.keras` and export).
+    source ids → (optionally reversed) → embedding (mask_zero) → `num_layers` stacked LSTMs
+    (dropout between layers); layer l's final `[h, c]` starts decoder layer l; target_in ids →
+    embedding → stacked LSTMs → Dense logits over the target vocabulary. The tokenizers built
+    from `source_vocabulary` / `target_vocabulary` travel with the model (`.keras` and export).
 
     Args:
         source_vocabulary, target_vocabulary: token lists (without reserved tokens).
         source_split, target_split: `"characters"` or `"whitespace"` (see `Tokenizer`).
         source_lowercase, target_lowercase: Unicode case folding of each side.
         embedding_size, hidden_units, num_layers, dropout: network shape.
+        reverse_source: feed the source tokens in reverse order (padding stays on the right).
+        precision: `"float32"` or `"mixed_bfloat16"` (bf16 compute, float32 weights); the
+            output projection, softmax and loss always run in float32.
 
     Inputs: `{"source_ids": (batch, S), "target_in_ids": (batch, T)}` int32, 0 = padding.
-    Output: logits `(batch, T, target_vocabulary_size)`.
+    Output: float32 logits `(batch, T, target_vocabulary_size)`.
     Inference (used by `s2s_keras.decoding`): `encode(source_ids) -> state`,
     `decode_step(token_ids (batch,), state) -> (logits (batch, V), state)`; the same layer objects.
 
@@ -43,46 +47,42 @@ class Seq2Seq(keras.Model):
                  source_split: str = "characters", target_split: str = "whitespace",
                  source_lowercase: bool = True, target_lowercase: bool = False,
                  embedding_size: int = 128, hidden_units: int = 256, num_layers: int = 2,
-                 dropout: float = 0.0, **kwargs):
+                 dropout: float = 0.0, reverse_source: bool = False, precision: str = "float32",
+                 **kwargs):
+        if precision not in PRECISIONS:
+            raise ValueError(f"Seq2Seq precision: expected one of {PRECISIONS}, got {precision!r}")
         # === Layers ===
-        source_tokenizer = Tokenizer(source_vocabulary, source_split, source_lowercase,
-                                     name="source_tokenizer")
-        target_tokenizer = Tokenizer(target_vocabulary, target_split, target_lowercase,
-                                     name="target_tokenizer")
-        source_embedding = keras.layers.Embedding(source_tokenizer.vocabulary_size, embedding_size,
-                                                  mask_zero=True, name="source_embedding")
-        target_embedding = keras.layers.Embedding(target_tokenizer.vocabulary_size, embedding_size,
-                                                  mask_zero=True, name="target_embedding")
+        self.source_tokenizer = Tokenizer(source_vocabulary, source_split, source_lowercase,
+                                          name="source_tokenizer")
+        self.target_tokenizer = Tokenizer(target_vocabulary, target_split, target_lowercase,
+                                          name="target_tokenizer")
+        self.source_reverser = ReverseSequence(name="source_reverser") if reverse_source else None
+        self.source_embedding = keras.layers.Embedding(
+            self.source_tokenizer.vocabulary_size, embedding_size, mask_zero=True,
+            dtype=precision, name="source_embedding")
+        self.target_embedding = keras.layers.Embedding(
+            self.target_tokenizer.vocabulary_size, embedding_size, mask_zero=True,
+            dtype=precision, name="target_embedding")
         # use_cudnn=False: the traced graph must run on CPU-only TF Serving even when exported
         # on a GPU machine (CudnnRNNV3 would be baked in otherwise).
-        encoder_layers = [keras.layers.LSTM(hidden_units, return_sequences=True, return_state=True,
-                                            use_cudnn=False, name=f"encoder_lstm_{i}")
-                          for i in range(num_layers)]
-        decoder_layers = [keras.layers.LSTM(hidden_units, return_sequences=True, return_state=True,
-                                            use_cudnn=False, name=f"decoder_lstm_{i}")
-                          for i in range(num_layers)]
-        between_layers = keras.layers.Dropout(dropout, name="between_layers_dropout")
-        output_projection = keras.layers.Dense(target_tokenizer.vocabulary_size, name="output_projection")
+        self.encoder_layers = [
+            keras.layers.LSTM(hidden_units, return_sequences=True, return_state=True,
+                              use_cudnn=False, dtype=precision, name=f"encoder_lstm_{i}")
+            for i in range(num_layers)]
+        self.decoder_layers = [
+            keras.layers.LSTM(hidden_units, return_sequences=True, return_state=True,
+                              use_cudnn=False, dtype=precision, name=f"decoder_lstm_{i}")
+            for i in range(num_layers)]
+        self.between_layers = keras.layers.Dropout(dropout, name="between_layers_dropout")
+        self.output_projection = keras.layers.Dense(
+            self.target_tokenizer.vocabulary_size, dtype="float32", name="output_projection")
 
         # === Functional graph ===
         source_ids = keras.Input(shape=(None,), dtype="int32", name="source_ids")
         target_in_ids = keras.Input(shape=(None,), dtype="int32", name="target_in_ids")
-        layers = (source_embedding, target_embedding, encoder_layers, decoder_layers, between_layers,
-                  output_projection)
-        state = _encode(layers, source_ids)
-        logits = _decode_sequence(layers, target_in_ids, state)
+        logits = self._decode_sequence(target_in_ids, self._encode(source_ids))
         super().__init__(inputs={"source_ids": source_ids, "target_in_ids": target_in_ids},
                          outputs=logits, **kwargs)
-
-        self.source_tokenizer = source_tokenizer
-        self.target_tokenizer = target_tokenizer
-        self.source_embedding = source_embedding
-        self.target_embedding = target_embedding
-        self.encoder_layers = encoder_layers
-        self.decoder_layers = decoder_layers
-        self.between_layers = between_layers
-        self.output_projection = output_projection
-        self._layer_groups = layers
 
         # === Config ===
         self.source_vocabulary = list(source_vocabulary)
@@ -95,22 +95,46 @@ class Seq2Seq(keras.Model):
         self.hidden_units = hidden_units
         self.num_layers = num_layers
         self.dropout = dropout
+        self.reverse_source = reverse_source
+        self.precision = precision
 
     def encode(self, source_ids, training=False):
         """`(batch, S)` ids → decoder start state: a list of `[h, c]` per layer, each `(batch, units)`."""
-        return _encode(self._layer_groups, source_ids, training=training)
+        return self._encode(source_ids, training=training)
 
     def decode_step(self, token_ids, state):
         """One decoder step for `(batch,)` token ids; returns `(logits (batch, V), new state)`."""
-        _, target_embedding, _, decoder_layers, _, output_projection = self._layer_groups
         # The embedding layer's own table, looked up without attaching a padding mask (a cell
         # does not take masks; a step never sees padding that matters).
-        x = keras.ops.take(target_embedding.embeddings, token_ids, axis=0)
+        x = keras.ops.take(self.target_embedding.embeddings, token_ids, axis=0)
+        x = keras.ops.cast(x, self.target_embedding.compute_dtype)
         new_state = []
-        for layer, layer_state in zip(decoder_layers, state):
+        for layer, layer_state in zip(self.decoder_layers, state):
             x, cell_state = layer.cell(x, layer_state, training=False)
             new_state.append(list(cell_state))
-        return output_projection(x), new_state
+        return self.output_projection(x), new_state
+
+    def _encode(self, source_ids, training=None):
+        if self.source_reverser is not None:
+            source_ids = self.source_reverser(source_ids)
+        mask = keras.ops.not_equal(source_ids, PAD_ID)
+        x = self.source_embedding(source_ids)
+        state = []
+        for index, layer in enumerate(self.encoder_layers):
+            if index:
+                x = self.between_layers(x, training=training)
+            x, h, c = layer(x, mask=mask, training=training)
+            state.append([h, c])
+        return state
+
+    def _decode_sequence(self, target_in_ids, state, training=None):
+        mask = keras.ops.not_equal(target_in_ids, PAD_ID)
+        x = self.target_embedding(target_in_ids)
+        for index, (layer, layer_state) in enumerate(zip(self.decoder_layers, state)):
+            if index:
+                x = self.between_layers(x, training=training)
+            x, _, _ = layer(x, mask=mask, initial_state=layer_state, training=training)
+        return self.output_projection(x)
 
     def get_config(self):
         return {
@@ -120,32 +144,9 @@ class Seq2Seq(keras.Model):
             "source_lowercase": self.source_lowercase, "target_lowercase": self.target_lowercase,
             "embedding_size": self.embedding_size, "hidden_units": self.hidden_units,
             "num_layers": self.num_layers, "dropout": self.dropout,
+            "reverse_source": self.reverse_source, "precision": self.precision,
         }
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
-
-
-def _encode(layers, source_ids, training=None):
-    source_embedding, _, encoder_layers, _, between_layers, _ = layers
-    mask = keras.ops.not_equal(source_ids, PAD_ID)
-    x = source_embedding(source_ids)
-    state = []
-    for index, layer in enumerate(encoder_layers):
-        if index:
-            x = between_layers(x, training=training)
-        x, h, c = layer(x, mask=mask, training=training)
-        state.append([h, c])
-    return state
-
-
-def _decode_sequence(layers, target_in_ids, state, training=None):
-    _, target_embedding, _, decoder_layers, between_layers, output_projection = layers
-    mask = keras.ops.not_equal(target_in_ids, PAD_ID)
-    x = target_embedding(target_in_ids)
-    for index, (layer, layer_state) in enumerate(zip(decoder_layers, state)):
-        if index:
-            x = between_layers(x, training=training)
-        x, _, _ = layer(x, mask=mask, initial_state=layer_state, training=training)
-    return output_projection(x)
