@@ -29,9 +29,14 @@ def main(argv=None) -> int:
     evaluate.add_argument("--data", default=None, help="default: the run's own data")
     evaluate.add_argument("--split", default="test", help="train | valid | test | all")
     evaluate.add_argument("--on-bad-line", choices=("error", "skip"), default=None)
+    evaluate.add_argument("--beam-size", type=int, default=None,
+                          help="1: greedy; default: the run's decode.beam_size (what serving_default uses)")
 
     predict = commands.add_parser("predict", help="decode words given on the command line")
     predict.add_argument("--model", required=True, help="a run dir, a .keras file or a SavedModel version dir")
+    predict.add_argument("--beam-size", type=int, default=None,
+                         help="1: greedy; default: the model's decode.beam_size")
+    predict.add_argument("--num-results", type=int, default=1, help="print the n best, with scores")
     predict.add_argument("words", nargs="+")
 
     export = commands.add_parser("export", help="write a TF Serving SavedModel version + .keras")
@@ -74,9 +79,11 @@ def _evaluate(args) -> int:
     corpus = pipelines.load_corpus(data)
     if corpus.skipped.count:
         print(f"[s2s] {corpus.skipped}", file=sys.stderr)
-    translator = Translator(model, config.decode.max_length, config.decode.max_input_length)
-    result = evaluate_pairs(translator, corpus.split(args.split), config.decode.batch_size)
-    result.update(split=args.split, data=data.source, skipped_lines=corpus.skipped.count)
+    beam_size = config.decode.beam_size if args.beam_size is None else args.beam_size
+    result = evaluate_pairs(Translator(model, config.decode), corpus.split(args.split),
+                            config.decode.batch_size, beam_size)
+    result.update(split=args.split, data=data.source, beam_size=beam_size,
+                  skipped_lines=corpus.skipped.count)
     print(json.dumps(result))
     return 0
 
@@ -84,8 +91,12 @@ def _evaluate(args) -> int:
 def _predict(args) -> int:
     from s2s_keras.prediction import load_predictor
 
-    for word, output in zip(args.words, load_predictor(args.model)(args.words)):
-        print(f"{word}\t{output}")
+    predict = load_predictor(args.model)
+    for word, results in zip(args.words, predict(args.words, args.beam_size, args.num_results)):
+        if args.num_results == 1:
+            print(f"{word}\t{results[0][0]}")
+        else:
+            print("\n".join(f"{word}\t{text}\t{score:.4f}" for text, score in results))
     return 0
 
 

@@ -117,19 +117,29 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    """Inference limits, exported with the model.
+    """Inference defaults and limits, exported with the model.
 
-    Sources longer than `max_input_length` tokens are truncated to it; outputs stop at
-    `max_length` tokens (or earlier, at the end token).
+    Sources longer than `max_input_length` tokens are truncated to it. Outputs stop at the end
+    token or after `max_length` tokens; per-request values (export signatures, `s2s predict`)
+    are clamped to `[1, max_length_limit]`, beam sizes to `[1, max_beam_size]`.
     """
 
     max_length: int = 40
+    max_length_limit: int = 256
     max_input_length: int = 64
+    beam_size: int = 5  # serving_default and the `nbest` signature's default width
+    max_beam_size: int = 32
+    length_penalty: float = 0.0  # GNMT alpha; 0: rank by summed log-probability
     batch_size: int = 256  # words per batch in `s2s evaluate` / `s2s predict`
 
     def __post_init__(self):
         _check(self.max_length >= 1, "decode.max_length", self.max_length, "an integer >= 1")
+        _check(self.max_length_limit >= self.max_length, "decode.max_length_limit", self.max_length_limit,
+               "an integer >= decode.max_length")
         _check(self.max_input_length >= 1, "decode.max_input_length", self.max_input_length, "an integer >= 1")
+        _check(1 <= self.beam_size <= self.max_beam_size, "decode.beam_size", self.beam_size,
+               "an integer in [1, decode.max_beam_size]")
+        _check(self.length_penalty >= 0, "decode.length_penalty", self.length_penalty, "a number >= 0")
         _check(self.batch_size >= 1, "decode.batch_size", self.batch_size, "an integer >= 1")
 
 

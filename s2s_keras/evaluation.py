@@ -10,16 +10,16 @@ from s2s_keras.inference import Translator
 from s2s_keras.metrics import error_rates
 
 
-def translate(translator: Translator, sources, batch_size: int) -> list:
-    """Output strings for `sources`, in order, `batch_size` at a time."""
+def translate(translator: Translator, sources, batch_size: int, beam_size: int) -> list:
+    """Best output string for each of `sources`, in order, `batch_size` at a time."""
     outputs = []
     for start in range(0, len(sources), batch_size):
         batch = tf.constant(sources[start:start + batch_size], tf.string)
-        outputs.extend(text.decode("utf-8") for text in translator(batch).numpy())
+        outputs.extend(text.decode("utf-8") for text in translator.translate(batch, beam_size).numpy())
     return outputs
 
 
-def evaluate_pairs(translator: Translator, pairs, batch_size: int) -> dict:
+def evaluate_pairs(translator: Translator, pairs, batch_size: int, beam_size: int) -> dict:
     """`{"wer", "per", "num_words"}` over the distinct sources of `pairs`.
 
     References are tokenized by the model's target tokenizer (the same normalization the
@@ -29,7 +29,7 @@ def evaluate_pairs(translator: Translator, pairs, batch_size: int) -> dict:
     for source, target in pairs:
         references[source].append(target)
     sources = sorted(references)
-    hypotheses = translate(translator, sources, batch_size)
+    hypotheses = translate(translator, sources, batch_size, beam_size)
     flat_refs = [target for source in sources for target in references[source]]
     ref_tokens = iter(_split(translator, flat_refs))
     tokenized_refs = {source: [next(ref_tokens) for _ in references[source]] for source in sources}

@@ -1,18 +1,28 @@
 """SavedModel for TF Serving (`<base>/<version>/`, strings in → strings out) plus `.keras`.
 
-Layout of one export:
-    <base>/<version>/saved_model.pb, variables/      the serving graph (tokenize → encode →
-                                                      greedy loop → detokenize, all in-graph)
+Layout:
+    <base>/<version>/saved_model.pb, variables/      the serving graph: tokenize → encode →
+                                                      decoding loop → detokenize, all in-graph
     <base>/<version>/assets.extra/config.json        the resolved run config
     <base>/<version>/assets.extra/model.keras        the Keras model, for other Keras apps
+    <base>/<version>/assets.extra/tf_serving_warmup_requests   one request per signature
+    <base>/models.config, <base>/batching_parameters.txt        server config examples
+
+Signatures (all outputs dense, batch on dimension 0, valid UTF-8):
+    serving_default  inputs [B] string → outputs [B] string, scores [B]   (beam, exported width)
+    nbest            inputs [B] + optional beam_size, max_length, length_penalty, num_results
+                     → outputs [B, k] string, scores [B, k]
+    greedy           inputs [B] + optional max_length → outputs [B]
+    sample           inputs [B] + optional temperature, top_k, seed, max_length → outputs [B]
+    score            sources [B], targets [B] → tokens [B, T] string, token_log_probs [B, T],
+                     log_prob [B]
+Optional parameters are vectors with one value per input (so that TF Serving's batching can
+split and merge them); omitted, they take the exported defaults (`decode` in config.json).
+Within one batch the largest given value is used for the whole batch.
 
 The version is the next integer under `<base>`; the export is written to a hidden temporary
 directory under `<base>` and renamed into place, so a server watching `<base>` never sees a
-half-written version. Loading needs only `tensorflow` and `tensorflow_text`:
-
-    import tensorflow as tf, tensorflow_text  # noqa: F401  (registers the normalization ops)
-    g2p = tf.saved_model.load("saved_models/g2p/1")
-    g2p.signatures["serving_default"](inputs=tf.constant(["hello"]))["outputs"]
+half-written version. Loading needs only `tensorflow` and `tensorflow_text`.
 """
 
 from __future__ import annotations
@@ -22,47 +32,130 @@ import re
 import shutil
 import tempfile
 
+import numpy as np
 import tensorflow as tf
 
-from s2s_keras.config import Config
+from s2s_keras.config import Config, DecodeConfig
 from s2s_keras.inference import Translator
 
-SIGNATURE_INPUT = "inputs"
-SIGNATURE_OUTPUT = "outputs"
+WARMUP_FILE = "tf_serving_warmup_requests"
 
 
-class _ServingModule(tf.Module):
+def _vector(dtype, name):
+    return tf.TensorSpec([None], dtype, name=name)
+
+
+def _per_request(values, default, inputs, name):
+    """One value for the batch from an optional per-input vector (see module docstring)."""
+    count = tf.size(values)
+    check = tf.debugging.assert_equal(
+        (count == 0) | (count == tf.size(inputs)), True,
+        message=f"{name}: give one value per input or none (then the exported default is used)")
+    with tf.control_dependencies([check]):
+        return tf.cond(count > 0, lambda: tf.reduce_max(values), lambda: tf.cast(default, values.dtype))
+
+
+class ServingModule(tf.Module):
+    """The exported object: a `Translator` and one `tf.function` per signature."""
+
     def __init__(self, translator: Translator):
         super().__init__(name="s2s_serving")
         self.translator = translator
+        model = translator.model
+        # The underlying tf.Variables, tracked directly: without this the SavedModel's TF1 session
+        # loader (TF Serving, saved_model_cli) fails with "Could not find variable ..."
+        # (keras-team/keras#20095, tensorflow/serving#2250).
+        self.model_weights = [weight.value for weight in model.weights]
         # Lookup tables are resources that tf.Module tracking does not find through Keras layers.
-        self.lookup_tables = [translator.model.source_tokenizer.lookup.lookup_table,
-                              translator.model.target_tokenizer.lookup.lookup_table]
+        self.lookup_tables = [model.source_tokenizer.lookup.lookup_table,
+                              model.target_tokenizer.lookup.lookup_table]
+        d: DecodeConfig = translator.decode
+        no_ints, no_floats = tf.constant([], tf.int32), tf.constant([], tf.float32)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SIGNATURE_INPUT)])
-    def serve(self, inputs):
-        return {SIGNATURE_OUTPUT: self.translator(inputs)}
+        @tf.function(input_signature=[_vector(tf.string, "inputs")])
+        def serving_default(inputs):
+            outputs, scores = translator.beam(inputs, d.beam_size, d.max_length, d.length_penalty, 1)
+            return {"outputs": outputs[:, 0], "scores": scores[:, 0]}
+
+        @tf.function(input_signature=[_vector(tf.string, "inputs"), _vector(tf.int32, "beam_size"),
+                                      _vector(tf.int32, "max_length"), _vector(tf.float32, "length_penalty"),
+                                      _vector(tf.int32, "num_results")])
+        def nbest(inputs, beam_size=no_ints, max_length=no_ints, length_penalty=no_floats, num_results=no_ints):
+            width = _per_request(beam_size, d.beam_size, inputs, "beam_size")
+            outputs, scores = translator.beam(
+                inputs, width, _per_request(max_length, d.max_length, inputs, "max_length"),
+                _per_request(length_penalty, d.length_penalty, inputs, "length_penalty"),
+                _per_request(num_results, width, inputs, "num_results"))
+            return {"outputs": outputs, "scores": scores}
+
+        @tf.function(input_signature=[_vector(tf.string, "inputs"), _vector(tf.int32, "max_length")])
+        def greedy(inputs, max_length=no_ints):
+            return {"outputs": translator.greedy(inputs, _per_request(max_length, d.max_length, inputs, "max_length"))}
+
+        @tf.function(input_signature=[_vector(tf.string, "inputs"), _vector(tf.float32, "temperature"),
+                                      _vector(tf.int32, "top_k"), _vector(tf.int32, "seed"),
+                                      _vector(tf.int32, "max_length")])
+        def sample(inputs, temperature=no_floats, top_k=no_ints, seed=no_ints, max_length=no_ints):
+            return {"outputs": translator.sample(
+                inputs, _per_request(temperature, 1.0, inputs, "temperature"),
+                _per_request(top_k, 0, inputs, "top_k"), _per_request(seed, 0, inputs, "seed"),
+                _per_request(max_length, d.max_length, inputs, "max_length"))}
+
+        @tf.function(input_signature=[_vector(tf.string, "sources"), _vector(tf.string, "targets")])
+        def score(sources, targets):
+            tokens, token_log_probs, log_prob = translator.score(sources, targets)
+            return {"tokens": tokens, "token_log_probs": token_log_probs, "log_prob": log_prob}
+
+        self.serving_signatures = {"serving_default": serving_default, "nbest": nbest, "greedy": greedy,
+                                   "sample": sample, "score": score}
+        # Also as attributes: `tf.saved_model.load(path).nbest(inputs=...)` keeps the defaults,
+        # which the restored `.signatures[...]` concrete functions do not.
+        for name, function in self.serving_signatures.items():
+            setattr(self, name, function)
+
+
+def warmup_requests(decode: DecodeConfig) -> dict:
+    """One example request per signature, replayed by the server at load (warmup) and by the
+    contract tests. Every input is given, one value per example (the exported defaults), so they
+    work with server-side batching and with clients that do not apply SignatureDef defaults."""
+    words = np.array([b"hello", b"world"])
+
+    def each(value, dtype):
+        return np.full(len(words), value, dtype)
+
+    return {
+        "serving_default": {"inputs": words},
+        "nbest": {"inputs": words, "beam_size": each(decode.beam_size, np.int32),
+                  "max_length": each(decode.max_length, np.int32),
+                  "length_penalty": each(decode.length_penalty, np.float32),
+                  "num_results": each(min(2, decode.beam_size), np.int32)},
+        "greedy": {"inputs": words, "max_length": each(decode.max_length, np.int32)},
+        "sample": {"inputs": words, "temperature": each(0.7, np.float32), "top_k": each(5, np.int32),
+                   "seed": each(1, np.int32), "max_length": each(decode.max_length, np.int32)},
+        "score": {"sources": words, "targets": np.array([b"HH AH L OW", b"W ER L D"])},
+    }
 
 
 def next_version(base: str) -> int:
-    versions = [int(name) for name in os.listdir(base) if re.fullmatch(r"\d+", name)] if os.path.isdir(base) else []
+    versions = [int(n) for n in os.listdir(base) if re.fullmatch(r"\d+", n)] if os.path.isdir(base) else []
     return max(versions, default=0) + 1
 
 
 def export(model, config: Config, base: str) -> str:
     """Writes the next version under `base`; returns its path."""
     os.makedirs(base, exist_ok=True)
-    translator = Translator(model, max_length=config.decode.max_length,
-                            max_input_length=config.decode.max_input_length)
-    module = _ServingModule(translator)
+    module = ServingModule(Translator(model, config.decode))
     staging = tempfile.mkdtemp(prefix=".export-", dir=base)
     try:
-        tf.saved_model.save(module, staging, signatures={"serving_default": module.serve})
+        tf.saved_model.save(module, staging, signatures=module.serving_signatures)
         extra = os.path.join(staging, "assets.extra")
         os.makedirs(extra, exist_ok=True)
         with open(os.path.join(extra, "config.json"), "w") as handle:
             handle.write(config.to_json())
         model.save(os.path.join(extra, "model.keras"))
+        write_warmup_requests(os.path.join(extra, WARMUP_FILE), os.path.basename(os.path.abspath(base)),
+                              warmup_requests(config.decode))
+        _write_server_examples(base)
         while True:
             target = os.path.join(base, str(next_version(base)))
             try:
@@ -74,3 +167,42 @@ def export(model, config: Config, base: str) -> str:
     finally:
         if os.path.isdir(staging):
             shutil.rmtree(staging)
+
+
+def write_warmup_requests(path: str, model_name: str, requests: dict) -> None:
+    """TFRecord of `PredictionLog`s (TF Serving replays them before serving a version)."""
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    with tf.io.TFRecordWriter(path) as writer:
+        for signature, inputs in requests.items():
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = model_name
+            request.model_spec.signature_name = signature
+            for name, value in inputs.items():
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+
+
+def _write_server_examples(base: str) -> None:
+    name = os.path.basename(os.path.abspath(base))
+    with open(os.path.join(base, "models.config"), "w") as handle:
+        handle.write(f"""# tensorflow_model_server --model_config_file=/models/{name}/models.config
+model_config_list {{
+  config {{
+    name: "{name}"
+    base_path: "/models/{name}"
+    model_platform: "tensorflow"
+    model_version_policy {{ latest {{ num_versions: 1 }} }}
+  }}
+}}
+""")
+    with open(os.path.join(base, "batching_parameters.txt"), "w") as handle:
+        handle.write("""# --enable_batching --batching_parameters_file=/models/NAME/batching_parameters.txt
+# Every signature input is batched on dimension 0 (parameters are per-input vectors), so all
+# signatures can be batched. Decoding time grows with the longest input of a batch.
+max_batch_size { value: 256 }
+batch_timeout_micros { value: 2000 }
+max_enqueued_batches { value: 100 }
+num_batch_threads { value: 2 }
+""")

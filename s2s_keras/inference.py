@@ -1,50 +1,128 @@
 """Strings in, strings out: tokenization → encode → decoding loop → detokenization, in one graph.
 
-`Translator` is the single inference path: `s2s predict`, `s2s evaluate` and the SavedModel's
-`serving_default` signature all call it.
+`Translator` is the single inference path: `s2s predict`, `s2s evaluate` and every signature of
+the SavedModel call its methods, which call the model's own layers and tokenizers.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-from s2s_keras.decoding import greedy_search
-from s2s_keras.text import END_ID, START_ID
+from s2s_keras.config import DecodeConfig
+from s2s_keras.decoding import beam_search, greedy_search, sample
+from s2s_keras.text import END_ID, PAD_ID, START_ID
+
+STRINGS = tf.TensorSpec([None], tf.string)
+INT = tf.TensorSpec([], tf.int32)
+FLOAT = tf.TensorSpec([], tf.float32)
 
 
 class Translator(tf.Module):
-    """Greedy string → string inference around a `Seq2Seq` (its own layers and tokenizers).
+    """Decoding strategies around a `Seq2Seq`, as traced `tf.function`s.
 
-    Contract (also the export's): sources are normalized like the training data and cut to
-    `max_input_length` tokens; characters never seen in training map to the unknown id; outputs
-    have at most `max_length` tokens; an empty (or all-whitespace) source gives ""; an empty batch
-    gives an empty batch.
+    Contract (the export's too): sources are normalized like the training data and cut to
+    `decode.max_input_length` tokens; characters never seen in training map to the unknown id;
+    `max_length` is clamped to `[1, decode.max_length_limit]` and `beam_size` to
+    `[1, decode.max_beam_size]`, `num_results` to `[1, beam_size]`, `length_penalty` to >= 0;
+    `temperature <= 0` is an InvalidArgument error. An empty (or blank) source gives "" (score
+    0); an empty batch gives an empty batch.
 
     Example:
-        >>> translator = Translator(model, max_length=40, max_input_length=64)   # doctest: +SKIP
-        >>> translator(tf.constant(["hello"]))                                   # doctest: +SKIP
+        >>> translator = Translator(model, DecodeConfig())                       # doctest: +SKIP
+        >>> translator.greedy(tf.constant(["hello"]), 40)                         # doctest: +SKIP
         <tf.Tensor: shape=(1,), dtype=string, numpy=array([b'HH AH L OW'], dtype=object)>
     """
 
-    def __init__(self, model, max_length: int, max_input_length: int):
+    def __init__(self, model, decode: DecodeConfig):
         super().__init__(name="translator")
         self.model = model
-        self.max_length = max_length
-        self.max_input_length = max_input_length
+        self.decode = decode
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-    def __call__(self, strings):
-        return self.model.target_tokenizer.detokenize(self.translate_ids(strings)[1])
+    # --- strategies ---------------------------------------------------------------------------
 
-    def translate_ids(self, strings):
-        """Returns `(source_ids (batch, S), output ids (batch, T))`."""
-        source_ids = self.model.source_tokenizer.tokenize(strings, max_length=self.max_input_length)
+    @tf.function(input_signature=[STRINGS, INT])
+    def greedy(self, strings, max_length):
+        """`(batch,)` strings → `(batch,)` strings."""
+        source_ids, state, start_ids, empty = self._start(strings)
+        ids = greedy_search(self.model.decode_step, state, start_ids, END_ID, self._clamp_length(max_length))
+        return self._detokenize(ids, empty)
+
+    @tf.function(input_signature=[STRINGS, INT, INT, FLOAT, INT])
+    def beam(self, strings, beam_size, max_length, length_penalty, num_results):
+        """`(batch,)` strings → `(outputs (batch, k) strings, scores (batch, k) float32)`, best first."""
+        source_ids, state, start_ids, empty = self._start(strings)
+        beam_size = tf.clip_by_value(beam_size, 1, self.decode.max_beam_size)
+        ids, scores = beam_search(self.model.decode_step, state, start_ids, END_ID,
+                                  self._clamp_length(max_length), beam_size, alpha=length_penalty,
+                                  num_results=num_results)
+        batch_size, k = tf.shape(ids)[0], tf.shape(ids)[1]
+        flat = tf.reshape(ids, [batch_size * k, -1])
+        outputs = tf.reshape(self._detokenize(flat, tf.repeat(empty, k)), [batch_size, k])
+        return outputs, tf.where(empty[:, None], 0.0, scores)
+
+    @tf.function(input_signature=[STRINGS, FLOAT, INT, INT, INT])
+    def sample(self, strings, temperature, top_k, seed, max_length):
+        """`(batch,)` strings → `(batch,)` strings drawn at `temperature` from the `top_k` best."""
+        source_ids, state, start_ids, empty = self._start(strings)
+        ids = sample(self.model.decode_step, state, start_ids, END_ID, self._clamp_length(max_length),
+                     temperature=temperature, top_k=top_k, seed=seed)
+        return self._detokenize(ids, empty)
+
+    @tf.function(input_signature=[STRINGS, STRINGS])
+    def score(self, sources, targets):
+        """Forced decoding: `log P(target | source) = Σ_t log p(y_t | X, y_<t)` over the target's
+        tokens and the end token (targets cut to `decode.max_length_limit` tokens).
+
+        Returns `(tokens (batch, T) strings, token_log_probs (batch, T), log_prob (batch,))`;
+        padding positions hold "" and 0."""
+        sources = tf.convert_to_tensor(sources)
+        targets = tf.convert_to_tensor(targets)
+        tf.debugging.assert_equal(tf.shape(sources), tf.shape(targets),
+                                  message="score: sources and targets must have the same length")
+        source_ids = self._source_ids(sources)
+        target_ids = self.model.target_tokenizer.tokenize_ragged(targets)[:, :self.decode.max_length_limit]
+        rows = target_ids.nrows()
+        start = tf.RaggedTensor.from_tensor(tf.fill([rows, 1], START_ID))
+        end = tf.RaggedTensor.from_tensor(tf.fill([rows, 1], END_ID))
+        target_in = _at_least_one_column(tf.concat([start, target_ids], axis=1).to_tensor(PAD_ID))
+        target_out = _at_least_one_column(tf.concat([target_ids, end], axis=1).to_tensor(PAD_ID))
+        logits = self.model({"source_ids": source_ids, "target_in_ids": target_in}, training=False)
+        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+        token_log_probs = tf.gather(log_probs, target_out, batch_dims=2)
+        token_log_probs = tf.where(target_out == PAD_ID, 0.0, token_log_probs)
+        tokens = tf.where(target_out == PAD_ID, "", tf.gather(self.model.target_tokenizer.id_to_token, target_out))
+        return tokens, token_log_probs, tf.reduce_sum(token_log_probs, axis=1)
+
+    def translate(self, strings, beam_size: int = 1):
+        """Best output per source: greedy for `beam_size` 1, else beam search (config defaults)."""
+        strings = tf.convert_to_tensor(strings, tf.string)
+        if beam_size <= 1:
+            return self.greedy(strings, self.decode.max_length)
+        outputs, _ = self.beam(strings, beam_size, self.decode.max_length, self.decode.length_penalty, 1)
+        return outputs[:, 0]
+
+    # --- shared steps -------------------------------------------------------------------------
+
+    def _source_ids(self, strings):
+        source_ids = self.model.source_tokenizer.tokenize(strings, max_length=self.decode.max_input_length)
         # One extra padding column: an empty batch or a batch of "" would give a zero-length
         # source, which the LSTM cannot take; a masked column changes nothing else.
-        source_ids = tf.pad(source_ids, [[0, 0], [0, 1]])
+        return tf.pad(source_ids, [[0, 0], [0, 1]])
+
+    def _start(self, strings):
+        source_ids = self._source_ids(strings)
         state = self.model.encode(source_ids)
         start_ids = tf.fill([tf.shape(source_ids)[0]], START_ID)
-        output_ids = greedy_search(self.model.decode_step, state, start_ids, END_ID, self.max_length)
-        empty_source = tf.reduce_all(tf.equal(source_ids, 0), axis=1)
-        output_ids = tf.where(empty_source[:, None], tf.zeros_like(output_ids), output_ids)
-        return source_ids, output_ids
+        empty = tf.reduce_all(tf.equal(source_ids, PAD_ID), axis=1)
+        return source_ids, state, start_ids, empty
+
+    def _clamp_length(self, max_length):
+        return tf.clip_by_value(max_length, 1, self.decode.max_length_limit)
+
+    def _detokenize(self, ids, empty):
+        return tf.where(empty, "", self.model.target_tokenizer.detokenize(ids))
+
+
+def _at_least_one_column(ids):
+    """An empty batch has zero columns; the LSTM cannot run zero steps, so pad one."""
+    return tf.pad(ids, [[0, 0], [0, tf.maximum(1 - tf.shape(ids)[1], 0)]])

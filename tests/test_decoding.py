@@ -3,7 +3,6 @@ import numpy as np
 import tensorflow as tf
 
 from s2s_keras.decoding import greedy_search
-from s2s_keras.inference import Translator
 from s2s_keras.text import END_ID, START_ID
 
 VOCAB = 6
@@ -47,9 +46,9 @@ def test_greedy_feeds_back_its_own_choice():
 
 
 def test_greedy_equals_argmax_of_teacher_forced_logits(tiny_model):
-    translator = Translator(tiny_model, max_length=7, max_input_length=10)
-    source_ids, output_ids = translator.translate_ids(tf.constant(["abc", "fed", "a", "bbbbbb"]))
-    output_ids = output_ids.numpy()
+    source_ids = tiny_model.source_tokenizer.tokenize(tf.constant(["abc", "fed", "a", "bbbbbb"]))
+    start = tf.fill([4], START_ID)
+    output_ids = greedy_search(tiny_model.decode_step, tiny_model.encode(source_ids), start, END_ID, 7).numpy()
     target_in = np.concatenate([np.full((len(output_ids), 1), START_ID), output_ids[:, :-1]], axis=1)
     logits = tiny_model({"source_ids": source_ids, "target_in_ids": tf.constant(target_in, tf.int32)})
     argmax = np.argmax(logits.numpy(), axis=-1)

@@ -1,52 +1,246 @@
+"""Contract tests of the TF Serving export (the server binary itself cannot run here)."""
+
+import concurrent.futures
 import json
 import os
+import subprocess
+import sys
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
-from conftest import run_python
+from conftest import REPO, run_python
 from s2s_keras.config import preset
-from s2s_keras.export import export
+from s2s_keras.export import WARMUP_FILE, export, warmup_requests
+from s2s_keras.inference import Translator
+
+SIGNATURES = ("serving_default", "nbest", "greedy", "sample", "score")
 
 
-@pytest.fixture
-def exported(tiny_model, tmp_path):
-    base = tmp_path / "saved_models" / "g2p"
-    return tiny_model, export(tiny_model, preset("tiny"), str(base)), base
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    import keras
+
+    from s2s_keras import Seq2Seq
+
+    keras.utils.set_random_seed(3)
+    model = Seq2Seq(list("abcdehlorw"), ["X", "Y", "Z", "W"], embedding_size=8, hidden_units=8,
+                    num_layers=2, reverse_source=True)
+    base = tmp_path_factory.mktemp("saved_models") / "g2p"
+    return model, export(model, preset("tiny"), str(base)), base
 
 
-def test_layout_versions_and_carried_config(exported, tiny_model):
-    _, path, base = exported
-    assert os.path.basename(path) == "1"
-    assert os.path.isfile(os.path.join(path, "saved_model.pb"))
-    with open(os.path.join(path, "assets.extra", "config.json")) as handle:
+@pytest.fixture(scope="module")
+def loaded(exported):
+    import tensorflow_text  # noqa: F401
+
+    return tf.saved_model.load(exported[1])
+
+
+def test_layout_versions_and_carried_files(exported):
+    model, path, base = exported
+    assert os.path.basename(path) == "1" and os.path.isfile(os.path.join(path, "saved_model.pb"))
+    extra = os.path.join(path, "assets.extra")
+    with open(os.path.join(extra, "config.json")) as handle:
         assert json.load(handle)["preset"] == "tiny"
-    assert os.path.isfile(os.path.join(path, "assets.extra", "model.keras"))
-    second = export(tiny_model, preset("tiny"), str(base))
+    for name in ("model.keras", WARMUP_FILE):
+        assert os.path.isfile(os.path.join(extra, name))
+    for name in ("models.config", "batching_parameters.txt"):
+        assert os.path.isfile(os.path.join(base, name))
+    second = export(model, preset("tiny"), str(base))
     assert os.path.basename(second) == "2"
-    assert sorted(os.listdir(base)) == ["1", "2"]  # no staging directory left behind
+    assert sorted(n for n in os.listdir(base) if not n.endswith((".config", ".txt"))) == ["1", "2"]
 
 
-def test_fresh_process_with_only_tensorflow_answers_strings(exported):
+def test_fresh_process_without_our_package_answers_every_signature(exported):
     model, path, _ = exported
-    from s2s_keras.inference import Translator
-    import tensorflow as tf
-
-    words = ["abc", "Fed", "", "a" * 500, "zz☃é", "   "]
-    config = preset("tiny").decode
-    expected = Translator(model, config.max_length, config.max_input_length)(tf.constant(words)).numpy().tolist()
+    words = ["hello", "World", "", "a" * 500, "zz☃é", "   "]
+    decode = preset("tiny").decode
+    translator = Translator(model, decode)
+    expected, _ = translator.beam(tf.constant(words), decode.beam_size, decode.max_length, decode.length_penalty, 1)
     out = run_python(f"""
 import sys, json
 sys.modules["s2s_keras"] = sys.modules["pipelines"] = None  # any import of our package fails
 import tensorflow as tf, tensorflow_text  # noqa: F401
 loaded = tf.saved_model.load({path!r})
-serve = loaded.signatures["serving_default"]
-result = serve(inputs=tf.constant({words!r}))["outputs"]
-assert result.dtype == tf.string and result.shape == ({len(words)},), result
-empty = serve(inputs=tf.constant([], tf.string))["outputs"]
-assert empty.shape == (0,), empty
-print(json.dumps([t.decode("utf-8") for t in result.numpy()]))
+sig = loaded.signatures
+words = tf.constant({words!r})
+best = sig["serving_default"](inputs=words)
+assert best["outputs"].shape == (6,) and best["scores"].shape == (6,)
+none_i, none_f = tf.constant([], tf.int32), tf.constant([], tf.float32)  # empty: exported default
+nbest = sig["nbest"](inputs=words, beam_size=tf.fill([6], 4), num_results=tf.fill([6], 3),
+                     max_length=none_i, length_penalty=none_f)
+assert nbest["outputs"].shape == (6, 3) and nbest["scores"].shape == (6, 3), nbest
+assert loaded.nbest(inputs=words)["outputs"].shape == (6, {decode.beam_size})  # omitted: defaults
+assert loaded.greedy(inputs=words)["outputs"].shape == (6,)
+assert loaded.sample(inputs=words, seed=tf.fill([6], 4))["outputs"].shape == (6,)
+score = sig["score"](sources=words, targets=tf.constant(["X Y", "Z", "", "W", "X", "Y"]))
+assert score["log_prob"].shape == (6,) and score["token_log_probs"].shape[0] == 6
+for name in {list(SIGNATURES)!r}:
+    args = dict(sources=tf.constant([], tf.string), targets=tf.constant([], tf.string)) \\
+        if name == "score" else dict(inputs=tf.constant([], tf.string))
+    for key, value in getattr(loaded, name)(**args).items():
+        assert value.shape[0] == 0, (name, key, value.shape)
+print(json.dumps([t.decode("utf-8") for t in best["outputs"].numpy()]))
 """, cwd=os.path.dirname(path))
     outputs = json.loads(out.strip().splitlines()[-1])
-    assert outputs == [t.decode("utf-8") for t in expected]
+    assert outputs == [t.decode("utf-8") for t in expected[:, 0].numpy()]
     assert outputs[2] == "" and outputs[5] == ""  # empty / blank sources give ""
-    assert all(len(o.split()) <= config.max_length for o in outputs)
+
+
+def test_signature_defs_carry_defaults_for_omitted_parameters(exported):
+    """TF Serving fills omitted inputs from SignatureDef.defaults: `{"instances": ["word"]}`."""
+    _, path, _ = exported
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as handle:
+        saved_model.ParseFromString(handle.read())
+    signature_defs = saved_model.meta_graphs[0].signature_def
+    assert set(SIGNATURES) <= set(signature_defs)
+    expected = {"nbest": {"beam_size", "max_length", "length_penalty", "num_results"},
+                "sample": {"temperature", "top_k", "seed", "max_length"}, "greedy": {"max_length"},
+                "serving_default": set(), "score": set()}
+    for name, parameters in expected.items():
+        assert set(signature_defs[name].defaults) == parameters, name
+        assert set(signature_defs[name].inputs) - parameters in ({"inputs"}, {"sources", "targets"})
+
+
+def test_score_is_the_sum_of_teacher_forced_log_probs(exported, loaded):
+    model, _, _ = exported
+    result = loaded.signatures["score"](sources=tf.constant(["hello"]), targets=tf.constant(["X Y"]))
+    source_ids = model.source_tokenizer.tokenize(tf.constant(["hello"]))
+    logits = model({"source_ids": source_ids, "target_in_ids": tf.constant([[2, 4, 5]])})
+    log_probs = tf.nn.log_softmax(logits).numpy()[0]
+    expected = [log_probs[0, 4], log_probs[1, 5], log_probs[2, 3]]  # X, Y, </s>
+    np.testing.assert_allclose(result["token_log_probs"].numpy()[0], expected, atol=1e-5)
+    assert result["log_prob"].numpy()[0] == pytest.approx(sum(expected), abs=1e-5)
+    assert [t.decode() for t in result["tokens"].numpy()[0]] == ["X", "Y", "</s>"]
+
+
+def test_op_audit_only_serving_ops_no_cudnn_no_forced_xla(exported):
+    _, path, _ = exported
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as handle:
+        saved_model.ParseFromString(handle.read())
+    graph = saved_model.meta_graphs[0].graph_def
+    ops, forced_xla = {n.op for n in graph.node}, []
+    for function in graph.library.function:
+        ops |= {n.op for n in function.node_def}
+        if function.attr["_XlaMustCompile"].b:
+            forced_xla.append(function.signature.name)
+    functions = {f.signature.name for f in graph.library.function}
+    ops -= functions  # calls of library functions
+    assert not forced_xla
+    assert not [op for op in ops if op.startswith("Cudnn")]
+    # Registered in a process with only core TensorFlow (no tensorflow_text)?
+    out = run_python(f"""
+from tensorflow.python.framework import op_def_registry
+import json
+print(json.dumps([op for op in {sorted(ops)!r} if op_def_registry.get(op) is None]))
+""", cwd=REPO)
+    non_core = set(json.loads(out.strip().splitlines()[-1]))
+    # TensorFlow Text ops linked into the stock tensorflow_model_server.
+    assert non_core <= {"NormalizeUTF8", "CaseFoldUTF8"}, non_core
+    assert non_core  # the audit really sees the text ops (else it checks nothing)
+
+
+def test_saved_model_cli_runs_the_export(exported):
+    _, path, _ = exported
+    code = ("import sys, tensorflow_text; from tensorflow.python.tools import saved_model_cli;"
+            "sys.argv = ['saved_model_cli'] + sys.argv[1:]; saved_model_cli.main()")
+    result = subprocess.run(
+        [sys.executable, "-c", code, "run", "--dir", path, "--tag_set", "serve", "--signature_def",
+         "serving_default", "--input_exprs", "inputs=['hello', 'world']"],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Result for output key outputs" in result.stdout and "Result for output key scores" in result.stdout
+
+
+def test_warmup_records_replay_into_predict_responses(exported, loaded):
+    _, path, _ = exported
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    records = list(tf.data.TFRecordDataset(os.path.join(path, "assets.extra", WARMUP_FILE)).as_numpy_iterator())
+    assert 0 < len(records) <= 1000
+    seen = set()
+    for record in records:
+        log = prediction_log_pb2.PredictionLog.FromString(record)
+        request = log.predict_log.request
+        signature = request.model_spec.signature_name
+        inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
+        outputs = loaded.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
+        response = predict_pb2.PredictResponse()
+        for name, value in outputs.items():
+            response.outputs[name].CopyFrom(tf.make_tensor_proto(value.numpy()))
+            assert value.shape[0] == 2
+        seen.add(signature)
+    assert seen == set(SIGNATURES) == set(warmup_requests(preset("tiny").decode))
+
+
+def test_tfsm_layer_in_a_keras_app_without_our_package(exported):
+    _, path, _ = exported
+    out = run_python(f"""
+import sys
+sys.modules["s2s_keras"] = sys.modules["pipelines"] = None
+import keras, tensorflow as tf, tensorflow_text  # noqa: F401
+layer = keras.layers.TFSMLayer({path!r}, call_endpoint="serving_default")
+result = layer(tf.constant(["hello", "world"]))
+print(sorted(result), result["outputs"].shape)
+""", cwd=REPO)
+    assert "['outputs', 'scores'] (2,)" in out
+
+
+def hostile_inputs():
+    inputs = [b"", b" ", b"\t\n", b"\x00", b"\x7f\x1b[31m", "😀🎉".encode(), "שלום".encode(), "مرحبا".encode(),
+              "\u202eevil".encode(), b"\xff\xfe\xfd", b"\xc3", b"ok\xe2\x82", "Ǆ ﬁ Ⅻ".encode(), b"a" * 10_000,
+              ("é" * 300).encode(), b"hello world", "\ufeffbom".encode(), b"\r\n\r\n"]
+    rng = np.random.default_rng(0)
+    while len(inputs) < 120:
+        inputs.append(bytes(rng.integers(0, 256, size=int(rng.integers(0, 40)), dtype=np.uint8)))
+    return inputs
+
+
+def test_hostile_inputs_and_parameters_give_dense_valid_utf8(loaded):
+    sig = loaded  # the restored functions (omitted parameters take the exported defaults)
+    inputs = tf.constant(hostile_inputs())
+    n = int(inputs.shape[0])
+    assert n >= 100
+    results = [sig.serving_default(inputs=inputs), sig.greedy(inputs=inputs),
+               sig.nbest(inputs=inputs, beam_size=tf.fill([n], 0), max_length=tf.fill([n], -5)),
+               sig.nbest(inputs=inputs, beam_size=tf.fill([n], 10_000), max_length=tf.fill([n], 10**9),
+                            length_penalty=tf.fill([n], -3.0), num_results=tf.fill([n], 99)),
+               sig.sample(inputs=inputs, top_k=tf.fill([n], -1), seed=tf.fill([n], 2**31 - 1)),
+               sig.score(sources=inputs, targets=inputs)]
+    for result in results:
+        for name, value in result.items():
+            assert value.shape[0] == n, (name, value.shape)
+            if value.dtype == tf.string:
+                for text in value.numpy().ravel():
+                    text.decode("utf-8")  # raises if not valid UTF-8
+            else:
+                assert np.isfinite(value.numpy()).all()
+    assert results[2]["outputs"].shape[1] == 1  # beam_size 0 -> 1
+    assert results[3]["outputs"].shape[1] == 32  # clamped to decode.max_beam_size
+    with pytest.raises(tf.errors.InvalidArgumentError, match="temperature must be > 0"):
+        sig.sample(inputs=inputs, temperature=tf.fill([n], 0.0))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="beam_size: give one value per input"):
+        sig.nbest(inputs=inputs, beam_size=tf.constant([3, 3]))
+    big = sig.serving_default(inputs=tf.constant(["hello"] * 4096))["outputs"]
+    assert big.shape == (4096,) and len(set(big.numpy().tolist())) == 1
+
+
+def test_concurrent_calls_match_serial_calls(loaded):
+    words = [tf.constant([w]) for w in ["hello", "world", "lower", "hold", "ear", "word", "road", "rode"]]
+    serving, nbest = loaded.signatures["serving_default"], loaded.nbest
+    serial = [(serving(inputs=w)["outputs"].numpy().tolist(), nbest(inputs=w)["scores"].numpy().tolist())
+              for w in words]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(lambda w: (serving(inputs=w)["outputs"].numpy().tolist(),
+                                          nbest(inputs=w)["scores"].numpy().tolist()), w)
+                   for w in words * 4]
+        parallel = [f.result() for f in futures]
+    assert parallel == serial * 4

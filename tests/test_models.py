@@ -51,3 +51,29 @@ np.testing.assert_array_equal(logits.numpy(), np.load({str(tmp_path / 'expected.
 print(model.source_tokenizer.vocabulary)
 """, cwd=REPO)
     assert "['a', 'b', 'c', 'd', 'e', 'f']" in out
+
+
+def test_reverse_source_encodes_the_reversed_tokens(tiny_model):
+    reversing = Seq2Seq.from_config({**tiny_model.get_config(), "reverse_source": True})
+    reversing.set_weights(tiny_model.get_weights())
+    forward = tiny_model.encode(tf.constant([[6, 5, 4, 0]]))
+    backward = reversing.encode(tf.constant([[4, 5, 6, 0]]))
+    for (h1, c1), (h2, c2) in zip(forward, backward):
+        np.testing.assert_allclose(h1, h2, atol=1e-6)
+        np.testing.assert_allclose(c1, c2, atol=1e-6)
+
+
+def test_mixed_bfloat16_keeps_float32_logits_and_round_trips(tiny_model, tmp_path):
+    import keras
+
+    model = Seq2Seq.from_config({**tiny_model.get_config(), "precision": "mixed_bfloat16"})
+    assert model.encoder_layers[0].compute_dtype == "bfloat16"
+    assert model.encoder_layers[0].cell.kernel.dtype == "float32"  # weights stay float32
+    logits = model(INPUTS)
+    assert logits.dtype == tf.float32
+    step_logits, _ = model.decode_step(tf.constant([2, 2]), model.encode(INPUTS["source_ids"]))
+    assert step_logits.dtype == tf.float32
+    model.save(tmp_path / "bf16.keras")
+    restored = keras.saving.load_model(tmp_path / "bf16.keras")
+    assert restored.precision == "mixed_bfloat16"
+    np.testing.assert_array_equal(restored(INPUTS).numpy(), logits.numpy())

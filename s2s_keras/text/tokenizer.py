@@ -57,7 +57,7 @@ class Tokenizer(keras.layers.Layer):
             vocabulary=[START, END, *self.vocabulary], mask_token=PAD, oov_token=UNK,
             num_oov_indices=1, dtype="int64")
         # id -> token, for detokenization (reserved ids are masked out there).
-        self._id_to_token = tf.constant([PAD, UNK, START, END, *self.vocabulary])
+        self.id_to_token = tf.constant([PAD, UNK, START, END, *self.vocabulary])
         self.built = True
 
     @property
@@ -100,7 +100,7 @@ class Tokenizer(keras.layers.Layer):
         ids = tf.convert_to_tensor(ids, tf.int32)
         before_end = tf.cumsum(tf.cast(tf.equal(ids, END_ID), tf.int32), axis=1, exclusive=True) == 0
         keep = before_end & (ids != PAD_ID) & (ids != START_ID) & (ids != END_ID)
-        tokens = tf.ragged.boolean_mask(tf.gather(self._id_to_token, ids), keep)
+        tokens = tf.ragged.boolean_mask(tf.gather(self.id_to_token, ids), keep)
         separator = "" if self.split_mode == "characters" else " "
         return tf.strings.reduce_join(tokens, axis=1, separator=separator)
 
