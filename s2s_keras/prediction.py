@@ -21,14 +21,15 @@ def load_predictor(path: str):
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         import tensorflow_text  # noqa: F401  (registers the ops the serving graph uses)
 
-        nbest = tf.saved_model.load(path).nbest  # keeps the exported defaults for omitted inputs
+        loaded = tf.saved_model.load(path)  # must outlive its functions (it owns the variables)
 
         def predict_saved_model(words, beam_size, num_results):
             n = len(words)
             options = {"num_results": tf.fill([n], num_results)}
             if beam_size is not None:  # else the exported default
                 options["beam_size"] = tf.fill([n], beam_size)
-            result = nbest(inputs=tf.constant(words, tf.string), **options)
+            # The restored function (not `.signatures`) applies the exported defaults.
+            result = loaded.nbest(inputs=tf.constant(words, tf.string), **options)
             return _pairs(result["outputs"], result["scores"])
         return predict_saved_model
 
