@@ -24,6 +24,17 @@ def main(argv=None) -> int:
     train.add_argument("--on-bad-line", choices=("error", "skip"), default=None)
     train.add_argument("--run-dir", required=True)
 
+    tune = commands.add_parser("tune", help="hyperparameter search with Keras Tuner")
+    tune.add_argument("--data", default=None, help="cmudict | tsv:PATH[,valid=PATH][,test=PATH]")
+    tune.add_argument("--preset", default="small", help="the config every trial starts from")
+    tune.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    tune.add_argument("--tuner", choices=("random", "hyperband", "bayesian"), default="random")
+    tune.add_argument("--max-trials", type=int, default=10, help="random/bayesian (hyperband budgets by epochs)")
+    tune.add_argument("--objective", choices=("val_loss", "val_wer"), default="val_wer")
+    tune.add_argument("--space", default=None, help="JSON search space (default: s2s_keras.tuning.DEFAULT_SPACE)")
+    tune.add_argument("--strategy", choices=("auto", "one_device", "mirrored"), default=None)
+    tune.add_argument("--run-dir", required=True)
+
     evaluate = commands.add_parser("evaluate", help="decode a split and print WER/PER as JSON")
     evaluate.add_argument("--run-dir", required=True)
     evaluate.add_argument("--data", default=None, help="default: the run's own data")
@@ -45,22 +56,44 @@ def main(argv=None) -> int:
 
     args = parser.parse_args(argv)
     try:
-        return {"train": _train, "evaluate": _evaluate, "predict": _predict, "export": _export}[args.command](args)
+        return {"train": _train, "tune": _tune, "evaluate": _evaluate, "predict": _predict,
+                "export": _export}[args.command](args)
     except (ValueError, FileNotFoundError) as error:
         print(f"s2s {args.command}: error: {error}", file=sys.stderr)
         return 2
 
 
-def _train(args) -> int:
+def _config(args):
     from s2s_keras.config import preset
-    from s2s_keras.training import train
 
     overrides = list(args.overrides)
     for key, value in (("data.source", args.data), ("train.strategy", args.strategy),
-                       ("data.on_bad_line", args.on_bad_line)):
+                       ("data.on_bad_line", getattr(args, "on_bad_line", None))):
         if value is not None:
             overrides.append(f"{key}={value}")
-    train(preset(args.preset).override(overrides), args.run_dir)
+    return preset(args.preset).override(overrides)
+
+
+def _train(args) -> int:
+    from s2s_keras.training import train
+
+    train(_config(args), args.run_dir)
+    return 0
+
+
+def _tune(args) -> int:
+    from s2s_keras.tuning import load_space, tune
+
+    config = _config(args)
+    result = tune(config, args.run_dir, args.tuner, args.max_trials, args.objective,
+                  load_space(args.space), config.train.strategy)
+    if "worker" in result:
+        print(f"tuner worker {result['worker']} finished; the chief reports the trials")
+        return 0
+    for row in result["trials"]:
+        print(json.dumps(row))
+    print(f"best trial {result['best_trial']} ({args.objective} {result['best_score']:.4f}) saved as "
+          f"{result['best_dir']}: s2s export --run-dir {result['best_dir']} --export-base saved_models/NAME")
     return 0
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import collections
 
+import keras
 import tensorflow as tf
 
+from s2s_keras.config import DecodeConfig
 from s2s_keras.inference import Translator
 from s2s_keras.metrics import error_rates
 
@@ -40,3 +42,23 @@ def evaluate_pairs(translator: Translator, pairs, batch_size: int, beam_size: in
 def _split(translator: Translator, texts) -> list:
     tokens = translator.model.target_tokenizer.split(tf.constant(texts, tf.string)).to_list()
     return [[token.decode("utf-8") for token in row] for row in tokens]
+
+
+class ValidationErrorRates(keras.callbacks.Callback):
+    """Logs `val_wer` and `val_per` of greedy decoding on `pairs` at the end of every epoch,
+    so that TensorBoard, early stopping and Keras Tuner can use them like any metric.
+
+    Put it before the callbacks that read them (they all receive the same logs dict)."""
+
+    def __init__(self, pairs, decode: DecodeConfig):
+        super().__init__()
+        self.pairs, self.decode = pairs, decode
+        self.translator = None
+
+    def on_train_begin(self, logs=None):
+        self.translator = Translator(self.model, self.decode)  # traced once per training run
+
+    def on_epoch_end(self, epoch, logs=None):
+        result = evaluate_pairs(self.translator, self.pairs, self.decode.batch_size, beam_size=1)
+        if logs is not None:
+            logs["val_wer"], logs["val_per"] = result["wer"], result["per"]

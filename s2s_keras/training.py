@@ -1,9 +1,9 @@
 """Config → corpus → vocabularies → datasets → `model.fit` under a strategy → run directory.
 
-A run directory holds: `config.json` (the resolved config),
-`model.keras` (best weights; the vocabularies are inside), `checkpoints/best.keras`, `backup/` (BackupAndRestore: rerunning
-the same command resumes an interrupted run), `logs/` (TensorBoard), `history.csv`,
-`summary.json` (data sizes, padding fraction, parameters, timing, final metrics).
+A run directory holds: `config.json` (the resolved config), `model.keras` (best weights; the
+vocabularies are inside), `checkpoints/best.keras`, `backup/` (BackupAndRestore: rerunning the
+same command resumes an interrupted run), `logs/` (TensorBoard), `history.csv`, `summary.json`
+(data sizes, padding fraction, parameters, timing, history).
 """
 
 from __future__ import annotations
@@ -49,15 +49,34 @@ def compile_model(model: Seq2Seq, config: Config, steps_per_epoch: int) -> None:
         metrics=[MaskedAccuracy()])
 
 
-def datasets(config: Config, corpus, model: Seq2Seq):
+def load_data(config: Config, verbose: int = 0) -> tuple:
+    """`(corpus, source_vocabulary, target_vocabulary)`; vocabularies from the training split."""
+    corpus = pipelines.load_corpus(config.data)
+    _log(verbose, f"data {config.data.source}: train {len(corpus.train)} valid {len(corpus.valid)} "
+                  f"test {len(corpus.test)} pairs; {corpus.skipped}")
+    source_vocabulary = build_vocabulary([s for s, _ in corpus.train], config.data.source_split,
+                                         config.data.source_lowercase)
+    target_vocabulary = build_vocabulary([t for _, t in corpus.train], config.data.target_split,
+                                         config.data.target_lowercase)
+    return corpus, source_vocabulary, target_vocabulary
+
+
+def datasets(config: Config, corpus, model: Seq2Seq) -> tuple:
+    """`(train, valid or None, train statistics)`; both datasets with a known length, which gives
+    Keras a real progress bar and no "ran out of data" warning."""
     data = config.data
     common = dict(seed=data.seed, bucket_width=data.bucket_width,
                   max_bucket_length=data.max_bucket_length, shuffle_buffer=data.shuffle_buffer)
     train = make_dataset(corpus.train, model.source_tokenizer, model.target_tokenizer,
                          config.train.batch_size, shuffle=True, **common)
-    valid = (make_dataset(corpus.valid, model.source_tokenizer, model.target_tokenizer,
-                          config.train.batch_size, shuffle=False, **common) if corpus.valid else None)
-    return train, valid
+    stats = batch_statistics(train)
+    train = train.apply(tf.data.experimental.assert_cardinality(stats["batches"]))
+    valid = None
+    if corpus.valid:
+        valid = make_dataset(corpus.valid, model.source_tokenizer, model.target_tokenizer,
+                             config.train.batch_size, shuffle=False, **common)
+        valid = valid.apply(tf.data.experimental.assert_cardinality(batch_statistics(valid)["batches"]))
+    return train, valid, stats
 
 
 def train(config: Config, run_dir: str, verbose: int = 1) -> Seq2Seq:
@@ -67,25 +86,12 @@ def train(config: Config, run_dir: str, verbose: int = 1) -> Seq2Seq:
         handle.write(config.to_json())
     keras.utils.set_random_seed(config.train.seed)
 
-    corpus = pipelines.load_corpus(config.data)
-    _log(verbose, f"data {config.data.source}: train {len(corpus.train)} valid {len(corpus.valid)} "
-                  f"test {len(corpus.test)} pairs; {corpus.skipped}")
-    source_vocabulary = build_vocabulary([s for s, _ in corpus.train], config.data.source_split,
-                                         config.data.source_lowercase)
-    target_vocabulary = build_vocabulary([t for _, t in corpus.train], config.data.target_split,
-                                         config.data.target_lowercase)
-
+    corpus, source_vocabulary, target_vocabulary = load_data(config, verbose)
     strategy = get_strategy(config.train.strategy)
     with strategy.scope():
         model = build_model(config, source_vocabulary, target_vocabulary)
-    train_data, valid_data = datasets(config, corpus, model)
-    stats = batch_statistics(train_data)
+    train_data, valid_data, stats = datasets(config, corpus, model)
     pad = stats["padding_fraction"]
-    # A known length gives Keras a real progress bar and no "ran out of data" warning.
-    train_data = train_data.apply(tf.data.experimental.assert_cardinality(stats["batches"]))
-    if valid_data is not None:
-        valid_batches = batch_statistics(valid_data)["batches"]
-        valid_data = valid_data.apply(tf.data.experimental.assert_cardinality(valid_batches))
     with strategy.scope():
         compile_model(model, config, steps_per_epoch=stats["batches"])
     _log(verbose, f"vocabularies: source {model.source_tokenizer.vocabulary_size} target "

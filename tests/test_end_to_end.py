@@ -44,10 +44,12 @@ def test_training_writes_a_complete_run_dir(trained):
     assert "padding fraction" in result.stdout
 
 
-def test_learns_reversal_to_95_percent_exact_match(trained):
+@pytest.mark.parametrize("beam_size", ["1", "4"])
+def test_learns_reversal_to_95_percent_exact_match(trained, beam_size):
     _, run_dir, _ = trained
-    result = json.loads(run_cli("evaluate", "--run-dir", str(run_dir), "--split", "test").stdout.strip().splitlines()[-1])
-    assert result["num_words"] == 200
+    result = json.loads(run_cli("evaluate", "--run-dir", str(run_dir), "--split", "test", "--beam-size",
+                                beam_size).stdout.strip().splitlines()[-1])
+    assert result["num_words"] == 200 and result["beam_size"] == int(beam_size)
     assert result["wer"] <= 0.05, result
 
 
@@ -58,6 +60,11 @@ def test_export_and_predict_through_every_model_kind(trained):
     for model in (str(run_dir), str(run_dir / "model.keras"), version):
         out = run_cli("predict", "--model", model, "abc", "fed").stdout
         assert "abc\tC B A" in out and "fed\tD E F" in out, (model, out)
+    nbest = run_cli("predict", "--model", version, "--beam-size", "3", "--num-results", "3", "abc").stdout
+    lines = [line.split("\t") for line in nbest.strip().splitlines()]
+    assert len(lines) == 3 and lines[0][1] == "C B A"
+    scores = [float(line[2]) for line in lines]
+    assert scores == sorted(scores, reverse=True) and scores[0] > -0.5
 
 
 def test_rerun_resumes_or_refuses_a_different_config(trained):

@@ -1,0 +1,101 @@
+import json
+import os
+import random
+
+import pytest
+
+from s2s_keras.config import preset
+from s2s_keras.tuning import DEFAULT_SPACE, check_space, load_space, tune
+
+pytestmark = pytest.mark.slow
+
+SPACE = {"model.hidden_units": {"choice": [8, 16]},
+         "train.learning_rate": {"float": [3e-3, 3e-2], "sampling": "log"},
+         "model.reverse_source": {"boolean": True}}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    rng = random.Random(0)
+    words = sorted({"".join(rng.choice("abcd") for _ in range(rng.randint(1, 4))) for _ in range(400)})
+    path = tmp_path_factory.mktemp("data") / "pairs.tsv"
+    path.write_text("".join(f"{w}\t{' '.join(reversed(w.upper()))}\n" for w in words))
+    return preset("tiny").override([f"data.source=tsv:{path}", "data.valid_fraction=0.2", "train.epochs=2",
+                                    "model.embedding_size=8"])
+
+
+@pytest.mark.parametrize("tuner, objective, trials", [("random", "val_wer", 2), ("bayesian", "val_loss", 2),
+                                                      ("hyperband", "val_wer", None)])
+def test_each_tuner_and_objective_searches_and_saves_the_best(base, tmp_path, tuner, objective, trials):
+    result = tune(base, str(tmp_path), tuner, trials or 1, objective, SPACE)
+    rows = result["trials"]
+    assert len(rows) >= (trials or 2)
+    assert all(0.0 <= row[objective] for row in rows)
+    if objective == "val_wer":
+        assert all(row[objective] <= 1.0 for row in rows)
+    assert result["best_score"] == min(row[objective] for row in rows)
+    for name in ("trials.csv", "trials.png", "best/config.json", "best/model.keras"):
+        assert os.path.isfile(tmp_path / name), name
+    best = json.loads((tmp_path / "best" / "config.json").read_text())
+    best_row = next(r for r in rows if r["trial"] == result["best_trial"])
+    assert best["model"]["hidden_units"] == best_row["model.hidden_units"]
+    assert os.listdir(tmp_path / "logs")  # TensorBoard logs per trial
+
+
+def test_search_resumes_and_best_model_exports(base, tmp_path):
+    first = tune(base, str(tmp_path), "random", 2, "val_loss", SPACE)
+    again = tune(base, str(tmp_path), "random", 2, "val_loss", SPACE)   # nothing left to do
+    assert [r["trial"] for r in again["trials"]] == [r["trial"] for r in first["trials"]]
+    more = tune(base, str(tmp_path), "random", 3, "val_loss", SPACE)   # one more trial
+    assert len(more["trials"]) == 3
+
+    from s2s_keras.export import export
+    from s2s_keras.training import load_run
+
+    config, model = load_run(more["best_dir"])
+    assert os.path.isfile(os.path.join(export(model, config, str(tmp_path / "sm" / "best")), "saved_model.pb"))
+
+
+def test_space_is_validated_against_the_config(base, tmp_path):
+    check_space(DEFAULT_SPACE, base)
+    with pytest.raises(ValueError, match="'model.units'.*unknown key"):
+        check_space({"model.units": {"choice": [8]}}, base)
+    with pytest.raises(ValueError, match="exactly one of"):
+        check_space({"model.hidden_units": {"choice": [8], "int": [1, 2]}}, base)
+    bad = tmp_path / "space.json"
+    bad.write_text('{"model.hidden_units": [8,\n')
+    with pytest.raises(ValueError, match="space.json:2: not valid JSON"):
+        load_space(str(bad))
+
+
+def test_parallel_search_with_a_chief_and_two_workers(base, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sets = [arg for s in ("train.epochs=2", "model.embedding_size=8", "data.valid_fraction=0.2")
+            for arg in ("--set", s)]
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps(SPACE))
+    command = [sys.executable, "-m", "s2s_keras.cli", "tune", "--data", base.data.source, "--preset", "tiny",
+               *sets, "--tuner", "random", "--max-trials", "4", "--objective", "val_loss",
+               "--space", str(space), "--run-dir", str(tmp_path / "run")]
+    processes = {}
+    for tuner_id in ("chief", "tuner0", "tuner1"):
+        env = dict(os.environ, KERASTUNER_TUNER_ID=tuner_id, KERASTUNER_ORACLE_IP="127.0.0.1",
+                   KERASTUNER_ORACLE_PORT=str(port), TF_CPP_MIN_LOG_LEVEL="2")
+        processes[tuner_id] = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                               text=True)
+    outputs = {name: process.communicate(timeout=600) for name, process in processes.items()}
+    for name, process in processes.items():
+        assert process.returncode == 0, (name, outputs[name][1][-3000:])
+    rows = [json.loads(line) for line in outputs["chief"][0].splitlines() if line.startswith("{")]
+    assert len(rows) == 4
+    trial_dirs = [d for d in os.listdir(tmp_path / "run" / "search") if d.startswith("trial_")]
+    assert len(trial_dirs) == 4
+    assert "Epoch 1/" not in outputs["chief"][0]  # the chief only runs the oracle
+    assert any("Epoch 1/" in outputs[w][0] for w in ("tuner0", "tuner1"))
+    assert os.path.isfile(tmp_path / "run" / "best" / "model.keras")
