@@ -91,7 +91,7 @@ class ModelConfig:
 class TrainConfig:
     """How `model.fit` runs. `batch_size` is the GLOBAL batch size (split across replicas)."""
 
-    epochs: int = 8
+    epochs: int = 6
     batch_size: int = 256
     learning_rate: float = 3e-3
     lr_schedule: str = "cosine"  # cosine: decays to 5% of learning_rate over all epochs

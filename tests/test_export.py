@@ -89,15 +89,18 @@ print(json.dumps([t.decode("utf-8") for t in best["outputs"].numpy()]))
     assert outputs[2] == "" and outputs[5] == ""  # empty / blank sources give ""
 
 
-def test_signature_defs_carry_defaults_for_omitted_parameters(exported):
-    """TF Serving fills omitted inputs from SignatureDef.defaults: `{"instances": ["word"]}`."""
-    _, path, _ = exported
+def meta_graph(path):
     from tensorflow.core.protobuf import saved_model_pb2
 
     saved_model = saved_model_pb2.SavedModel()
     with open(os.path.join(path, "saved_model.pb"), "rb") as handle:
         saved_model.ParseFromString(handle.read())
-    signature_defs = saved_model.meta_graphs[0].signature_def
+    return saved_model.meta_graphs[0]
+
+
+def test_signature_defs_carry_defaults_for_omitted_parameters(exported):
+    """TF Serving fills omitted inputs from SignatureDef.defaults: `{"instances": ["word"]}`."""
+    signature_defs = meta_graph(exported[1]).signature_def
     assert set(SIGNATURES) <= set(signature_defs)
     expected = {"nbest": {"beam_size", "max_length", "length_penalty", "num_results"},
                 "sample": {"temperature", "top_k", "seed", "max_length"}, "greedy": {"max_length"},
@@ -120,13 +123,7 @@ def test_score_is_the_sum_of_teacher_forced_log_probs(exported, loaded):
 
 
 def test_op_audit_only_serving_ops_no_cudnn_no_forced_xla(exported):
-    _, path, _ = exported
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    saved_model = saved_model_pb2.SavedModel()
-    with open(os.path.join(path, "saved_model.pb"), "rb") as handle:
-        saved_model.ParseFromString(handle.read())
-    graph = saved_model.meta_graphs[0].graph_def
+    graph = meta_graph(exported[1]).graph_def
     ops, forced_xla = {n.op for n in graph.node}, []
     for function in graph.library.function:
         ops |= {n.op for n in function.node_def}
