@@ -10,6 +10,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from s2s_keras.config import DEFAULT_PRESET, ON_BAD_LINE, STRATEGIES  # noqa: E402
+
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="s2s", description="RNN encoder-decoders for Keras 3.")
@@ -17,29 +19,29 @@ def main(argv=None) -> int:
 
     train = commands.add_parser("train", help="train a model; writes a run directory")
     train.add_argument("--data", default=None, help="cmudict | tsv:PATH[,valid=PATH][,test=PATH]")
-    train.add_argument("--preset", default="small", help="tiny | small | base")
+    train.add_argument("--preset", default=DEFAULT_PRESET, help="tiny | small | base")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field, e.g. --set model.hidden_units=512")
-    train.add_argument("--strategy", choices=("auto", "one_device", "mirrored"), default=None)
-    train.add_argument("--on-bad-line", choices=("error", "skip"), default=None)
+    train.add_argument("--strategy", choices=STRATEGIES, default=None)
+    train.add_argument("--on-bad-line", choices=ON_BAD_LINE, default=None)
     train.add_argument("--run-dir", required=True)
 
     tune = commands.add_parser("tune", help="hyperparameter search with Keras Tuner")
     tune.add_argument("--data", default=None, help="cmudict | tsv:PATH[,valid=PATH][,test=PATH]")
-    tune.add_argument("--preset", default="small", help="the config every trial starts from")
+    tune.add_argument("--preset", default=DEFAULT_PRESET, help="the config every trial starts from")
     tune.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     tune.add_argument("--tuner", choices=("random", "hyperband", "bayesian"), default="random")
     tune.add_argument("--max-trials", type=int, default=10, help="random/bayesian (hyperband budgets by epochs)")
     tune.add_argument("--objective", choices=("val_loss", "val_wer"), default="val_wer")
     tune.add_argument("--space", default=None, help="JSON search space (default: s2s_keras.tuning.DEFAULT_SPACE)")
-    tune.add_argument("--strategy", choices=("auto", "one_device", "mirrored"), default=None)
+    tune.add_argument("--strategy", choices=STRATEGIES, default=None)
     tune.add_argument("--run-dir", required=True)
 
     evaluate = commands.add_parser("evaluate", help="decode a split and print WER/PER as JSON")
     evaluate.add_argument("--run-dir", required=True)
     evaluate.add_argument("--data", default=None, help="default: the run's own data")
     evaluate.add_argument("--split", default="test", help="train | valid | test | all")
-    evaluate.add_argument("--on-bad-line", choices=("error", "skip"), default=None)
+    evaluate.add_argument("--on-bad-line", choices=ON_BAD_LINE, default=None)
     evaluate.add_argument("--beam-size", type=int, default=None,
                           help="1: greedy; default: the run's decode.beam_size (what serving_default uses)")
 

@@ -240,6 +240,9 @@ PRESETS = {
 }
 
 
+DEFAULT_PRESET = "small"
+
+
 def preset(name: str) -> Config:
     if name not in PRESETS:
         raise ConfigError(f"--preset: unknown preset {name!r}; known: {sorted(PRESETS)}")

@@ -36,6 +36,10 @@ def test_padding_does_not_change_the_encoding(tiny_model):
 
 
 def test_keras_file_reloads_in_another_process_with_identical_outputs(tiny_model, tmp_path):
+    from s2s_keras.config import preset
+    from s2s_keras.training import compile_model
+
+    compile_model(tiny_model, preset("tiny"), steps_per_epoch=1)  # as saved by `s2s train`
     path = tmp_path / "model.keras"
     tiny_model.save(path)
     expected = tiny_model(INPUTS).numpy()
