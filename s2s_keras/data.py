@@ -13,15 +13,19 @@ import tensorflow as tf
 from s2s_keras.text import END_ID, PAD_ID, START_ID, Tokenizer
 
 
-def encode_pairs(sources: tf.Tensor, targets: tf.Tensor, source_tokenizer: Tokenizer,
-                 target_tokenizer: Tokenizer):
-    """Batch of strings → ragged `(source_ids, target_in_ids, target_out_ids)`."""
-    source_ids = source_tokenizer.tokenize_ragged(sources)
-    target_ids = target_tokenizer.tokenize_ragged(targets)
+def teacher_forcing_shift(target_ids: tf.RaggedTensor):
+    """Ragged `y` → `(<s> + y, y + </s>)`: decoder inputs and the tokens they must predict."""
     rows = target_ids.nrows()
     start = tf.RaggedTensor.from_tensor(tf.fill([rows, 1], START_ID))
     end = tf.RaggedTensor.from_tensor(tf.fill([rows, 1], END_ID))
-    return source_ids, tf.concat([start, target_ids], axis=1), tf.concat([target_ids, end], axis=1)
+    return tf.concat([start, target_ids], axis=1), tf.concat([target_ids, end], axis=1)
+
+
+def encode_pairs(sources: tf.Tensor, targets: tf.Tensor, source_tokenizer: Tokenizer,
+                 target_tokenizer: Tokenizer):
+    """Batch of strings → ragged `(source_ids, target_in_ids, target_out_ids)`."""
+    target_in, target_out = teacher_forcing_shift(target_tokenizer.tokenize_ragged(targets))
+    return source_tokenizer.tokenize_ragged(sources), target_in, target_out
 
 
 def make_dataset(pairs, source_tokenizer: Tokenizer, target_tokenizer: Tokenizer, batch_size: int,

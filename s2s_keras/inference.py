@@ -9,6 +9,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from s2s_keras.config import DecodeConfig
+from s2s_keras.data import teacher_forcing_shift
 from s2s_keras.decoding import beam_search, greedy_search, sample
 from s2s_keras.text import END_ID, PAD_ID, START_ID
 
@@ -81,11 +82,9 @@ class Translator(tf.Module):
                                   message="score: sources and targets must have the same length")
         source_ids = self._source_ids(sources)
         target_ids = self.model.target_tokenizer.tokenize_ragged(targets)[:, :self.decode.max_length_limit]
-        rows = target_ids.nrows()
-        start = tf.RaggedTensor.from_tensor(tf.fill([rows, 1], START_ID))
-        end = tf.RaggedTensor.from_tensor(tf.fill([rows, 1], END_ID))
-        target_in = _at_least_one_column(tf.concat([start, target_ids], axis=1).to_tensor(PAD_ID))
-        target_out = _at_least_one_column(tf.concat([target_ids, end], axis=1).to_tensor(PAD_ID))
+        target_in, target_out = teacher_forcing_shift(target_ids)
+        target_in = _at_least_one_column(target_in.to_tensor(PAD_ID))
+        target_out = _at_least_one_column(target_out.to_tensor(PAD_ID))
         logits = self.model({"source_ids": source_ids, "target_in_ids": target_in}, training=False)
         log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
         token_log_probs = tf.gather(log_probs, target_out, batch_dims=2)
