@@ -166,7 +166,8 @@ def tune(base: Config, run_dir: str, tuner_kind: str = "random", max_trials: int
     if _is_worker():
         return {"worker": os.environ["KERASTUNER_TUNER_ID"]}  # the chief writes the results
 
-    trials = [t for t in tuner.oracle.trials.values() if t.score is not None]
+    trials = sorted((t for t in tuner.oracle.trials.values() if t.score is not None),
+                    key=lambda t: (len(t.trial_id), t.trial_id))  # numeric order of "9" < "10"
     if not trials:
         raise ValueError(f"no trial finished in {run_dir}; see the trial logs above")
     rows = _write_trials(trials, hypermodel, run_dir)
