@@ -60,7 +60,9 @@ class ServingModule(tf.Module):
 
     def __init__(self, translator: Translator):
         super().__init__(name="s2s_serving")
-        self.translator = translator
+        # The translator is reached only through the functions' closures, not as an attribute:
+        # tracking it would store the compiled model's optimizer state and every weight a second
+        # time (the SavedModel was 4x the weights). What the graph captures is tracked below.
         model = translator.model
         # The underlying tf.Variables, tracked directly: without this the SavedModel's TF1 session
         # loader (TF Serving, saved_model_cli) fails with "Could not find variable ..."
