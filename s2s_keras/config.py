@@ -130,7 +130,7 @@ class DecodeConfig:
     beam_size: int = 5  # serving_default and the `nbest` signature's default width
     max_beam_size: int = 32
     length_penalty: float = 0.0  # GNMT alpha; 0: rank by summed log-probability
-    batch_size: int = 256  # words per batch in `s2s evaluate` / `s2s predict`
+    batch_size: int = 256  # words per decoding batch in `s2s evaluate` (and val_wer)
 
     def __post_init__(self):
         _check(self.max_length >= 1, "decode.max_length", self.max_length, "an integer >= 1")

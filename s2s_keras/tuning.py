@@ -101,7 +101,9 @@ class Seq2SeqHyperModel(kt.HyperModel):
         self.corpus, self.source_vocabulary, self.target_vocabulary = load_data(base)
         if not self.corpus.valid:
             raise ValueError("tuning needs a validation split (data.valid_fraction > 0 or tsv:...,valid=PATH)")
-        self._data = {}  # (batch size, bucket settings) -> datasets; trials share them
+        # (batch size, data config) -> datasets, shared by trials. The datasets hold the first
+        # trial's tokenizers; every trial's tokenizers are built from the same vocabularies.
+        self._data = {}
 
     def config(self, hp: kt.HyperParameters) -> Config:
         values = {key: _hyperparameter(hp, key, spec) for key, spec in self.space.items()}

@@ -1,5 +1,4 @@
 import numpy as np
-import tensorflow as tf
 
 from s2s_keras.data import batch_statistics, make_dataset
 from s2s_keras.text import END_ID, START_ID, Tokenizer
