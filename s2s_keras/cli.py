@@ -10,7 +10,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from s2s_keras.config import DEFAULT_PRESET, ON_BAD_LINE, STRATEGIES  # noqa: E402
+from s2s_keras.config import DEFAULT_PRESET, ON_BAD_LINE, PRESETS, STRATEGIES  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -19,7 +19,7 @@ def main(argv=None) -> int:
 
     train = commands.add_parser("train", help="train a model; writes a run directory")
     train.add_argument("--data", default=None, help="cmudict | tsv:PATH[,valid=PATH][,test=PATH]")
-    train.add_argument("--preset", default=DEFAULT_PRESET, help="tiny | small | base")
+    train.add_argument("--preset", default=DEFAULT_PRESET, help=" | ".join(PRESETS))
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field, e.g. --set model.hidden_units=512")
     train.add_argument("--strategy", choices=STRATEGIES, default=None)
@@ -52,6 +52,17 @@ def main(argv=None) -> int:
     predict.add_argument("--num-results", type=int, default=1, help="print the n best, with scores")
     predict.add_argument("words", nargs="+")
 
+    plot = commands.add_parser("plot", help="write a PNG: attention alignment or learning curves")
+    plots = plot.add_subparsers(dest="plot", required=True)
+    attention = plots.add_parser("attention", help="heatmap of the attention weights decoding WORD")
+    attention.add_argument("--model", required=True, help="a run dir, a .keras file or a SavedModel version dir")
+    attention.add_argument("--beam-size", type=int, default=None, help="default: the model's decode.beam_size")
+    attention.add_argument("--output", required=True, help="FILE.png")
+    attention.add_argument("word")
+    history = plots.add_parser("history", help="training/validation loss and accuracy per epoch")
+    history.add_argument("--run-dir", required=True)
+    history.add_argument("--output", required=True, help="FILE.png")
+
     export = commands.add_parser("export", help="write a TF Serving SavedModel version + .keras")
     export.add_argument("--run-dir", required=True)
     export.add_argument("--export-base", required=True, help="e.g. saved_models/g2p")
@@ -59,7 +70,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return {"train": _train, "tune": _tune, "evaluate": _evaluate, "predict": _predict,
-                "export": _export}[args.command](args)
+                "export": _export, "plot": _plot}[args.command](args)
     except (ValueError, FileNotFoundError) as error:
         print(f"s2s {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -132,6 +143,18 @@ def _predict(args) -> int:
             print(f"{word}\t{results[0][0]}")
         else:
             print("\n".join(f"{word}\t{text}\t{score:.4f}" for text, score in results))
+    return 0
+
+
+def _plot(args) -> int:
+    from s2s_keras.plotting import plot_attention, plot_history
+
+    if args.plot == "attention":
+        result = plot_attention(args.model, args.word, args.output, args.beam_size)
+        print(f"{args.word}\t{result['output']}\t{args.output}")
+    else:
+        plot_history(args.run_dir, args.output)
+        print(args.output)
     return 0
 
 

@@ -19,7 +19,11 @@ from dataclasses import dataclass, field
 SPLIT_MODES = ("characters", "whitespace")
 STRATEGIES = ("auto", "one_device", "mirrored")
 PRECISIONS = ("float32", "mixed_bfloat16")
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = ("constant", "cosine", "halving")
+OPTIMIZERS = ("adam", "sgd")
+CELLS = ("lstm", "gru", "rnn")
+ATTENTIONS = ("none", "luong_dot", "luong_general", "bahdanau")
+BRIDGES = ("copy", "dense", "zero")
 ON_BAD_LINE = ("error", "skip")
 
 
@@ -72,19 +76,58 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Shape of the encoder-decoder (see `s2s_keras.models.Seq2Seq`)."""
+    """Shape of the encoder-decoder (see `s2s_keras.models.Seq2Seq` for the equations).
 
+    `bridge` maps the encoder's final state to the decoder's start state: `copy` (a
+    bidirectional encoder then runs `hidden_units / 2` units per direction, so the concatenated
+    state fits), `dense` (each direction runs `hidden_units`; a linear layer maps the concatenated
+    state), `zero` (the decoder starts from zeros; sensible with attention only).
+    `init_scale > 0` initializes every weight uniformly in `[-init_scale, init_scale]`
+    (Sutskever et al.: 0.08); 0 keeps the Keras defaults.
+    """
+
+    cell: str = "lstm"  # lstm | gru | rnn (the tanh RNN)
+    learn_initial_state: bool = False  # a learned h0 (and c0) for the encoder instead of zeros
     embedding_size: int = 128
     hidden_units: int = 256
-    num_layers: int = 2
-    dropout: float = 0.1
+    num_layers: int = 2  # per side
+    dropout: float = 0.1  # between stacked layers (and on the attentional vector)
+    recurrent_dropout: float = 0.0
+    bidirectional: bool = False
+    bridge: str = "copy"
+    attention: str = "none"  # none | luong_dot | luong_general | bahdanau (with input feeding)
     reverse_source: bool = True  # Sutskever et al.'s trick; pays off without attention
+    tie_embeddings: bool = False  # decoder embedding = output projection (needs embedding_size == hidden_units)
+    init_scale: float = 0.0
 
     def __post_init__(self):
         for name in ("embedding_size", "hidden_units", "num_layers"):
             value = getattr(self, name)
             _check(isinstance(value, int) and value >= 1, f"model.{name}", value, "an integer >= 1")
-        _check(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "a rate in [0, 1)")
+        for name in ("dropout", "recurrent_dropout"):
+            value = getattr(self, name)
+            _check(0.0 <= value < 1.0, f"model.{name}", value, "a rate in [0, 1)")
+        _check(self.cell in CELLS, "model.cell", self.cell, f"one of {CELLS}")
+        _check(self.attention in ATTENTIONS, "model.attention", self.attention, f"one of {ATTENTIONS}")
+        _check(self.bridge in BRIDGES, "model.bridge", self.bridge, f"one of {BRIDGES}")
+        _check(self.init_scale >= 0, "model.init_scale", self.init_scale, "a number >= 0")
+        if self.bidirectional and self.bridge == "copy":
+            _check(self.hidden_units % 2 == 0, "model.hidden_units", self.hidden_units,
+                   "an even number (model.bidirectional with model.bridge=copy splits it between "
+                   "the two directions)")
+        if self.bridge == "zero":
+            _check(self.attention != "none", "model.bridge", self.bridge,
+                   "copy or dense when model.attention=none (a zero start state would ignore the source)")
+        memory_size = self.hidden_units * (2 if self.bidirectional and self.bridge != "copy" else 1)
+        if self.attention == "luong_dot":
+            _check(memory_size == self.hidden_units, "model.attention", self.attention,
+                   "luong_general or bahdanau when the encoder outputs "
+                   f"{memory_size} features and the decoder {self.hidden_units} (dot needs equal sizes; "
+                   "use model.bridge=copy with model.bidirectional)")
+        if self.tie_embeddings:
+            _check(self.embedding_size == self.hidden_units, "model.tie_embeddings", self.tie_embeddings,
+                   f"model.embedding_size ({self.embedding_size}) == model.hidden_units "
+                   f"({self.hidden_units}) to tie the decoder embedding to the output projection")
 
 
 @dataclass(frozen=True)
@@ -94,7 +137,13 @@ class TrainConfig:
     epochs: int = 6
     batch_size: int = 256
     learning_rate: float = 3e-3
-    lr_schedule: str = "cosine"  # cosine: decays to 5% of learning_rate over all epochs
+    optimizer: str = "adam"  # adam | sgd (plain SGD, as Sutskever et al.)
+    # cosine: decays to 5% of learning_rate over all epochs; halving: constant, then halved
+    # every `halving_every_epochs` from epoch `halving_start_epoch` on (Sutskever et al.: 5, 0.5).
+    lr_schedule: str = "cosine"
+    halving_start_epoch: float = 5.0
+    halving_every_epochs: float = 0.5
+    label_smoothing: float = 0.0
     clip_norm: float = 5.0
     early_stopping_patience: int = 3
     strategy: str = "auto"
@@ -113,6 +162,13 @@ class TrainConfig:
         _check(self.precision in PRECISIONS, "train.precision", self.precision, f"one of {PRECISIONS}")
         _check(self.lr_schedule in LR_SCHEDULES, "train.lr_schedule", self.lr_schedule,
                f"one of {LR_SCHEDULES}")
+        _check(self.optimizer in OPTIMIZERS, "train.optimizer", self.optimizer, f"one of {OPTIMIZERS}")
+        _check(self.halving_start_epoch >= 0, "train.halving_start_epoch", self.halving_start_epoch,
+               "a number >= 0")
+        _check(self.halving_every_epochs > 0, "train.halving_every_epochs", self.halving_every_epochs,
+               "a number > 0")
+        _check(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing", self.label_smoothing,
+               "a rate in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -180,8 +236,10 @@ class Config:
         return cls.from_dict(json.loads(text))
 
     def override(self, assignments: typing.Iterable[str]) -> "Config":
-        """Applies `section.key=value` strings, parsed against the field's type."""
-        config = self
+        """Applies `section.key=value` strings, parsed against the field's type. All assignments
+        land before validation, so options that only make sense together can be set together
+        (`model.bridge=zero` with `model.attention=bahdanau`); a later one wins."""
+        changes: dict = {}
         for assignment in assignments:
             key, sep, raw = assignment.partition("=")
             section_name, dot, field_name = key.strip().partition(".")
@@ -195,10 +253,9 @@ class Config:
             if field_name not in fields:
                 raise ConfigError(f"--set {assignment!r}: unknown key {key!r}; "
                                   f"known: {sorted(section_name + '.' + n for n in fields)}")
-            value = _parse(raw.strip(), fields[field_name], key)
-            section = dataclasses.replace(getattr(config, section_name), **{field_name: value})
-            config = dataclasses.replace(config, **{section_name: section})
-        return config
+            changes.setdefault(section_name, {})[field_name] = _parse(raw.strip(), fields[field_name], key)
+        sections = {name: dataclasses.replace(getattr(self, name), **values) for name, values in changes.items()}
+        return dataclasses.replace(self, **sections)
 
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "decode": DecodeConfig}
@@ -236,6 +293,28 @@ PRESETS = {
         preset="base",
         model=ModelConfig(embedding_size=256, hidden_units=512, num_layers=2, dropout=0.2),
         train=TrainConfig(epochs=30, batch_size=128, learning_rate=2e-3, early_stopping_patience=5),
+    ),
+    # Sutskever et al. (2014) scaled to CMUdict: deep LSTMs, reversed source, U(-0.08, 0.08)
+    # init, plain SGD, gradient norm clipped at 5, learning rate halved every half epoch after
+    # a constant phase. The paper's 7.5 epochs over 12M sentence pairs are ~700 epochs'
+    # worth of updates for CMUdict's 122k words, hence more epochs here.
+    "sutskever": Config(
+        preset="sutskever",
+        model=ModelConfig(embedding_size=256, hidden_units=512, num_layers=3, dropout=0.2,
+                          reverse_source=True, init_scale=0.08),
+        train=TrainConfig(epochs=16, batch_size=128, optimizer="sgd", learning_rate=1.0,
+                          lr_schedule="halving", halving_start_epoch=10.0, halving_every_epochs=1.0,
+                          clip_norm=5.0, early_stopping_patience=4),
+    ),
+    # Modern: bidirectional encoder, Luong attention with input feeding, Adam, label smoothing,
+    # cosine decay. The source is not reversed: attention reaches every source position.
+    "attention": Config(
+        preset="attention",
+        model=ModelConfig(embedding_size=128, hidden_units=256, num_layers=2, dropout=0.2,
+                          bidirectional=True, bridge="dense", attention="luong_general",
+                          reverse_source=False),
+        train=TrainConfig(epochs=15, batch_size=128, learning_rate=2e-3, label_smoothing=0.1,
+                          early_stopping_patience=4),
     ),
 }
 

@@ -66,8 +66,10 @@ class ServingModule(tf.Module):
         model = translator.model
         # The underlying tf.Variables, tracked directly: without this the SavedModel's TF1 session
         # loader (TF Serving, saved_model_cli) fails with "Could not find variable ..."
-        # (keras-team/keras#20095, tensorflow/serving#2250).
-        self.model_weights = [weight.value for weight in model.weights]
+        # (keras-team/keras#20095, tensorflow/serving#2250). `variables`, not `weights`: Keras's
+        # RNN layers draw (unused) dropout masks even at inference once recurrent_dropout > 0,
+        # so the graph also reads their seed generators' state.
+        self.model_weights = [variable.value for variable in model.variables]
         # Lookup tables are resources that tf.Module tracking does not find through Keras layers.
         self.lookup_tables = [model.source_tokenizer.lookup.lookup_table,
                               model.target_tokenizer.lookup.lookup_table]
@@ -105,8 +107,7 @@ class ServingModule(tf.Module):
 
         @tf.function(input_signature=[_vector(tf.string, "sources"), _vector(tf.string, "targets")])
         def score(sources, targets):
-            tokens, token_log_probs, log_prob = translator.score(sources, targets)
-            return {"tokens": tokens, "token_log_probs": token_log_probs, "log_prob": log_prob}
+            return translator.score(sources, targets)
 
         self.serving_signatures = {"serving_default": serving_default, "nbest": nbest, "greedy": greedy,
                                    "sample": sample, "score": score}

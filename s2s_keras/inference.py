@@ -74,8 +74,11 @@ class Translator(tf.Module):
         """Forced decoding: `log P(target | source) = Σ_t log p(y_t | X, y_<t)` over the target's
         tokens and the end token (targets cut to `decode.max_length_limit` tokens).
 
-        Returns `(tokens (batch, T) strings, token_log_probs (batch, T), log_prob (batch,))`;
-        padding positions hold "" and 0."""
+        Returns a dict: `tokens (batch, T)` strings, `token_log_probs (batch, T)`, `log_prob
+        (batch,)`; padding positions hold "" and 0. Attention models add `source_tokens (batch,
+        S)` and `alignment (batch, T, S)`: the attention weights of each output token (the end
+        token's row last) over the source tokens — for a decoder's own output, exactly the
+        alignment of that decoding."""
         sources = tf.convert_to_tensor(sources)
         targets = tf.convert_to_tensor(targets)
         tf.debugging.assert_equal(tf.shape(sources), tf.shape(targets),
@@ -90,7 +93,14 @@ class Translator(tf.Module):
         token_log_probs = tf.gather(log_probs, target_out, batch_dims=2)
         token_log_probs = tf.where(target_out == PAD_ID, 0.0, token_log_probs)
         tokens = tf.where(target_out == PAD_ID, "", tf.gather(self.model.target_tokenizer.id_to_token, target_out))
-        return tokens, token_log_probs, tf.reduce_sum(token_log_probs, axis=1)
+        result = {"tokens": tokens, "token_log_probs": token_log_probs,
+                  "log_prob": tf.reduce_sum(token_log_probs, axis=1)}
+        if self.model.attention_decoder is not None:
+            weights = self.model.alignment(source_ids, target_in)
+            result["alignment"] = tf.where((target_out == PAD_ID)[:, :, None], 0.0, weights)
+            result["source_tokens"] = tf.where(source_ids == PAD_ID, "", tf.gather(
+                self.model.source_tokenizer.id_to_token, source_ids))
+        return result
 
     def translate(self, strings, beam_size: int = 1):
         """Best output per source: greedy for `beam_size` 1, else beam search (config defaults)."""

@@ -8,6 +8,7 @@ same command resumes an interrupted run), `logs/` (TensorBoard), `history.csv`, 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -16,9 +17,10 @@ import keras
 import tensorflow as tf
 
 import pipelines
-from s2s_keras.config import Config
+from s2s_keras.config import Config, TrainConfig
 from s2s_keras.data import batch_statistics, make_dataset
 from s2s_keras.distribute import get_strategy
+from s2s_keras.losses import SequenceCrossentropy
 from s2s_keras.metrics import MaskedAccuracy
 from s2s_keras.models import Seq2Seq
 from s2s_keras.text import build_vocabulary
@@ -28,25 +30,40 @@ CONFIG_FILE = "config.json"
 
 
 def build_model(config: Config, source_vocabulary, target_vocabulary) -> Seq2Seq:
-    data, model = config.data, config.model
+    """Every `model.*` field is a `Seq2Seq` argument of the same name."""
+    data = config.data
     return Seq2Seq(source_vocabulary, target_vocabulary,
                    source_split=data.source_split, target_split=data.target_split,
                    source_lowercase=data.source_lowercase, target_lowercase=data.target_lowercase,
-                   embedding_size=model.embedding_size, hidden_units=model.hidden_units,
-                   num_layers=model.num_layers, dropout=model.dropout,
-                   reverse_source=model.reverse_source, precision=config.train.precision)
+                   precision=config.train.precision, **dataclasses.asdict(config.model))
+
+
+def learning_rate_schedule(train: TrainConfig, steps_per_epoch: int):
+    """`train.lr_schedule` as a Keras schedule (or the constant rate)."""
+    if train.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(
+            train.learning_rate, decay_steps=max(1, steps_per_epoch * train.epochs), alpha=0.05)
+    if train.lr_schedule == "halving":
+        # Sutskever et al.: constant, then halved every half epoch after epoch 5.
+        start = round(train.halving_start_epoch * steps_per_epoch)
+        every = max(1, round(train.halving_every_epochs * steps_per_epoch))
+        halvings = max(1, train.epochs * steps_per_epoch // every + 1)
+        # The optimizer's step counter is the number of updates done: halve once it reaches start.
+        boundaries = [start - 1 + every * index for index in range(halvings)]
+        values = [train.learning_rate * 0.5 ** index for index in range(halvings + 1)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    return train.learning_rate
 
 
 def compile_model(model: Seq2Seq, config: Config, steps_per_epoch: int) -> None:
-    learning_rate = config.train.learning_rate
-    if config.train.lr_schedule == "cosine":
-        learning_rate = keras.optimizers.schedules.CosineDecay(
-            learning_rate, decay_steps=max(1, steps_per_epoch * config.train.epochs), alpha=0.05)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate, global_clipnorm=config.train.clip_norm),
-        # ignore_class: padding positions add nothing, and the mean runs over real tokens.
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0),
-        metrics=[MaskedAccuracy()])
+    train = config.train
+    learning_rate = learning_rate_schedule(train, steps_per_epoch)
+    if train.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(learning_rate, global_clipnorm=train.clip_norm)
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate, global_clipnorm=train.clip_norm)
+    model.compile(optimizer=optimizer, loss=SequenceCrossentropy(train.label_smoothing),
+                  metrics=[MaskedAccuracy()])
 
 
 def load_data(config: Config, verbose: int = 0) -> tuple:

@@ -42,3 +42,28 @@ def test_unknown_preset_and_keys_in_json():
     values["model"]["colour"] = "red"
     with pytest.raises(ConfigError, match="colour"):
         Config.from_dict(values)
+
+
+def test_paper_and_attention_presets():
+    sutskever, attention = preset("sutskever"), preset("attention")
+    assert sutskever.model.reverse_source and sutskever.model.init_scale == 0.08
+    assert (sutskever.train.optimizer, sutskever.train.lr_schedule, sutskever.train.clip_norm) == \
+        ("sgd", "halving", 5.0)
+    assert attention.model.bidirectional and attention.model.attention != "none"
+    assert attention.train.label_smoothing > 0
+
+
+@pytest.mark.parametrize("assignments, message", [
+    (["model.cell=transformer"], "model.cell: expected one of"),
+    (["model.attention=multihead"], "model.attention: expected one of"),
+    (["model.bridge=zero"], "model.bridge: expected copy or dense when model.attention=none"),
+    (["model.bidirectional=true", "model.bridge=dense", "model.attention=luong_dot"],
+     "model.attention: expected luong_general or bahdanau when the encoder outputs 512 features"),
+    (["model.bidirectional=true", "model.hidden_units=33"], "model.hidden_units: expected an even number"),
+    (["model.tie_embeddings=true"], "model.tie_embeddings: expected model.embedding_size (128) == model.hidden_units"),
+    (["train.optimizer=adagrad"], "train.optimizer: expected one of"),
+    (["train.label_smoothing=1"], "train.label_smoothing: expected a rate in [0, 1)"),
+])
+def test_model_family_options_are_validated(assignments, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        preset("small").override(assignments)

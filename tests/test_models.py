@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from conftest import REPO, run_python
@@ -81,3 +82,140 @@ def test_mixed_bfloat16_keeps_float32_logits_and_round_trips(tiny_model, tmp_pat
     restored = keras.saving.load_model(tmp_path / "bf16.keras")
     assert restored.precision == "mixed_bfloat16"
     np.testing.assert_array_equal(restored(INPUTS).numpy(), logits.numpy())
+
+
+# --- The model family (issue 4) ---------------------------------------------------------------
+
+FAMILY = [  # a covering grid: every cell, bridge, attention score, bidirectional both ways
+    dict(cell="lstm", bidirectional=True, bridge="dense", attention="luong_general"),
+    dict(cell="gru", bidirectional=True, bridge="copy", attention="bahdanau", learn_initial_state=True),
+    dict(cell="rnn", bidirectional=False, bridge="copy", attention="luong_dot", tie_embeddings=True),
+    dict(cell="gru", bidirectional=False, bridge="zero", attention="luong_general", recurrent_dropout=0.2),
+    dict(cell="rnn", bidirectional=True, bridge="dense", attention="none", learn_initial_state=True),
+    dict(cell="lstm", bidirectional=False, bridge="copy", attention="bahdanau", reverse_source=True),
+]
+
+
+def family_model(options, **extra):
+    import keras
+
+    keras.utils.set_random_seed(5)
+    arguments = dict(embedding_size=8, hidden_units=8, num_layers=2, dropout=0.1)
+    return Seq2Seq(list("abcdef"), ["X", "Y", "Z", "W"], **{**arguments, **options, **extra})
+
+
+@pytest.mark.parametrize("options", FAMILY, ids=lambda o: "-".join(str(v) for v in o.values()))
+def test_decode_steps_reproduce_teacher_forced_logits_for_every_option(options):
+    model = family_model(options)
+    logits = model(INPUTS).numpy()
+    state = model.encode(INPUTS["source_ids"])
+    real = INPUTS["target_in_ids"].numpy() != 0  # padded steps' outputs are never used
+    for t in range(3):
+        step_logits, state = model.decode_step(INPUTS["target_in_ids"][:, t], state)
+        np.testing.assert_allclose(step_logits.numpy()[real[:, t]], logits[real[:, t], t], atol=1e-5)
+    # dropout only while training
+    assert not np.allclose(model(INPUTS, training=True).numpy(), logits)
+
+
+@pytest.mark.parametrize("bridge, per_direction", [("copy", 4), ("dense", 8)])
+def test_bidirectional_encoder_and_bridge_shapes(bridge, per_direction):
+    model = family_model(dict(cell="lstm", bidirectional=True, bridge=bridge))
+    assert model.encoder_layers[0].forward_layer.units == per_direction
+    state = model.encode(INPUTS["source_ids"])
+    assert [[tuple(t.shape) for t in layer] for layer in state] == [[(2, 8), (2, 8)]] * 2
+    logits, state = model.decode_step(tf.constant([2, 2]), state)
+    assert logits.shape == (2, 4 + 4)
+
+
+def test_option_errors_name_the_option():
+    with pytest.raises(ValueError, match="cell: expected one of"):
+        family_model({}, cell="transformer")
+    with pytest.raises(ValueError, match="tie_embeddings: needs embedding_size == hidden_units"):
+        family_model({}, tie_embeddings=True, embedding_size=6)
+    with pytest.raises(ValueError, match="alignment: this model has no attention"):
+        family_model({}).alignment(INPUTS["source_ids"], INPUTS["target_in_ids"])
+
+
+def test_alignment_is_masked_and_in_source_order_with_reversal():
+    options = dict(attention="bahdanau", bidirectional=False)
+    forward = family_model(options)
+    reversing = family_model(options, reverse_source=True)
+    reversing.set_weights(forward.get_weights())
+    source = tf.constant([[4, 5, 6, 0, 0], [7, 8, 0, 0, 0]])
+    mirrored = tf.constant([[6, 5, 4, 0, 0], [8, 7, 0, 0, 0]])
+    target_in = INPUTS["target_in_ids"]
+    weights = reversing.alignment(source, target_in).numpy()
+    np.testing.assert_allclose(weights.sum(axis=-1), 1.0, atol=1e-6)
+    assert (weights[0, :, 3:] == 0).all() and (weights[1, :, 2:] == 0).all()
+    # The reversing model reads [c b a] but reports weights over [a b c].
+    expected = forward.alignment(mirrored, target_in).numpy()
+    np.testing.assert_allclose(weights[0, :, :3], expected[0, :, 2::-1], atol=1e-6)
+    np.testing.assert_allclose(weights[1, :, :2], expected[1, :, 1::-1], atol=1e-6)
+
+
+def test_gradients_equal_central_finite_differences():
+    from s2s_keras.losses import SequenceCrossentropy
+
+    model = family_model(dict(cell="lstm", attention="luong_general", bidirectional=True, bridge="dense"),
+                         dropout=0.0)
+    target_out = tf.constant([[4, 5, 3], [6, 3, 0]])
+    loss_fn = SequenceCrossentropy()
+
+    def loss():
+        return loss_fn(target_out, model(INPUTS))
+
+    checked = [model.encoder_layers[0].forward_layer.cell.recurrent_kernel,
+               model.attention_decoder.cells[1].recurrent_kernel,
+               model.attention_decoder.attention.key_kernel, model.bridge_layers[0].kernel]
+    with tf.GradientTape() as tape:
+        value = loss()
+    grads = tape.gradient(value, checked)
+    rng = np.random.default_rng(1)
+    eps = 1e-2
+    for variable, grad in zip(checked, grads):
+        for _ in range(3):
+            index = tuple(rng.integers(0, n) for n in variable.shape)
+            original = variable.numpy()
+            for sign, store in ((1, "plus"), (-1, "minus")):
+                bumped = original.copy()
+                bumped[index] += sign * eps
+                variable.assign(bumped)
+                if store == "plus":
+                    plus = float(loss())
+                else:
+                    minus = float(loss())
+            variable.assign(original)
+            numeric = (plus - minus) / (2 * eps)
+            assert abs(numeric - float(grad.numpy()[index])) < 2e-4 + 0.02 * abs(numeric), \
+                (variable.path, index, numeric, float(grad.numpy()[index]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("options", FAMILY, ids=lambda o: "-".join(str(v) for v in o.values()))
+def test_every_option_trains_saves_reloads_and_exports(options, tmp_path):
+    import keras
+
+    import tensorflow_text  # noqa: F401
+    from s2s_keras.config import preset
+    from s2s_keras.export import export
+    from s2s_keras.training import build_model, compile_model
+
+    config = preset("tiny").override(["model.embedding_size=16", "model.hidden_units=16"]
+                                     + [f"model.{key}={value}" for key, value in options.items()])
+    keras.utils.set_random_seed(5)
+    model = build_model(config, list("abcdef"), ["X", "Y", "Z", "W"])
+    compile_model(model, config, steps_per_epoch=1)
+    history = model.fit(INPUTS, tf.constant([[4, 5, 3], [6, 3, 0]]), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    model.save(tmp_path / "model.keras")
+    restored = keras.saving.load_model(tmp_path / "model.keras")
+    assert {key: restored.get_config()[key] for key in options} == options
+    np.testing.assert_array_equal(restored(INPUTS).numpy(), model(INPUTS).numpy())
+
+    loaded = tf.saved_model.load(export(model, config, str(tmp_path / "saved")))
+    result = loaded.nbest(inputs=tf.constant(["abc", ""]), beam_size=tf.constant([3, 3]))
+    assert result["outputs"].shape[:2] == (2, 3)
+    scored = loaded.score(sources=tf.constant(["abc", "fed"]), targets=tf.constant(["X Y", "Z"]))
+    assert ("alignment" in scored) == (options["attention"] != "none")
+    if "alignment" in scored:
+        np.testing.assert_allclose(tf.reduce_sum(scored["alignment"], -1).numpy()[0], 1.0, atol=1e-5)

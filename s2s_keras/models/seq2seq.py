@@ -1,5 +1,6 @@
-"""The encoder-decoder of Sutskever et al. (2014): stacked LSTMs, the encoder's last state
-starts the decoder, a softmax over the target vocabulary at each step."""
+"""The encoder-decoder family of Sutskever et al. (2014) and its successors: stacked LSTM / GRU /
+tanh-RNN layers, an optionally bidirectional encoder whose last state starts the decoder (through
+a bridge), optional global attention with input feeding, a softmax over the target vocabulary."""
 
 from __future__ import annotations
 
@@ -7,33 +8,50 @@ import typing
 
 import keras
 
-from s2s_keras.config import PRECISIONS
-from s2s_keras.layers import ReverseSequence
+from s2s_keras.config import ATTENTIONS, BRIDGES, CELLS, PRECISIONS
+from s2s_keras.layers import (AttentionDecoder, LearnedInitialState, ReverseSequence, recurrent_layer,
+                              state_count)
 from s2s_keras.text import PAD_ID, Tokenizer
 
 
 @keras.saving.register_keras_serializable(package="s2s_keras")
 class Seq2Seq(keras.Model):
-    """LSTM encoder-decoder trained with teacher forcing; models `P(Y|X) = Π_t p(y_t | X, y_<t)`.
+    """Recurrent encoder-decoder trained with teacher forcing; models `P(Y|X) = Π_t p(y_t | X, y_<t)`.
 
-    source ids → (optionally reversed) → embedding (mask_zero) → `num_layers` stacked LSTMs
-    (dropout between layers); layer l's final `[h, c]` starts decoder layer l; target_in ids →
-    embedding → stacked LSTMs → Dense logits over the target vocabulary. The tokenizers built
-    from `source_vocabulary` / `target_vocabulary` travel with the model (`.keras` and export).
+    Encoder: source ids → (optionally reversed) → embedding (mask_zero) → `num_layers` stacked
+    recurrent layers (`cell`; bidirectional optionally; dropout between layers; a learned initial
+    state optionally). Bridge: layer l's final state (forward and backward concatenated) → the
+    start state of decoder layer l (`copy`, `dense` or `zero`). Decoder: target_in ids →
+    embedding → stacked recurrent layers → logits; with `attention`, an `AttentionDecoder`
+    (input feeding, padding masked) sits between the cells and the projection. The tokenizers
+    built from `source_vocabulary` / `target_vocabulary` travel with the model.
+
+    Cells (Keras's gate order in each kernel): `lstm` i, f, c̃, o —
+    `i,f,o = σ(W_x x_t + W_h h_{t-1} + b)`, `c̃ = tanh(W_x x_t + W_h h_{t-1} + b)`,
+    `c_t = f⊙c_{t-1} + i⊙c̃`, `h_t = o⊙tanh(c_t)`; `gru` z, r, h̃ (reset after the recurrent
+    matmul); `rnn` `h_t = tanh(W_hx x_t + W_hh h_{t-1} + b)`.
 
     Args:
         source_vocabulary, target_vocabulary: token lists (without reserved tokens).
         source_split, target_split: `"characters"` or `"whitespace"` (see `Tokenizer`).
         source_lowercase, target_lowercase: Unicode case folding of each side.
-        embedding_size, hidden_units, num_layers, dropout: network shape.
-        reverse_source: feed the source tokens in reverse order (padding stays on the right).
+        cell: `lstm`, `gru` or `rnn`. learn_initial_state: learned encoder h0 (and c0).
+        embedding_size, hidden_units, num_layers, dropout, recurrent_dropout: network shape.
+        bidirectional, bridge: see `ModelConfig` (with `bridge="copy"` each direction gets
+            `hidden_units / 2` units).
+        attention: `none`, `luong_dot`, `luong_general` or `bahdanau`.
+        reverse_source: feed the source tokens in reverse order (padding stays on the right;
+            attention still sees positions in source order).
+        tie_embeddings: the decoder embedding matrix is the output projection (transposed).
+        init_scale: > 0 initializes every weight uniformly in `[-init_scale, init_scale]`.
         precision: `"float32"` or `"mixed_bfloat16"` (bf16 compute, float32 weights); the
             output projection, softmax and loss always run in float32.
 
     Inputs: `{"source_ids": (batch, S), "target_in_ids": (batch, T)}` int32, 0 = padding.
     Output: float32 logits `(batch, T, target_vocabulary_size)`.
     Inference (used by `s2s_keras.decoding`): `encode(source_ids) -> state`,
-    `decode_step(token_ids (batch,), state) -> (logits (batch, V), state)`; the same layer objects.
+    `decode_step(token_ids (batch,), state) -> (logits (batch, V), state)`, and for attention
+    models `alignment(source_ids, target_in_ids) -> (batch, T, S)` weights; the same layer objects.
 
     Example:
         >>> model = Seq2Seq(list("abc"), list("xyz"), embedding_size=8, hidden_units=8)
@@ -46,12 +64,31 @@ class Seq2Seq(keras.Model):
     def __init__(self, source_vocabulary: typing.Sequence[str], target_vocabulary: typing.Sequence[str],
                  source_split: str = "characters", target_split: str = "whitespace",
                  source_lowercase: bool = True, target_lowercase: bool = False,
+                 cell: str = "lstm", learn_initial_state: bool = False,
                  embedding_size: int = 128, hidden_units: int = 256, num_layers: int = 2,
-                 dropout: float = 0.0, reverse_source: bool = False, precision: str = "float32",
+                 dropout: float = 0.0, recurrent_dropout: float = 0.0, bidirectional: bool = False,
+                 bridge: str = "copy", attention: str = "none", reverse_source: bool = False,
+                 tie_embeddings: bool = False, init_scale: float = 0.0, precision: str = "float32",
                  **kwargs):
-        if precision not in PRECISIONS:
-            raise ValueError(f"Seq2Seq precision: expected one of {PRECISIONS}, got {precision!r}")
+        for name, value, known in (("precision", precision, PRECISIONS), ("cell", cell, CELLS),
+                                   ("bridge", bridge, BRIDGES), ("attention", attention, ATTENTIONS)):
+            if value not in known:
+                raise ValueError(f"Seq2Seq {name}: expected one of {known}, got {value!r}")
+        if bidirectional and bridge == "copy" and hidden_units % 2:
+            raise ValueError(f"Seq2Seq: bidirectional with bridge='copy' needs an even hidden_units, "
+                             f"got {hidden_units}")
+        if tie_embeddings and embedding_size != hidden_units:
+            raise ValueError(f"Seq2Seq tie_embeddings: needs embedding_size == hidden_units, "
+                             f"got {embedding_size} and {hidden_units}")
         # === Layers ===
+        init = keras.initializers.RandomUniform(-init_scale, init_scale) if init_scale > 0 else None
+        kernels = {} if init is None else {"kernel_initializer": init}
+        recurrent = {} if init is None else {"kernel_initializer": init, "recurrent_initializer": init}
+        embeddings = {} if init is None else {"embeddings_initializer": init}
+        directions = 2 if bidirectional else 1
+        encoder_units = hidden_units // 2 if bidirectional and bridge == "copy" else hidden_units
+        states_per_layer = state_count(cell)
+
         self.source_tokenizer = Tokenizer(source_vocabulary, source_split, source_lowercase,
                                           name="source_tokenizer")
         self.target_tokenizer = Tokenizer(target_vocabulary, target_split, target_lowercase,
@@ -59,23 +96,44 @@ class Seq2Seq(keras.Model):
         self.source_reverser = ReverseSequence(name="source_reverser") if reverse_source else None
         self.source_embedding = keras.layers.Embedding(
             self.source_tokenizer.vocabulary_size, embedding_size, mask_zero=True,
-            dtype=precision, name="source_embedding")
-        self.target_embedding = keras.layers.Embedding(
+            dtype=precision, name="source_embedding", **embeddings)
+        embedding_type = keras.layers.ReversibleEmbedding if tie_embeddings else keras.layers.Embedding
+        tied = {"reverse_dtype": "float32"} if tie_embeddings else {}
+        self.target_embedding = embedding_type(
             self.target_tokenizer.vocabulary_size, embedding_size, mask_zero=True,
-            dtype=precision, name="target_embedding")
-        # use_cudnn=False: the traced graph must run on CPU-only TF Serving even when exported
-        # on a GPU machine (CudnnRNNV3 would be baked in otherwise).
-        self.encoder_layers = [
-            keras.layers.LSTM(hidden_units, return_sequences=True, return_state=True,
-                              use_cudnn=False, dtype=precision, name=f"encoder_lstm_{i}")
-            for i in range(num_layers)]
-        self.decoder_layers = [
-            keras.layers.LSTM(hidden_units, return_sequences=True, return_state=True,
-                              use_cudnn=False, dtype=precision, name=f"decoder_lstm_{i}")
-            for i in range(num_layers)]
+            dtype=precision, name="target_embedding", **embeddings, **tied)
+        self.encoder_layers = []
+        for index in range(num_layers):
+            layer = recurrent_layer(cell, encoder_units, recurrent_dropout=recurrent_dropout, dtype=precision,
+                                    name=f"encoder_{cell}_{index}", **recurrent)
+            if bidirectional:
+                layer = keras.layers.Bidirectional(layer, dtype=precision, name=f"encoder_bi{cell}_{index}")
+            self.encoder_layers.append(layer)
+        self.initial_states = [
+            LearnedInitialState([encoder_units] * states_per_layer * directions, dtype=precision,
+                                name=f"encoder_initial_state_{index}")
+            for index in range(num_layers)] if learn_initial_state else []
+        self.bridge_layers = [
+            keras.layers.Dense(hidden_units, dtype=precision, name=f"bridge_{index}_{part}", **kernels)
+            for index in range(num_layers) for part in range(states_per_layer)] if bridge == "dense" else []
+        self._zero_bridge = bridge == "zero"
         self.between_layers = keras.layers.Dropout(dropout, name="between_layers_dropout")
-        self.output_projection = keras.layers.Dense(
-            self.target_tokenizer.vocabulary_size, dtype="float32", name="output_projection")
+        if attention == "none":
+            self.attention_decoder = None
+            self.decoder_layers = [
+                recurrent_layer(cell, hidden_units, recurrent_dropout=recurrent_dropout, dtype=precision,
+                                name=f"decoder_{cell}_{index}", **recurrent)
+                for index in range(num_layers)]
+        else:
+            self.decoder_layers = []
+            self.attention_decoder = AttentionDecoder(
+                cell, hidden_units, num_layers, embedding_size, encoder_units * directions, attention,
+                dropout=dropout, recurrent_dropout=recurrent_dropout, kernel_initializer=init,
+                dtype=precision, name="attention_decoder")
+            self.attention_decoder.build()
+            self.attentional_dropout = keras.layers.Dropout(dropout, name="attentional_dropout")
+        self.output_projection = None if tie_embeddings else keras.layers.Dense(
+            self.target_tokenizer.vocabulary_size, dtype="float32", name="output_projection", **kernels)
 
         # === Functional graph ===
         source_ids = keras.Input(shape=(None,), dtype="int32", name="source_ids")
@@ -91,16 +149,29 @@ class Seq2Seq(keras.Model):
         self.target_split = target_split
         self.source_lowercase = source_lowercase
         self.target_lowercase = target_lowercase
+        self.cell = cell
+        self.learn_initial_state = learn_initial_state
         self.embedding_size = embedding_size
         self.hidden_units = hidden_units
         self.num_layers = num_layers
         self.dropout = dropout
+        self.recurrent_dropout = recurrent_dropout
+        self.bidirectional = bidirectional
+        self.bridge = bridge
+        self.attention = attention
         self.reverse_source = reverse_source
+        self.tie_embeddings = tie_embeddings
+        self.init_scale = init_scale
         self.precision = precision
 
     def encode(self, source_ids, training=False):
-        """`(batch, S)` ids → decoder start state: a list of `[h, c]` per layer, each `(batch, units)`."""
-        return self._encode(source_ids, training=training)
+        """`(batch, S)` ids → decoder start state: a list of per-layer state lists (`[h, c]` for an
+        LSTM, `[h]` otherwise), each `(batch, units)`; with attention a dict that also holds the
+        encoder memory (see `AttentionDecoder.start_state`)."""
+        layer_states, memory, memory_mask = self._encode(source_ids, training=training)
+        if self.attention_decoder is None:
+            return layer_states
+        return self.attention_decoder.start_state(layer_states, memory, memory_mask)
 
     def decode_step(self, token_ids, state):
         """One decoder step for `(batch,)` token ids; returns `(logits (batch, V), new state)`."""
@@ -108,32 +179,74 @@ class Seq2Seq(keras.Model):
         # does not take masks; a step never sees padding that matters).
         x = keras.ops.take(self.target_embedding.embeddings, token_ids, axis=0)
         x = keras.ops.cast(x, self.target_embedding.compute_dtype)
+        if self.attention_decoder is not None:
+            attentional, _, state = self.attention_decoder.step(x, state)
+            return self._project(attentional), state
         new_state = []
         for layer, layer_state in zip(self.decoder_layers, state):
-            x, cell_state = layer.cell(x, layer_state, training=False)
-            new_state.append(list(cell_state))
-        return self.output_projection(x), new_state
+            x, cell_state = layer.cell(x, list(layer_state), training=False)
+            new_state.append(list(cell_state) if isinstance(cell_state, (list, tuple)) else [cell_state])
+        return self._project(x), new_state
+
+    def alignment(self, source_ids, target_in_ids):
+        """Attention weights `(batch, T, S)` float32 of teacher-forced decoding, over source
+        positions in source order (also with `reverse_source`). A decoder's output fed back as
+        `target_in_ids` gives exactly the alignment of that decoding: step t depends only on
+        the source and `y_<t`."""
+        if self.attention_decoder is None:
+            raise ValueError("alignment: this model has no attention (model.attention=none)")
+        layer_states, memory, memory_mask = self._encode(source_ids)
+        _, weights = self.attention_decoder(self.target_embedding(target_in_ids), memory, memory_mask,
+                                            layer_states)
+        return weights
 
     def _encode(self, source_ids, training=None):
+        """`(per-layer bridged states, memory (batch, S, features) in source order, memory mask)`."""
+        source_mask = keras.ops.not_equal(source_ids, PAD_ID)
         if self.source_reverser is not None:
             source_ids = self.source_reverser(source_ids)
         mask = keras.ops.not_equal(source_ids, PAD_ID)
         x = self.source_embedding(source_ids)
-        state = []
+        states = []
         for index, layer in enumerate(self.encoder_layers):
             if index:
                 x = self.between_layers(x, training=training)
-            x, h, c = layer(x, mask=mask, training=training)
-            state.append([h, c])
-        return state
+            initial_state = self.initial_states[index](source_ids) if self.initial_states else None
+            x, *layer_states = layer(x, mask=mask, initial_state=initial_state, training=training)
+            if isinstance(layer, keras.layers.Bidirectional):
+                half = len(layer_states) // 2
+                layer_states = [keras.ops.concatenate([forward, backward], axis=-1)
+                                for forward, backward in zip(layer_states[:half], layer_states[half:])]
+            states.append(self._bridge(index, layer_states))
+        if self.source_reverser is not None:
+            lengths = keras.ops.sum(keras.ops.cast(mask, "int32"), axis=1)
+            x = self.source_reverser(x, lengths=lengths)
+        return states, x, source_mask
 
-    def _decode_sequence(self, target_in_ids, state, training=None):
-        mask = keras.ops.not_equal(target_in_ids, PAD_ID)
+    def _bridge(self, index, layer_states):
+        if self.bridge_layers:  # dense
+            count = len(layer_states)
+            return [self.bridge_layers[index * count + part](state) for part, state in enumerate(layer_states)]
+        if self._zero_bridge:
+            return [keras.ops.zeros_like(state) for state in layer_states]
+        return layer_states
+
+    def _decode_sequence(self, target_in_ids, encoded, training=None):
+        states, memory, memory_mask = encoded
         x = self.target_embedding(target_in_ids)
-        for index, (layer, layer_state) in enumerate(zip(self.decoder_layers, state)):
+        if self.attention_decoder is not None:
+            x, _ = self.attention_decoder(x, memory, memory_mask, states, training=training)
+            return self._project(self.attentional_dropout(x, training=training))
+        mask = keras.ops.not_equal(target_in_ids, PAD_ID)
+        for index, (layer, layer_state) in enumerate(zip(self.decoder_layers, states)):
             if index:
                 x = self.between_layers(x, training=training)
-            x, _, _ = layer(x, mask=mask, initial_state=layer_state, training=training)
+            x, *_ = layer(x, mask=mask, initial_state=layer_state, training=training)
+        return self._project(x)
+
+    def _project(self, x):
+        if self.output_projection is None:
+            return self.target_embedding(x, reverse=True)
         return self.output_projection(x)
 
     def get_config(self):
@@ -142,9 +255,12 @@ class Seq2Seq(keras.Model):
             "source_vocabulary": self.source_vocabulary, "target_vocabulary": self.target_vocabulary,
             "source_split": self.source_split, "target_split": self.target_split,
             "source_lowercase": self.source_lowercase, "target_lowercase": self.target_lowercase,
+            "cell": self.cell, "learn_initial_state": self.learn_initial_state,
             "embedding_size": self.embedding_size, "hidden_units": self.hidden_units,
-            "num_layers": self.num_layers, "dropout": self.dropout,
-            "reverse_source": self.reverse_source, "precision": self.precision,
+            "num_layers": self.num_layers, "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
+            "bidirectional": self.bidirectional, "bridge": self.bridge, "attention": self.attention,
+            "reverse_source": self.reverse_source, "tie_embeddings": self.tie_embeddings,
+            "init_scale": self.init_scale, "precision": self.precision,
         }
 
     @classmethod
