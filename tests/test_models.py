@@ -200,7 +200,9 @@ def test_every_option_trains_saves_reloads_and_exports(options, tmp_path):
     from s2s_keras.export import export
     from s2s_keras.training import build_model, compile_model
 
-    config = preset("tiny").override(["model.embedding_size=16", "model.hidden_units=16"]
+    # 2 layers and dropout: the graph-mode training path with between-layer dropout masks.
+    config = preset("tiny").override(["model.embedding_size=16", "model.hidden_units=16",
+                                      "model.num_layers=2", "model.dropout=0.2"]
                                      + [f"model.{key}={value}" for key, value in options.items()])
     keras.utils.set_random_seed(5)
     model = build_model(config, list("abcdef"), ["X", "Y", "Z", "W"])

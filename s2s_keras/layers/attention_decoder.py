@@ -94,7 +94,7 @@ class AttentionDecoder(keras.layers.Layer):
         training = bool(training)
         state = self.start_state(initial_state, memory, memory_mask)
         steps = keras.ops.transpose(keras.ops.cast(embedded, self.compute_dtype), (1, 0, 2))
-        masks = ()
+        masks = None
         if training and self.dropout > 0 and self.num_layers > 1:
             ones = keras.ops.ones((self.num_layers - 1, *keras.ops.shape(steps)[:2], self.units),
                                   self.compute_dtype)
@@ -110,7 +110,7 @@ class AttentionDecoder(keras.layers.Layer):
         alignments = tf.TensorArray(tf.float32, size=length, element_shape=[None, None])
 
         def body(t, carry, outputs, alignments):
-            dropout_masks = masks[t] if len(masks) else None
+            dropout_masks = None if masks is None else masks[t]
             attentional, weights, new_state = self.step(steps[t], {**carry, **memory_parts},
                                                         training=training, dropout_masks=dropout_masks)
             carry = {"layers": new_state["layers"], "attentional": attentional}
