@@ -8,7 +8,12 @@ compiles and fits through `s2s_keras.training` — there is no second model defi
      "model.num_layers": {"int": [1, 3]},
      "model.dropout": {"float": [0.0, 0.4], "step": 0.1},
      "train.learning_rate": {"float": [1e-4, 1e-2], "sampling": "log"},
-     "model.reverse_source": {"boolean": true}}
+     "model.reverse_source": {"boolean": true},
+     "model.attention": {"choice": ["none", "luong_general", "bahdanau"]}}
+
+Every option of the model family (`model.cell`, `model.bidirectional`, `model.attention`, ...)
+can be searched. A trial whose combination of values the config rejects (say `luong_dot` with
+a `dense` bridge) fails with that config error and the tuner moves on to the next trial.
 
 Objectives: `val_loss`, or `val_wer` — word error rate of greedy decoding on the validation
 split, computed by `ValidationErrorRates` at the end of every epoch and logged like any metric
@@ -31,6 +36,9 @@ from s2s_keras.training import build_model, compile_model, datasets, load_data
 
 # The default search space (edit a copy and pass it with `s2s tune --space FILE.json`).
 DEFAULT_SPACE = {
+    "model.cell": {"choice": ["lstm", "gru"]},
+    "model.bidirectional": {"boolean": True},
+    "model.attention": {"choice": ["none", "luong_general", "bahdanau"]},
     "model.hidden_units": {"choice": [128, 256, 512]},
     "model.num_layers": {"int": [1, 3]},
     "model.embedding_size": {"choice": [64, 128, 256]},

@@ -11,7 +11,10 @@ pytestmark = pytest.mark.slow
 
 SPACE = {"model.hidden_units": {"choice": [8, 16]},
          "train.learning_rate": {"float": [3e-3, 3e-2], "sampling": "log"},
-         "model.reverse_source": {"boolean": True}}
+         "model.reverse_source": {"boolean": True},
+         "model.cell": {"choice": ["lstm", "gru"]},
+         "model.bidirectional": {"boolean": True},
+         "model.attention": {"choice": ["none", "bahdanau"]}}
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +41,8 @@ def test_each_tuner_and_objective_searches_and_saves_the_best(base, tmp_path, tu
         assert os.path.isfile(tmp_path / name), name
     best = json.loads((tmp_path / "best" / "config.json").read_text())
     best_row = next(r for r in rows if r["trial"] == result["best_trial"])
-    assert best["model"]["hidden_units"] == best_row["model.hidden_units"]
+    for key in ("hidden_units", "cell", "bidirectional", "attention"):
+        assert best["model"][key] == best_row[f"model.{key}"]
     assert os.listdir(tmp_path / "logs")  # TensorBoard logs per trial
 
 
