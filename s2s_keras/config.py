@@ -90,7 +90,8 @@ class ModelConfig:
     learn_initial_state: bool = False  # a learned h0 (and c0) for the encoder instead of zeros
     embedding_size: int = 128
     hidden_units: int = 256
-    num_layers: int = 2  # per side
+    num_layers: int = 2  # decoder depth, and the encoder's unless encoder_num_layers is set
+    encoder_num_layers: int = 0  # 0: num_layers
     dropout: float = 0.1  # between stacked layers (and on the attentional vector)
     recurrent_dropout: float = 0.0
     bidirectional: bool = False
@@ -104,6 +105,12 @@ class ModelConfig:
         for name in ("embedding_size", "hidden_units", "num_layers"):
             value = getattr(self, name)
             _check(isinstance(value, int) and value >= 1, f"model.{name}", value, "an integer >= 1")
+        _check(isinstance(self.encoder_num_layers, int) and self.encoder_num_layers >= 0,
+               "model.encoder_num_layers", self.encoder_num_layers, "an integer >= 0 (0: model.num_layers)")
+        if self.encoder_num_layers not in (0, self.num_layers):
+            _check(self.bridge != "copy", "model.bridge", self.bridge,
+                   f"dense or zero when model.encoder_num_layers ({self.encoder_num_layers}) != "
+                   f"model.num_layers ({self.num_layers})")
         for name in ("dropout", "recurrent_dropout"):
             value = getattr(self, name)
             _check(0.0 <= value < 1.0, f"model.{name}", value, "a rate in [0, 1)")

@@ -61,6 +61,8 @@ def test_paper_and_attention_presets():
      "model.attention: expected luong_general or bahdanau when the encoder outputs 512 features"),
     (["model.bidirectional=true", "model.hidden_units=33"], "model.hidden_units: expected an even number"),
     (["model.tie_embeddings=true"], "model.tie_embeddings: expected model.embedding_size (128) == model.hidden_units"),
+    (["model.encoder_num_layers=3"],
+     "model.bridge: expected dense or zero when model.encoder_num_layers (3) != model.num_layers (2)"),
     (["train.optimizer=adagrad"], "train.optimizer: expected one of"),
     (["train.label_smoothing=1"], "train.label_smoothing: expected a rate in [0, 1)"),
 ])

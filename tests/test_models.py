@@ -221,3 +221,19 @@ def test_every_option_trains_saves_reloads_and_exports(options, tmp_path):
     assert ("alignment" in scored) == (options["attention"] != "none")
     if "alignment" in scored:
         np.testing.assert_allclose(tf.reduce_sum(scored["alignment"], -1).numpy()[0], 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("bridge", ["dense", "zero"])
+def test_encoder_and_decoder_depths_may_differ(bridge):
+    model = family_model(dict(cell="lstm", bidirectional=True, bridge=bridge, attention="bahdanau"),
+                         encoder_num_layers=3, num_layers=2)
+    assert len(model.encoder_layers) == 3 and len(model.attention_decoder.cells) == 2
+    state = model.encode(INPUTS["source_ids"])
+    assert [[tuple(t.shape) for t in layer] for layer in state["layers"]] == [[(2, 8), (2, 8)]] * 2
+    if bridge == "zero":
+        assert all(np.all(t.numpy() == 0) for layer in state["layers"] for t in layer)
+    logits = model(INPUTS).numpy()
+    step_logits, _ = model.decode_step(INPUTS["target_in_ids"][:, 0], state)
+    np.testing.assert_allclose(step_logits.numpy(), logits[:, 0], atol=1e-5)
+    with pytest.raises(ValueError, match="bridge='copy' needs equal depths"):
+        family_model({}, encoder_num_layers=3)

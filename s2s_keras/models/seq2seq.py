@@ -18,10 +18,11 @@ from s2s_keras.text import PAD_ID, Tokenizer
 class Seq2Seq(keras.Model):
     """Recurrent encoder-decoder trained with teacher forcing; models `P(Y|X) = Π_t p(y_t | X, y_<t)`.
 
-    Encoder: source ids → (optionally reversed) → embedding (mask_zero) → `num_layers` stacked
-    recurrent layers (`cell`; bidirectional optionally; dropout between layers; a learned initial
+    Encoder: source ids → (optionally reversed) → embedding (mask_zero) → `encoder_num_layers`
+    (default: `num_layers`) stacked recurrent layers (`cell`; bidirectional optionally; dropout between layers; a learned initial
     state optionally). Bridge: layer l's final state (forward and backward concatenated) → the
-    start state of decoder layer l (`copy`, `dense` or `zero`). Decoder: target_in ids →
+    start state of decoder layer l (`copy`, `dense` or `zero`; with unequal depths `dense` maps
+    the states of all encoder layers to each decoder layer). Decoder: target_in ids →
     embedding → stacked recurrent layers → logits; with `attention`, an `AttentionDecoder`
     (input feeding, padding masked) sits between the cells and the projection. The tokenizers
     built from `source_vocabulary` / `target_vocabulary` travel with the model.
@@ -36,7 +37,8 @@ class Seq2Seq(keras.Model):
         source_split, target_split: `"characters"` or `"whitespace"` (see `Tokenizer`).
         source_lowercase, target_lowercase: Unicode case folding of each side.
         cell: `lstm`, `gru` or `rnn`. learn_initial_state: learned encoder h0 (and c0).
-        embedding_size, hidden_units, num_layers, dropout, recurrent_dropout: network shape.
+        embedding_size, hidden_units, num_layers, dropout, recurrent_dropout: network shape;
+            `num_layers` is the decoder's depth and the encoder's unless `encoder_num_layers`.
         bidirectional, bridge: see `ModelConfig` (with `bridge="copy"` each direction gets
             `hidden_units / 2` units).
         attention: `none`, `luong_dot`, `luong_general` or `bahdanau`.
@@ -66,6 +68,7 @@ class Seq2Seq(keras.Model):
                  source_lowercase: bool = True, target_lowercase: bool = False,
                  cell: str = "lstm", learn_initial_state: bool = False,
                  embedding_size: int = 128, hidden_units: int = 256, num_layers: int = 2,
+                 encoder_num_layers: int = 0,
                  dropout: float = 0.0, recurrent_dropout: float = 0.0, bidirectional: bool = False,
                  bridge: str = "copy", attention: str = "none", reverse_source: bool = False,
                  tie_embeddings: bool = False, init_scale: float = 0.0, precision: str = "float32",
@@ -77,6 +80,10 @@ class Seq2Seq(keras.Model):
         if bidirectional and bridge == "copy" and hidden_units % 2:
             raise ValueError(f"Seq2Seq: bidirectional with bridge='copy' needs an even hidden_units, "
                              f"got {hidden_units}")
+        encoder_depth = encoder_num_layers or num_layers
+        if encoder_depth != num_layers and bridge == "copy":
+            raise ValueError(f"Seq2Seq: encoder_num_layers={encoder_depth} and num_layers={num_layers} differ; "
+                             f"bridge='copy' needs equal depths (use 'dense' or 'zero')")
         if tie_embeddings and embedding_size != hidden_units:
             raise ValueError(f"Seq2Seq tie_embeddings: needs embedding_size == hidden_units, "
                              f"got {embedding_size} and {hidden_units}")
@@ -103,7 +110,7 @@ class Seq2Seq(keras.Model):
             self.target_tokenizer.vocabulary_size, embedding_size, mask_zero=True,
             dtype=precision, name="target_embedding", **embeddings, **tied)
         self.encoder_layers = []
-        for index in range(num_layers):
+        for index in range(encoder_depth):
             layer = recurrent_layer(cell, encoder_units, recurrent_dropout=recurrent_dropout, dtype=precision,
                                     name=f"encoder_{cell}_{index}", **recurrent)
             if bidirectional:
@@ -112,11 +119,12 @@ class Seq2Seq(keras.Model):
         self.initial_states = [
             LearnedInitialState([encoder_units] * states_per_layer * directions, dtype=precision,
                                 name=f"encoder_initial_state_{index}")
-            for index in range(num_layers)] if learn_initial_state else []
+            for index in range(encoder_depth)] if learn_initial_state else []
         self.bridge_layers = [
             keras.layers.Dense(hidden_units, dtype=precision, name=f"bridge_{index}_{part}", **kernels)
             for index in range(num_layers) for part in range(states_per_layer)] if bridge == "dense" else []
         self._zero_bridge = bridge == "zero"
+        self._decoder_shape = (hidden_units, num_layers)
         self.between_layers = keras.layers.Dropout(dropout, name="between_layers_dropout")
         if attention == "none":
             self.attention_decoder = None
@@ -154,6 +162,7 @@ class Seq2Seq(keras.Model):
         self.embedding_size = embedding_size
         self.hidden_units = hidden_units
         self.num_layers = num_layers
+        self.encoder_num_layers = encoder_num_layers
         self.dropout = dropout
         self.recurrent_dropout = recurrent_dropout
         self.bidirectional = bidirectional
@@ -217,19 +226,30 @@ class Seq2Seq(keras.Model):
                 half = len(layer_states) // 2
                 layer_states = [keras.ops.concatenate([forward, backward], axis=-1)
                                 for forward, backward in zip(layer_states[:half], layer_states[half:])]
-            states.append(self._bridge(index, layer_states))
+            states.append(layer_states)
         if self.source_reverser is not None:
             lengths = keras.ops.sum(keras.ops.cast(mask, "int32"), axis=1)
             x = self.source_reverser(x, lengths=lengths)
-        return states, x, source_mask
+        return self._bridge(states), x, source_mask
 
-    def _bridge(self, index, layer_states):
+    def _bridge(self, encoder_states):
+        """Per encoder layer `[h(, c)]` → per decoder layer `[h(, c)]` of `hidden_units` each."""
         if self.bridge_layers:  # dense
-            count = len(layer_states)
-            return [self.bridge_layers[index * count + part](state) for part, state in enumerate(layer_states)]
+            parts = len(encoder_states[0])
+            if len(self.bridge_layers) == len(encoder_states) * parts:  # equal depths: layer to layer
+                return [[self.bridge_layers[index * parts + part](state) for part, state in enumerate(states)]
+                        for index, states in enumerate(encoder_states)]
+            # Unequal depths: each decoder layer reads the states of every encoder layer.
+            joined = [keras.ops.concatenate([states[part] for states in encoder_states], axis=-1)
+                      for part in range(parts)]
+            return [[self.bridge_layers[index * parts + part](joined[part]) for part in range(parts)]
+                    for index in range(len(self.bridge_layers) // parts)]
         if self._zero_bridge:
-            return [keras.ops.zeros_like(state) for state in layer_states]
-        return layer_states
+            units, depth = self._decoder_shape
+            # zeros (batch, units) built from a state: the batch size is symbolic here
+            zeros = keras.ops.repeat(keras.ops.zeros_like(encoder_states[0][0][:, :1]), units, axis=1)
+            return [[zeros] * len(encoder_states[0]) for _ in range(depth)]
+        return encoder_states
 
     def _decode_sequence(self, target_in_ids, encoded, training=None):
         states, memory, memory_mask = encoded
@@ -257,7 +277,8 @@ class Seq2Seq(keras.Model):
             "source_lowercase": self.source_lowercase, "target_lowercase": self.target_lowercase,
             "cell": self.cell, "learn_initial_state": self.learn_initial_state,
             "embedding_size": self.embedding_size, "hidden_units": self.hidden_units,
-            "num_layers": self.num_layers, "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
+            "num_layers": self.num_layers, "encoder_num_layers": self.encoder_num_layers,
+            "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
             "bidirectional": self.bidirectional, "bridge": self.bridge, "attention": self.attention,
             "reverse_source": self.reverse_source, "tie_embeddings": self.tie_embeddings,
             "init_scale": self.init_scale, "precision": self.precision,
