@@ -62,6 +62,9 @@ def compile_model(model: Seq2Seq, config: Config, steps_per_epoch: int) -> None:
         optimizer = keras.optimizers.SGD(learning_rate, global_clipnorm=train.clip_norm)
     else:
         optimizer = keras.optimizers.Adam(learning_rate, global_clipnorm=train.clip_norm)
+    if train.precision == "mixed_float16":
+        # float16 gradients underflow without it; Keras unscales before clipping and applying.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(optimizer=optimizer, loss=SequenceCrossentropy(train.label_smoothing),
                   metrics=[MaskedAccuracy()])
 
@@ -101,10 +104,11 @@ def train(config: Config, run_dir: str, verbose: int = 1) -> Seq2Seq:
     _check_same_config(config, run_dir)
     with open(os.path.join(run_dir, CONFIG_FILE), "w") as handle:
         handle.write(config.to_json())
+    # First: splitting the CPU into logical devices must happen before any op runs.
+    strategy = get_strategy(config.train.strategy, config.train.cpu_devices)
     keras.utils.set_random_seed(config.train.seed)
 
     corpus, source_vocabulary, target_vocabulary = load_data(config, verbose)
-    strategy = get_strategy(config.train.strategy)
     with strategy.scope():
         model = build_model(config, source_vocabulary, target_vocabulary)
     train_data, valid_data, stats = datasets(config, corpus, model)

@@ -30,7 +30,7 @@ import keras
 import keras_tuner as kt
 
 from s2s_keras.config import Config, ConfigError
-from s2s_keras.distribute import get_strategy
+from s2s_keras.distribute import configure_devices, get_strategy
 from s2s_keras.evaluation import ValidationErrorRates
 from s2s_keras.training import build_model, compile_model, datasets, load_data
 
@@ -169,6 +169,10 @@ def tune(base: Config, run_dir: str, tuner_kind: str = "random", max_trials: int
     `KERASTUNER_ORACLE_PORT` and `run_dir` (shared storage); the chief writes the results."""
     if objective not in OBJECTIVES:
         raise ValueError(f"--objective: expected one of {sorted(OBJECTIVES)}, got {objective!r}")
+    if strategy in ("multi_worker", "tpu"):
+        raise ValueError(f"--strategy {strategy}: Keras Tuner runs each trial on one machine; use "
+                         f"auto, one_device or mirrored, and parallel tuner workers (see below)")
+    configure_devices(base.train.cpu_devices)  # before anything starts TensorFlow's runtime
     keras.utils.set_random_seed(base.train.seed)
     hypermodel = Seq2SeqHyperModel(base, space if space is not None else dict(DEFAULT_SPACE), objective)
     tuner = make_tuner(tuner_kind, hypermodel, run_dir, max_trials, strategy, seed=base.train.seed)

@@ -23,3 +23,20 @@ def test_other_schedules(name):
     else:
         assert float(schedule(0)) == pytest.approx(train.learning_rate)
         assert float(schedule(20)) == pytest.approx(0.05 * train.learning_rate)
+
+
+def test_mixed_float16_trains_with_loss_scaling_and_float32_logits():
+    import keras
+    import tensorflow as tf
+
+    from s2s_keras.training import build_model, compile_model
+
+    config = preset("tiny").override(["train.precision=mixed_float16", "model.attention=luong_general"])
+    model = build_model(config, list("abcdef"), ["X", "Y", "Z"])
+    compile_model(model, config, steps_per_epoch=1)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.attention_decoder.compute_dtype == "float16"
+    inputs = {"source_ids": tf.constant([[4, 5, 0]]), "target_in_ids": tf.constant([[2, 4]])}
+    history = model.fit(inputs, tf.constant([[4, 3]]), epochs=2, verbose=0)
+    assert all(np.isfinite(history.history["loss"]))
+    assert model(inputs).dtype == tf.float32

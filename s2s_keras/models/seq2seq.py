@@ -9,13 +9,14 @@ import typing
 import keras
 
 from s2s_keras.config import ATTENTIONS, BRIDGES, CELLS, PRECISIONS
+from s2s_keras.keras_workarounds import DistributedBuildFix
 from s2s_keras.layers import (AttentionDecoder, LearnedInitialState, ReverseSequence, recurrent_layer,
                               state_count)
 from s2s_keras.text import PAD_ID, Tokenizer
 
 
 @keras.saving.register_keras_serializable(package="s2s_keras")
-class Seq2Seq(keras.Model):
+class Seq2Seq(DistributedBuildFix, keras.Model):
     """Recurrent encoder-decoder trained with teacher forcing; models `P(Y|X) = Π_t p(y_t | X, y_<t)`.
 
     Encoder: source ids → (optionally reversed) → embedding (mask_zero) → `encoder_num_layers`
