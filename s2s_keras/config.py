@@ -153,6 +153,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     clip_norm: float = 5.0
     early_stopping_patience: int = 3
+    backup_every_steps: int = 250  # a killed run loses at most this many steps (0: epoch ends only)
     strategy: str = "auto"
     cpu_devices: int = 0  # > 1: split the CPU into that many logical devices (mirrored on CPU)
     # bf16 matmuls run ~5x fp32 on this CPU's AMX units; weights, softmax and loss stay float32.
@@ -167,6 +168,8 @@ class TrainConfig:
         _check(self.clip_norm > 0, "train.clip_norm", self.clip_norm, "a number > 0")
         _check(self.early_stopping_patience >= 0, "train.early_stopping_patience",
                self.early_stopping_patience, "an integer >= 0")
+        _check(self.backup_every_steps >= 0, "train.backup_every_steps", self.backup_every_steps,
+               "an integer >= 0")
         _check(self.strategy in STRATEGIES, "train.strategy", self.strategy, f"one of {STRATEGIES}")
         _check(self.cpu_devices >= 0, "train.cpu_devices", self.cpu_devices, "an integer >= 0")
         _check(self.precision in PRECISIONS, "train.precision", self.precision, f"one of {PRECISIONS}")

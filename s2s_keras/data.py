@@ -30,7 +30,11 @@ def encode_pairs(sources: tf.Tensor, targets: tf.Tensor, source_tokenizer: Token
 
 def make_dataset(pairs, source_tokenizer: Tokenizer, target_tokenizer: Tokenizer, batch_size: int,
                  shuffle: bool, seed: int = 0, bucket_width: int = 2, max_bucket_length: int = 64,
-                 shuffle_buffer: int = 200_000) -> tf.data.Dataset:
+                 shuffle_buffer: int = 200_000, epoch_range: tuple[int, int] | None = None) -> tf.data.Dataset:
+    """Batches of one pass over `pairs` (reshuffled each time it is iterated), or with
+    `epoch_range=(first, stop)` the batches of epochs `first .. stop-1` one after the other, where
+    epoch e's order is a function of `(seed, e)` alone: a run resumed at epoch e (plus `skip`
+    of the steps already done) sees exactly the batches an uninterrupted run would."""
     if not pairs:
         raise ValueError("make_dataset: no pairs (is the split empty?)")
     sources = tf.constant([source for source, _ in pairs], tf.string)
@@ -45,25 +49,37 @@ def make_dataset(pairs, source_tokenizer: Tokenizer, target_tokenizer: Tokenizer
                      for tensor in ragged)
 
     # Tokenizing 4096 strings per call is far cheaper than one string per call.
-    dataset = (tf.data.Dataset.from_tensor_slices((sources, targets))
-               .batch(4096)
-               .map(encode, num_parallel_calls=tf.data.AUTOTUNE)
-               .unbatch()
-               .map(densify)
-               .cache())
-    if shuffle:
-        dataset = dataset.shuffle(min(shuffle_buffer, len(pairs)), seed=seed, reshuffle_each_iteration=True)
+    examples = (tf.data.Dataset.from_tensor_slices((sources, targets))
+                .batch(4096)
+                .map(encode, num_parallel_calls=tf.data.AUTOTUNE)
+                .unbatch()
+                .map(densify)
+                .cache())
     boundaries = list(range(bucket_width + 1, max_bucket_length + 1, bucket_width))
-    dataset = dataset.bucket_by_sequence_length(
-        element_length_func=lambda source, target_in, _: tf.maximum(tf.shape(source)[0], tf.shape(target_in)[0]),
-        bucket_boundaries=boundaries,
-        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-        padding_values=(PAD_ID, PAD_ID, PAD_ID))
-    if shuffle:
-        # Buckets fill at different rates; mixing whole batches keeps lengths from arriving in runs.
-        dataset = dataset.shuffle(64, seed=seed + 1, reshuffle_each_iteration=True)
-    dataset = dataset.map(lambda source, target_in, target_out: (
-        {"source_ids": source, "target_in_ids": target_in}, target_out))
+
+    def arrange(epoch_seed, reshuffle: bool):
+        dataset = examples
+        if shuffle:
+            dataset = dataset.shuffle(min(shuffle_buffer, len(pairs)), seed=epoch_seed,
+                                      reshuffle_each_iteration=reshuffle)
+        dataset = dataset.bucket_by_sequence_length(
+            element_length_func=lambda source, target_in, _: tf.maximum(tf.shape(source)[0],
+                                                                        tf.shape(target_in)[0]),
+            bucket_boundaries=boundaries,
+            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+            padding_values=(PAD_ID, PAD_ID, PAD_ID))
+        if shuffle:
+            # Buckets fill at different rates; mixing whole batches keeps lengths from arriving in runs.
+            dataset = dataset.shuffle(64, seed=epoch_seed + 1, reshuffle_each_iteration=reshuffle)
+        return dataset.map(lambda source, target_in, target_out: (
+            {"source_ids": source, "target_in_ids": target_in}, target_out))
+
+    if epoch_range is None:
+        dataset = arrange(seed, reshuffle=True)
+    else:
+        first, stop = epoch_range
+        dataset = tf.data.Dataset.range(first, stop).flat_map(
+            lambda epoch: arrange(tf.cast(seed, tf.int64) + 7919 * epoch, reshuffle=False))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 

@@ -1,9 +1,10 @@
 """Config → corpus → vocabularies → datasets → `model.fit` under a strategy → run directory.
 
 A run directory holds: `config.json` (the resolved config), `model.keras` (best weights; the
-vocabularies are inside), `checkpoints/best.keras`, `backup/` (BackupAndRestore: rerunning the
-same command resumes an interrupted run), `logs/` (TensorBoard), `history.csv`, `summary.json`
-(data sizes, padding fraction, parameters, timing, history).
+vocabularies are inside), `checkpoints/best.keras`, `backup/state.npz` while training (see
+`run_state.py`: rerunning the same command resumes an interrupted run at its last backup, to the
+step), `logs/` (TensorBoard), `history.csv`, `summary.json` (data sizes, padding fraction,
+parameters, timing, history).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import time
 
 import keras
@@ -23,6 +25,7 @@ from s2s_keras.distribute import get_strategy
 from s2s_keras.losses import SequenceCrossentropy
 from s2s_keras.metrics import MaskedAccuracy
 from s2s_keras.models import Seq2Seq
+from s2s_keras.run_state import BACKUP_DIR, BEST_FILE, RunState
 from s2s_keras.text import build_vocabulary
 
 MODEL_FILE = "model.keras"
@@ -84,9 +87,7 @@ def load_data(config: Config, verbose: int = 0) -> tuple:
 def datasets(config: Config, corpus, model: Seq2Seq) -> tuple:
     """`(train, valid or None, train statistics)`; both datasets with a known length, which gives
     Keras a real progress bar and no "ran out of data" warning."""
-    data = config.data
-    common = dict(seed=data.seed, bucket_width=data.bucket_width,
-                  max_bucket_length=data.max_bucket_length, shuffle_buffer=data.shuffle_buffer)
+    common = _data_options(config)
     train = make_dataset(corpus.train, model.source_tokenizer, model.target_tokenizer,
                          config.train.batch_size, shuffle=True, **common)
     stats = batch_statistics(train)
@@ -97,6 +98,12 @@ def datasets(config: Config, corpus, model: Seq2Seq) -> tuple:
                              config.train.batch_size, shuffle=False, **common)
         valid = valid.apply(tf.data.experimental.assert_cardinality(batch_statistics(valid)["batches"]))
     return train, valid, stats
+
+
+def _data_options(config: Config) -> dict:
+    data = config.data
+    return dict(seed=data.seed, bucket_width=data.bucket_width, max_bucket_length=data.max_bucket_length,
+                shuffle_buffer=data.shuffle_buffer)
 
 
 def train(config: Config, run_dir: str, verbose: int = 1) -> Seq2Seq:
@@ -121,27 +128,42 @@ def train(config: Config, run_dir: str, verbose: int = 1) -> Seq2Seq:
                   f"({strategy.num_replicas_in_sync} replica(s))")
 
     monitor = "val_loss" if valid_data is not None else "loss"
-    callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
-        keras.callbacks.ModelCheckpoint(os.path.join(run_dir, "checkpoints", "best.keras"),
-                                        monitor=monitor, save_best_only=True),
-        keras.callbacks.EarlyStopping(monitor=monitor, patience=config.train.early_stopping_patience,
-                                      restore_best_weights=True),
-        keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
-        keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
-    ]
+    run_state = RunState(run_dir, monitor, config.train.early_stopping_patience, config.train.backup_every_steps)
+    with strategy.scope():
+        state = run_state.restore(model)
+    if state["epoch"] or state["step"]:
+        _log(verbose, f"resuming from {run_state.path}: epoch {state['epoch'] + 1}, step {state['step']}")
+    callbacks = [run_state, keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
+                 keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True)]
+    steps = stats["batches"]
     start = time.time()
-    history = model.fit(train_data, validation_data=valid_data, epochs=config.train.epochs,
-                        callbacks=callbacks, verbose=verbose, shuffle=False)  # the dataset shuffles
+    # An epoch interrupted after `step` steps is finished first (its remaining steps), then the
+    # others: every epoch ends, validates and backs up where an uninterrupted run's would.
+    first, done = state["epoch"], state["step"]
+    phases = [(first, first + 1, steps - done, done)] if done else []
+    phases.append((first + 1 if done else first, config.train.epochs, steps, 0))
+    for initial_epoch, stop_epoch, steps_per_epoch, skip in phases:
+        if run_state.state["stopped"] or initial_epoch >= stop_epoch:
+            continue
+        stream = make_dataset(corpus.train, model.source_tokenizer, model.target_tokenizer,
+                              config.train.batch_size, shuffle=True, epoch_range=(initial_epoch, stop_epoch),
+                              **_data_options(config)).skip(skip)
+        model.fit(stream, validation_data=valid_data, initial_epoch=initial_epoch, epochs=stop_epoch,
+                  steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose,
+                  shuffle=False)  # the dataset shuffles
     seconds = time.time() - start
+    best = os.path.join(run_dir, BEST_FILE)
+    if os.path.isfile(best):
+        model.load_weights(best)  # the best epoch by the monitored loss, as EarlyStopping would restore
     model.save(os.path.join(run_dir, MODEL_FILE))
     summary = {"pairs": {"train": len(corpus.train), "valid": len(corpus.valid), "test": len(corpus.test)},
                "skipped_lines": corpus.skipped.count, "train_padding_fraction": pad,
                "parameters": model.count_params(), "train_seconds": seconds,
                "replicas": strategy.num_replicas_in_sync,
-               "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
+               "epochs_run": run_state.state["epoch"], "history": run_state.state["history"]}
     with open(os.path.join(run_dir, "summary.json"), "w") as handle:
         json.dump(summary, handle, indent=2)
+    shutil.rmtree(os.path.join(run_dir, BACKUP_DIR), ignore_errors=True)  # finished: nothing to resume
     _log(verbose, f"trained in {seconds:.0f} s; saved {os.path.join(run_dir, MODEL_FILE)}")
     return model
 
@@ -161,12 +183,12 @@ def load_run(run_dir: str) -> tuple:
 def _check_same_config(config: Config, run_dir: str) -> None:
     """Resuming with another config would silently mix two runs; refuse instead."""
     path = os.path.join(run_dir, CONFIG_FILE)
-    if os.path.isdir(os.path.join(run_dir, "backup")) and os.path.isfile(path):
+    if os.path.isdir(os.path.join(run_dir, BACKUP_DIR)) and os.path.isfile(path):
         with open(path) as handle:
             previous = Config.from_json(handle.read())
         if previous != config:
             raise ValueError(f"{run_dir} holds an interrupted run with another config ({path}); "
-                             f"use a new --run-dir or delete {os.path.join(run_dir, 'backup')}")
+                             f"use a new --run-dir or delete {os.path.join(run_dir, BACKUP_DIR)}")
 
 
 def _log(verbose: int, message: str) -> None:
