@@ -80,7 +80,11 @@ def make_dataset(pairs, source_tokenizer: Tokenizer, target_tokenizer: Tokenizer
         first, stop = epoch_range
         dataset = tf.data.Dataset.range(first, stop).flat_map(
             lambda epoch: arrange(tf.cast(seed, tf.int64) + 7919 * epoch, reshuffle=False))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    # In memory, not in files: multi-worker training shards it by element (each worker takes its
+    # part of every global batch), not by file.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 def batch_statistics(dataset: tf.data.Dataset) -> dict:

@@ -10,6 +10,8 @@ import os
 
 import tensorflow as tf
 
+from s2s_keras.keras_workarounds import patch_multi_worker_log_reduction
+
 
 def configure_devices(cpu_devices: int) -> None:
     """Splits the CPU into `cpu_devices` logical devices (0 or 1: leave it whole), so that
@@ -38,6 +40,7 @@ def get_strategy(name: str, cpu_devices: int = 0) -> tf.distribute.Strategy:
         if "TF_CONFIG" not in os.environ:
             raise ValueError("--strategy multi_worker: TF_CONFIG is not set (it names the cluster's workers "
                              "and this process's task; see the README)")
+        patch_multi_worker_log_reduction()
         options = tf.distribute.experimental.CommunicationOptions(
             implementation=tf.distribute.experimental.CommunicationImplementation.RING)
         return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)

@@ -36,3 +36,31 @@ def _first_replica(value):
     if isinstance(value, tf.distribute.DistributedValues):
         return value.values[0]
     return value
+
+
+def patch_multi_worker_log_reduction() -> None:
+    """tensorflow/tensorflow#72388 (in Keras 3's TF trainer): under MultiWorkerMirroredStrategy,
+    `fit`/`evaluate` reduce their logs — scalars — with `strategy.reduce("MEAN", v, axis=0)`,
+    which fails ("Invalid reduction dimension 0 for input with 0 dimensions"). Scalars are
+    reduced with `axis=None` instead; everything else goes to Keras's own function. Installed
+    once per process by `get_strategy("multi_worker")`."""
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original = tf_trainer.reduce_per_replica
+    if getattr(original, "s2s_patched", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction not in ("auto", "mean") or not tf_trainer._collective_all_reduce_multi_worker(strategy):
+            return original(values, strategy, reduction)
+
+        def reduce(value):
+            if not isinstance(value, tf.distribute.DistributedValues):
+                return value
+            if strategy.experimental_local_results(value)[0].shape.rank == 0:
+                return strategy.reduce("MEAN", value, axis=None)
+            return original(value, strategy, reduction)
+        return tree.map_structure(reduce, values)
+
+    reduce_per_replica.s2s_patched = True
+    tf_trainer.reduce_per_replica = reduce_per_replica

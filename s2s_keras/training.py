@@ -107,12 +107,16 @@ def _data_options(config: Config) -> dict:
 
 
 def train(config: Config, run_dir: str, verbose: int = 1) -> Seq2Seq:
+    """Trains into `run_dir`. Under a multi-worker strategy every worker runs this with the same
+    arguments; the chief writes the run directory, the others write theirs (backups included)
+    into `run_dir/workers/<task>-<index>/`, so restarting all of them resumes each one."""
+    # First: splitting the CPU into logical devices must happen before any op runs.
+    strategy = get_strategy(config.train.strategy, config.train.cpu_devices)
+    run_dir = worker_dir(run_dir, strategy)
     os.makedirs(run_dir, exist_ok=True)
     _check_same_config(config, run_dir)
     with open(os.path.join(run_dir, CONFIG_FILE), "w") as handle:
         handle.write(config.to_json())
-    # First: splitting the CPU into logical devices must happen before any op runs.
-    strategy = get_strategy(config.train.strategy, config.train.cpu_devices)
     keras.utils.set_random_seed(config.train.seed)
 
     corpus, source_vocabulary, target_vocabulary = load_data(config, verbose)
@@ -166,6 +170,14 @@ def train(config: Config, run_dir: str, verbose: int = 1) -> Seq2Seq:
     shutil.rmtree(os.path.join(run_dir, BACKUP_DIR), ignore_errors=True)  # finished: nothing to resume
     _log(verbose, f"trained in {seconds:.0f} s; saved {os.path.join(run_dir, MODEL_FILE)}")
     return model
+
+
+def worker_dir(run_dir: str, strategy: tf.distribute.Strategy) -> str:
+    """`run_dir` for the chief (and single-machine strategies), else a per-worker directory."""
+    if strategy.extended.should_checkpoint:
+        return run_dir
+    resolver = strategy.cluster_resolver
+    return os.path.join(run_dir, "workers", f"{resolver.task_type}-{resolver.task_id}")
 
 
 def load_run(run_dir: str) -> tuple:

@@ -61,3 +61,54 @@ except ValueError as error:
     assert "TF_CONFIG is not set" in env_free
     assert "--strategy tpu: no TPU found" in env_free
     assert "train.cpu_devices=3: TensorFlow has already started" in env_free
+
+
+def free_ports(count):
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multi_worker_training_with_two_processes(tmp_path):
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    pairs = reversal_pairs(300, seed=5)
+    (tmp_path / "train.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in pairs))
+    run_dir = tmp_path / "run"
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    processes = []
+    for index in range(2):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "s2s_keras.cli", "train", "--data", f"tsv:{tmp_path / 'train.tsv'}",
+             "--preset", "tiny", "--set", "train.epochs=2", "--set", "model.attention=luong_general",
+             "--strategy", "multi_worker", "--run-dir", str(run_dir)],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [process.communicate(timeout=600) for process in processes]
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-3000:]
+    assert "2 replica(s)" in outputs[0][0]
+
+    # The chief (worker 0) wrote the run dir; worker 1 only its own corner of it.
+    assert sorted(os.listdir(run_dir / "workers")) == ["worker-1"]
+    weights = run_python(f"""
+import keras, numpy as np, s2s_keras
+chief = keras.saving.load_model({str(run_dir / 'model.keras')!r}).get_weights()
+other = keras.saving.load_model({str(run_dir / 'workers' / 'worker-1' / 'model.keras')!r}).get_weights()
+print("identical", all(np.array_equal(a, b) for a, b in zip(chief, other)))
+""", cwd=REPO)
+    assert "identical True" in weights
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["replicas"] == 2 and np.isfinite(summary["history"]["val_loss"]).all()
+    version = run_cli("export", "--run-dir", str(run_dir), "--export-base", str(tmp_path / "sm")).stdout.strip()
+    assert run_cli("predict", "--model", version, "abc").stdout.startswith("abc\t")

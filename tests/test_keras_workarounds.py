@@ -36,3 +36,13 @@ except tf.errors.InvalidArgumentError as error:
 """, cwd=REPO)
     assert "UPSTREAM FIXED" not in out, "keras-team/keras#20585 is fixed: delete DistributedBuildFix"
     assert "still broken: True" in out
+
+
+def test_multi_worker_log_reduction_bug_is_still_in_keras():
+    from keras.src.backend.tensorflow import trainer
+
+    source = inspect.getsource(trainer.reduce_per_replica)
+    assert 'strategy.reduce("MEAN", v, axis=0)' in source, \
+        "Keras changed how logs are reduced under multi-worker strategies: revisit " \
+        "patch_multi_worker_log_reduction (tensorflow/tensorflow#72388)"
+    assert "_collective_all_reduce_multi_worker" in source
