@@ -1,7 +1,8 @@
 """The resumable state of a training run: step-level backups, the best checkpoint, early stopping.
 
 Everything `s2s train` needs to continue a killed run exactly where its last backup left it
-lives in ONE file, `run_dir/backup/state.npz`, replaced atomically: every model variable (the
+lives in ONE file, `run_dir/backup/state.npz` (the one before it is kept as
+`state.previous.npz`), replaced atomically: every model variable (the
 weights and the dropout seed generators' state), every optimizer variable (slots, step count,
 loss scale), and a JSON record — epoch and step reached, the best monitored value, early
 stopping's wait count, the history of finished epochs. With the training data's order a
@@ -16,9 +17,11 @@ import os
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 BACKUP_DIR = "backup"
 STATE_FILE = "state.npz"
+PREVIOUS_FILE = "state.previous.npz"
 BEST_FILE = os.path.join("checkpoints", "best.keras")
 
 
@@ -37,28 +40,50 @@ class RunState(keras.callbacks.Callback):
         self.monitor = monitor
         self.patience = patience
         self.backup_every_steps = backup_every_steps
-        self.state = {"epoch": 0, "step": 0, "best": None, "wait": 0, "stopped": False, "history": {}}
+        self.state = {"epoch": 0, "step": 0, "global_step": 0, "best": None, "wait": 0, "stopped": False,
+                      "history": {}}
 
     @property
     def path(self) -> str:
         return os.path.join(self.run_dir, BACKUP_DIR, STATE_FILE)
 
-    def restore(self, model) -> dict:
-        if not os.path.isfile(self.path):
+    @property
+    def previous_path(self) -> str:
+        return os.path.join(self.run_dir, BACKUP_DIR, PREVIOUS_FILE)
+
+    def restore(self, model, strategy=None) -> dict:
+        """Loads the newest backup; under a multi-worker strategy the newest one EVERY worker
+        has (a worker killed while saving may be one backup behind the others: each keeps its
+        previous backup too), so that all workers resume at the same step."""
+        candidates = {}
+        for path in (self.previous_path, self.path):
+            if os.path.isfile(path):
+                with np.load(path) as data:
+                    candidates[json.loads(str(data["state"]))["global_step"]] = path
+        target = max(candidates, default=-1)
+        if strategy is not None and _multi_worker(strategy):
+            target = _agree_on_minimum(strategy, target)
+        if target < 0:
             return self.state
-        with np.load(self.path) as data:
-            self.state = json.loads(str(data["state"]))
+        if target not in candidates:
+            raise ValueError(f"{os.path.dirname(self.path)}: no backup at step {target}, which every worker "
+                             f"has reached (this worker has {sorted(candidates)}); the backups are out of step")
+        path = candidates[target]
+        with np.load(path) as data:
+            state = json.loads(str(data["state"]))
             values = [data[f"v{index}"] for index in range(len(data.files) - 1)]
         variables = _state_variables(model)
         if len(variables) != len(values) or any(v.shape != value.shape for v, value in zip(variables, values)):
-            raise ValueError(f"{self.path} was written by another model (its variables differ); "
-                             f"delete {os.path.dirname(self.path)} to start over")
+            raise ValueError(f"{path} was written by another model (its variables differ); "
+                             f"delete {os.path.dirname(path)} to start over")
         for variable, value in zip(variables, values):
             variable.assign(value)
+        self.state = state
         return self.state
 
     def on_train_batch_end(self, batch, logs=None):
         self.state["step"] += 1
+        self.state["global_step"] += 1
         if self.backup_every_steps and self.state["step"] % self.backup_every_steps == 0:
             self.save()
 
@@ -87,7 +112,11 @@ class RunState(keras.callbacks.Callback):
                   for index, variable in enumerate(_state_variables(self.model))}
         temporary = self.path + ".tmp.npz"
         np.savez(temporary, state=json.dumps(self.state), **arrays)
-        os.replace(temporary, self.path)  # a kill leaves either the old or the new backup
+        # Atomic renames: a kill at any point leaves the newest complete backup, the one before
+        # it, or both.
+        if os.path.isfile(self.path):
+            os.replace(self.path, self.previous_path)
+        os.replace(temporary, self.path)
 
 
 def _state_variables(model) -> list:
@@ -95,3 +124,26 @@ def _state_variables(model) -> list:
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     return [*model.trainable_variables, *model.non_trainable_variables, *model.optimizer.variables]
+
+
+def _multi_worker(strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def _agree_on_minimum(strategy, value: int) -> int:
+    """The smallest of every worker's `value` (a collective: all workers must call it)."""
+    workers = len(strategy.cluster_resolver.cluster_spec().as_dict().get("worker", [])) + \
+        len(strategy.cluster_resolver.cluster_spec().as_dict().get("chief", []))
+    index = strategy.cluster_resolver.task_id + (
+        1 if strategy.cluster_resolver.task_type == "worker"
+        and "chief" in strategy.cluster_resolver.cluster_spec().as_dict() else 0)
+    local_replicas = strategy.num_replicas_in_sync // workers
+
+    def contribute():
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        # One entry per worker, written by the worker's first local replica only.
+        first = tf.cast(tf.equal(replica % local_replicas, 0), tf.int64)
+        return tf.one_hot(index, workers, dtype=tf.int64) * (value + 1) * first
+
+    values = strategy.reduce("SUM", strategy.run(contribute), axis=None).numpy() - 1
+    return int(values.min())

@@ -134,7 +134,7 @@ def train(config: Config, run_dir: str, verbose: int = 1) -> Seq2Seq:
     monitor = "val_loss" if valid_data is not None else "loss"
     run_state = RunState(run_dir, monitor, config.train.early_stopping_patience, config.train.backup_every_steps)
     with strategy.scope():
-        state = run_state.restore(model)
+        state = run_state.restore(model, strategy)
     if state["epoch"] or state["step"]:
         _log(verbose, f"resuming from {run_state.path}: epoch {state['epoch'] + 1}, step {state['step']}")
     callbacks = [run_state, keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),

@@ -75,28 +75,38 @@ def free_ports(count):
     return ports
 
 
-def test_multi_worker_training_with_two_processes(tmp_path):
+def start_workers(tmp_path, run_dir, *settings):
     import subprocess
     import sys
 
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    processes = []
+    for index in range(2):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_DETERMINISTIC_OPS="1",
+                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "s2s_keras.cli", "train", "--data", f"tsv:{tmp_path / 'train.tsv'}",
+             "--preset", "tiny", "--set", "train.epochs=2", "--set", "model.attention=luong_general",
+             *[arg for setting in settings for arg in ("--set", setting)],
+             "--strategy", "multi_worker", "--run-dir", str(run_dir)],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return processes
+
+
+def finish(processes):
+    outputs = [process.communicate(timeout=600) for process in processes]
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-3000:]
+    return outputs
+
+
+def test_multi_worker_training_with_two_processes(tmp_path):
     import numpy as np
 
     pairs = reversal_pairs(300, seed=5)
     (tmp_path / "train.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in pairs))
     run_dir = tmp_path / "run"
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
-    processes = []
-    for index in range(2):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
-                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "s2s_keras.cli", "train", "--data", f"tsv:{tmp_path / 'train.tsv'}",
-             "--preset", "tiny", "--set", "train.epochs=2", "--set", "model.attention=luong_general",
-             "--strategy", "multi_worker", "--run-dir", str(run_dir)],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    outputs = [process.communicate(timeout=600) for process in processes]
-    for process, (_, stderr) in zip(processes, outputs):
-        assert process.returncode == 0, stderr[-3000:]
+    outputs = finish(start_workers(tmp_path, run_dir))
     assert "2 replica(s)" in outputs[0][0]
 
     # The chief (worker 0) wrote the run dir; worker 1 only its own corner of it.
@@ -112,3 +122,37 @@ print("identical", all(np.array_equal(a, b) for a, b in zip(chief, other)))
     assert summary["replicas"] == 2 and np.isfinite(summary["history"]["val_loss"]).all()
     version = run_cli("export", "--run-dir", str(run_dir), "--export-base", str(tmp_path / "sm")).stdout.strip()
     assert run_cli("predict", "--model", version, "abc").stdout.startswith("abc\t")
+
+
+def test_a_killed_worker_and_its_peer_restart_and_resume(tmp_path):
+    import signal
+    import time
+
+    import numpy as np
+
+    from test_run_state import read_state
+
+    pairs = reversal_pairs(1500, seed=6)
+    (tmp_path / "train.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in pairs))
+    settings = ("train.epochs=3", "train.backup_every_steps=3", "model.hidden_units=64")
+    finish(start_workers(tmp_path, tmp_path / "whole", *settings))
+
+    run_dir = tmp_path / "killed"
+    processes = start_workers(tmp_path, run_dir, *settings)
+    backup = run_dir / "workers" / "worker-1" / "backup" / "state.npz"
+    deadline = time.time() + 600
+    while time.time() < deadline and processes[1].poll() is None:
+        state = read_state(backup)
+        if state and state["epoch"] >= 1 and state["step"] > 0:
+            break
+        time.sleep(0.005)
+    for process in processes:  # worker 1 dies; its peer then blocks in a collective: kill it too
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert not (run_dir / "model.keras").exists(), "finished before the kill"
+
+    outputs = finish(start_workers(tmp_path, run_dir, *settings))
+    assert "resuming from" in outputs[0][0] and "resuming from" in outputs[1][0]
+    whole = json.loads((tmp_path / "whole" / "summary.json").read_text())
+    again = json.loads((run_dir / "summary.json").read_text())
+    np.testing.assert_allclose(again["history"]["val_loss"], whole["history"]["val_loss"], rtol=1e-5)
