@@ -10,7 +10,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from s2s_keras.config import DEFAULT_PRESET, ON_BAD_LINE, PRESETS, STRATEGIES  # noqa: E402
+from s2s_keras.config import DEFAULT_PRESET, ON_BAD_LINE, PRECISIONS, PRESETS, STRATEGIES  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -23,6 +23,7 @@ def main(argv=None) -> int:
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field, e.g. --set model.hidden_units=512")
     train.add_argument("--strategy", choices=STRATEGIES, default=None)
+    train.add_argument("--precision", choices=PRECISIONS, default=None, help="= --set train.precision=...")
     train.add_argument("--on-bad-line", choices=ON_BAD_LINE, default=None)
     train.add_argument("--run-dir", required=True)
 
@@ -35,6 +36,7 @@ def main(argv=None) -> int:
     tune.add_argument("--objective", choices=("val_loss", "val_wer"), default="val_wer")
     tune.add_argument("--space", default=None, help="JSON search space (default: s2s_keras.tuning.DEFAULT_SPACE)")
     tune.add_argument("--strategy", choices=STRATEGIES, default=None)
+    tune.add_argument("--precision", choices=PRECISIONS, default=None)
     tune.add_argument("--run-dir", required=True)
 
     evaluate = commands.add_parser("evaluate", help="decode a split and print WER/PER as JSON")
@@ -81,6 +83,7 @@ def _config(args):
 
     overrides = list(args.overrides)
     for key, value in (("data.source", args.data), ("train.strategy", args.strategy),
+                       ("train.precision", args.precision),
                        ("data.on_bad_line", getattr(args, "on_bad_line", None))):
         if value is not None:
             overrides.append(f"{key}={value}")
