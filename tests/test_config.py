@@ -28,7 +28,7 @@ def test_override_parses_against_field_types():
     ("train.epochs", "expects section.key=value"),
     ("data.source_split=words", "data.source_split: expected one of"),
     ("model.dropout=1.5", "model.dropout: expected a rate in [0, 1), got 1.5"),
-    ("train.strategy=tpu", "train.strategy: expected one of"),
+    ("train.strategy=parameter_server", "train.strategy: expected one of"),
 ])
 def test_bad_values_name_the_field(assignment, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
