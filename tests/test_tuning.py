@@ -103,3 +103,19 @@ def test_parallel_search_with_a_chief_and_two_workers(base, tmp_path):
     assert "Epoch 1/" not in outputs["chief"][0]  # the chief only runs the oracle
     assert any("Epoch 1/" in outputs[w][0] for w in ("tuner0", "tuner1"))
     assert os.path.isfile(tmp_path / "run" / "best" / "model.keras")
+
+
+def test_search_under_mirrored_strategy_on_two_logical_cpus(base, tmp_path):
+    from conftest import REPO, run_cli
+
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"model.attention": {"choice": ["none", "bahdanau"]},
+                                 "model.bidirectional": {"boolean": True}}))
+    result = run_cli("tune", "--data", base.data.source, "--preset", "tiny", "--set", "train.epochs=1",
+                     "--set", "model.embedding_size=8", "--set", "data.valid_fraction=0.2",
+                     "--set", "train.cpu_devices=2", "--strategy", "mirrored", "--tuner", "random",
+                     "--max-trials", "2", "--objective", "val_wer", "--space", str(space),
+                     "--run-dir", str(tmp_path / "run"), cwd=REPO)
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 2 and all(0 <= row["val_wer"] <= 1 for row in rows)
+    assert os.path.isfile(tmp_path / "run" / "best" / "model.keras")
