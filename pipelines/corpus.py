@@ -52,6 +52,12 @@ class Corpus:
     test: list
     skipped: SkipReport = dataclasses.field(default_factory=SkipReport)
 
+    def duplicate_pairs(self) -> int:
+        """Exact (source, target) repeats over all splits: kept (they weigh the pair more in
+        training), counted so that a user sees them."""
+        pairs = self.train + self.valid + self.test
+        return len(pairs) - len(set(pairs))
+
     def split(self, name: str) -> list:
         if name == "all":
             return self.train + self.valid + self.test

@@ -1,68 +1,175 @@
-"""Any TSV file of `source<TAB>target` lines (one pair per line, UTF-8).
+"""User corpora: TSV files, two aligned plain-text files, or JSON lines — each optionally gzip'd
+(`.gz`) and optionally several files (a glob pattern: shards are read in sorted order).
 
-Repeated sources are multiple references. Malformed lines (wrong column count, an empty side,
-invalid UTF-8) raise `DataError` naming file and line, or with `on_bad_line="skip"` are counted
-in the corpus' `SkipReport`. Without separate valid/test files, the pairs are split by a hash of
-the source (see `pipelines.corpus.assign_split`).
+- `tsv`: `source<TAB>target` per line.
+- `parallel`: line i of the source file pairs with line i of the target file; the files must have
+  the same number of lines (else an error naming both files and where they diverge).
+- `jsonl`: one JSON object per line with string fields (default `source` and `target`).
+
+Repeated sources are multiple references; exact duplicate pairs are kept and counted. Malformed
+lines — wrong column count, an empty side, invalid UTF-8, a NUL byte, a line longer than
+`max_line_length` characters, invalid JSON or a missing/non-string field — raise `DataError`
+naming file and line, or with `on_bad_line="skip"` are counted in the corpus' `SkipReport`.
+A UTF-8 BOM and CRLF line ends are accepted. Without separate valid/test files, the pairs are
+split by a hash of the source (see `pipelines.corpus.assign_split`).
 
 Example:
-    >>> corpus = load("pairs.tsv", valid_path="valid.tsv")   # doctest: +SKIP
+    >>> corpus = load("tsv", ["pairs.tsv.gz"], valid=["valid.tsv"])   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import glob
+import gzip
+import json
 import os
+import typing
 
 from pipelines.corpus import Corpus, DataError, SkipReport, report_bad_line, split_pairs
 
-
-def read_pairs(path: str, on_bad_line: str = "error", skipped: SkipReport | None = None,
-               max_pairs: int = 0) -> list:
-    if not os.path.isfile(path):
-        raise DataError(path, 0, "file not found")
-    pairs = []
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                pair = _parse_line(path, number, raw)
-            except DataError as error:
-                report_bad_line(error, on_bad_line, skipped)
-                continue
-            pairs.append(pair)
-            if max_pairs and len(pairs) >= max_pairs:
-                break
-    if not pairs:
-        raise DataError(path, 0, "no usable pairs in file")
-    return pairs
+FORMATS = ("tsv", "parallel", "jsonl")
+MAX_LINE_LENGTH = 100_000
 
 
-def _parse_line(path: str, number: int, raw: bytes) -> tuple:
+def expand(pattern: str) -> list:
+    """A path or a glob pattern → existing files, sorted; an error when nothing matches."""
+    if glob.has_magic(pattern):
+        paths = sorted(glob.glob(pattern))
+        if not paths:
+            raise DataError(pattern, 0, "no file matches this pattern")
+        return paths
+    if not os.path.isfile(pattern):
+        raise DataError(pattern, 0, "file not found")
+    return [pattern]
+
+
+def lines(path: str, max_line_length: int = MAX_LINE_LENGTH) -> typing.Iterator:
+    """`(line number, text or DataError)` for each line of a (possibly gzip'd) UTF-8 file."""
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                yield number, _decode(path, number, raw, max_line_length)
+    except (OSError, EOFError) as error:  # a truncated or non-gzip .gz file
+        raise DataError(path, 0, f"cannot read: {error}") from None
+
+
+def _decode(path: str, number: int, raw: bytes, max_line_length: int):
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise DataError(path, number, f"invalid UTF-8 at byte {error.start}") from None
+        return DataError(path, number, f"invalid UTF-8 at byte {error.start}")
     if number == 1:
         line = line.removeprefix("\ufeff")
     line = line.rstrip("\r\n")
+    if "\x00" in line:
+        return DataError(path, number, f"NUL byte at character {line.index(chr(0)) + 1}")
+    if len(line) > max_line_length:
+        return DataError(path, number, f"line of {len(line)} characters, longer than the limit "
+                                       f"{max_line_length} (data.max_line_length)")
+    return line
+
+
+def read_pairs(kind: str, paths: typing.Sequence[str], on_bad_line: str = "error",
+               skipped: SkipReport | None = None, max_pairs: int = 0, fields=("source", "target"),
+               max_line_length: int = MAX_LINE_LENGTH) -> list:
+    """Pairs of one split. `paths`: for `tsv`/`jsonl` files (or patterns) read one after the
+    other; for `parallel` exactly two (source file/pattern, target file/pattern)."""
+    if kind not in FORMATS:
+        raise ValueError(f"unknown corpus format {kind!r}; known: {FORMATS}")
+    if kind == "parallel":
+        records = _aligned(expand(paths[0]), expand(paths[1]), max_line_length)
+    else:
+        records = ((path, number, line) for pattern in paths for path in expand(pattern)
+                   for number, line in lines(path, max_line_length))
+    parse = {"tsv": _tsv, "jsonl": lambda p, n, line: _json(p, n, line, fields),
+             "parallel": _sides}[kind]
+    pairs = []
+    for path, number, line in records:
+        try:
+            if isinstance(line, DataError):
+                raise line
+            pairs.append(parse(path, number, line))
+        except DataError as error:
+            report_bad_line(error, on_bad_line, skipped)
+            continue
+        if max_pairs and len(pairs) >= max_pairs:
+            break
+    if not pairs:
+        raise DataError(", ".join(paths), 0, "no usable pairs")
+    return pairs
+
+
+def _aligned(source_paths, target_paths, max_line_length):
+    """Line i of the sources with line i of the targets; a length mismatch is always an error
+    (skipping cannot fix a misalignment)."""
+    def numbered(paths):
+        for path in paths:
+            for number, line in lines(path, max_line_length):
+                yield path, number, line
+    sources, targets = numbered(source_paths), numbered(target_paths)
+    end = object()
+    while True:
+        source, target = next(sources, end), next(targets, end)
+        if source is end and target is end:
+            return
+        if source is end or target is end:
+            longer, shorter = (target_paths, source_paths) if source is end else (source_paths, target_paths)
+            path, number, _ = target if source is end else source
+            raise DataError(path, number, f"the files are not aligned: {', '.join(longer)} has more lines "
+                                          f"than {', '.join(shorter)}")
+        error = next((side[2] for side in (source, target) if isinstance(side[2], DataError)), None)
+        yield source[0], source[1], error or (source[2], target[2], target[0], target[1])
+
+
+def _tsv(path: str, number: int, line: str) -> tuple:
     columns = line.split("\t")
     if len(columns) != 2:
         raise DataError(path, number, f"expected 2 tab-separated columns, got {len(columns)}")
-    source, target = columns[0].strip(), columns[1].strip()
+    return _checked(path, number, columns[0], columns[1])
+
+
+def _sides(path: str, number: int, record: tuple) -> tuple:
+    source, target, target_path, target_number = record
+    if not target.strip():
+        raise DataError(target_path, target_number, "empty target")
+    return _checked(path, number, source, target)
+
+
+def _json(path: str, number: int, line: str, fields) -> tuple:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise DataError(path, number, f"invalid JSON ({error.msg} at character {error.pos + 1})") from None
+    if not isinstance(record, dict):
+        raise DataError(path, number, f"expected a JSON object, got {type(record).__name__}")
+    values = []
+    for name in fields:
+        if name not in record:
+            raise DataError(path, number, f"missing field {name!r}")
+        if not isinstance(record[name], str):
+            raise DataError(path, number, f"field {name!r} is {type(record[name]).__name__}, expected a string")
+        values.append(record[name])
+    return _checked(path, number, *values)
+
+
+def _checked(path: str, number: int, source: str, target: str) -> tuple:
+    source, target = source.strip(), target.strip()
     if not source or not target:
-        side = "source" if not source else "target"
-        raise DataError(path, number, f"empty {side}")
+        raise DataError(path, number, f"empty {'source' if not source else 'target'}")
     return source, target
 
 
-def load(path: str, valid_path: str | None = None, test_path: str | None = None, seed: int = 1234,
-         valid_fraction: float = 0.05, test_fraction: float = 0.05, on_bad_line: str = "error",
-         max_pairs: int = 0) -> Corpus:
+def load(kind: str, paths: typing.Sequence[str], valid: typing.Sequence[str] | None = None,
+         test: typing.Sequence[str] | None = None, seed: int = 1234, valid_fraction: float = 0.05,
+         test_fraction: float = 0.05, on_bad_line: str = "error", max_pairs: int = 0,
+         fields=("source", "target"), max_line_length: int = MAX_LINE_LENGTH) -> Corpus:
     skipped = SkipReport()
-    pairs = read_pairs(path, on_bad_line, skipped, max_pairs)
-    splits = split_pairs(pairs, seed,
-                         0.0 if valid_path else valid_fraction, 0.0 if test_path else test_fraction)
-    if valid_path:
-        splits["valid"] = read_pairs(valid_path, on_bad_line, skipped)
-    if test_path:
-        splits["test"] = read_pairs(test_path, on_bad_line, skipped)
+    options = dict(on_bad_line=on_bad_line, skipped=skipped, fields=fields, max_line_length=max_line_length)
+    pairs = read_pairs(kind, paths, max_pairs=max_pairs, **options)
+    splits = split_pairs(pairs, seed, 0.0 if valid else valid_fraction, 0.0 if test else test_fraction)
+    if valid:
+        splits["valid"] = read_pairs(kind, valid, **options)
+    if test:
+        splits["test"] = read_pairs(kind, test, **options)
     return Corpus(**splits, skipped=skipped)

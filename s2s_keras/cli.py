@@ -18,7 +18,7 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a model; writes a run directory")
-    train.add_argument("--data", default=None, help="cmudict | tsv:PATH[,valid=PATH][,test=PATH]")
+    train.add_argument("--data", default=None, help="cmudict | tsv:PATH[,valid=..][,test=..] | parallel:SRC,TGT[,...] | jsonl:PATH[,...] (see README)")
     train.add_argument("--preset", default=DEFAULT_PRESET, help=" | ".join(PRESETS))
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field, e.g. --set model.hidden_units=512")
@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     train.add_argument("--run-dir", required=True)
 
     tune = commands.add_parser("tune", help="hyperparameter search with Keras Tuner")
-    tune.add_argument("--data", default=None, help="cmudict | tsv:PATH[,valid=PATH][,test=PATH]")
+    tune.add_argument("--data", default=None, help="cmudict | tsv:PATH[,valid=..][,test=..] | parallel:SRC,TGT[,...] | jsonl:PATH[,...] (see README)")
     tune.add_argument("--preset", default=DEFAULT_PRESET, help="the config every trial starts from")
     tune.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     tune.add_argument("--tuner", choices=("random", "hyperband", "bayesian"), default="random")

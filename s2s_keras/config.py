@@ -40,7 +40,8 @@ def _check(condition: bool, name: str, value, expected: str) -> None:
 class DataConfig:
     """Where pairs come from and how they become batches.
 
-    `source` is the `--data` spec (`cmudict` or `tsv:PATH[,valid=PATH][,test=PATH]`).
+    `source` is the `--data` spec (`cmudict`, `tsv:...`, `parallel:...`, `jsonl:...`; see
+    `pipelines/__init__.py`).
     Splits without their own file are cut deterministically by hashing the source string with
     `seed`, so every variant of a source lands in one split.
     """
@@ -54,6 +55,7 @@ class DataConfig:
     valid_fraction: float = 0.05
     test_fraction: float = 0.05
     on_bad_line: str = "error"
+    max_line_length: int = 100_000  # characters; a longer line is malformed (error or skip)
     max_pairs: int = 0  # 0: all pairs
     bucket_width: int = 2  # width in tokens of each length bucket
     max_bucket_length: int = 64  # one last bucket holds everything longer
@@ -67,6 +69,7 @@ class DataConfig:
         for name in ("valid_fraction", "test_fraction"):
             value = getattr(self, name)
             _check(0.0 <= value < 0.5, f"data.{name}", value, "a fraction in [0, 0.5)")
+        _check(self.max_line_length >= 1, "data.max_line_length", self.max_line_length, "an integer >= 1")
         _check(self.max_pairs >= 0, "data.max_pairs", self.max_pairs, "an integer >= 0")
         _check(self.bucket_width >= 1, "data.bucket_width", self.bucket_width, "an integer >= 1")
         _check(self.max_bucket_length > self.bucket_width, "data.max_bucket_length", self.max_bucket_length,

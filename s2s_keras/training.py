@@ -76,7 +76,8 @@ def load_data(config: Config, verbose: int = 0) -> tuple:
     """`(corpus, source_vocabulary, target_vocabulary)`; vocabularies from the training split."""
     corpus = pipelines.load_corpus(config.data)
     _log(verbose, f"data {config.data.source}: train {len(corpus.train)} valid {len(corpus.valid)} "
-                  f"test {len(corpus.test)} pairs; {corpus.skipped}")
+                  f"test {len(corpus.test)} pairs ({corpus.duplicate_pairs()} exact duplicate pairs kept); "
+                  f"{corpus.skipped}")
     source_vocabulary = build_vocabulary([s for s, _ in corpus.train], config.data.source_split,
                                          config.data.source_lowercase)
     target_vocabulary = build_vocabulary([t for _, t in corpus.train], config.data.target_split,
@@ -161,7 +162,8 @@ def train(config: Config, run_dir: str, verbose: int = 1) -> Seq2Seq:
         model.load_weights(best)  # the best epoch by the monitored loss, as EarlyStopping would restore
     model.save(os.path.join(run_dir, MODEL_FILE))
     summary = {"pairs": {"train": len(corpus.train), "valid": len(corpus.valid), "test": len(corpus.test)},
-               "skipped_lines": corpus.skipped.count, "train_padding_fraction": pad,
+               "skipped_lines": corpus.skipped.count, "duplicate_pairs": corpus.duplicate_pairs(),
+               "train_padding_fraction": pad,
                "parameters": model.count_params(), "train_seconds": seconds,
                "replicas": strategy.num_replicas_in_sync,
                "epochs_run": run_state.state["epoch"], "history": run_state.state["history"]}

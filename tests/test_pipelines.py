@@ -19,6 +19,10 @@ def write(tmp_path, name, content: bytes | str):
     return str(path)
 
 
+def read_tsv(path, **options):
+    return parallel_text.read_pairs("tsv", [path], **options)
+
+
 def test_cmudict_sample_strips_stress_comments_and_keeps_variants(tmp_path):
     pairs = cmudict.read_pairs(write(tmp_path, "c.dict", CMUDICT_SAMPLE))
     assert pairs == [("abbey", "AE B IY"), ("read", "R EH D"), ("read", "R IY D"),
@@ -57,7 +61,7 @@ def test_assign_split_is_deterministic_and_seeded():
 
 def test_tsv_reads_bom_crlf_and_repeated_sources(tmp_path):
     path = write(tmp_path, "p.tsv", "\ufeffa b\tx\r\na b\ty\r\nc\tz\n")
-    assert parallel_text.read_pairs(path) == [("a b", "x"), ("a b", "y"), ("c", "z")]
+    assert read_tsv(path) == [("a b", "x"), ("a b", "y"), ("c", "z")]
 
 
 @pytest.mark.parametrize("content, problem", [
@@ -70,22 +74,22 @@ def test_tsv_reads_bom_crlf_and_repeated_sources(tmp_path):
 def test_tsv_malformed_lines_name_file_and_line(tmp_path, content, problem):
     path = write(tmp_path, "p.tsv", content)
     with pytest.raises(DataError, match=problem):
-        parallel_text.read_pairs(path)
+        read_tsv(path)
 
 
 def test_tsv_skip_counts_and_reports(tmp_path):
     path = write(tmp_path, "p.tsv", "a\tx\nbad\n\tb\nc\tz\n")
-    corpus = parallel_text.load(path, on_bad_line="skip", valid_fraction=0.0, test_fraction=0.0)
+    corpus = parallel_text.load("tsv", [path], on_bad_line="skip", valid_fraction=0.0, test_fraction=0.0)
     assert corpus.train == [("a", "x"), ("c", "z")]
     assert corpus.skipped.count == 2
     assert "p.tsv:2" in str(corpus.skipped) and "p.tsv:3" in str(corpus.skipped)
 
 
 def test_tsv_missing_and_empty_files(tmp_path):
-    with pytest.raises(DataError, match="file not found"):
-        parallel_text.read_pairs(str(tmp_path / "nope.tsv"))
-    with pytest.raises(DataError, match="no usable pairs"):
-        parallel_text.read_pairs(write(tmp_path, "empty.tsv", ""))
+    with pytest.raises(DataError, match="nope.tsv:0: file not found"):
+        read_tsv(str(tmp_path / "nope.tsv"))
+    with pytest.raises(DataError, match="empty.tsv:0: no usable pairs"):
+        read_tsv(write(tmp_path, "empty.tsv", ""))
 
 
 def test_load_corpus_spec_with_valid_file(tmp_path):
@@ -94,7 +98,68 @@ def test_load_corpus_spec_with_valid_file(tmp_path):
     corpus = pipelines.load_corpus(DataConfig(source=f"tsv:{train},valid={valid}"))
     assert corpus.valid == [("v", "y")]
     assert len(corpus.train) + len(corpus.test) == 50
-    with pytest.raises(ValueError, match="expected tsv:PATH"):
+    with pytest.raises(ValueError, match="unexpected option 'dev="):
         pipelines.load_corpus(DataConfig(source=f"tsv:{train},dev={valid}"))
-    with pytest.raises(ValueError, match="expected 'cmudict' or 'tsv:PATH"):
+    with pytest.raises(ValueError, match="expected 'cmudict', 'tsv:PATH"):
         pipelines.load_corpus(DataConfig(source="wmt"))
+
+
+# --- Formats: gzip, shards, two aligned files, JSON lines ----------------------------------------
+
+def test_gzip_shards_and_duplicates(tmp_path):
+    import gzip
+
+    (tmp_path / "train-0.tsv.gz").write_bytes(gzip.compress("a\tx\nb\ty\n".encode()))
+    (tmp_path / "train-1.tsv").write_text("c\tz\na\tx\n")
+    corpus = pipelines.load_corpus(DataConfig(source=f"tsv:{tmp_path}/train-*", valid_fraction=0.0,
+                                              test_fraction=0.0))
+    assert corpus.train == [("a", "x"), ("b", "y"), ("c", "z"), ("a", "x")]  # sorted shards, in order
+    assert corpus.duplicate_pairs() == 1  # kept and counted
+    with pytest.raises(DataError, match="no file matches this pattern"):
+        pipelines.load_corpus(DataConfig(source=f"tsv:{tmp_path}/nothing-*"))
+    (tmp_path / "broken.tsv.gz").write_bytes(gzip.compress(b"a\tx\n")[:-6])
+    with pytest.raises(DataError, match="broken.tsv.gz:0: cannot read"):
+        read_tsv(str(tmp_path / "broken.tsv.gz"))
+
+
+def test_parallel_files_pair_by_line_and_must_align(tmp_path):
+    source = write(tmp_path, "s.txt", "hello\nworld\n")
+    target = write(tmp_path, "t.txt", "\ufeffbonjour\r\nmonde\r\n")
+    corpus = pipelines.load_corpus(DataConfig(source=f"parallel:{source},{target},valid={source}+{target}",
+                                              test_fraction=0.0))
+    assert corpus.train == [("hello", "bonjour"), ("world", "monde")]
+    assert corpus.valid == corpus.train
+    short = write(tmp_path, "short.txt", "bonjour\n")
+    with pytest.raises(DataError, match=r"s.txt:2: the files are not aligned: .*s.txt has more lines"):
+        parallel_text.read_pairs("parallel", [source, short])
+    with pytest.raises(DataError, match=r"short.txt:2: empty target"):
+        parallel_text.read_pairs("parallel", [source, write(tmp_path, "short.txt", "bonjour\n\n")])
+    with pytest.raises(ValueError, match="valid= expects SRC\\+TGT"):
+        pipelines.parse_spec(f"parallel:{source},{target},valid={source}")
+
+
+def test_jsonl_fields_and_errors(tmp_path):
+    path = write(tmp_path, "p.jsonl", '{"word": "read", "phones": "R EH D"}\n{"word": "a", "phones": "AH"}\n')
+    corpus = pipelines.load_corpus(DataConfig(source=f"jsonl:{path},source=word,target=phones",
+                                              valid_fraction=0.0, test_fraction=0.0))
+    assert corpus.train == [("read", "R EH D"), ("a", "AH")]
+    for content, problem in [('{"source": "a"}', "missing field 'target'"),
+                             ('{"source": "a", "target": 3}', "field 'target' is int, expected a string"),
+                             ('["a", "b"]', "expected a JSON object, got list"),
+                             ('{"source": "a", ', "invalid JSON")]:
+        bad = write(tmp_path, "bad.jsonl", '{"source": "ok", "target": "fine"}\n' + content + "\n")
+        with pytest.raises(DataError, match=f"bad.jsonl:2: {problem}"):
+            parallel_text.read_pairs("jsonl", [bad])
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("ok\tfine\nnul\x00here\tx\n", "p.tsv:2: NUL byte at character 4"),
+    ("ok\tfine\n" + "a" * 50 + "\tx\n", "p.tsv:2: line of 52 characters, longer than the limit 40"),
+])
+def test_nul_bytes_and_overlong_lines(tmp_path, content, problem):
+    path = write(tmp_path, "p.tsv", content)
+    with pytest.raises(DataError, match=problem):
+        read_tsv(path, max_line_length=40)
+    skipped = pipelines.SkipReport()
+    assert read_tsv(path, max_line_length=40, on_bad_line="skip", skipped=skipped) == [("ok", "fine")]
+    assert skipped.count == 1 and "p.tsv:2" in str(skipped)
