@@ -59,6 +59,7 @@ class DataConfig:
     max_pairs: int = 0  # 0: all pairs
     bucket_width: int = 2  # width in tokens of each length bucket
     max_bucket_length: int = 64  # one last bucket holds everything longer
+    batch_tokens: int = 0  # > 0: batches of ~this many padded tokens per length bucket, not train.batch_size
     shuffle_buffer: int = 200_000
     seed: int = 1234
 
@@ -74,6 +75,7 @@ class DataConfig:
         _check(self.bucket_width >= 1, "data.bucket_width", self.bucket_width, "an integer >= 1")
         _check(self.max_bucket_length > self.bucket_width, "data.max_bucket_length", self.max_bucket_length,
                "an integer > data.bucket_width")
+        _check(self.batch_tokens >= 0, "data.batch_tokens", self.batch_tokens, "an integer >= 0 (0: off)")
         _check(self.shuffle_buffer >= 1, "data.shuffle_buffer", self.shuffle_buffer, "an integer >= 1")
 
 

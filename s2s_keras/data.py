@@ -30,11 +30,15 @@ def encode_pairs(sources: tf.Tensor, targets: tf.Tensor, source_tokenizer: Token
 
 def make_dataset(pairs, source_tokenizer: Tokenizer, target_tokenizer: Tokenizer, batch_size: int,
                  shuffle: bool, seed: int = 0, bucket_width: int = 2, max_bucket_length: int = 64,
-                 shuffle_buffer: int = 200_000, epoch_range: tuple[int, int] | None = None) -> tf.data.Dataset:
+                 shuffle_buffer: int = 200_000, epoch_range: tuple[int, int] | None = None,
+                 batch_tokens: int = 0) -> tf.data.Dataset:
     """Batches of one pass over `pairs` (reshuffled each time it is iterated), or with
     `epoch_range=(first, stop)` the batches of epochs `first .. stop-1` one after the other, where
     epoch e's order is a function of `(seed, e)` alone: a run resumed at epoch e (plus `skip`
-    of the steps already done) sees exactly the batches an uninterrupted run would."""
+    of the steps already done) sees exactly the batches an uninterrupted run would.
+
+    `batch_tokens > 0` sizes each length bucket's batches to about that many padded tokens
+    (`batch_tokens // bucket length`, at least 1) instead of `batch_size` examples."""
     if not pairs:
         raise ValueError("make_dataset: no pairs (is the split empty?)")
     sources = tf.constant([source for source, _ in pairs], tf.string)
@@ -56,6 +60,12 @@ def make_dataset(pairs, source_tokenizer: Tokenizer, target_tokenizer: Tokenizer
                 .map(densify)
                 .cache())
     boundaries = list(range(bucket_width + 1, max_bucket_length + 1, bucket_width))
+    if batch_tokens > 0:
+        # a bucket holds lengths below its boundary; the last one everything longer
+        longest = [boundary - 1 for boundary in boundaries] + [max_bucket_length]
+        bucket_batch_sizes = [max(1, batch_tokens // length) for length in longest]
+    else:
+        bucket_batch_sizes = [batch_size] * (len(boundaries) + 1)
 
     def arrange(epoch_seed, reshuffle: bool):
         dataset = examples
@@ -66,7 +76,7 @@ def make_dataset(pairs, source_tokenizer: Tokenizer, target_tokenizer: Tokenizer
             element_length_func=lambda source, target_in, _: tf.maximum(tf.shape(source)[0],
                                                                         tf.shape(target_in)[0]),
             bucket_boundaries=boundaries,
-            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+            bucket_batch_sizes=bucket_batch_sizes,
             padding_values=(PAD_ID, PAD_ID, PAD_ID))
         if shuffle:
             # Buckets fill at different rates; mixing whole batches keeps lengths from arriving in runs.

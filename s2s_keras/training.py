@@ -104,7 +104,7 @@ def datasets(config: Config, corpus, model: Seq2Seq) -> tuple:
 def _data_options(config: Config) -> dict:
     data = config.data
     return dict(seed=data.seed, bucket_width=data.bucket_width, max_bucket_length=data.max_bucket_length,
-                shuffle_buffer=data.shuffle_buffer)
+                shuffle_buffer=data.shuffle_buffer, batch_tokens=data.batch_tokens)
 
 
 def train(config: Config, run_dir: str, verbose: int = 1) -> Seq2Seq:

@@ -51,3 +51,29 @@ def test_shuffle_is_seeded():
         return next(iter(dataset))[0]["source_ids"].numpy().tolist()
 
     assert first_batch(5) == first_batch(5)
+
+
+def test_token_based_batches_hold_about_batch_tokens_and_drop_nothing():
+    source_tokenizer, target_tokenizer = tokenizers()
+    dataset = make_dataset(PAIRS, source_tokenizer, target_tokenizer, batch_size=100, shuffle=False,
+                           bucket_width=2, max_bucket_length=8, batch_tokens=12)
+    seen = 0
+    for inputs, target_out in dataset:
+        rows, length = inputs["source_ids"].shape[0], max(inputs["source_ids"].shape[1], target_out.shape[1])
+        assert rows * length <= 12 or rows == 1
+        seen += rows
+    assert seen == len(PAIRS)
+
+
+def test_epoch_streams_depend_only_on_seed_and_epoch():
+    source_tokenizer, target_tokenizer = tokenizers()
+
+    def batches(epoch_range):
+        stream = make_dataset(PAIRS, source_tokenizer, target_tokenizer, batch_size=2, shuffle=True, seed=3,
+                              bucket_width=2, max_bucket_length=8, epoch_range=epoch_range)
+        return [inputs["source_ids"].numpy().tolist() for inputs, _ in stream]
+
+    whole = batches((0, 3))
+    per_epoch = len(whole) // 3
+    assert batches((1, 3)) == whole[per_epoch:]  # a resumed run's stream is the tail of the whole one
+    assert whole[:per_epoch] != whole[per_epoch:2 * per_epoch]  # each epoch has its own order
