@@ -11,7 +11,7 @@ in sorted order). Paths cannot contain commas.
 
 from __future__ import annotations
 
-from pipelines import cmudict, parallel_text
+from pipelines import cmudict, parallel_text, tfds_cmudict  # noqa: F401  (registers cmudict_g2p)
 from pipelines.corpus import Corpus, DataError, SkipReport
 
 __all__ = ["Corpus", "DataError", "SkipReport", "load_corpus", "parse_spec"]

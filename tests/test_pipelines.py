@@ -163,3 +163,19 @@ def test_nul_bytes_and_overlong_lines(tmp_path, content, problem):
     skipped = pipelines.SkipReport()
     assert read_tsv(path, max_line_length=40, on_bad_line="skip", skipped=skipped) == [("ok", "fine")]
     assert skipped.count == 1 and "p.tsv:2" in str(skipped)
+
+
+def test_tfds_builder_has_the_recipe_splits(tmp_path):
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder("cmudict_g2p", data_dir=str(tmp_path))
+    builder.download_and_prepare()
+    corpus = cmudict.load()
+    test = list(tfds.as_numpy(builder.as_dataset(split="test")))
+    words = {example["word"].decode(): [p.decode() for p in example["pronunciations"]] for example in test}
+    assert sum(len(p) for p in words.values()) == len(corpus.test)
+    assert any(len(p) > 1 for p in words.values())  # several references per word
+    word, phones = corpus.test[0]
+    assert phones in words[word]
+    assert builder.info.splits["train"].num_examples + builder.info.splits["valid"].num_examples + \
+        builder.info.splits["test"].num_examples == len({w for w, _ in corpus.split("all")})
