@@ -5,20 +5,22 @@
   - `tsv:PATH[,valid=PATH][,test=PATH]`                    source<TAB>target lines
   - `parallel:SRC,TGT[,valid=SRC+TGT][,test=SRC+TGT]`      two line-aligned text files
   - `jsonl:PATH[,source=FIELD][,target=FIELD][,valid=PATH][,test=PATH]`   JSON objects per line
+  - `tfds:NAME[/CONFIG][,data_dir=PATH]`                   a TFDS dataset with supervised keys
 Every PATH may end in `.gz` (gzip) and may be a glob pattern (`data/train-*.tsv.gz`: shards, read
 in sorted order). Paths cannot contain commas.
 """
 
 from __future__ import annotations
 
-from pipelines import cmudict, parallel_text, tfds_cmudict  # noqa: F401  (registers cmudict_g2p)
+from pipelines import cmudict, parallel_text, tfds_cmudict, tfds_source  # noqa: F401  (registers cmudict_g2p)
 from pipelines.corpus import Corpus, DataError, SkipReport
 
 __all__ = ["Corpus", "DataError", "SkipReport", "load_corpus", "parse_spec"]
 
 _USAGE = ("expected 'cmudict', 'tsv:PATH[,valid=PATH][,test=PATH]', "
-          "'parallel:SRC,TGT[,valid=SRC+TGT][,test=SRC+TGT]' or "
-          "'jsonl:PATH[,source=FIELD][,target=FIELD][,valid=PATH][,test=PATH]'")
+          "'parallel:SRC,TGT[,valid=SRC+TGT][,test=SRC+TGT]', "
+          "'jsonl:PATH[,source=FIELD][,target=FIELD][,valid=PATH][,test=PATH]' or "
+          "'tfds:NAME[/CONFIG][,data_dir=PATH]'")
 
 
 def parse_spec(spec: str) -> tuple:
@@ -27,6 +29,15 @@ def parse_spec(spec: str) -> tuple:
     kind, _, rest = spec.partition(":")
     if kind == "cmudict" and not rest:
         return "cmudict", None, {}
+    if kind == "tfds" and rest:
+        name, *options = rest.split(",")
+        extras = {}
+        for option in options:
+            key, sep, value = option.partition("=")
+            if key != "data_dir" or not sep or not value:
+                raise ValueError(f"--data {spec!r}: unexpected option {option!r}; tfds takes data_dir")
+            extras[key] = value
+        return "tfds", name, extras
     if kind not in parallel_text.FORMATS or not rest:
         raise ValueError(f"--data {spec!r}: {_USAGE}")
     positional, options = [], {}
@@ -58,6 +69,8 @@ def load_corpus(data) -> Corpus:
                   max_pairs=data.max_pairs)
     if kind == "cmudict":
         return cmudict.load(keep_stress=data.keep_stress, **common)
+    if kind == "tfds":
+        return tfds_source.load(paths, data_dir=options.get("data_dir"), **common)
     return parallel_text.load(kind, paths, valid=options.get("valid"), test=options.get("test"),
                               fields=(options.get("source", "source"), options.get("target", "target")),
                               max_line_length=data.max_line_length, **common)

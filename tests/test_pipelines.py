@@ -179,3 +179,29 @@ def test_tfds_builder_has_the_recipe_splits(tmp_path):
     assert phones in words[word]
     assert builder.info.splits["train"].num_examples + builder.info.splits["valid"].num_examples + \
         builder.info.splits["test"].num_examples == len({w for w, _ in corpus.split("all")})
+
+
+def test_tfds_translation_dataset_trains_and_exports_on_mocked_data(tmp_path):
+    import tensorflow_datasets as tfds
+
+    from s2s_keras.config import preset
+    from s2s_keras.export import export
+    from s2s_keras.training import train
+
+    with tfds.testing.mock_data(num_examples=40, policy=tfds.testing.MockPolicy.USE_CODE):
+        corpus = pipelines.load_corpus(DataConfig(source="tfds:ted_hrlr_translate/pt_to_en"))
+        assert len(corpus.train) == len(corpus.valid) == len(corpus.test) == 40  # its own three splits
+        config = preset("tiny").override(["data.source=tfds:ted_hrlr_translate/pt_to_en", "train.epochs=1",
+                                          "data.target_split=characters", "decode.max_length=8"])
+        model = train(config, str(tmp_path / "run"), verbose=0)
+    loaded = tf_load(export(model, config, str(tmp_path / "sm")))
+    assert loaded.greedy(inputs=["uma frase"])["outputs"].shape == (1,)
+    with pytest.raises(ValueError, match="tfds takes data_dir"):
+        pipelines.parse_spec("tfds:ted_hrlr_translate/pt_to_en,split=x")
+
+
+def tf_load(path):
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401
+
+    return tf.saved_model.load(path)
