@@ -16,7 +16,7 @@ import json
 import typing
 from dataclasses import dataclass, field
 
-SPLIT_MODES = ("characters", "whitespace")
+SPLIT_MODES = ("characters", "whitespace", "wordpiece")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 LR_SCHEDULES = ("constant", "cosine", "halving")
@@ -49,6 +49,7 @@ class DataConfig:
     source: str = "cmudict"
     source_split: str = "characters"
     target_split: str = "whitespace"
+    vocabulary_size: int = 8000  # per side, for wordpiece splits (learned from the training split)
     source_lowercase: bool = True  # Unicode case folding of sources
     target_lowercase: bool = False  # CMUdict phones are upper case: keep them so
     keep_stress: bool = False
@@ -66,6 +67,7 @@ class DataConfig:
     def __post_init__(self):
         _check(self.source_split in SPLIT_MODES, "data.source_split", self.source_split, f"one of {SPLIT_MODES}")
         _check(self.target_split in SPLIT_MODES, "data.target_split", self.target_split, f"one of {SPLIT_MODES}")
+        _check(self.vocabulary_size >= 8, "data.vocabulary_size", self.vocabulary_size, "an integer >= 8")
         _check(self.on_bad_line in ON_BAD_LINE, "data.on_bad_line", self.on_bad_line, f"one of {ON_BAD_LINE}")
         for name in ("valid_fraction", "test_fraction"):
             value = getattr(self, name)

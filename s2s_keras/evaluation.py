@@ -22,10 +22,13 @@ def translate(translator: Translator, sources, batch_size: int, beam_size: int) 
 
 
 def evaluate_pairs(translator: Translator, pairs, batch_size: int, beam_size: int) -> dict:
-    """`{"wer", "per", "num_words"}` over the distinct sources of `pairs`.
+    """`{"wer", "per", "num_words", "exact_match", "bleu", "chrf"}` over the distinct sources of
+    `pairs`, every target of a source being one of its references.
 
-    References are tokenized by the model's target tokenizer (the same normalization the
-    model was trained on), so hypotheses and references compare token by token.
+    WER/PER (the G2P measures; WER is the share of outputs equal to no reference, so
+    `exact_match = 1 - wer`) compare tokens of the model's target tokenizer (the normalization
+    the model was trained on). BLEU and chrF are sacrebleu's corpus scores of the detokenized
+    outputs against the raw references (for sentence-level data).
     """
     references = collections.defaultdict(list)
     for source, target in pairs:
@@ -36,7 +39,22 @@ def evaluate_pairs(translator: Translator, pairs, batch_size: int, beam_size: in
     ref_tokens = iter(_split(translator, flat_refs))
     tokenized_refs = {source: [next(ref_tokens) for _ in references[source]] for source in sources}
     tokenized_hyps = dict(zip(sources, _split(translator, hypotheses)))
-    return error_rates(tokenized_hyps, tokenized_refs)
+    result = error_rates(tokenized_hyps, tokenized_refs)
+    result["exact_match"] = 1.0 - result["wer"]
+    result.update(sentence_scores(hypotheses, [references[source] for source in sources]))
+    return result
+
+
+def sentence_scores(hypotheses, references) -> dict:
+    """sacrebleu corpus BLEU and chrF; `references[i]` lists every reference of output i."""
+    import sacrebleu
+
+    width = max((len(refs) for refs in references), default=1)
+    # sacrebleu wants reference streams of equal length: repeat a source's first reference
+    # (a duplicate reference changes neither clipped counts nor the closest length).
+    streams = [[refs[min(k, len(refs) - 1)] for refs in references] for k in range(width)]
+    return {"bleu": sacrebleu.corpus_bleu(hypotheses, streams).score,
+            "chrf": sacrebleu.corpus_chrf(hypotheses, streams).score}
 
 
 def _split(translator: Translator, texts) -> list:

@@ -79,9 +79,9 @@ def load_data(config: Config, verbose: int = 0) -> tuple:
                   f"test {len(corpus.test)} pairs ({corpus.duplicate_pairs()} exact duplicate pairs kept); "
                   f"{corpus.skipped}")
     source_vocabulary = build_vocabulary([s for s, _ in corpus.train], config.data.source_split,
-                                         config.data.source_lowercase)
+                                         config.data.source_lowercase, vocabulary_size=config.data.vocabulary_size)
     target_vocabulary = build_vocabulary([t for _, t in corpus.train], config.data.target_split,
-                                         config.data.target_lowercase)
+                                         config.data.target_lowercase, vocabulary_size=config.data.vocabulary_size)
     return corpus, source_vocabulary, target_vocabulary
 
 

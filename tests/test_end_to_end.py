@@ -80,3 +80,42 @@ def test_bad_tsv_line_is_reported_through_the_cli(tmp_path):
     result = run_cli("train", "--data", f"tsv:{tmp_path / 'bad.tsv'}", "--preset", "tiny",
                      "--run-dir", str(tmp_path / "run"), check=False)
     assert result.returncode == 2 and "bad.tsv:2: expected 2 tab-separated columns" in result.stderr
+
+
+def test_wordpiece_sentence_model_trains_evaluates_and_exports(tmp_path):
+    """Sentence-level data end to end: WordPiece on both sides, BLEU/chrF, export, op audit."""
+    import random
+
+    from test_export import audit_ops
+
+    rng = random.Random(2)
+    lexicon = {"the": "die", "a": "eine", "big": "grosse", "small": "kleine", "cat": "katze",
+               "dog": "hund", "bird": "vogel", "sees": "sieht", "likes": "mag", "chases": "jagt",
+               "quickly": "schnell", "today": "heute"}
+    nouns, adjectives, verbs = ["cat", "dog", "bird"], ["big", "small"], ["sees", "likes", "chases"]
+
+    def phrase():
+        return [rng.choice(["the", "a"]), *([rng.choice(adjectives)] if rng.random() < 0.5 else []),
+                rng.choice(nouns)]
+
+    pairs = set()
+    while len(pairs) < 400:
+        words = [*phrase(), rng.choice(verbs), *phrase(), *(["today"] if rng.random() < 0.3 else [])]
+        pairs.add((" ".join(words).capitalize() + ".", " ".join(lexicon[w] for w in words) + "."))
+    pairs = sorted(pairs)
+    (tmp_path / "train.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in pairs[:360]))
+    (tmp_path / "test.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in pairs[360:]))
+    run_dir = tmp_path / "run"
+    run_cli("train", "--data", f"tsv:{tmp_path / 'train.tsv'},test={tmp_path / 'test.tsv'}", "--preset", "tiny",
+            "--set", "data.source_split=wordpiece", "--set", "data.target_split=wordpiece",
+            "--set", "data.vocabulary_size=60", "--set", "model.attention=luong_general",
+            "--set", "train.epochs=8", "--set", "train.learning_rate=0.01", "--run-dir", str(run_dir))
+    result = json.loads(run_cli("evaluate", "--run-dir", str(run_dir), "--split", "test").stdout.splitlines()[-1])
+    assert result["num_words"] == 40 and 0 <= result["bleu"] <= 100 and 0 <= result["chrf"] <= 100
+    assert result["exact_match"] == pytest.approx(1 - result["wer"])
+    assert result["chrf"] > 30, result  # it learned something of the word mapping
+
+    version = run_cli("export", "--run-dir", str(run_dir), "--export-base", str(tmp_path / "sm")).stdout.strip()
+    assert audit_ops(version) <= {"NormalizeUTF8", "CaseFoldUTF8", "FastWordpieceTokenizeWithOffsets"}
+    output = run_cli("predict", "--model", version, "The big cat sees a dog.").stdout
+    assert output.startswith("The big cat sees a dog.\t") and output.split("\t")[1].strip()

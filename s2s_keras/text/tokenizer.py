@@ -12,7 +12,8 @@ import tensorflow_text as tf_text
 PAD, UNK, START, END = "", "[UNK]", "<s>", "</s>"
 PAD_ID, UNK_ID, START_ID, END_ID = 0, 1, 2, 3
 RESERVED = (PAD, UNK, START, END)
-SPLIT_MODES = ("characters", "whitespace")
+SPLIT_MODES = ("characters", "whitespace", "wordpiece")
+SUFFIX = "##"  # WordPiece marks a piece that continues a word
 
 
 @keras.saving.register_keras_serializable(package="s2s_keras")
@@ -28,7 +29,11 @@ class Tokenizer(keras.layers.Layer):
 
     Args:
         vocabulary: list of tokens (without the reserved ones), e.g. from `build_vocabulary`.
-        split: `"characters"` (Unicode code points; spaces are tokens too) or `"whitespace"`.
+        split: `"characters"` (Unicode code points; spaces are tokens too), `"whitespace"`, or
+            `"wordpiece"`: subwords (BERT-style split on whitespace and punctuation, then
+            `tf_text.FastWordpieceTokenizer` over `vocabulary`, whose continuation pieces start
+            with `##`; `build_vocabulary` learns one). Detokenization joins pieces back into
+            words, words with single spaces.
         lowercase: apply Unicode case folding.
 
     Shapes: `tokenize(strings (batch,)) -> ids (batch, time)` int32, padded with 0;
@@ -58,6 +63,11 @@ class Tokenizer(keras.layers.Layer):
             num_oov_indices=1, dtype="int64")
         # id -> token, for detokenization (reserved ids are masked out there).
         self.id_to_token = tf.constant([PAD, UNK, START, END, *self.vocabulary])
+        self.wordpiece = None
+        if split == "wordpiece":
+            self.wordpiece = tf_text.FastWordpieceTokenizer(
+                [UNK, *self.vocabulary], suffix_indicator=SUFFIX, token_out_type=tf.string,
+                unknown_token=UNK, no_pretokenization=False)
         self.built = True
 
     @property
@@ -79,6 +89,8 @@ class Tokenizer(keras.layers.Layer):
         strings = self.normalize(strings)
         if self.split_mode == "characters":
             return tf.strings.unicode_split(strings, "UTF-8")
+        if self.split_mode == "wordpiece":
+            return self.wordpiece.tokenize(strings)
         return tf.strings.split(strings)
 
     def tokenize_ragged(self, strings: tf.Tensor) -> tf.RaggedTensor:
@@ -102,7 +114,10 @@ class Tokenizer(keras.layers.Layer):
         keep = before_end & (ids != PAD_ID) & (ids != START_ID) & (ids != END_ID)
         tokens = tf.ragged.boolean_mask(tf.gather(self.id_to_token, ids), keep)
         separator = "" if self.split_mode == "characters" else " "
-        return tf.strings.reduce_join(tokens, axis=1, separator=separator)
+        text = tf.strings.reduce_join(tokens, axis=1, separator=separator)
+        if self.split_mode == "wordpiece":
+            text = tf.strings.regex_replace(tf.strings.regex_replace(text, " " + SUFFIX, ""), "^" + SUFFIX, "")
+        return text
 
     def get_config(self):
         config = super().get_config()
@@ -111,12 +126,22 @@ class Tokenizer(keras.layers.Layer):
 
 
 def build_vocabulary(texts: typing.Iterable[str], split: str, lowercase: bool,
-                     min_count: int = 1, batch_size: int = 4096) -> list[str]:
+                     min_count: int = 1, batch_size: int = 4096, vocabulary_size: int = 8000) -> list[str]:
     """Tokens of `texts` by descending count (ties: code point order), through the same
-    normalization and splitting graph as `Tokenizer`; reserved tokens are left out."""
-    splitter = Tokenizer(vocabulary=[], split=split, lowercase=lowercase)
-    counts: collections.Counter = collections.Counter()
+    normalization and splitting graph as `Tokenizer`; reserved tokens are left out. For
+    `wordpiece`, a WordPiece vocabulary of about `vocabulary_size` pieces learned from the
+    normalized texts with TensorFlow Text's BERT vocabulary tool."""
+    splitter = Tokenizer(vocabulary=[], split="whitespace" if split == "wordpiece" else split,
+                         lowercase=lowercase)
     dataset = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string)).batch(batch_size)
+    if split == "wordpiece":
+        from tensorflow_text.tools.wordpiece_vocab import bert_vocab_from_dataset
+
+        learned = bert_vocab_from_dataset.bert_vocab_from_dataset(
+            dataset.map(splitter.normalize), vocab_size=vocabulary_size, reserved_tokens=[UNK],
+            bert_tokenizer_params={"lower_case": False}, learn_params={})
+        return [token for token in learned if token not in RESERVED]
+    counts: collections.Counter = collections.Counter()
     for batch in dataset:
         counts.update(token.decode("utf-8") for token in splitter.split(batch).flat_values.numpy())
     tokens = [t for t, c in counts.items() if c >= min_count and t not in RESERVED]
