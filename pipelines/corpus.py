@@ -83,3 +83,15 @@ def split_pairs(pairs, seed: int, valid_fraction: float, test_fraction: float) -
     for pair in pairs:
         splits[assign_split(pair[0], seed, valid_fraction, test_fraction)].append(pair)
     return splits
+
+
+def assemble(read, train, valid, test, seed: int, valid_fraction: float, test_fraction: float,
+             skipped: SkipReport, max_pairs: int = 0) -> Corpus:
+    """A corpus from `read(what, max_pairs) -> pairs`: `train` is read (up to `max_pairs`), and
+    `valid`/`test` too when given — else they are cut from train by `assign_split`."""
+    splits = split_pairs(read(train, max_pairs), seed, 0.0 if valid else valid_fraction,
+                         0.0 if test else test_fraction)
+    for name, what in (("valid", valid), ("test", test)):
+        if what:
+            splits[name] = read(what, 0)
+    return Corpus(**splits, skipped=skipped)

@@ -25,7 +25,7 @@ import json
 import os
 import typing
 
-from pipelines.corpus import Corpus, DataError, SkipReport, report_bad_line, split_pairs
+from pipelines.corpus import Corpus, DataError, SkipReport, assemble, report_bad_line
 
 FORMATS = ("tsv", "parallel", "jsonl")
 MAX_LINE_LENGTH = 100_000
@@ -165,11 +165,7 @@ def load(kind: str, paths: typing.Sequence[str], valid: typing.Sequence[str] | N
          test_fraction: float = 0.05, on_bad_line: str = "error", max_pairs: int = 0,
          fields=("source", "target"), max_line_length: int = MAX_LINE_LENGTH) -> Corpus:
     skipped = SkipReport()
-    options = dict(on_bad_line=on_bad_line, skipped=skipped, fields=fields, max_line_length=max_line_length)
-    pairs = read_pairs(kind, paths, max_pairs=max_pairs, **options)
-    splits = split_pairs(pairs, seed, 0.0 if valid else valid_fraction, 0.0 if test else test_fraction)
-    if valid:
-        splits["valid"] = read_pairs(kind, valid, **options)
-    if test:
-        splits["test"] = read_pairs(kind, test, **options)
-    return Corpus(**splits, skipped=skipped)
+
+    def read(which, limit):
+        return read_pairs(kind, which, on_bad_line, skipped, limit, fields, max_line_length)
+    return assemble(read, paths, valid, test, seed, valid_fraction, test_fraction, skipped, max_pairs)

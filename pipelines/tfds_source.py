@@ -9,7 +9,7 @@ hash split as every recipe. Empty sides are malformed examples, named `tfds:NAME
 
 from __future__ import annotations
 
-from pipelines.corpus import Corpus, DataError, SkipReport, report_bad_line, split_pairs
+from pipelines.corpus import Corpus, DataError, SkipReport, assemble, report_bad_line
 
 _VALID_NAMES = ("validation", "valid", "dev")
 
@@ -66,11 +66,7 @@ def load(name: str, data_dir: str | None = None, seed: int = 1234, valid_fractio
     valid_split = next((name for name in _VALID_NAMES if name in available), None)
     test_split = "test" if "test" in available else None
     skipped = SkipReport()
-    options = dict(data_dir=data_dir, on_bad_line=on_bad_line, skipped=skipped)
-    pairs = read_pairs(name, "train", max_pairs=max_pairs, **options)
-    splits = split_pairs(pairs, seed, 0.0 if valid_split else valid_fraction, 0.0 if test_split else test_fraction)
-    if valid_split:
-        splits["valid"] = read_pairs(name, valid_split, **options)
-    if test_split:
-        splits["test"] = read_pairs(name, test_split, **options)
-    return Corpus(**splits, skipped=skipped)
+
+    def read(split, limit):
+        return read_pairs(name, split, data_dir, on_bad_line, skipped, limit)
+    return assemble(read, "train", valid_split, test_split, seed, valid_fraction, test_fraction, skipped, max_pairs)
