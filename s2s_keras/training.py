@@ -123,7 +123,9 @@ def train(config: Config, run_dir: str, verbose: int = 1) -> Seq2Seq:
     corpus, source_vocabulary, target_vocabulary = load_data(config, verbose)
     with strategy.scope():
         model = build_model(config, source_vocabulary, target_vocabulary)
-    train_data, valid_data, stats = datasets(config, corpus, model)
+    # The one-pass train dataset only counts batches and padding; training reads the per-epoch
+    # stream built below.
+    _, valid_data, stats = datasets(config, corpus, model)
     pad = stats["padding_fraction"]
     with strategy.scope():
         compile_model(model, config, steps_per_epoch=stats["batches"])
