@@ -26,9 +26,10 @@ import os
 import typing
 
 from pipelines.corpus import Corpus, DataError, SkipReport, assemble, report_bad_line
+from s2s_keras.config import DataConfig
 
 FORMATS = ("tsv", "parallel", "jsonl")
-MAX_LINE_LENGTH = 100_000
+MAX_LINE_LENGTH = DataConfig.max_line_length  # the default lives in the config
 
 
 def expand(pattern: str) -> list:
