@@ -132,11 +132,11 @@ def _multi_worker(strategy) -> bool:
 
 def _agree_on_minimum(strategy, value: int) -> int:
     """The smallest of every worker's `value` (a collective: all workers must call it)."""
-    workers = len(strategy.cluster_resolver.cluster_spec().as_dict().get("worker", [])) + \
-        len(strategy.cluster_resolver.cluster_spec().as_dict().get("chief", []))
-    index = strategy.cluster_resolver.task_id + (
-        1 if strategy.cluster_resolver.task_type == "worker"
-        and "chief" in strategy.cluster_resolver.cluster_spec().as_dict() else 0)
+    resolver = strategy.cluster_resolver
+    cluster = resolver.cluster_spec().as_dict()
+    workers = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
+    # Slot per worker: the chief (if any) first, then the workers by index.
+    index = resolver.task_id + (1 if resolver.task_type == "worker" and "chief" in cluster else 0)
     local_replicas = strategy.num_replicas_in_sync // workers
 
     def contribute():
