@@ -88,15 +88,14 @@ class Translator(tf.Module):
         target_in, target_out = teacher_forcing_shift(target_ids)
         target_in = _at_least_one_column(target_in.to_tensor(PAD_ID))
         target_out = _at_least_one_column(target_out.to_tensor(PAD_ID))
-        logits = self.model({"source_ids": source_ids, "target_in_ids": target_in}, training=False)
+        logits, weights = self.model.teacher_forced(source_ids, target_in)
         log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
         token_log_probs = tf.gather(log_probs, target_out, batch_dims=2)
         token_log_probs = tf.where(target_out == PAD_ID, 0.0, token_log_probs)
         tokens = tf.where(target_out == PAD_ID, "", tf.gather(self.model.target_tokenizer.id_to_token, target_out))
         result = {"tokens": tokens, "token_log_probs": token_log_probs,
                   "log_prob": tf.reduce_sum(token_log_probs, axis=1)}
-        if self.model.attention_decoder is not None:
-            weights = self.model.alignment(source_ids, target_in)
+        if weights is not None:
             result["alignment"] = tf.where((target_out == PAD_ID)[:, :, None], 0.0, weights)
             result["source_tokens"] = tf.where(source_ids == PAD_ID, "", tf.gather(
                 self.model.source_tokenizer.id_to_token, source_ids))

@@ -54,7 +54,8 @@ class Seq2Seq(DistributedBuildFix, keras.Model):
     Output: float32 logits `(batch, T, target_vocabulary_size)`.
     Inference (used by `s2s_keras.decoding`): `encode(source_ids) -> state`,
     `decode_step(token_ids (batch,), state) -> (logits (batch, V), state)`, and for attention
-    models `alignment(source_ids, target_in_ids) -> (batch, T, S)` weights; the same layer objects.
+    models `alignment(source_ids, target_in_ids) -> (batch, T, S)` weights (`teacher_forced` gives
+    logits and weights in one pass); the same layer objects.
 
     Example:
         >>> model = Seq2Seq(list("abc"), list("xyz"), embedding_size=8, hidden_units=8)
@@ -198,17 +199,18 @@ class Seq2Seq(DistributedBuildFix, keras.Model):
             new_state.append(list(cell_state) if isinstance(cell_state, (list, tuple)) else [cell_state])
         return self._project(x), new_state
 
+    def teacher_forced(self, source_ids, target_in_ids):
+        """Inference-mode teacher forcing in one pass: `(logits (batch, T, V) float32, attention
+        weights (batch, T, S) float32 or None)`. The weights are over source positions in source
+        order (also with `reverse_source`); a decoder's output fed back as `target_in_ids` gives
+        exactly the alignment of that decoding: step t depends only on the source and `y_<t`."""
+        return self._decode_sequence(target_in_ids, self._encode(source_ids), with_alignment=True)
+
     def alignment(self, source_ids, target_in_ids):
-        """Attention weights `(batch, T, S)` float32 of teacher-forced decoding, over source
-        positions in source order (also with `reverse_source`). A decoder's output fed back as
-        `target_in_ids` gives exactly the alignment of that decoding: step t depends only on
-        the source and `y_<t`."""
+        """Attention weights `(batch, T, S)` of teacher-forced decoding (see `teacher_forced`)."""
         if self.attention_decoder is None:
             raise ValueError("alignment: this model has no attention (model.attention=none)")
-        layer_states, memory, memory_mask = self._encode(source_ids)
-        _, weights = self.attention_decoder(self.target_embedding(target_in_ids), memory, memory_mask,
-                                            layer_states)
-        return weights
+        return self.teacher_forced(source_ids, target_in_ids)[1]
 
     def _encode(self, source_ids, training=None):
         """`(per-layer bridged states, memory (batch, S, features) in source order, memory mask)`."""
@@ -252,18 +254,21 @@ class Seq2Seq(DistributedBuildFix, keras.Model):
             return [[zeros] * len(encoder_states[0]) for _ in range(depth)]
         return encoder_states
 
-    def _decode_sequence(self, target_in_ids, encoded, training=None):
+    def _decode_sequence(self, target_in_ids, encoded, training=None, with_alignment=False):
+        """Logits; with `with_alignment`, `(logits, attention weights or None)`."""
         states, memory, memory_mask = encoded
         x = self.target_embedding(target_in_ids)
         if self.attention_decoder is not None:
-            x, _ = self.attention_decoder(x, memory, memory_mask, states, training=training)
-            return self._project(self.attentional_dropout(x, training=training))
+            x, weights = self.attention_decoder(x, memory, memory_mask, states, training=training)
+            logits = self._project(self.attentional_dropout(x, training=training))
+            return (logits, weights) if with_alignment else logits
         mask = keras.ops.not_equal(target_in_ids, PAD_ID)
         for index, (layer, layer_state) in enumerate(zip(self.decoder_layers, states)):
             if index:
                 x = self.between_layers(x, training=training)
             x, *_ = layer(x, mask=mask, initial_state=layer_state, training=training)
-        return self._project(x)
+        logits = self._project(x)
+        return (logits, None) if with_alignment else logits
 
     def _project(self, x):
         if self.output_projection is None:
