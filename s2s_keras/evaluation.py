@@ -21,14 +21,16 @@ def translate(translator: Translator, sources, batch_size: int, beam_size: int) 
     return outputs
 
 
-def evaluate_pairs(translator: Translator, pairs, batch_size: int, beam_size: int) -> dict:
+def evaluate_pairs(translator: Translator, pairs, batch_size: int, beam_size: int,
+                   sentence_level: bool = True) -> dict:
     """`{"wer", "per", "num_words", "exact_match", "bleu", "chrf"}` over the distinct sources of
     `pairs`, every target of a source being one of its references.
 
     WER/PER (the G2P measures; WER is the share of outputs equal to no reference, so
     `exact_match = 1 - wer`) compare tokens of the model's target tokenizer (the normalization
     the model was trained on). BLEU and chrF are sacrebleu's corpus scores of the detokenized
-    outputs against the raw references (for sentence-level data).
+    outputs against the raw references (for sentence-level data; `sentence_level=False` skips
+    them, as the per-epoch `val_wer` does).
     """
     references = collections.defaultdict(list)
     for source, target in pairs:
@@ -41,7 +43,8 @@ def evaluate_pairs(translator: Translator, pairs, batch_size: int, beam_size: in
     tokenized_hyps = dict(zip(sources, _split(translator, hypotheses)))
     result = error_rates(tokenized_hyps, tokenized_refs)
     result["exact_match"] = 1.0 - result["wer"]
-    result.update(sentence_scores(hypotheses, [references[source] for source in sources]))
+    if sentence_level:
+        result.update(sentence_scores(hypotheses, [references[source] for source in sources]))
     return result
 
 
@@ -77,6 +80,7 @@ class ValidationErrorRates(keras.callbacks.Callback):
         self.translator = Translator(self.model, self.decode)  # traced once per training run
 
     def on_epoch_end(self, epoch, logs=None):
-        result = evaluate_pairs(self.translator, self.pairs, self.decode.batch_size, beam_size=1)
+        result = evaluate_pairs(self.translator, self.pairs, self.decode.batch_size, beam_size=1,
+                                sentence_level=False)
         if logs is not None:
             logs["val_wer"], logs["val_per"] = result["wer"], result["per"]
