@@ -18,26 +18,15 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a model; writes a run directory")
-    train.add_argument("--data", default=None, help="cmudict | tsv:PATH[,valid=..][,test=..] | parallel:SRC,TGT[,...] | jsonl:PATH[,...] (see README)")
-    train.add_argument("--preset", default=DEFAULT_PRESET, help=" | ".join(PRESETS))
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config field, e.g. --set model.hidden_units=512")
-    train.add_argument("--strategy", choices=STRATEGIES, default=None)
-    train.add_argument("--precision", choices=PRECISIONS, default=None, help="= --set train.precision=...")
+    _config_arguments(train, "the preset to start from")
     train.add_argument("--on-bad-line", choices=ON_BAD_LINE, default=None)
-    train.add_argument("--run-dir", required=True)
 
     tune = commands.add_parser("tune", help="hyperparameter search with Keras Tuner")
-    tune.add_argument("--data", default=None, help="cmudict | tsv:PATH[,valid=..][,test=..] | parallel:SRC,TGT[,...] | jsonl:PATH[,...] (see README)")
-    tune.add_argument("--preset", default=DEFAULT_PRESET, help="the config every trial starts from")
-    tune.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _config_arguments(tune, "the config every trial starts from")
     tune.add_argument("--tuner", choices=("random", "hyperband", "bayesian"), default="random")
     tune.add_argument("--max-trials", type=int, default=10, help="random/bayesian (hyperband budgets by epochs)")
     tune.add_argument("--objective", choices=("val_loss", "val_wer"), default="val_wer")
     tune.add_argument("--space", default=None, help="JSON search space (default: s2s_keras.tuning.DEFAULT_SPACE)")
-    tune.add_argument("--strategy", choices=STRATEGIES, default=None)
-    tune.add_argument("--precision", choices=PRECISIONS, default=None)
-    tune.add_argument("--run-dir", required=True)
 
     evaluate = commands.add_parser("evaluate", help="decode a split and print WER/PER as JSON")
     evaluate.add_argument("--run-dir", required=True)
@@ -78,6 +67,18 @@ def main(argv=None) -> int:
         return 2
 
 
+def _config_arguments(parser, preset_help: str) -> None:
+    """What `train` and `tune` both take: a config (preset + overrides) and a run directory."""
+    parser.add_argument("--data", default=None, help="cmudict | tsv:PATH[,valid=..][,test=..] | "
+                        "parallel:SRC,TGT[,...] | jsonl:PATH[,...] | tfds:NAME (see README)")
+    parser.add_argument("--preset", default=DEFAULT_PRESET, help=f"{preset_help}: {' | '.join(PRESETS)}")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field, e.g. --set model.hidden_units=512")
+    parser.add_argument("--strategy", choices=STRATEGIES, default=None, help="= --set train.strategy=...")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None, help="= --set train.precision=...")
+    parser.add_argument("--run-dir", required=True)
+
+
 def _config(args):
     from s2s_keras.config import preset
 
@@ -101,8 +102,7 @@ def _tune(args) -> int:
     from s2s_keras.tuning import load_space, tune
 
     config = _config(args)
-    result = tune(config, args.run_dir, args.tuner, args.max_trials, args.objective,
-                  load_space(args.space), config.train.strategy)
+    result = tune(config, args.run_dir, args.tuner, args.max_trials, args.objective, load_space(args.space))
     if "worker" in result:
         print(f"tuner worker {result['worker']} finished; the chief reports the trials")
         return 0

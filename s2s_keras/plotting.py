@@ -1,4 +1,5 @@
-"""PNG pictures: the attention alignment of one decoding, and a run's learning curves."""
+"""PNG pictures: the attention alignment of one decoding, a run's learning curves, a search's
+trials."""
 
 from __future__ import annotations
 
@@ -77,6 +78,21 @@ def plot_history(run_dir: str, output: str) -> dict:
     _save(figure, output)
     pyplot.close(figure)
     return {"epochs": epochs, **columns}
+
+
+def plot_trials(scores, objective: str, output: str) -> None:
+    """The objective of each tuner trial (in trial order) and the best one so far."""
+    pyplot = _pyplot()
+    figure, axes = pyplot.subplots(figsize=(6, 3.5))
+    trials = range(1, len(scores) + 1)
+    axes.plot(trials, scores, "o-", label=objective)
+    axes.plot(trials, [min(scores[:i + 1]) for i in range(len(scores))], "--", label="best so far")
+    axes.set_xlabel("trial")
+    axes.set_ylabel(objective)
+    axes.legend()
+    figure.tight_layout()
+    _save(figure, output)
+    pyplot.close(figure)
 
 
 def _complete(rows, name) -> bool:

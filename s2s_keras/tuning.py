@@ -32,6 +32,7 @@ import keras_tuner as kt
 from s2s_keras.config import Config, ConfigError
 from s2s_keras.distribute import configure_devices, get_strategy
 from s2s_keras.evaluation import ValidationErrorRates
+from s2s_keras.plotting import plot_trials
 from s2s_keras.training import build_model, compile_model, datasets, load_data
 
 # The default search space (edit a copy and pass it with `s2s tune --space FILE.json`).
@@ -159,7 +160,7 @@ def make_tuner(kind: str, hypermodel: Seq2SeqHyperModel, run_dir: str, max_trial
 
 
 def tune(base: Config, run_dir: str, tuner_kind: str = "random", max_trials: int = 10,
-         objective: str = "val_loss", space: dict | None = None, strategy: str = "one_device") -> dict:
+         objective: str = "val_loss", space: dict | None = None) -> dict:
     """Runs (or resumes) a search in `run_dir/search`, then writes `run_dir/trials.csv`,
     `run_dir/trials.png` and the best trial as a run directory `run_dir/best` (`config.json`
     + `model.keras`) that `s2s evaluate` and `s2s export` take.
@@ -169,6 +170,7 @@ def tune(base: Config, run_dir: str, tuner_kind: str = "random", max_trials: int
     `KERASTUNER_ORACLE_PORT` and `run_dir` (shared storage); the chief writes the results."""
     if objective not in OBJECTIVES:
         raise ValueError(f"--objective: expected one of {sorted(OBJECTIVES)}, got {objective!r}")
+    strategy = base.train.strategy
     if strategy in ("multi_worker", "tpu"):
         raise ValueError(f"--strategy {strategy}: Keras Tuner runs each trial on one machine; use "
                          f"auto, one_device or mirrored, and parallel tuner workers (see below)")
@@ -211,20 +213,6 @@ def _write_trials(trials, hypermodel, run_dir) -> list:
         writer.writeheader()
         writer.writerows(rows)
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    figure, axes = pyplot.subplots(figsize=(6, 3.5))
-    scores = [row[hypermodel.objective] for row in rows]
-    axes.plot(range(1, len(scores) + 1), scores, "o-", label=hypermodel.objective)
-    best_so_far = [min(scores[:i + 1]) for i in range(len(scores))]
-    axes.plot(range(1, len(scores) + 1), best_so_far, "--", label="best so far")
-    axes.set_xlabel("trial")
-    axes.set_ylabel(hypermodel.objective)
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(os.path.join(run_dir, "trials.png"), dpi=100)
-    pyplot.close(figure)
+    plot_trials([row[hypermodel.objective] for row in rows], hypermodel.objective,
+                os.path.join(run_dir, "trials.png"))
     return rows
