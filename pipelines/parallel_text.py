@@ -28,8 +28,10 @@ import typing
 from pipelines.corpus import Corpus, DataError, SkipReport, assemble, report_bad_line
 from s2s_keras.config import DataConfig
 
+_DATA = DataConfig  # defaults live in the config
+
 FORMATS = ("tsv", "parallel", "jsonl")
-MAX_LINE_LENGTH = DataConfig.max_line_length  # the default lives in the config
+MAX_LINE_LENGTH = _DATA.max_line_length
 
 
 def expand(pattern: str) -> list:
@@ -71,7 +73,7 @@ def _decode(path: str, number: int, raw: bytes, max_line_length: int):
     return line
 
 
-def read_pairs(kind: str, paths: typing.Sequence[str], on_bad_line: str = "error",
+def read_pairs(kind: str, paths: typing.Sequence[str], on_bad_line: str = _DATA.on_bad_line,
                skipped: SkipReport | None = None, max_pairs: int = 0, fields=("source", "target"),
                max_line_length: int = MAX_LINE_LENGTH) -> list:
     """Pairs of one split. `paths`: for `tsv`/`jsonl` files (or patterns) read one after the
@@ -162,8 +164,9 @@ def _checked(path: str, number: int, source: str, target: str) -> tuple:
 
 
 def load(kind: str, paths: typing.Sequence[str], valid: typing.Sequence[str] | None = None,
-         test: typing.Sequence[str] | None = None, seed: int = 1234, valid_fraction: float = 0.05,
-         test_fraction: float = 0.05, on_bad_line: str = "error", max_pairs: int = 0,
+         test: typing.Sequence[str] | None = None, seed: int = _DATA.seed,
+         valid_fraction: float = _DATA.valid_fraction, test_fraction: float = _DATA.test_fraction,
+         on_bad_line: str = _DATA.on_bad_line, max_pairs: int = _DATA.max_pairs,
          fields=("source", "target"), max_line_length: int = MAX_LINE_LENGTH) -> Corpus:
     skipped = SkipReport()
 

@@ -10,11 +10,15 @@ hash split as every recipe. Empty sides are malformed examples, named `tfds:NAME
 from __future__ import annotations
 
 from pipelines.corpus import Corpus, DataError, SkipReport, assemble, report_bad_line
+from s2s_keras.config import DataConfig
+
+_DATA = DataConfig  # defaults live in the config
 
 _VALID_NAMES = ("validation", "valid", "dev")
 
 
-def read_pairs(name: str, split: str, data_dir: str | None = None, on_bad_line: str = "error",
+def read_pairs(name: str, split: str, data_dir: str | None = None,
+               on_bad_line: str = _DATA.on_bad_line,
                skipped: SkipReport | None = None, max_pairs: int = 0) -> list:
     import tensorflow_datasets as tfds
 
@@ -50,8 +54,9 @@ def _text(where: str, index: int, value) -> str:
         raise DataError(where, index, f"invalid UTF-8 at byte {error.start}") from None
 
 
-def load(name: str, data_dir: str | None = None, seed: int = 1234, valid_fraction: float = 0.05,
-         test_fraction: float = 0.05, on_bad_line: str = "error", max_pairs: int = 0) -> Corpus:
+def load(name: str, data_dir: str | None = None, seed: int = _DATA.seed,
+         valid_fraction: float = _DATA.valid_fraction, test_fraction: float = _DATA.test_fraction,
+         on_bad_line: str = _DATA.on_bad_line, max_pairs: int = _DATA.max_pairs) -> Corpus:
     import tensorflow_datasets as tfds
 
     try:
