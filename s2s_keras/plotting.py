@@ -60,7 +60,8 @@ def plot_history(run_dir: str, output: str) -> dict:
         rows = list(csv.DictReader(handle))
     if not rows:
         raise ValueError(f"{path}: no epochs recorded yet")
-    columns = {name: [float(row[name]) for row in rows] for name in rows[0] if name != "epoch" and _complete(rows, name)}
+    columns = {name: [float(row[name]) for row in rows]
+               for name in rows[0] if name != "epoch" and _complete(rows, name)}
     epochs = [int(row["epoch"]) + 1 for row in rows]
 
     pyplot = _pyplot()

@@ -20,8 +20,8 @@ class Seq2Seq(DistributedBuildFix, keras.Model):
     """Recurrent encoder-decoder trained with teacher forcing; models `P(Y|X) = Π_t p(y_t | X, y_<t)`.
 
     Encoder: source ids → (optionally reversed) → embedding (mask_zero) → `encoder_num_layers`
-    (default: `num_layers`) stacked recurrent layers (`cell`; bidirectional optionally; dropout between layers; a learned initial
-    state optionally). Bridge: layer l's final state (forward and backward concatenated) → the
+    (default: `num_layers`) stacked recurrent layers (`cell`; bidirectional optionally; dropout
+    between layers; a learned initial state optionally). Bridge: layer l's final state (forward and backward concatenated) → the
     start state of decoder layer l (`copy`, `dense` or `zero`; with unequal depths `dense` maps
     the states of all encoder layers to each decoder layer). Decoder: target_in ids →
     embedding → stacked recurrent layers → logits; with `attention`, an `AttentionDecoder`
