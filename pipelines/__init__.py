@@ -8,6 +8,8 @@
   - `tfds:NAME[/CONFIG][,data_dir=PATH]`                   a TFDS dataset with supervised keys
 Every PATH may end in `.gz` (gzip) and may be a glob pattern (`data/train-*.tsv.gz`: shards, read
 in sorted order). Paths cannot contain commas.
+With `data.streaming`, the training split of a file source is re-read on every pass instead of
+held in memory (a `pipelines.corpus.PairStream`; see `parallel_text.load`).
 """
 
 from __future__ import annotations
@@ -73,4 +75,4 @@ def load_corpus(data) -> Corpus:
         return tfds_source.load(paths, data_dir=options.get("data_dir"), **common)
     return parallel_text.load(kind, paths, valid=options.get("valid"), test=options.get("test"),
                               fields=(options.get("source", "source"), options.get("target", "target")),
-                              max_line_length=data.max_line_length, **common)
+                              max_line_length=data.max_line_length, streaming=data.streaming, **common)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import glob
 import gzip
+import itertools
 import json
 import os
 import typing
@@ -78,6 +79,17 @@ def read_pairs(kind: str, paths: typing.Sequence[str], on_bad_line: str = _DATA.
                max_line_length: int = MAX_LINE_LENGTH) -> list:
     """Pairs of one split. `paths`: for `tsv`/`jsonl` files (or patterns) read one after the
     other; for `parallel` exactly two (source file/pattern, target file/pattern)."""
+    pairs = list(itertools.islice(iterate_pairs(kind, paths, on_bad_line, skipped, fields, max_line_length),
+                                  max_pairs or None))
+    if not pairs:
+        raise DataError(", ".join(paths), 0, "no usable pairs")
+    return pairs
+
+
+def iterate_pairs(kind: str, paths: typing.Sequence[str], on_bad_line: str = _DATA.on_bad_line,
+                  skipped: SkipReport | None = None, fields=("source", "target"),
+                  max_line_length: int = MAX_LINE_LENGTH) -> typing.Iterator:
+    """`read_pairs`, one pair at a time (a streamed corpus holds no more than one line)."""
     if kind not in FORMATS:
         raise ValueError(f"unknown corpus format {kind!r}; known: {FORMATS}")
     if kind == "parallel":
@@ -87,20 +99,15 @@ def read_pairs(kind: str, paths: typing.Sequence[str], on_bad_line: str = _DATA.
                    for number, line in lines(path, max_line_length))
     parse = {"tsv": _tsv, "jsonl": lambda p, n, line: _json(p, n, line, fields),
              "parallel": _sides}[kind]
-    pairs = []
     for path, number, line in records:
         try:
             if isinstance(line, DataError):
                 raise line
-            pairs.append(parse(path, number, line))
+            pair = parse(path, number, line)
         except DataError as error:
             report_bad_line(error, on_bad_line, skipped)
             continue
-        if max_pairs and len(pairs) >= max_pairs:
-            break
-    if not pairs:
-        raise DataError(", ".join(paths), 0, "no usable pairs")
-    return pairs
+        yield pair
 
 
 def _aligned(source_paths, target_paths, max_line_length):
@@ -167,9 +174,16 @@ def load(kind: str, paths: typing.Sequence[str], valid: typing.Sequence[str] | N
          test: typing.Sequence[str] | None = None, seed: int = _DATA.seed,
          valid_fraction: float = _DATA.valid_fraction, test_fraction: float = _DATA.test_fraction,
          on_bad_line: str = _DATA.on_bad_line, max_pairs: int = _DATA.max_pairs,
-         fields=("source", "target"), max_line_length: int = MAX_LINE_LENGTH) -> Corpus:
+         fields=("source", "target"), max_line_length: int = MAX_LINE_LENGTH,
+         streaming: bool = _DATA.streaming) -> Corpus:
+    """`streaming`: the training split is a `pipelines.corpus.PairStream` re-read from the files on
+    every pass (see `assemble`), not a list."""
     skipped = SkipReport()
 
     def read(which, limit):
         return read_pairs(kind, which, on_bad_line, skipped, limit, fields, max_line_length)
-    return assemble(read, paths, valid, test, seed, valid_fraction, test_fraction, skipped, max_pairs)
+
+    def iterate(which, report):
+        return iterate_pairs(kind, which, on_bad_line, report, fields, max_line_length)
+    return assemble(read, paths, valid, test, seed, valid_fraction, test_fraction, skipped, max_pairs,
+                    iterate=iterate if streaming else None, name=", ".join(paths))

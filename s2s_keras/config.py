@@ -25,6 +25,7 @@ CELLS = ("lstm", "gru", "rnn")
 ATTENTIONS = ("none", "luong_dot", "luong_general", "bahdanau")
 BRIDGES = ("copy", "dense", "zero")
 ON_BAD_LINE = ("error", "skip")
+STREAMABLE = ("tsv", "parallel", "jsonl")  # data.source kinds that data.streaming can read
 
 
 class ConfigError(ValueError):
@@ -44,6 +45,15 @@ class DataConfig:
     `pipelines/__init__.py`).
     Splits without their own file are cut deterministically by hashing the source string with
     `seed`, so every variant of a source lands in one split.
+
+    `streaming` (file sources: tsv, parallel, jsonl): the training split is never held in
+    memory. Every pass (the vocabulary pass, each epoch) re-reads the files line by line; the
+    split is the same hash, so the same pairs are trained on as without streaming. Shuffling is
+    then a window of `shuffle_buffer` examples (memory grows with it, not with the corpus) and
+    exact duplicate pairs are not counted. valid/test stay in memory: give them their own files
+    (`tsv:train.tsv,valid=v.tsv,test=t.tsv`) or keep their fractions small for a huge corpus.
+    Off by default: a corpus that fits in memory trains faster from memory (tokenized once,
+    cached, shuffled as a whole).
     """
 
     source: str = "cmudict"
@@ -62,6 +72,7 @@ class DataConfig:
     max_bucket_length: int = 64  # one last bucket holds everything longer
     batch_tokens: int = 0  # > 0: batches of ~this many padded tokens per length bucket, not train.batch_size
     shuffle_buffer: int = 200_000
+    streaming: bool = False  # re-read the training files every pass instead of holding them (see above)
     seed: int = 1234
 
     def __post_init__(self):
@@ -79,6 +90,9 @@ class DataConfig:
                "an integer > data.bucket_width")
         _check(self.batch_tokens >= 0, "data.batch_tokens", self.batch_tokens, "an integer >= 0 (0: off)")
         _check(self.shuffle_buffer >= 1, "data.shuffle_buffer", self.shuffle_buffer, "an integer >= 1")
+        kind = self.source.partition(":")[0]
+        _check(not self.streaming or kind in STREAMABLE, "data.streaming", self.streaming,
+               f"false for data.source {self.source!r} (only {', '.join(STREAMABLE)} files stream)")
 
 
 @dataclass(frozen=True)

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 import pipelines
@@ -163,6 +165,69 @@ def test_nul_bytes_and_overlong_lines(tmp_path, content, problem):
     skipped = pipelines.SkipReport()
     assert read_tsv(path, max_line_length=40, on_bad_line="skip", skipped=skipped) == [("ok", "fine")]
     assert skipped.count == 1 and "p.tsv:2" in str(skipped)
+
+
+# --- Streaming (data.streaming): the training split re-read from its files on every pass -------
+
+def streamed_and_in_memory(source: str, **options):
+    config = DataConfig(source=source, **{"valid_fraction": 0.2, "test_fraction": 0.1, **options})
+    return pipelines.load_corpus(dataclasses.replace(config, streaming=True)), pipelines.load_corpus(config)
+
+
+def sample_lines(count: int, bad_every: int = 0) -> str:
+    return "".join("oops\n" if bad_every and i % bad_every == 3 else f"w{i % 37}\tx{i}\n" for i in range(count))
+
+
+def test_streamed_gzip_shards_hold_the_same_splits_as_in_memory(tmp_path):
+    import gzip
+
+    (tmp_path / "train-0.tsv.gz").write_bytes(gzip.compress(sample_lines(120).encode()))
+    (tmp_path / "train-1.tsv").write_text(sample_lines(80))
+    streamed, in_memory = streamed_and_in_memory(f"tsv:{tmp_path}/train-*")
+    assert streamed.streamed and not isinstance(streamed.train, list)
+    assert list(streamed.train) == in_memory.train  # same pairs, same file order
+    assert list(streamed.train) == in_memory.train  # a second pass reads them again
+    assert streamed.valid == in_memory.valid and streamed.test == in_memory.test
+    assert len(streamed.train) == len(in_memory.train) and 0 < len(in_memory.valid) and 0 < len(in_memory.test)
+    assert len(in_memory.train) + len(in_memory.valid) + len(in_memory.test) == 200
+    assert streamed.duplicate_pairs() is None  # not counted: it would need every pair in memory
+
+
+def test_streamed_jsonl_parallel_and_max_pairs_match_in_memory(tmp_path):
+    path = write(tmp_path, "p.jsonl", "".join(f'{{"source": "w{i % 13}", "target": "t{i}"}}\n' for i in range(60)))
+    source = write(tmp_path, "s.txt", "".join(f"w{i % 11}\n" for i in range(50)))
+    target = write(tmp_path, "t.txt", "".join(f"t{i}\n" for i in range(50)))
+    for spec, options in [(f"jsonl:{path}", {}), (f"parallel:{source},{target}", {}),
+                          (f"jsonl:{path}", {"max_pairs": 25})]:
+        streamed, in_memory = streamed_and_in_memory(spec, **options)
+        assert (list(streamed.train), streamed.valid, streamed.test) == \
+            (in_memory.train, in_memory.valid, in_memory.test), spec
+
+
+def test_streamed_bad_lines_are_counted_once_or_raise_with_file_and_line(tmp_path):
+    path = write(tmp_path, "p.tsv", sample_lines(100, bad_every=10))
+    streamed, in_memory = streamed_and_in_memory(f"tsv:{path}", on_bad_line="skip")
+    assert list(streamed.train) == in_memory.train
+    list(streamed.train)  # more passes (epochs) do not count the same lines again
+    assert streamed.skipped.count == in_memory.skipped.count == 10
+    assert str(streamed.skipped) == str(in_memory.skipped) and "p.tsv:4: expected 2" in str(streamed.skipped)
+    with pytest.raises(DataError, match="p.tsv:4: expected 2 tab-separated columns"):
+        streamed_and_in_memory(f"tsv:{path}")  # while cutting valid/test from the stream
+    valid = write(tmp_path, "v.tsv", "v\ty\n")
+    corpus = pipelines.load_corpus(DataConfig(source=f"tsv:{path},valid={valid},test={valid}", streaming=True))
+    with pytest.raises(DataError, match="p.tsv:4: expected 2 tab-separated columns"):
+        list(corpus.train)  # nothing read before the first pass
+    empty = pipelines.load_corpus(DataConfig(source=f"tsv:{write(tmp_path, 'e.tsv', '')},valid={valid},test={valid}",
+                                             streaming=True))
+    with pytest.raises(DataError, match="e.tsv:0: no usable training pairs"):
+        len(empty.train)
+
+
+def test_streaming_is_for_file_sources_only():
+    from s2s_keras.config import ConfigError
+
+    with pytest.raises(ConfigError, match="data.streaming: expected false for data.source 'cmudict'"):
+        DataConfig(streaming=True)
 
 
 def test_tfds_builder_has_the_recipe_splits(tmp_path):
