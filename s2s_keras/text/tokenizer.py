@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import collections
+import itertools
 import typing
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
@@ -125,24 +127,63 @@ class Tokenizer(keras.layers.Layer):
         return config
 
 
+class TokenCounter:
+    """Counts the tokens of a stream of string batches; memory is one count per distinct token
+    (per distinct word for `wordpiece`), never the texts. `vocabulary()` turns the counts into a
+    vocabulary: what `build_vocabulary` returns for the same texts, however they were batched.
+
+    `update(strings (batch,))` returns each string's token count (for `characters` and
+    `whitespace` the lengths the `Tokenizer` will produce; for `wordpiece`, words).
+
+    Example:
+        >>> counter = TokenCounter("characters", lowercase=True)
+        >>> counter.update(tf.constant(["Abba", "ab"])).tolist()
+        [4, 2]
+        >>> counter.vocabulary()
+        ['a', 'b']
+    """
+
+    def __init__(self, split: str, lowercase: bool):
+        self.split = split
+        self.splitter = Tokenizer(vocabulary=[], split="whitespace" if split == "wordpiece" else split,
+                                  lowercase=lowercase)
+        if split == "wordpiece":
+            # The words BERT's vocabulary tool learns from (its `bert_vocab_from_dataset`).
+            from tensorflow_text.python.ops.bert_tokenizer import BasicTokenizer
+
+            self.words = BasicTokenizer(lower_case=False)
+        self.counts: collections.Counter = collections.Counter()
+
+    def update(self, strings) -> np.ndarray:
+        strings = tf.convert_to_tensor(strings, tf.string)
+        if self.split == "wordpiece":
+            tokens = self.words.tokenize(self.splitter.normalize(strings))
+        else:
+            tokens = self.splitter.split(strings)
+        self.counts.update(tokens.flat_values.numpy())
+        return tokens.row_lengths().numpy()
+
+    def vocabulary(self, vocabulary_size: int = 8000, min_count: int = 1) -> list[str]:
+        counts = {token.decode("utf-8"): count for token, count in self.counts.items()}
+        if self.split == "wordpiece":
+            from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib
+
+            learned = wordpiece_tokenizer_learner_lib.learn(collections.Counter(counts), vocabulary_size,
+                                                            reserved_tokens=[UNK])
+            return [token for token in learned if token not in RESERVED]
+        tokens = [t for t, c in counts.items() if c >= min_count and t not in RESERVED]
+        return sorted(tokens, key=lambda t: (-counts[t], t))
+
+
 def build_vocabulary(texts: typing.Iterable[str], split: str, lowercase: bool,
                      min_count: int = 1, batch_size: int = 4096, vocabulary_size: int = 8000) -> list[str]:
     """Tokens of `texts` by descending count (ties: code point order), through the same
     normalization and splitting graph as `Tokenizer`; reserved tokens are left out. For
     `wordpiece`, a WordPiece vocabulary of about `vocabulary_size` pieces learned from the
-    normalized texts with TensorFlow Text's BERT vocabulary tool."""
-    splitter = Tokenizer(vocabulary=[], split="whitespace" if split == "wordpiece" else split,
-                         lowercase=lowercase)
-    dataset = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string)).batch(batch_size)
-    if split == "wordpiece":
-        from tensorflow_text.tools.wordpiece_vocab import bert_vocab_from_dataset
-
-        learned = bert_vocab_from_dataset.bert_vocab_from_dataset(
-            dataset.map(splitter.normalize), vocab_size=vocabulary_size, reserved_tokens=[UNK],
-            bert_tokenizer_params={"lower_case": False}, learn_params={})
-        return [token for token in learned if token not in RESERVED]
-    counts: collections.Counter = collections.Counter()
-    for batch in dataset:
-        counts.update(token.decode("utf-8") for token in splitter.split(batch).flat_values.numpy())
-    tokens = [t for t, c in counts.items() if c >= min_count and t not in RESERVED]
-    return sorted(tokens, key=lambda t: (-counts[t], t))
+    normalized texts with TensorFlow Text's BERT vocabulary tool. `texts` is read in batches
+    (any iterable: a generator streams; see `TokenCounter`)."""
+    counter = TokenCounter(split, lowercase)
+    texts = iter(texts)
+    while batch := list(itertools.islice(texts, batch_size)):
+        counter.update(tf.constant(batch, tf.string))
+    return counter.vocabulary(vocabulary_size, min_count)
