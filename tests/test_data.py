@@ -1,6 +1,9 @@
 import numpy as np
+import pytest
+import tensorflow as tf
 
-from s2s_keras.data import batch_statistics, make_dataset
+from s2s_keras.data import (PaddingCounter, batch_statistics, buckets, count_batches, example_lengths,
+                            make_dataset)
 from s2s_keras.text import END_ID, START_ID, Tokenizer
 
 PAIRS = [("ab", "X Y"), ("abcde", "Y"), ("a", "X X X Z"), ("cab", "Z")] * 3
@@ -77,3 +80,81 @@ def test_epoch_streams_depend_only_on_seed_and_epoch():
     per_epoch = len(whole) // 3
     assert batches((1, 3)) == whole[per_epoch:]  # a resumed run's stream is the tail of the whole one
     assert whole[:per_epoch] != whole[per_epoch:2 * per_epoch]  # each epoch has its own order
+
+
+# --- Streamed pairs (data.streaming): read anew each pass, nothing cached -----------------------
+
+class Streamed:
+    """A re-iterable that is not a list, as `pipelines.corpus.PairStream` is."""
+
+    def __init__(self, pairs):
+        self.pairs = pairs
+
+    def __iter__(self):
+        return iter(self.pairs)
+
+
+def examples(dataset):
+    return sorted((tuple(s[s != 0].tolist()), tuple(t[t != 0].tolist()))
+                  for inputs, target_out in dataset
+                  for s, t in zip(inputs["source_ids"].numpy(), target_out.numpy()))
+
+
+def test_a_stream_gives_the_same_examples_as_the_list():
+    source_tokenizer, target_tokenizer = tokenizers()
+    options = dict(batch_size=3, shuffle=True, seed=4, bucket_width=2, max_bucket_length=8, shuffle_buffer=5)
+    in_memory = make_dataset(PAIRS, source_tokenizer, target_tokenizer, **options)
+    streamed = make_dataset(Streamed(PAIRS), source_tokenizer, target_tokenizer, **options)
+    assert examples(streamed) == examples(in_memory) and len(examples(streamed)) == len(PAIRS)
+
+
+def test_streamed_epochs_depend_only_on_seed_and_epoch():
+    source_tokenizer, target_tokenizer = tokenizers()
+    pairs = Streamed(PAIRS * 3)
+
+    def batches(epoch_range):
+        stream = make_dataset(pairs, source_tokenizer, target_tokenizer, batch_size=2, shuffle=True, seed=3,
+                              bucket_width=2, max_bucket_length=8, shuffle_buffer=7, epoch_range=epoch_range)
+        return [inputs["source_ids"].numpy().tolist() for inputs, _ in stream]
+
+    whole = batches((0, 3))
+    per_epoch = len(whole) // 3
+    assert batches((0, 3)) == whole  # rebuilt: identical
+    assert batches((1, 3)) == whole[per_epoch:]  # resumed at epoch 1: the same tail
+    assert whole[:per_epoch] != whole[per_epoch:2 * per_epoch]
+
+
+@pytest.mark.parametrize("batch_size, batch_tokens, bucket_width", [(2, 0, 2), (3, 0, 1), (100, 12, 2), (5, 7, 3)])
+def test_batches_counted_from_lengths_match_the_dataset(batch_size, batch_tokens, bucket_width):
+    source_tokenizer, target_tokenizer = tokenizers()
+    pairs = PAIRS + [("abcdeabcde", "X Y Z X Y Z X Y Z")] * 3  # longer than max_bucket_length
+    lengths = example_lengths(source_tokenizer.tokenize_ragged(tf.constant([s for s, _ in pairs])).row_lengths(),
+                              target_tokenizer.tokenize_ragged(tf.constant([t for _, t in pairs])).row_lengths())
+    dataset = make_dataset(pairs, source_tokenizer, target_tokenizer, batch_size=batch_size, shuffle=True,
+                           bucket_width=bucket_width, max_bucket_length=8, batch_tokens=batch_tokens)
+    counted = count_batches(lengths, *buckets(bucket_width, 8, batch_size, batch_tokens))
+    assert counted == batch_statistics(dataset)["batches"]
+
+
+def test_padding_counter_gives_each_epochs_padding_fraction():
+    source_tokenizer, target_tokenizer = tokenizers()
+    counter = PaddingCounter(epochs=3)
+    stream = make_dataset(Streamed(PAIRS * 2), source_tokenizer, target_tokenizer, batch_size=3, shuffle=True,
+                          seed=1, bucket_width=4, max_bucket_length=8, shuffle_buffer=4, epoch_range=(1, 3),
+                          padding=counter)
+    next(iter(stream))  # as Keras peeks at a batch (its prefetching reads several)
+    batches = list(stream)
+    list(stream.take(3))
+    fractions = [counter.fraction(epoch) for epoch in range(3)]
+    per_epoch = len(batches) // 2
+    by_hand = []
+    for epoch in range(2):
+        padded = total = 0
+        for inputs, target_out in batches[epoch * per_epoch:(epoch + 1) * per_epoch]:
+            for ids in (inputs["source_ids"].numpy(), target_out.numpy()):
+                padded, total = padded + int((ids == 0).sum()), total + ids.size
+        by_hand.append(padded / total)
+    assert fractions[0] == 0.0  # epoch 0 was not run
+    assert fractions[1:] == pytest.approx(by_hand)
+    assert 0.0 < fractions[1] < 1.0
+    assert counter.counts.numpy()[1:, 2].tolist() == [per_epoch, per_epoch]  # every batch once
