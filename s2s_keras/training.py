@@ -3,12 +3,18 @@
 A run directory holds: `config.json` (the resolved config), `model.keras` (best weights; the
 vocabularies are inside), `checkpoints/best.keras`, `backup/state.npz` while training (see
 `run_state.py`: rerunning the same command resumes an interrupted run at its last backup, to the
-step), `logs/` (TensorBoard), `history.csv`, `summary.json` (data sizes, padding fraction,
-parameters, timing, history).
+step), `logs/` (TensorBoard), `history.csv` (with each epoch's `padding_fraction`),
+`summary.json` (data sizes, padding fractions, parameters, timing, history).
+
+Data passes: one over the training split for the vocabularies, which also counts the pairs and
+their lengths (hence the steps per epoch; with a `wordpiece` side one more pass measures lengths
+with the learned vocabulary), then one per epoch. With `data.streaming` each pass re-reads the
+files, so memory does not grow with the training split.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
@@ -20,13 +26,14 @@ import tensorflow as tf
 
 import pipelines
 from s2s_keras.config import Config, TrainConfig
-from s2s_keras.data import batch_statistics, make_dataset
+from s2s_keras.data import (PaddingCounter, batch_statistics, buckets, count_batches, example_lengths,
+                            make_dataset, string_batches)
 from s2s_keras.distribute import get_strategy
 from s2s_keras.losses import SequenceCrossentropy
 from s2s_keras.metrics import MaskedAccuracy
 from s2s_keras.models import Seq2Seq
 from s2s_keras.run_state import BACKUP_DIR, BEST_FILE, RunState
-from s2s_keras.text import build_vocabulary
+from s2s_keras.text import TokenCounter
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
@@ -73,25 +80,44 @@ def compile_model(model: Seq2Seq, config: Config, steps_per_epoch: int) -> None:
 
 
 def load_data(config: Config, verbose: int = 0) -> tuple:
-    """`(corpus, source_vocabulary, target_vocabulary)`; vocabularies from the training split."""
-    corpus = pipelines.load_corpus(config.data)
-    _log(verbose, f"data {config.data.source}: train {len(corpus.train)} valid {len(corpus.valid)} "
-                  f"test {len(corpus.test)} pairs ({corpus.duplicate_pairs()} exact duplicate pairs kept); "
-                  f"{corpus.skipped}")
-    source_vocabulary = build_vocabulary([s for s, _ in corpus.train], config.data.source_split,
-                                         config.data.source_lowercase, vocabulary_size=config.data.vocabulary_size)
-    target_vocabulary = build_vocabulary([t for _, t in corpus.train], config.data.target_split,
-                                         config.data.target_lowercase, vocabulary_size=config.data.vocabulary_size)
-    return corpus, source_vocabulary, target_vocabulary
+    """`(corpus, source_vocabulary, target_vocabulary, lengths)`: vocabularies from the training
+    split, read in ONE pass (streamed when `data.streaming`: token counts are kept, not the
+    pairs); `lengths` is the histogram of bucketing lengths of the training pairs from the same
+    pass (`s2s_keras.data.count_batches`), or None when a side is `wordpiece` (its lengths
+    depend on the vocabulary learned)."""
+    data = config.data
+    corpus = pipelines.load_corpus(data)
+    source_counter = TokenCounter(data.source_split, data.source_lowercase)
+    target_counter = TokenCounter(data.target_split, data.target_lowercase)
+    measure = "wordpiece" not in (data.source_split, data.target_split)
+    lengths = collections.Counter()
+    for sources, targets in string_batches(corpus.train):
+        source_lengths, target_lengths = source_counter.update(sources), target_counter.update(targets)
+        if measure:
+            lengths.update(example_lengths(source_lengths, target_lengths))
+    duplicates = corpus.duplicate_pairs()
+    duplicates = ("exact duplicate pairs not counted when streaming" if duplicates is None
+                  else f"{duplicates} exact duplicate pairs kept")
+    _log(verbose, f"data {data.source}{' (streamed)' if corpus.streamed else ''}: train {len(corpus.train)} "
+                  f"valid {len(corpus.valid)} test {len(corpus.test)} pairs ({duplicates}); {corpus.skipped}")
+    return (corpus, source_counter.vocabulary(data.vocabulary_size),
+            target_counter.vocabulary(data.vocabulary_size), lengths if measure else None)
 
 
-def datasets(config: Config, corpus, model: Seq2Seq) -> tuple:
+def datasets(config: Config, corpus, model: Seq2Seq, lengths=None) -> tuple:
     """`(train, valid or None, train statistics)`; both datasets with a known length, which gives
-    Keras a real progress bar and no "ran out of data" warning."""
+    Keras a real progress bar and no "ran out of data" warning. `lengths`: from `load_data`
+    (None: measured here in one pass with the model's tokenizers)."""
     common = _data_options(config)
+    if lengths is None:
+        lengths = collections.Counter()
+        for sources, targets in string_batches(corpus.train):
+            lengths.update(example_lengths(model.source_tokenizer.tokenize_ragged(sources).row_lengths(),
+                                           model.target_tokenizer.tokenize_ragged(targets).row_lengths()))
+    stats = {"batches": count_batches(lengths, *buckets(config.data.bucket_width, config.data.max_bucket_length,
+                                                        config.train.batch_size, config.data.batch_tokens))}
     train = make_dataset(corpus.train, model.source_tokenizer, model.target_tokenizer,
                          config.train.batch_size, shuffle=True, **common)
-    stats = batch_statistics(train)
     train = train.apply(tf.data.experimental.assert_cardinality(stats["batches"]))
     valid = None
     if corpus.valid:
@@ -99,6 +125,20 @@ def datasets(config: Config, corpus, model: Seq2Seq) -> tuple:
                              config.train.batch_size, shuffle=False, **common)
         valid = valid.apply(tf.data.experimental.assert_cardinality(batch_statistics(valid)["batches"]))
     return train, valid, stats
+
+
+class PaddingFraction(keras.callbacks.Callback):
+    """Writes the epoch's padding fraction (padding / all source and target positions of the
+    batches trained on, from a `PaddingCounter`) into its logs as `padding_fraction`: callbacks
+    after it (history.csv, TensorBoard, the run state's history) record it."""
+
+    def __init__(self, counter: PaddingCounter):
+        super().__init__()
+        self.counter = counter
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["padding_fraction"] = self.counter.fraction(epoch)
 
 
 def _data_options(config: Config) -> dict:
@@ -120,18 +160,16 @@ def train(config: Config, run_dir: str, verbose: int = 1) -> Seq2Seq:
         handle.write(config.to_json())
     keras.utils.set_random_seed(config.train.seed)
 
-    corpus, source_vocabulary, target_vocabulary = load_data(config, verbose)
+    corpus, source_vocabulary, target_vocabulary, lengths = load_data(config, verbose)
     with strategy.scope():
         model = build_model(config, source_vocabulary, target_vocabulary)
-    # The one-pass train dataset only counts batches and padding; training reads the per-epoch
-    # stream built below.
-    _, valid_data, stats = datasets(config, corpus, model)
-    pad = stats["padding_fraction"]
+    # Training reads the per-epoch stream built below, not the one-pass train dataset.
+    _, valid_data, stats = datasets(config, corpus, model, lengths)
     with strategy.scope():
         compile_model(model, config, steps_per_epoch=stats["batches"])
     _log(verbose, f"vocabularies: source {model.source_tokenizer.vocabulary_size} target "
                   f"{model.target_tokenizer.vocabulary_size} ids; {model.count_params()} parameters; "
-                  f"train padding fraction {pad:.3f}; strategy {type(strategy).__name__} "
+                  f"{stats['batches']} steps per epoch; strategy {type(strategy).__name__} "
                   f"({strategy.num_replicas_in_sync} replica(s))")
 
     monitor = "val_loss" if valid_data is not None else "loss"
@@ -140,7 +178,9 @@ def train(config: Config, run_dir: str, verbose: int = 1) -> Seq2Seq:
         state = run_state.restore(model, strategy)
     if state["epoch"] or state["step"]:
         _log(verbose, f"resuming from {run_state.path}: epoch {state['epoch'] + 1}, step {state['step']}")
-    callbacks = [run_state, keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
+    padding = PaddingCounter(config.train.epochs)
+    # First, so that the others log the epoch's padding fraction.
+    callbacks = [PaddingFraction(padding), run_state, keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
                  keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True)]
     steps = stats["batches"]
     start = time.time()
@@ -154,7 +194,7 @@ def train(config: Config, run_dir: str, verbose: int = 1) -> Seq2Seq:
             continue
         stream = make_dataset(corpus.train, model.source_tokenizer, model.target_tokenizer,
                               config.train.batch_size, shuffle=True, epoch_range=(initial_epoch, stop_epoch),
-                              **_data_options(config)).skip(skip)
+                              padding=padding, **_data_options(config)).skip(skip)
         model.fit(stream, validation_data=valid_data, initial_epoch=initial_epoch, epochs=stop_epoch,
                   steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose,
                   shuffle=False)  # the dataset shuffles
@@ -165,7 +205,9 @@ def train(config: Config, run_dir: str, verbose: int = 1) -> Seq2Seq:
     model.save(os.path.join(run_dir, MODEL_FILE))
     summary = {"pairs": {"train": len(corpus.train), "valid": len(corpus.valid), "test": len(corpus.test)},
                "skipped_lines": corpus.skipped.count, "duplicate_pairs": corpus.duplicate_pairs(),
-               "train_padding_fraction": pad,
+               # each epoch's is in history["padding_fraction"]
+               "train_padding_fraction": _mean(run_state.state["history"].get("padding_fraction", [])),
+               "streamed": corpus.streamed,
                "parameters": model.count_params(), "train_seconds": seconds,
                "replicas": strategy.num_replicas_in_sync,
                "epochs_run": run_state.state["epoch"], "history": run_state.state["history"]}
@@ -205,6 +247,10 @@ def _check_same_config(config: Config, run_dir: str) -> None:
         if previous != config:
             raise ValueError(f"{run_dir} holds an interrupted run with another config ({path}); "
                              f"use a new --run-dir or delete {os.path.join(run_dir, BACKUP_DIR)}")
+
+
+def _mean(values: list) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 def _log(verbose: int, message: str) -> None:

@@ -107,7 +107,7 @@ class Seq2SeqHyperModel(kt.HyperModel):
         super().__init__(name="seq2seq")
         check_space(space, base)
         self.base, self.space, self.objective = base, space, objective
-        self.corpus, self.source_vocabulary, self.target_vocabulary = load_data(base)
+        self.corpus, self.source_vocabulary, self.target_vocabulary, self.lengths = load_data(base)
         if not self.corpus.valid:
             raise ValueError("tuning needs a validation split (data.valid_fraction > 0 or tsv:...,valid=PATH)")
         # (batch size, data config) -> datasets, shared by trials. The datasets hold the first
@@ -139,7 +139,7 @@ class Seq2SeqHyperModel(kt.HyperModel):
     def _datasets(self, config, model):
         key = (config.train.batch_size, config.data)
         if key not in self._data:
-            self._data[key] = datasets(config, self.corpus, model)
+            self._data[key] = datasets(config, self.corpus, model, self.lengths)
         return self._data[key]
 
 

@@ -1,3 +1,5 @@
+import collections
+
 import numpy as np
 import pytest
 
@@ -40,3 +42,66 @@ def test_mixed_float16_trains_with_loss_scaling_and_float32_logits():
     history = model.fit(inputs, tf.constant([[4, 3]]), epochs=2, verbose=0)
     assert all(np.isfinite(history.history["loss"]))
     assert model(inputs).dtype == tf.float32
+
+
+def write_pairs(tmp_path, count: int = 300, bad_line: bool = False) -> str:
+    import random
+
+    rng = random.Random(0)
+    lines = []
+    for _ in range(count):
+        word = "".join(rng.choice("abcdef") for _ in range(rng.randint(1, 6)))
+        lines.append(f"{word}\t{' '.join(reversed(word.upper()))}\n")
+    if bad_line:
+        lines.insert(7, "no tab\n")
+    path = tmp_path / "pairs.tsv"
+    path.write_text("".join(lines))
+    return str(path)
+
+
+@pytest.mark.parametrize("splits", [("characters", "whitespace"), ("wordpiece", "characters")])
+def test_streamed_vocabulary_pass_equals_the_in_memory_one(tmp_path, splits):
+    from s2s_keras.training import load_data
+
+    config = preset("tiny").override([f"data.source=tsv:{write_pairs(tmp_path)}", f"data.source_split={splits[0]}",
+                                      f"data.target_split={splits[1]}", "data.vocabulary_size=30"])
+    corpus, *in_memory = load_data(config)
+    streamed_corpus, *streamed = load_data(config.override(["data.streaming=true"]))
+    assert streamed == in_memory
+    assert len(streamed_corpus.train) == len(corpus.train) and streamed_corpus.valid == corpus.valid
+    source_vocabulary, target_vocabulary, lengths = streamed
+    if splits[0] == "characters":
+        counts = collections.Counter(c for s, _ in corpus.train for c in s)
+        assert source_vocabulary == sorted(counts, key=lambda c: (-counts[c], c))
+        assert sum(lengths.values()) == len(corpus.train)
+        assert lengths == collections.Counter(max(len(s), len(t.split()) + 1) for s, t in corpus.train)
+    else:
+        assert lengths is None  # measured after the wordpiece vocabulary is learned
+
+
+def test_streamed_training_equals_in_memory_and_logs_padding_per_epoch(tmp_path):
+    import csv
+    import json
+
+    from s2s_keras.training import train
+
+    config = preset("tiny").override([f"data.source=tsv:{write_pairs(tmp_path, bad_line=True)}",
+                                      "data.on_bad_line=skip", "train.epochs=2", "train.batch_size=16"])
+    summaries = {}
+    for mode in ("false", "true"):
+        run_dir = tmp_path / f"run-{mode}"
+        train(config.override([f"data.streaming={mode}"]), str(run_dir), verbose=0)
+        with open(run_dir / "history.csv") as handle:
+            rows = list(csv.DictReader(handle))
+        with open(run_dir / "summary.json") as handle:
+            summaries[mode] = json.load(handle)
+        padding = [float(row["padding_fraction"]) for row in rows]
+        assert len(padding) == 2 and all(0.0 < value < 0.5 for value in padding)
+        assert summaries[mode]["history"]["padding_fraction"] == pytest.approx(padding)
+        assert summaries[mode]["train_padding_fraction"] == pytest.approx(sum(padding) / 2)
+    streamed, in_memory = summaries["true"], summaries["false"]
+    assert streamed["streamed"] and not in_memory["streamed"]
+    assert streamed["pairs"] == in_memory["pairs"] and streamed["skipped_lines"] == in_memory["skipped_lines"] == 1
+    # The shuffle window holds the whole corpus here, so both see the same batches in the same order.
+    for key in ("loss", "val_loss", "padding_fraction"):
+        assert streamed["history"][key] == pytest.approx(in_memory["history"][key], rel=1e-5), key
