@@ -53,3 +53,11 @@ def test_rejects_reserved_tokens_and_bad_split():
         Tokenizer(vocabulary=["a", "</s>"])
     with pytest.raises(ValueError, match="split"):
         Tokenizer(vocabulary=["a"], split="words")
+
+
+@pytest.mark.parametrize("split", ["characters", "whitespace", "wordpiece"])
+def test_vocabulary_from_a_stream_in_small_batches_equals_the_one_from_a_list(split):
+    texts = ["Hello, world!", "the quick brown fox", "naïve café, Straße", "hello again world"] * 5
+    in_one_batch = build_vocabulary(texts, split, lowercase=True, vocabulary_size=40)
+    streamed = build_vocabulary((text for text in texts), split, lowercase=True, batch_size=3, vocabulary_size=40)
+    assert streamed == in_one_batch and len(in_one_batch) > 5
