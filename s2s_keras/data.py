@@ -39,8 +39,9 @@ STRING_BATCH = 4096  # strings per tokenizer call: far cheaper than one string p
 
 
 def buckets(bucket_width: int, max_bucket_length: int, batch_size: int, batch_tokens: int = 0) -> tuple:
-    """`(boundaries, batch sizes)` of the length buckets: bucket i holds example lengths below
-    `boundaries[i]` (and at least the one before), the last one everything longer."""
+    """`(boundaries, batch sizes)` of the length buckets: bucket i holds example lengths in
+    `[boundaries[i-1], boundaries[i])`, the first one everything shorter, the last one everything
+    longer."""
     boundaries = list(range(bucket_width + 1, max_bucket_length + 1, bucket_width))
     if batch_tokens > 0:
         longest = [boundary - 1 for boundary in boundaries] + [max_bucket_length]
