@@ -52,8 +52,8 @@ class DataConfig:
     then a window of `shuffle_buffer` examples (memory grows with it, not with the corpus) and
     exact duplicate pairs are not counted. valid/test stay in memory: give them their own files
     (`tsv:train.tsv,valid=v.tsv,test=t.tsv`) or keep their fractions small for a huge corpus.
-    Off by default: a corpus that fits in memory trains faster from memory (tokenized once,
-    cached, shuffled as a whole).
+    Off by default: from memory, pairs are tokenized once (cached) and shuffled in a window that
+    can hold the whole corpus; streaming re-reads and re-tokenizes the files every epoch.
     """
 
     source: str = "cmudict"
