@@ -40,8 +40,10 @@ def test_training_writes_a_complete_run_dir(trained):
     for name in ("config.json", "model.keras", "history.csv", "summary.json", "checkpoints/best.keras", "logs"):
         assert os.path.exists(run_dir / name), name
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert 0 <= summary["train_padding_fraction"] < 0.5
-    assert "padding fraction" in result.stdout
+    padding = summary["history"]["padding_fraction"]  # one per epoch
+    assert len(padding) == len(summary["history"]["loss"]) and all(0 < value < 0.5 for value in padding)
+    assert summary["train_padding_fraction"] == pytest.approx(sum(padding) / len(padding))
+    assert "padding_fraction: " in result.stdout  # on the epoch's progress line
 
 
 @pytest.mark.parametrize("beam_size", ["1", "4"])
