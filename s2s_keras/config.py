@@ -88,7 +88,8 @@ class DataConfig:
                "an integer > data.bucket_width")
         _check(self.batch_tokens >= 0, "data.batch_tokens", self.batch_tokens, "an integer >= 0 (0: off)")
         _check(self.shuffle_buffer >= 1, "data.shuffle_buffer", self.shuffle_buffer, "an integer >= 1")
-        _check(self.max_source_tokens >= 0, "data.max_source_tokens", self.max_source_tokens, "an integer >= 0 (0: off)")
+        _check(self.max_source_tokens >= 0, "data.max_source_tokens", self.max_source_tokens,
+               "an integer >= 0 (0: off)")
         _check(self.bptt_length >= 0, "data.bptt_length", self.bptt_length, "an integer >= 0 (0: sentences)")
 
 

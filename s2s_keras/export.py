@@ -89,49 +89,55 @@ class _Serving(tf.Module):
             setattr(self, name, function)
 
 
+def _decoding_functions(decoder, d: DecodeConfig) -> dict:
+    """`{"greedy", "nbest", "sample"}` signatures over a `Translator` or a `TextGenerator` (the
+    same decoding methods), with per-request parameters defaulting to the exported `decode`."""
+    no_ints, no_floats = tf.constant([], tf.int32), tf.constant([], tf.float32)
+
+    @tf.function(input_signature=[_vector(tf.string, "inputs"), _vector(tf.int32, "beam_size"),
+                                  _vector(tf.int32, "max_length"), _vector(tf.float32, "length_penalty"),
+                                  _vector(tf.int32, "num_results")])
+    def nbest(inputs, beam_size=no_ints, max_length=no_ints, length_penalty=no_floats, num_results=no_ints):
+        width = _per_request(beam_size, d.beam_size, inputs, "beam_size")
+        outputs, scores = decoder.beam(
+            inputs, width, _per_request(max_length, d.max_length, inputs, "max_length"),
+            _per_request(length_penalty, d.length_penalty, inputs, "length_penalty"),
+            _per_request(num_results, width, inputs, "num_results"))
+        return {"outputs": outputs, "scores": scores}
+
+    @tf.function(input_signature=[_vector(tf.string, "inputs"), _vector(tf.int32, "max_length")])
+    def greedy(inputs, max_length=no_ints):
+        return {"outputs": decoder.greedy(inputs, _per_request(max_length, d.max_length, inputs, "max_length"))}
+
+    @tf.function(input_signature=[_vector(tf.string, "inputs"), _vector(tf.float32, "temperature"),
+                                  _vector(tf.int32, "top_k"), _vector(tf.int32, "seed"),
+                                  _vector(tf.int32, "max_length")])
+    def sample(inputs, temperature=no_floats, top_k=no_ints, seed=no_ints, max_length=no_ints):
+        return {"outputs": decoder.sample(
+            inputs, _per_request(temperature, 1.0, inputs, "temperature"),
+            _per_request(top_k, 0, inputs, "top_k"), _per_request(seed, 0, inputs, "seed"),
+            _per_request(max_length, d.max_length, inputs, "max_length"))}
+
+    return {"greedy": greedy, "nbest": nbest, "sample": sample}
+
+
 class ServingModule(_Serving):
     """The exported object of a seq2seq model: a `Translator` and one `tf.function` per signature."""
 
     def __init__(self, translator: Translator):
         super().__init__(translator.model)
         d: DecodeConfig = translator.decode
-        no_ints, no_floats = tf.constant([], tf.int32), tf.constant([], tf.float32)
 
         @tf.function(input_signature=[_vector(tf.string, "inputs")])
         def serving_default(inputs):
             outputs, scores = translator.beam(inputs, d.beam_size, d.max_length, d.length_penalty, 1)
             return {"outputs": outputs[:, 0], "scores": scores[:, 0]}
 
-        @tf.function(input_signature=[_vector(tf.string, "inputs"), _vector(tf.int32, "beam_size"),
-                                      _vector(tf.int32, "max_length"), _vector(tf.float32, "length_penalty"),
-                                      _vector(tf.int32, "num_results")])
-        def nbest(inputs, beam_size=no_ints, max_length=no_ints, length_penalty=no_floats, num_results=no_ints):
-            width = _per_request(beam_size, d.beam_size, inputs, "beam_size")
-            outputs, scores = translator.beam(
-                inputs, width, _per_request(max_length, d.max_length, inputs, "max_length"),
-                _per_request(length_penalty, d.length_penalty, inputs, "length_penalty"),
-                _per_request(num_results, width, inputs, "num_results"))
-            return {"outputs": outputs, "scores": scores}
-
-        @tf.function(input_signature=[_vector(tf.string, "inputs"), _vector(tf.int32, "max_length")])
-        def greedy(inputs, max_length=no_ints):
-            return {"outputs": translator.greedy(inputs, _per_request(max_length, d.max_length, inputs, "max_length"))}
-
-        @tf.function(input_signature=[_vector(tf.string, "inputs"), _vector(tf.float32, "temperature"),
-                                      _vector(tf.int32, "top_k"), _vector(tf.int32, "seed"),
-                                      _vector(tf.int32, "max_length")])
-        def sample(inputs, temperature=no_floats, top_k=no_ints, seed=no_ints, max_length=no_ints):
-            return {"outputs": translator.sample(
-                inputs, _per_request(temperature, 1.0, inputs, "temperature"),
-                _per_request(top_k, 0, inputs, "top_k"), _per_request(seed, 0, inputs, "seed"),
-                _per_request(max_length, d.max_length, inputs, "max_length"))}
-
         @tf.function(input_signature=[_vector(tf.string, "sources"), _vector(tf.string, "targets")])
         def score(sources, targets):
             return translator.score(sources, targets)
 
-        self._publish({"serving_default": serving_default, "nbest": nbest, "greedy": greedy,
-                       "sample": sample, "score": score})
+        self._publish({"serving_default": serving_default, **_decoding_functions(translator, d), "score": score})
 
 
 class ClassifierServing(_Serving):
@@ -152,39 +158,14 @@ class LanguageModelServing(_Serving):
 
     def __init__(self, generator: TextGenerator):
         super().__init__(generator.model)
-        d: DecodeConfig = generator.decode
-        no_ints, no_floats = tf.constant([], tf.int32), tf.constant([], tf.float32)
-
-        @tf.function(input_signature=[_vector(tf.string, "inputs"), _vector(tf.int32, "max_length")])
-        def serving_default(inputs, max_length=no_ints):
-            return {"outputs": generator.greedy(inputs, _per_request(max_length, d.max_length, inputs, "max_length"))}
-
-        @tf.function(input_signature=[_vector(tf.string, "inputs"), _vector(tf.int32, "beam_size"),
-                                      _vector(tf.int32, "max_length"), _vector(tf.float32, "length_penalty"),
-                                      _vector(tf.int32, "num_results")])
-        def generate(inputs, beam_size=no_ints, max_length=no_ints, length_penalty=no_floats, num_results=no_ints):
-            width = _per_request(beam_size, d.beam_size, inputs, "beam_size")
-            outputs, scores = generator.beam(
-                inputs, width, _per_request(max_length, d.max_length, inputs, "max_length"),
-                _per_request(length_penalty, d.length_penalty, inputs, "length_penalty"),
-                _per_request(num_results, width, inputs, "num_results"))
-            return {"outputs": outputs, "scores": scores}
-
-        @tf.function(input_signature=[_vector(tf.string, "inputs"), _vector(tf.float32, "temperature"),
-                                      _vector(tf.int32, "top_k"), _vector(tf.int32, "seed"),
-                                      _vector(tf.int32, "max_length")])
-        def sample(inputs, temperature=no_floats, top_k=no_ints, seed=no_ints, max_length=no_ints):
-            return {"outputs": generator.sample(
-                inputs, _per_request(temperature, 1.0, inputs, "temperature"),
-                _per_request(top_k, 0, inputs, "top_k"), _per_request(seed, 0, inputs, "seed"),
-                _per_request(max_length, d.max_length, inputs, "max_length"))}
+        decoding = _decoding_functions(generator, generator.decode)
 
         @tf.function(input_signature=[_vector(tf.string, "inputs")])
         def score(inputs):
             return generator.score(inputs)
 
-        self._publish({"serving_default": serving_default, "generate": generate, "sample": sample,
-                       "score": score})
+        self._publish({"serving_default": decoding["greedy"], "generate": decoding["nbest"],
+                       "sample": decoding["sample"], "score": score})
 
 
 def serving_module(model, config: Config) -> _Serving:

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from s2s_keras.config import CELLS, PRECISIONS
 from s2s_keras.keras_workarounds import DistributedBuildFix
-from s2s_keras.layers import recurrent_layer
+from s2s_keras.layers import recurrent_layer, step_cells
 from s2s_keras.models.recurrent_encoder import uniform_initializers
 from s2s_keras.text import END_ID, PAD_ID, START_ID, Tokenizer
 
@@ -148,10 +148,7 @@ class LanguageModel(DistributedBuildFix, keras.Model):
         untrained model could otherwise emit padding, which the text would silently lose)."""
         x = keras.ops.take(self.target_embedding.embeddings, token_ids, axis=0)
         x = keras.ops.cast(x, self.target_embedding.compute_dtype)
-        new_state = []
-        for layer, layer_state in zip(self.decoder_layers, state):
-            x, cell_state = layer.cell(x, list(layer_state), training=False)
-            new_state.append(list(cell_state) if isinstance(cell_state, (list, tuple)) else [cell_state])
+        x, new_state = step_cells(self.decoder_layers, x, state)
         logits = self._project(x)
         never = tf.one_hot(PAD_ID, tf.shape(logits)[-1]) + tf.one_hot(START_ID, tf.shape(logits)[-1])
         return logits - 1e9 * never, new_state

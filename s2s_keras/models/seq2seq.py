@@ -10,7 +10,7 @@ import keras
 
 from s2s_keras.config import ATTENTIONS, BRIDGES, CELLS, PRECISIONS
 from s2s_keras.keras_workarounds import DistributedBuildFix
-from s2s_keras.layers import AttentionDecoder, recurrent_layer, state_count
+from s2s_keras.layers import AttentionDecoder, recurrent_layer, state_count, step_cells
 from s2s_keras.models.recurrent_encoder import RecurrentEncoderMixin, uniform_initializers
 from s2s_keras.text import PAD_ID, Tokenizer
 
@@ -21,7 +21,8 @@ class Seq2Seq(RecurrentEncoderMixin, DistributedBuildFix, keras.Model):
 
     Encoder: source ids → (optionally reversed) → embedding (mask_zero) → `encoder_num_layers`
     (default: `num_layers`) stacked recurrent layers (`cell`; bidirectional optionally; dropout
-    between layers; a learned initial state optionally). Bridge: layer l's final state (forward and backward concatenated) → the
+    between layers; a learned initial state optionally; built by `RecurrentEncoderMixin`, shared
+    with `Classifier`). Bridge: layer l's final state (forward and backward concatenated) → the
     start state of decoder layer l (`copy`, `dense` or `zero`; with unequal depths `dense` maps
     the states of all encoder layers to each decoder layer). Decoder: target_in ids →
     embedding → stacked recurrent layers → logits; with `attention`, an `AttentionDecoder`
@@ -177,10 +178,7 @@ class Seq2Seq(RecurrentEncoderMixin, DistributedBuildFix, keras.Model):
         if self.attention_decoder is not None:
             attentional, _, state = self.attention_decoder.step(x, state)
             return self._project(attentional), state
-        new_state = []
-        for layer, layer_state in zip(self.decoder_layers, state):
-            x, cell_state = layer.cell(x, list(layer_state), training=False)
-            new_state.append(list(cell_state) if isinstance(cell_state, (list, tuple)) else [cell_state])
+        x, new_state = step_cells(self.decoder_layers, x, state)
         return self._project(x), new_state
 
     def teacher_forced(self, source_ids, target_in_ids):
