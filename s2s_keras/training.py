@@ -167,6 +167,21 @@ def _texts(pairs) -> list:
     return [source for source, _ in pairs]
 
 
+def task_statistics(config: Config, corpus, model, stats: dict) -> dict:
+    """What a task's data preparation changed, for summary.json: sources a classifier's cut
+    shortened; the tokens a truncated-BPTT stream trains on per epoch and the few it drops."""
+    if _streams(config):
+        return {"stream_tokens_per_epoch": stats["tokens"], "stream_dropped_tokens": stats["dropped_tokens"]}
+    if config.task == "classify" and config.data.max_source_tokens:
+        cut = 0
+        for start in range(0, len(corpus.train), 4096):
+            texts = tf.constant([text for text, _ in corpus.train[start:start + 4096]], tf.string)
+            lengths = model.source_tokenizer.tokenize_ragged(texts).row_lengths()
+            cut += int(tf.reduce_sum(tf.cast(lengths > config.data.max_source_tokens, tf.int32)))
+        return {"train_sources_cut": cut, "max_source_tokens": config.data.max_source_tokens}
+    return {}
+
+
 def task_callbacks(config: Config, model) -> list:
     """What a task adds to `fit`, before every other callback (they read its logs): a language
     model's perplexity, and for truncated BPTT the carried state (turned on here) reset at each
@@ -259,7 +274,7 @@ def train(config: Config, run_dir: str, verbose: int = 1) -> keras.Model:
     model.save(os.path.join(run_dir, MODEL_FILE))
     summary = {"pairs": {"train": len(corpus.train), "valid": len(corpus.valid), "test": len(corpus.test)},
                "skipped_lines": corpus.skipped.count, "duplicate_pairs": corpus.duplicate_pairs(),
-               "train_padding_fraction": pad,
+               "train_padding_fraction": pad, **task_statistics(config, corpus, model, stats),
                "parameters": model.count_params(), "train_seconds": seconds,
                "replicas": strategy.num_replicas_in_sync,
                "epochs_run": run_state.state["epoch"], "history": run_state.state["history"]}

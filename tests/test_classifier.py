@@ -106,15 +106,20 @@ def sentiment_rows(count, seed):
 @pytest.mark.slow
 def test_cli_trains_evaluates_predicts_and_exports_a_classifier(tmp_path):
     rows = sentiment_rows(1200, seed=1)
-    (tmp_path / "train.tsv").write_text("".join(f"{t}\t{l}\n" for t, l in rows[:1000]))
+    (tmp_path / "train.tsv").write_text("".join(f"{t}\t{l}\n" for t, l in rows[:900]))
+    (tmp_path / "valid.tsv").write_text("".join(f"{t}\t{l}\n" for t, l in rows[900:1000]))
     (tmp_path / "test.tsv").write_text("".join(f"{t}\t{l}\n" for t, l in rows[1000:]))
     run_dir = tmp_path / "run"
-    run_cli("train", "--task", "classify", "--data", f"tsv:{tmp_path / 'train.tsv'},test={tmp_path / 'test.tsv'}",
+    data = f"tsv:{tmp_path / 'train.tsv'},valid={tmp_path / 'valid.tsv'},test={tmp_path / 'test.tsv'}"
+    run_cli("train", "--task", "classify", "--data", data,
             "--preset", "tiny", "--set", "data.source_split=whitespace", "--set", "model.pooling=attention",
             "--set", "model.bidirectional=true", "--set", "train.epochs=6", "--set", "train.batch_size=32",
+            "--set", "data.max_source_tokens=8",
             "--run-dir", str(run_dir))
     config = json.loads((run_dir / "config.json").read_text())
     assert config["task"] == "classify"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["train_sources_cut"] == sum(len(t.split()) > 8 for t, _ in rows[:900]) > 0
     result = json.loads(run_cli("evaluate", "--run-dir", str(run_dir), "--split", "test").stdout.splitlines()[-1])
     assert result["accuracy"] >= 0.95 and result["num_examples"] == 200
     assert sum(sum(row.values()) for row in result["confusion"].values()) == 200

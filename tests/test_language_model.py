@@ -128,15 +128,22 @@ def text_corpus(count, seed):
 @pytest.mark.parametrize("bptt_length", [0, 5])
 def test_cli_trains_evaluates_generates_and_exports_a_language_model(bptt_length, tmp_path):
     lines = text_corpus(600, seed=2)
-    (tmp_path / "train.tsv").write_text("".join(f"{line}\t{line}\n" for line in lines[:500]))
+    (tmp_path / "train.tsv").write_text("".join(f"{line}\t{line}\n" for line in lines[:450]))
+    (tmp_path / "valid.tsv").write_text("".join(f"{line}\t{line}\n" for line in lines[450:500]))
     (tmp_path / "test.tsv").write_text("".join(f"{line}\t{line}\n" for line in lines[500:]))
     run_dir = tmp_path / "run"
-    run_cli("train", "--task", "lm", "--data", f"tsv:{tmp_path / 'train.tsv'},test={tmp_path / 'test.tsv'}",
+    data = f"tsv:{tmp_path / 'train.tsv'},valid={tmp_path / 'valid.tsv'},test={tmp_path / 'test.tsv'}"
+    run_cli("train", "--task", "lm", "--data", data,
             "--preset", "tiny", "--set", "data.source_split=whitespace", "--set", f"data.bptt_length={bptt_length}",
             "--set", "train.epochs=8", "--set", "train.batch_size=8", "--set", "train.learning_rate=0.02",
             "--run-dir", str(run_dir))
     history = (run_dir / "history.csv").read_text().splitlines()
     assert "val_perplexity" in history[0]
+    if bptt_length:  # every token of the stream but the last few that cannot fill 8 rows
+        summary = json.loads((run_dir / "summary.json").read_text())
+        tokens = sum(len(line.split()) + 1 for line in lines[:450])
+        assert summary["stream_tokens_per_epoch"] + summary["stream_dropped_tokens"] == tokens
+        assert summary["stream_dropped_tokens"] < 8
     result = json.loads(run_cli("evaluate", "--run-dir", str(run_dir), "--split", "test").stdout.splitlines()[-1])
     # 4 words per sentence + </s>; branching 2 at two of 5 positions → the best model reaches
     # perplexity 2^(2/5) ≈ 1.32; a uniform guess over the 11 ids is 11.
