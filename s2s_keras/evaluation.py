@@ -1,8 +1,10 @@
-"""Decode a split with the inference path and score it against all references (WER / PER)."""
+"""Score a split with the inference path: seq2seq outputs against all references (WER / PER,
+BLEU / chrF), a classifier's labels (accuracy), a language model's perplexity."""
 
 from __future__ import annotations
 
 import collections
+import math
 
 import keras
 import tensorflow as tf
@@ -46,6 +48,64 @@ def evaluate_pairs(translator: Translator, pairs, batch_size: int, beam_size: in
     if sentence_level:
         result.update(sentence_scores(hypotheses, [references[source] for source in sources]))
     return result
+
+
+def evaluate_classifier(predictor, pairs, batch_size: int) -> dict:
+    """`{"accuracy", "num_examples", "per_label": {label: {"precision", "recall", "count"}},
+    "confusion": {reference: {predicted: count}}}` of `predictor.classify` (a `LabelPredictor`)
+    over `(text, label)` pairs."""
+    predicted = []
+    for start in range(0, len(pairs), batch_size):
+        texts = tf.constant([text for text, _ in pairs[start:start + batch_size]], tf.string)
+        predicted.extend(label.decode("utf-8") for label in predictor.classify(texts)["labels"].numpy())
+    confusion = collections.defaultdict(collections.Counter)
+    for (_, reference), label in zip(pairs, predicted):
+        confusion[reference][label] += 1
+    labels = sorted(set(confusion) | set(predicted))
+    per_label = {}
+    for label in labels:
+        true_positive = confusion[label][label]
+        chosen = sum(confusion[reference][label] for reference in confusion)
+        count = sum(confusion[label].values())
+        per_label[label] = {"precision": true_positive / chosen if chosen else 0.0,
+                            "recall": true_positive / count if count else 0.0, "count": count}
+    correct = sum(confusion[label][label] for label in labels)
+    return {"accuracy": correct / len(pairs) if pairs else 0.0, "num_examples": len(pairs),
+            "per_label": per_label, "confusion": {ref: dict(row) for ref, row in sorted(confusion.items())}}
+
+
+def evaluate_language_model(model, config, pairs) -> dict:
+    """Perplexity `exp(-Σ log p / tokens)` of the source texts of `pairs`, every token and every
+    sentence end predicted. With `data.bptt_length > 0` the texts are one contiguous stream in
+    `train.batch_size` streams with the state carried across batches (as it was trained; the
+    standard PTB measure — only the first token of each stream starts from a zero state);
+    otherwise each sentence from a zero state. Returns `{"perplexity", "nll_per_token", "tokens"}`."""
+    from s2s_keras.training import split_dataset
+
+    streams = config.data.bptt_length > 0
+    if streams:
+        model.carry_state(config.train.batch_size)
+    try:
+        dataset = split_dataset(config, pairs, model, shuffle=False)
+
+        @tf.function
+        def step(inputs, targets):
+            logits = model(inputs, training=False)  # continues the carried "evaluate" state
+            log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+            real = targets != 0
+            nll = -tf.gather(log_probs, targets, batch_dims=2)
+            return tf.reduce_sum(tf.where(real, nll, 0.0)), tf.reduce_sum(tf.cast(real, tf.float32))
+
+        total = count = 0.0
+        for inputs, targets in dataset:
+            batch_nll, batch_count = step(inputs, targets)
+            total += float(batch_nll)
+            count += float(batch_count)
+    finally:
+        if streams:
+            model.carry_state(None)
+    nll = total / count if count else 0.0
+    return {"perplexity": math.exp(nll), "nll_per_token": nll, "tokens": int(count)}
 
 
 def sentence_scores(hypotheses, references) -> dict:

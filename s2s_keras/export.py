@@ -8,7 +8,7 @@ Layout:
     <base>/<version>/assets.extra/tf_serving_warmup_requests   one request per signature
     <base>/models.config, <base>/batching_parameters.txt        server config examples
 
-Signatures (all outputs dense, batch on dimension 0, valid UTF-8):
+Signatures of a seq2seq model (all outputs dense, batch on dimension 0, valid UTF-8):
     serving_default  inputs [B] string → outputs [B] string, scores [B]   (beam, exported width)
     nbest            inputs [B] + optional beam_size, max_length, length_penalty, num_results
                      → outputs [B, k] string, scores [B, k]
@@ -16,6 +16,15 @@ Signatures (all outputs dense, batch on dimension 0, valid UTF-8):
     sample           inputs [B] + optional temperature, top_k, seed, max_length → outputs [B]
     score            sources [B], targets [B] → tokens [B, T] string, token_log_probs [B, T],
                      log_prob [B]
+A classifier (`task=classify`):
+    serving_default  inputs [B] string → labels [B] string, probabilities [B, L], classes [B, L]
+A language model (`task=lm`), prompts → prompt + continuation:
+    serving_default  inputs [B] → outputs [B]                       (greedy)
+    generate         inputs [B] + optional beam_size, max_length, length_penalty, num_results
+                     → outputs [B, k], scores [B, k]
+    sample           inputs [B] + optional temperature, top_k, seed, max_length → outputs [B]
+    score            inputs [B] → tokens [B, T], token_log_probs [B, T], log_prob [B],
+                     num_tokens [B], perplexity [B]
 Optional parameters are vectors with one value per input (so that TF Serving's batching can
 split and merge them); omitted, they take the exported defaults (`decode` in config.json).
 Within one batch the largest given value is used for the whole batch.
@@ -36,7 +45,7 @@ import numpy as np
 import tensorflow as tf
 
 from s2s_keras.config import Config, DecodeConfig
-from s2s_keras.inference import Translator
+from s2s_keras.inference import LabelPredictor, TextGenerator, Translator
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 
@@ -55,15 +64,13 @@ def _per_request(values, default, inputs, name):
         return tf.cond(count > 0, lambda: tf.reduce_max(values), lambda: tf.cast(default, values.dtype))
 
 
-class ServingModule(tf.Module):
-    """The exported object: a `Translator` and one `tf.function` per signature."""
+class _Serving(tf.Module):
+    """What every exported module tracks. The inference object is reached only through the
+    functions' closures, not as an attribute: tracking it would store the compiled model's
+    optimizer state and every weight a second time (the SavedModel was 4x the weights)."""
 
-    def __init__(self, translator: Translator):
+    def __init__(self, model):
         super().__init__(name="s2s_serving")
-        # The translator is reached only through the functions' closures, not as an attribute:
-        # tracking it would store the compiled model's optimizer state and every weight a second
-        # time (the SavedModel was 4x the weights). What the graph captures is tracked below.
-        model = translator.model
         # The underlying tf.Variables, tracked directly: without this the SavedModel's TF1 session
         # loader (TF Serving, saved_model_cli) fails with "Could not find variable ..."
         # (keras-team/keras#20095, tensorflow/serving#2250). `variables`, not `weights`: Keras's
@@ -71,53 +78,112 @@ class ServingModule(tf.Module):
         # so the graph also reads their seed generators' state.
         self.model_weights = [variable.value for variable in model.variables]
         # Lookup tables are resources that tf.Module tracking does not find through Keras layers.
-        self.lookup_tables = [model.source_tokenizer.lookup.lookup_table,
-                              model.target_tokenizer.lookup.lookup_table]
+        self.lookup_tables = [getattr(model, side).lookup.lookup_table
+                              for side in ("source_tokenizer", "target_tokenizer") if hasattr(model, side)]
+
+    def _publish(self, signatures: dict) -> None:
+        self.serving_signatures = signatures
+        # Also as attributes: `tf.saved_model.load(path).nbest(inputs=...)` keeps the defaults,
+        # which the restored `.signatures[...]` concrete functions do not.
+        for name, function in signatures.items():
+            setattr(self, name, function)
+
+
+def _decoding_functions(decoder, d: DecodeConfig) -> dict:
+    """`{"greedy", "nbest", "sample"}` signatures over a `Translator` or a `TextGenerator` (the
+    same decoding methods), with per-request parameters defaulting to the exported `decode`."""
+    no_ints, no_floats = tf.constant([], tf.int32), tf.constant([], tf.float32)
+
+    @tf.function(input_signature=[_vector(tf.string, "inputs"), _vector(tf.int32, "beam_size"),
+                                  _vector(tf.int32, "max_length"), _vector(tf.float32, "length_penalty"),
+                                  _vector(tf.int32, "num_results")])
+    def nbest(inputs, beam_size=no_ints, max_length=no_ints, length_penalty=no_floats, num_results=no_ints):
+        width = _per_request(beam_size, d.beam_size, inputs, "beam_size")
+        outputs, scores = decoder.beam(
+            inputs, width, _per_request(max_length, d.max_length, inputs, "max_length"),
+            _per_request(length_penalty, d.length_penalty, inputs, "length_penalty"),
+            _per_request(num_results, width, inputs, "num_results"))
+        return {"outputs": outputs, "scores": scores}
+
+    @tf.function(input_signature=[_vector(tf.string, "inputs"), _vector(tf.int32, "max_length")])
+    def greedy(inputs, max_length=no_ints):
+        return {"outputs": decoder.greedy(inputs, _per_request(max_length, d.max_length, inputs, "max_length"))}
+
+    @tf.function(input_signature=[_vector(tf.string, "inputs"), _vector(tf.float32, "temperature"),
+                                  _vector(tf.int32, "top_k"), _vector(tf.int32, "seed"),
+                                  _vector(tf.int32, "max_length")])
+    def sample(inputs, temperature=no_floats, top_k=no_ints, seed=no_ints, max_length=no_ints):
+        return {"outputs": decoder.sample(
+            inputs, _per_request(temperature, 1.0, inputs, "temperature"),
+            _per_request(top_k, 0, inputs, "top_k"), _per_request(seed, 0, inputs, "seed"),
+            _per_request(max_length, d.max_length, inputs, "max_length"))}
+
+    return {"greedy": greedy, "nbest": nbest, "sample": sample}
+
+
+class ServingModule(_Serving):
+    """The exported object of a seq2seq model: a `Translator` and one `tf.function` per signature."""
+
+    def __init__(self, translator: Translator):
+        super().__init__(translator.model)
         d: DecodeConfig = translator.decode
-        no_ints, no_floats = tf.constant([], tf.int32), tf.constant([], tf.float32)
 
         @tf.function(input_signature=[_vector(tf.string, "inputs")])
         def serving_default(inputs):
             outputs, scores = translator.beam(inputs, d.beam_size, d.max_length, d.length_penalty, 1)
             return {"outputs": outputs[:, 0], "scores": scores[:, 0]}
 
-        @tf.function(input_signature=[_vector(tf.string, "inputs"), _vector(tf.int32, "beam_size"),
-                                      _vector(tf.int32, "max_length"), _vector(tf.float32, "length_penalty"),
-                                      _vector(tf.int32, "num_results")])
-        def nbest(inputs, beam_size=no_ints, max_length=no_ints, length_penalty=no_floats, num_results=no_ints):
-            width = _per_request(beam_size, d.beam_size, inputs, "beam_size")
-            outputs, scores = translator.beam(
-                inputs, width, _per_request(max_length, d.max_length, inputs, "max_length"),
-                _per_request(length_penalty, d.length_penalty, inputs, "length_penalty"),
-                _per_request(num_results, width, inputs, "num_results"))
-            return {"outputs": outputs, "scores": scores}
-
-        @tf.function(input_signature=[_vector(tf.string, "inputs"), _vector(tf.int32, "max_length")])
-        def greedy(inputs, max_length=no_ints):
-            return {"outputs": translator.greedy(inputs, _per_request(max_length, d.max_length, inputs, "max_length"))}
-
-        @tf.function(input_signature=[_vector(tf.string, "inputs"), _vector(tf.float32, "temperature"),
-                                      _vector(tf.int32, "top_k"), _vector(tf.int32, "seed"),
-                                      _vector(tf.int32, "max_length")])
-        def sample(inputs, temperature=no_floats, top_k=no_ints, seed=no_ints, max_length=no_ints):
-            return {"outputs": translator.sample(
-                inputs, _per_request(temperature, 1.0, inputs, "temperature"),
-                _per_request(top_k, 0, inputs, "top_k"), _per_request(seed, 0, inputs, "seed"),
-                _per_request(max_length, d.max_length, inputs, "max_length"))}
-
         @tf.function(input_signature=[_vector(tf.string, "sources"), _vector(tf.string, "targets")])
         def score(sources, targets):
             return translator.score(sources, targets)
 
-        self.serving_signatures = {"serving_default": serving_default, "nbest": nbest, "greedy": greedy,
-                                   "sample": sample, "score": score}
-        # Also as attributes: `tf.saved_model.load(path).nbest(inputs=...)` keeps the defaults,
-        # which the restored `.signatures[...]` concrete functions do not.
-        for name, function in self.serving_signatures.items():
-            setattr(self, name, function)
+        self._publish({"serving_default": serving_default, **_decoding_functions(translator, d), "score": score})
 
 
-def warmup_requests(decode: DecodeConfig) -> dict:
+class ClassifierServing(_Serving):
+    """The exported object of a classifier: `serving_default` strings → labels + probabilities."""
+
+    def __init__(self, predictor: LabelPredictor):
+        super().__init__(predictor.model)
+
+        @tf.function(input_signature=[_vector(tf.string, "inputs")])
+        def serving_default(inputs):
+            return predictor.classify(inputs)
+
+        self._publish({"serving_default": serving_default})
+
+
+class LanguageModelServing(_Serving):
+    """The exported object of a language model: generation (greedy, beam, sampling) and scoring."""
+
+    def __init__(self, generator: TextGenerator):
+        super().__init__(generator.model)
+        decoding = _decoding_functions(generator, generator.decode)
+
+        @tf.function(input_signature=[_vector(tf.string, "inputs")])
+        def score(inputs):
+            return generator.score(inputs)
+
+        self._publish({"serving_default": decoding["greedy"], "generate": decoding["nbest"],
+                       "sample": decoding["sample"], "score": score})
+
+
+def serving_module(model, config: Config) -> _Serving:
+    """The exported module of `config.task`."""
+    if config.task == "classify":
+        return ClassifierServing(LabelPredictor(model, classifier_max_tokens(model, config.decode)))
+    if config.task == "lm":
+        return LanguageModelServing(TextGenerator(model, config.decode))
+    return ServingModule(Translator(model, config.decode))
+
+
+def classifier_max_tokens(model, decode: DecodeConfig) -> int:
+    """A classifier reads the last `max_source_tokens` tokens of an input (its training cut),
+    else the last `decode.max_input_length`."""
+    return model.max_source_tokens or decode.max_input_length
+
+
+def warmup_requests(decode: DecodeConfig, task: str = "seq2seq") -> dict:
     """One example request per signature, replayed by the server at load (warmup) and by the
     contract tests. Every input is given, one value per example (the exported defaults), so they
     work with server-side batching and with clients that do not apply SignatureDef defaults."""
@@ -126,6 +192,19 @@ def warmup_requests(decode: DecodeConfig) -> dict:
     def each(value, dtype):
         return np.full(len(words), value, dtype)
 
+    if task == "classify":
+        return {"serving_default": {"inputs": np.array([b"a fine film", b"dull"])}}
+    if task == "lm":
+        return {
+            "serving_default": {"inputs": words, "max_length": each(decode.max_length, np.int32)},
+            "generate": {"inputs": words, "beam_size": each(decode.beam_size, np.int32),
+                         "max_length": each(decode.max_length, np.int32),
+                         "length_penalty": each(decode.length_penalty, np.float32),
+                         "num_results": each(min(2, decode.beam_size), np.int32)},
+            "sample": {"inputs": words, "temperature": each(0.7, np.float32), "top_k": each(5, np.int32),
+                       "seed": each(1, np.int32), "max_length": each(decode.max_length, np.int32)},
+            "score": {"inputs": np.array([b"hello world", b""])},
+        }
     return {
         "serving_default": {"inputs": words},
         "nbest": {"inputs": words, "beam_size": each(decode.beam_size, np.int32),
@@ -147,7 +226,7 @@ def next_version(base: str) -> int:
 def export(model, config: Config, base: str) -> str:
     """Writes the next version under `base`; returns its path."""
     os.makedirs(base, exist_ok=True)
-    module = ServingModule(Translator(model, config.decode))
+    module = serving_module(model, config)
     staging = tempfile.mkdtemp(prefix=".export-", dir=base)
     try:
         tf.saved_model.save(module, staging, signatures=module.serving_signatures)
@@ -157,7 +236,7 @@ def export(model, config: Config, base: str) -> str:
             handle.write(config.to_json())
         model.save(os.path.join(extra, "model.keras"))
         write_warmup_requests(os.path.join(extra, WARMUP_FILE), os.path.basename(os.path.abspath(base)),
-                              warmup_requests(config.decode))
+                              warmup_requests(config.decode, config.task))
         _write_server_examples(base)
         while True:
             target = os.path.join(base, str(next_version(base)))

@@ -1,7 +1,8 @@
 """Strings in, strings out: tokenization → encode → decoding loop → detokenization, in one graph.
 
-`Translator` is the single inference path: `s2s predict`, `s2s evaluate` and every signature of
-the SavedModel call its methods, which call the model's own layers and tokenizers.
+One inference object per task — `Translator` (seq2seq), `LabelPredictor` (classify),
+`TextGenerator` (lm) — is the single inference path: `s2s predict`, `s2s evaluate` and every
+signature of the SavedModel call its methods, which call the model's own layers and tokenizers.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 import tensorflow as tf
 
 from s2s_keras.config import DecodeConfig
-from s2s_keras.data import teacher_forcing_shift
+from s2s_keras.data import lm_shift, teacher_forcing_shift
 from s2s_keras.decoding import beam_search, greedy_search, sample
+from s2s_keras.models.language_model import BEGIN_ID
 from s2s_keras.text import END_ID, PAD_ID, START_ID
 
 STRINGS = tf.TensorSpec([None], tf.string)
@@ -134,3 +136,112 @@ class Translator(tf.Module):
 def _at_least_one_column(ids):
     """An empty batch has zero columns; the LSTM cannot run zero steps, so pad one."""
     return tf.pad(ids, [[0, 0], [0, tf.maximum(1 - tf.shape(ids)[1], 0)]])
+
+
+class LabelPredictor(tf.Module):
+    """Strings → labels for a `Classifier`, as one traced `tf.function`.
+
+    Inputs are normalized like the training data and keep their LAST `max_tokens` tokens (the
+    training cut, see `export.classifier_max_tokens`). An empty
+    input or batch is fine (an empty input pools to zeros: the label prior the bias learned).
+
+    Example:
+        >>> LabelPredictor(model, 400).classify(tf.constant(["a fine film"]))["labels"]  # doctest: +SKIP
+        <tf.Tensor: shape=(1,), dtype=string, numpy=array([b'pos'], dtype=object)>
+    """
+
+    def __init__(self, model, max_tokens: int):
+        super().__init__(name="label_predictor")
+        self.model = model
+        self.max_tokens = max_tokens
+        self.labels = tf.constant(model.labels)
+
+    @tf.function(input_signature=[STRINGS])
+    def classify(self, strings):
+        """`{"labels" (batch,) string, "probabilities" (batch, L) float32, "classes" (batch, L)
+        string}`: the most probable label, and every label's probability in `classes` order."""
+        ids = self.model.source_tokenizer.tokenize_ragged(strings)[:, -self.max_tokens:]
+        ids = tf.pad(ids.to_tensor(PAD_ID), [[0, 0], [0, 1]])  # >= 1 column (empty inputs / batch)
+        probabilities = tf.nn.softmax(tf.cast(self.model({"source_ids": ids}, training=False), tf.float32))
+        batch_size = tf.shape(strings)[0]
+        return {"labels": tf.gather(self.labels, tf.argmax(probabilities, axis=-1)),
+                "probabilities": probabilities,
+                "classes": tf.tile(self.labels[None, :], [batch_size, 1])}
+
+
+class TextGenerator(tf.Module):
+    """A `LanguageModel`'s prompt → continuation decoding and scoring, as traced `tf.function`s.
+
+    A prompt is read as `</s>` + its tokens (its last `decode.max_input_length` tokens); the
+    decoders (the same greedy / beam / sampling loops as seq2seq) continue it until `</s>` (the
+    end of the sentence) or `max_length` tokens (clamped to `[1, decode.max_length_limit]`).
+    Outputs are the prompt followed by the continuation, detokenized. An empty prompt starts a
+    sentence from scratch.
+    """
+
+    def __init__(self, model, decode: DecodeConfig):
+        super().__init__(name="text_generator")
+        self.model = model
+        self.decode = decode
+
+    @tf.function(input_signature=[STRINGS, INT])
+    def greedy(self, prompts, max_length):
+        """`(batch,)` prompts → `(batch,)` texts."""
+        prompt_ids, state, start_ids = self._start(prompts)
+        ids = greedy_search(self.model.decode_step, state, start_ids, END_ID, self._clamp(max_length))
+        return self._join(prompt_ids, ids)
+
+    @tf.function(input_signature=[STRINGS, INT, INT, FLOAT, INT])
+    def beam(self, prompts, beam_size, max_length, length_penalty, num_results):
+        """`(batch,)` prompts → `(texts (batch, k), scores (batch, k))`, best first; scores are the
+        continuation's summed log-probability (length-normalized as `beam_search`)."""
+        prompt_ids, state, start_ids = self._start(prompts)
+        beam_size = tf.clip_by_value(beam_size, 1, self.decode.max_beam_size)
+        ids, scores = beam_search(self.model.decode_step, state, start_ids, END_ID, self._clamp(max_length),
+                                  beam_size, alpha=length_penalty, num_results=num_results)
+        batch_size, k = tf.shape(ids)[0], tf.shape(ids)[1]
+        texts = self._join(tf.repeat(prompt_ids, k, axis=0), tf.reshape(ids, [batch_size * k, -1]))
+        return tf.reshape(texts, [batch_size, k]), scores
+
+    @tf.function(input_signature=[STRINGS, FLOAT, INT, INT, INT])
+    def sample(self, prompts, temperature, top_k, seed, max_length):
+        """`(batch,)` prompts → `(batch,)` texts drawn at `temperature` from the `top_k` best."""
+        prompt_ids, state, start_ids = self._start(prompts)
+        ids = sample(self.model.decode_step, state, start_ids, END_ID, self._clamp(max_length),
+                     temperature=temperature, top_k=top_k, seed=seed)
+        return self._join(prompt_ids, ids)
+
+    @tf.function(input_signature=[STRINGS])
+    def score(self, texts):
+        """`log P(text) = Σ_t log p(y_t | y_<t)` over the text's tokens and the end token, each
+        text a sentence started from a zero state (texts cut to `decode.max_length_limit` tokens).
+        Returns `tokens (batch, T)`, `token_log_probs (batch, T)`, `log_prob (batch,)`,
+        `num_tokens (batch,)` and `perplexity (batch,) = exp(-log_prob / num_tokens)`."""
+        ids = self.model.target_tokenizer.tokenize_ragged(texts)[:, :self.decode.max_length_limit]
+        inputs, outputs = lm_shift(ids)
+        inputs = _at_least_one_column(inputs.to_tensor(PAD_ID))
+        outputs = _at_least_one_column(outputs.to_tensor(PAD_ID))
+        logits, _ = self.model.forward(inputs, training=False)
+        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+        token_log_probs = tf.where(outputs == PAD_ID, 0.0, tf.gather(log_probs, outputs, batch_dims=2))
+        log_prob = tf.reduce_sum(token_log_probs, axis=1)
+        num_tokens = tf.reduce_sum(tf.cast(outputs != PAD_ID, tf.int32), axis=1)
+        return {"tokens": tf.where(outputs == PAD_ID, "", tf.gather(self.model.target_tokenizer.id_to_token, outputs)),
+                "token_log_probs": token_log_probs, "log_prob": log_prob, "num_tokens": num_tokens,
+                "perplexity": tf.exp(-log_prob / tf.cast(tf.maximum(num_tokens, 1), tf.float32))}
+
+    def _start(self, prompts):
+        ids = self.model.target_tokenizer.tokenize_ragged(prompts)[:, -self.decode.max_input_length:]
+        begin = tf.RaggedTensor.from_tensor(tf.fill([ids.nrows(), 1], BEGIN_ID))
+        # one padding column more: the recurrent layers cannot run a single step on an empty batch
+        prompt_ids = tf.pad(tf.concat([begin, ids], axis=1).to_tensor(PAD_ID), [[0, 0], [0, 1]])
+        state, start_ids = self.model.start(prompt_ids)
+        return prompt_ids, state, start_ids
+
+    def _clamp(self, max_length):
+        return tf.clip_by_value(max_length, 1, self.decode.max_length_limit)
+
+    def _join(self, prompt_ids, ids):
+        # Column 0 is the begin token (= </s>, where detokenize would stop): drop it; padding
+        # between the prompt and the continuation is skipped by detokenize.
+        return self.model.target_tokenizer.detokenize(tf.concat([prompt_ids[:, 1:], ids], axis=1))

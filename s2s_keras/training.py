@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import math
 import os
 import shutil
 import time
@@ -27,11 +28,11 @@ import tensorflow as tf
 import pipelines
 from s2s_keras.config import Config, TrainConfig
 from s2s_keras.data import (PaddingCounter, batch_statistics, buckets, count_batches, example_lengths,
-                            make_dataset, string_batches)
+                            make_dataset, make_stream_dataset, stream_statistics, string_batches)
 from s2s_keras.distribute import get_strategy
 from s2s_keras.losses import SequenceCrossentropy
 from s2s_keras.metrics import MaskedAccuracy
-from s2s_keras.models import Seq2Seq
+from s2s_keras.models import Classifier, LanguageModel, Seq2Seq
 from s2s_keras.run_state import BACKUP_DIR, BEST_FILE, RunState
 from s2s_keras.text import TokenCounter
 
@@ -39,13 +40,27 @@ MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
 
 
-def build_model(config: Config, source_vocabulary, target_vocabulary) -> Seq2Seq:
-    """Every `model.*` field is a `Seq2Seq` argument of the same name."""
-    data = config.data
+def build_model(config: Config, source_vocabulary, target_vocabulary):
+    """The model of `config.task`: `Seq2Seq` (every `model.*` field but `pooling` is an argument
+    of the same name), `Classifier` (`target_vocabulary` = the labels) or `LanguageModel` (over
+    the source text; `target_vocabulary` unused)."""
+    data, model = config.data, dataclasses.asdict(config.model)
+    shared = {name: model[name] for name in ("cell", "embedding_size", "hidden_units", "num_layers", "dropout",
+                                             "recurrent_dropout", "init_scale")}
+    if config.task == "classify":
+        return Classifier(source_vocabulary, target_vocabulary, source_split=data.source_split,
+                          source_lowercase=data.source_lowercase, learn_initial_state=model["learn_initial_state"],
+                          bidirectional=model["bidirectional"], pooling=model["pooling"],
+                          reverse_source=model["reverse_source"], precision=config.train.precision,
+                          max_source_tokens=data.max_source_tokens, **shared)
+    if config.task == "lm":
+        return LanguageModel(source_vocabulary, split=data.source_split, lowercase=data.source_lowercase,
+                             tie_embeddings=model["tie_embeddings"], precision=config.train.precision, **shared)
+    del model["pooling"]
     return Seq2Seq(source_vocabulary, target_vocabulary,
                    source_split=data.source_split, target_split=data.target_split,
                    source_lowercase=data.source_lowercase, target_lowercase=data.target_lowercase,
-                   precision=config.train.precision, **dataclasses.asdict(config.model))
+                   precision=config.train.precision, **model)
 
 
 def learning_rate_schedule(train: TrainConfig, steps_per_epoch: int):
@@ -65,7 +80,10 @@ def learning_rate_schedule(train: TrainConfig, steps_per_epoch: int):
     return train.learning_rate
 
 
-def compile_model(model: Seq2Seq, config: Config, steps_per_epoch: int) -> None:
+def compile_model(model, config: Config, steps_per_epoch: int) -> None:
+    """Optimizer, schedule and clipping from `config.train`; the loss and metrics of the task:
+    token cross-entropy and accuracy over real tokens (seq2seq, lm), or label cross-entropy and
+    accuracy (classify)."""
     train = config.train
     learning_rate = learning_rate_schedule(train, steps_per_epoch)
     if train.optimizer == "sgd":
@@ -75,6 +93,10 @@ def compile_model(model: Seq2Seq, config: Config, steps_per_epoch: int) -> None:
     if train.precision == "mixed_float16":
         # float16 gradients underflow without it; Keras unscales before clipping and applying.
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    if config.task == "classify":
+        model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+        return
     model.compile(optimizer=optimizer, loss=SequenceCrossentropy(train.label_smoothing),
                   metrics=[MaskedAccuracy()])
 
@@ -84,46 +106,76 @@ def load_data(config: Config, verbose: int = 0) -> tuple:
     split, read in ONE pass (streamed when `data.streaming`: token counts are kept, not the
     pairs); `lengths` is the histogram of bucketing lengths of the training pairs from the same
     pass (`s2s_keras.data.count_batches`), or None when a side is `wordpiece` (its lengths
-    depend on the vocabulary learned)."""
+    depend on the vocabulary learned). For `classify` the target vocabulary is the sorted labels
+    of the training split (a label only in valid/test is an error); for `lm` it is None (the
+    model reads the source column)."""
     data = config.data
     corpus = pipelines.load_corpus(data)
     source_counter = TokenCounter(data.source_split, data.source_lowercase)
-    target_counter = TokenCounter(data.target_split, data.target_lowercase)
-    measure = "wordpiece" not in (data.source_split, data.target_split)
+    target_counter = TokenCounter(data.target_split, data.target_lowercase) if config.task == "seq2seq" else None
+    measure = data.source_split != "wordpiece" and (target_counter is None or data.target_split != "wordpiece")
     lengths = collections.Counter()
     for sources, targets in string_batches(corpus.train):
-        source_lengths, target_lengths = source_counter.update(sources), target_counter.update(targets)
+        source_lengths = source_counter.update(sources)
+        target_lengths = target_counter.update(targets) if target_counter is not None else None
         if measure:
-            lengths.update(example_lengths(source_lengths, target_lengths))
+            lengths.update(example_lengths(source_lengths, target_lengths, config.task, data.max_source_tokens))
     duplicates = corpus.duplicate_pairs()
     duplicates = ("exact duplicate pairs not counted when streaming" if duplicates is None
                   else f"{duplicates} exact duplicate pairs kept")
     _log(verbose, f"data {data.source}{' (streamed)' if corpus.streamed else ''}: train {len(corpus.train)} "
                   f"valid {len(corpus.valid)} test {len(corpus.test)} pairs ({duplicates}); {corpus.skipped}")
-    return (corpus, source_counter.vocabulary(data.vocabulary_size),
-            target_counter.vocabulary(data.vocabulary_size), lengths if measure else None)
+    source_vocabulary = source_counter.vocabulary(data.vocabulary_size)
+    if config.task == "lm":
+        target_vocabulary = None
+    elif config.task == "classify":
+        target_vocabulary = labels_of(corpus)
+    else:
+        target_vocabulary = target_counter.vocabulary(data.vocabulary_size)
+    return corpus, source_vocabulary, target_vocabulary, lengths if measure else None
 
 
-def datasets(config: Config, corpus, model: Seq2Seq, lengths=None) -> tuple:
+def labels_of(corpus) -> list:
+    """Sorted labels of the training split; every valid/test label must be one of them."""
+    labels = sorted({label for _, label in corpus.train})
+    if len(labels) < 2:
+        raise ValueError(f"task classify: the training split has {len(labels)} distinct label(s) "
+                         f"({labels}); a classifier needs at least 2")
+    for split in ("valid", "test"):
+        unknown = sorted({label for _, label in corpus.split(split)} - set(labels))
+        if unknown:
+            raise ValueError(f"task classify: label(s) {unknown[:5]} of the {split} split never occur in "
+                             f"the training split (known: {labels[:10]})")
+    return labels
+
+
+def datasets(config: Config, corpus, model, lengths=None) -> tuple:
     """`(train, valid or None, train statistics)`; both datasets with a known length, which gives
     Keras a real progress bar and no "ran out of data" warning. `lengths`: from `load_data`
     (None: measured here in one pass with the model's tokenizers)."""
-    common = _data_options(config)
-    if lengths is None:
-        lengths = collections.Counter()
-        for sources, targets in string_batches(corpus.train):
-            lengths.update(example_lengths(model.source_tokenizer.tokenize_ragged(sources).row_lengths(),
-                                           model.target_tokenizer.tokenize_ragged(targets).row_lengths()))
-    stats = {"batches": count_batches(lengths, *buckets(config.data.bucket_width, config.data.max_bucket_length,
-                                                        config.train.batch_size, config.data.batch_tokens))}
-    train = make_dataset(corpus.train, model.source_tokenizer, model.target_tokenizer,
-                         config.train.batch_size, shuffle=True, **common)
+    data = config.data
+    if _streams(config):
+        stats = stream_statistics(_texts(corpus.train), model.target_tokenizer, config.train.batch_size,
+                                  data.bptt_length)
+    else:
+        if lengths is None:
+            lengths = collections.Counter()
+            for sources, targets in string_batches(corpus.train):
+                source_lengths = _tokenizer(config, model).tokenize_ragged(sources).row_lengths()
+                target_lengths = (model.target_tokenizer.tokenize_ragged(targets).row_lengths()
+                                  if config.task == "seq2seq" else None)
+                lengths.update(example_lengths(source_lengths, target_lengths, config.task, data.max_source_tokens))
+        stats = {"batches": count_batches(lengths, *buckets(data.bucket_width, data.max_bucket_length,
+                                                            config.train.batch_size, data.batch_tokens))}
+    train = split_dataset(config, corpus.train, model, shuffle=True)
     train = train.apply(tf.data.experimental.assert_cardinality(stats["batches"]))
     valid = None
     if corpus.valid:
-        valid = make_dataset(corpus.valid, model.source_tokenizer, model.target_tokenizer,
-                             config.train.batch_size, shuffle=False, **common)
-        valid = valid.apply(tf.data.experimental.assert_cardinality(batch_statistics(valid)["batches"]))
+        valid = split_dataset(config, corpus.valid, model, shuffle=False)
+        batches = (stream_statistics(_texts(corpus.valid), model.target_tokenizer, config.train.batch_size,
+                                     config.data.bptt_length)["batches"] if _streams(config)
+                   else batch_statistics(valid)["batches"])
+        valid = valid.apply(tf.data.experimental.assert_cardinality(batches))
     return train, valid, stats
 
 
@@ -141,13 +193,82 @@ class PaddingFraction(keras.callbacks.Callback):
             logs["padding_fraction"] = self.counter.fraction(epoch)
 
 
-def _data_options(config: Config) -> dict:
+def split_dataset(config: Config, pairs, model, shuffle: bool, epoch_range=None,
+                  padding: PaddingCounter | None = None) -> tf.data.Dataset:
+    """The batches of one split for `config.task` (see `make_dataset` / `make_stream_dataset`)."""
+    if _streams(config):
+        return make_stream_dataset(_texts(pairs), model.target_tokenizer, config.train.batch_size,
+                                   config.data.bptt_length, epoch_range=epoch_range)
     data = config.data
-    return dict(seed=data.seed, bucket_width=data.bucket_width, max_bucket_length=data.max_bucket_length,
-                shuffle_buffer=data.shuffle_buffer, batch_tokens=data.batch_tokens)
+    return make_dataset(pairs, _tokenizer(config, model), getattr(model, "target_tokenizer", None),
+                        config.train.batch_size, shuffle=shuffle, seed=data.seed, bucket_width=data.bucket_width,
+                        max_bucket_length=data.max_bucket_length, shuffle_buffer=data.shuffle_buffer,
+                        batch_tokens=data.batch_tokens, task=config.task, labels=getattr(model, "labels", None),
+                        max_source_tokens=data.max_source_tokens, epoch_range=epoch_range, padding=padding)
 
 
-def train(config: Config, run_dir: str, verbose: int = 1) -> Seq2Seq:
+def _tokenizer(config: Config, model):
+    """The tokenizer of the source column (a language model's only one is its target side)."""
+    return model.target_tokenizer if config.task == "lm" else model.source_tokenizer
+
+
+def _streams(config: Config) -> bool:
+    """Truncated BPTT over contiguous text (a language model with `data.bptt_length > 0`)."""
+    return config.task == "lm" and config.data.bptt_length > 0
+
+
+def _texts(pairs) -> list:
+    return [source for source, _ in pairs]
+
+
+def task_statistics(config: Config, corpus, model, stats: dict) -> dict:
+    """What a task's data preparation changed, for summary.json: sources a classifier's cut
+    shortened; the tokens a truncated-BPTT stream trains on per epoch and the few it drops."""
+    if _streams(config):
+        return {"stream_tokens_per_epoch": stats["tokens"], "stream_dropped_tokens": stats["dropped_tokens"]}
+    if config.task == "classify" and config.data.max_source_tokens:
+        cut = 0
+        for texts, _ in string_batches(corpus.train):
+            lengths = model.source_tokenizer.tokenize_ragged(texts).row_lengths()
+            cut += int(tf.reduce_sum(tf.cast(lengths > config.data.max_source_tokens, tf.int32)))
+        return {"train_sources_cut": cut, "max_source_tokens": config.data.max_source_tokens}
+    return {}
+
+
+def task_callbacks(config: Config, model) -> list:
+    """What a task adds to `fit`, before every other callback (they read its logs): a language
+    model's perplexity, and for truncated BPTT the carried state (turned on here) reset at each
+    epoch and evaluation."""
+    callbacks = []
+    if _streams(config):
+        model.carry_state(config.train.batch_size)
+        callbacks.append(CarryReset())
+    if config.task == "lm":
+        callbacks.append(PerplexityLog())
+    return callbacks
+
+
+class CarryReset(keras.callbacks.Callback):
+    """Truncated BPTT: every epoch (and every evaluation) starts its streams from a zero state."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.reset_carry("train")
+
+    def on_test_begin(self, logs=None):
+        self.model.reset_carry("evaluate")
+
+
+class PerplexityLog(keras.callbacks.Callback):
+    """Adds `perplexity` / `val_perplexity` = exp(token cross-entropy) to every epoch's logs
+    (before the callbacks that write them); with label smoothing it is not the model's perplexity."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        for name in ("loss", "val_loss"):
+            if logs is not None and name in logs:
+                logs[name.replace("loss", "perplexity")] = math.exp(min(logs[name], 50.0))
+
+
+def train(config: Config, run_dir: str, verbose: int = 1) -> keras.Model:
     """Trains into `run_dir`. Under a multi-worker strategy every worker runs this with the same
     arguments; the chief writes the run directory, the others write theirs (backups included)
     into `run_dir/workers/<task>-<index>/`, so restarting all of them resumes each one."""
@@ -167,8 +288,7 @@ def train(config: Config, run_dir: str, verbose: int = 1) -> Seq2Seq:
     _, valid_data, stats = datasets(config, corpus, model, lengths)
     with strategy.scope():
         compile_model(model, config, steps_per_epoch=stats["batches"])
-    _log(verbose, f"vocabularies: source {model.source_tokenizer.vocabulary_size} target "
-                  f"{model.target_tokenizer.vocabulary_size} ids; {model.count_params()} parameters; "
+    _log(verbose, f"task {config.task}: {_vocabulary_sizes(model)}; {model.count_params()} parameters; "
                   f"{stats['batches']} steps per epoch; strategy {type(strategy).__name__} "
                   f"({strategy.num_replicas_in_sync} replica(s))")
 
@@ -179,8 +299,9 @@ def train(config: Config, run_dir: str, verbose: int = 1) -> Seq2Seq:
     if state["epoch"] or state["step"]:
         _log(verbose, f"resuming from {run_state.path}: epoch {state['epoch'] + 1}, step {state['step']}")
     padding = PaddingCounter(config.train.epochs)
-    # First, so that the others log the epoch's padding fraction.
-    callbacks = [PaddingFraction(padding), run_state, keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
+    # PaddingFraction first, so that the others log the epoch's padding fraction.
+    callbacks = [PaddingFraction(padding), *task_callbacks(config, model), run_state,
+                 keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
                  keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True)]
     steps = stats["batches"]
     start = time.time()
@@ -192,9 +313,8 @@ def train(config: Config, run_dir: str, verbose: int = 1) -> Seq2Seq:
     for initial_epoch, stop_epoch, steps_per_epoch, skip in phases:
         if run_state.state["stopped"] or initial_epoch >= stop_epoch:
             continue
-        stream = make_dataset(corpus.train, model.source_tokenizer, model.target_tokenizer,
-                              config.train.batch_size, shuffle=True, epoch_range=(initial_epoch, stop_epoch),
-                              padding=padding, **_data_options(config)).skip(skip)
+        stream = split_dataset(config, corpus.train, model, shuffle=True, epoch_range=(initial_epoch, stop_epoch),
+                               padding=padding).skip(skip)
         model.fit(stream, validation_data=valid_data, initial_epoch=initial_epoch, epochs=stop_epoch,
                   steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose,
                   shuffle=False)  # the dataset shuffles
@@ -202,12 +322,14 @@ def train(config: Config, run_dir: str, verbose: int = 1) -> Seq2Seq:
     best = os.path.join(run_dir, BEST_FILE)
     if os.path.isfile(best):
         model.load_weights(best)  # the best epoch by the monitored loss, as EarlyStopping would restore
+    if _streams(config):
+        model.carry_state(None)
     model.save(os.path.join(run_dir, MODEL_FILE))
     summary = {"pairs": {"train": len(corpus.train), "valid": len(corpus.valid), "test": len(corpus.test)},
                "skipped_lines": corpus.skipped.count, "duplicate_pairs": corpus.duplicate_pairs(),
                # each epoch's is in history["padding_fraction"]
                "train_padding_fraction": _mean(run_state.state["history"].get("padding_fraction", [])),
-               "streamed": corpus.streamed,
+               "streamed": corpus.streamed, **task_statistics(config, corpus, model, stats),
                "parameters": model.count_params(), "train_seconds": seconds,
                "replicas": strategy.num_replicas_in_sync,
                "epochs_run": run_state.state["epoch"], "history": run_state.state["history"]}
@@ -216,6 +338,14 @@ def train(config: Config, run_dir: str, verbose: int = 1) -> Seq2Seq:
     shutil.rmtree(os.path.join(run_dir, BACKUP_DIR), ignore_errors=True)  # finished: nothing to resume
     _log(verbose, f"trained in {seconds:.0f} s; saved {os.path.join(run_dir, MODEL_FILE)}")
     return model
+
+
+def _vocabulary_sizes(model) -> str:
+    sizes = [f"{side} vocabulary {getattr(model, f'{side}_tokenizer').vocabulary_size} ids"
+             for side in ("source", "target") if hasattr(model, f"{side}_tokenizer")]
+    if hasattr(model, "labels"):
+        sizes.append(f"{len(model.labels)} labels {model.labels[:10]}")
+    return ", ".join(sizes)
 
 
 def worker_dir(run_dir: str, strategy: tf.distribute.Strategy) -> str:

@@ -33,7 +33,7 @@ from s2s_keras.config import Config, ConfigError
 from s2s_keras.distribute import configure_devices, get_strategy
 from s2s_keras.evaluation import ValidationErrorRates
 from s2s_keras.plotting import plot_trials
-from s2s_keras.training import build_model, compile_model, datasets, load_data
+from s2s_keras.training import build_model, compile_model, datasets, load_data, task_callbacks
 
 # The default search space (edit a copy and pass it with `s2s tune --space FILE.json`).
 DEFAULT_SPACE = {
@@ -48,13 +48,23 @@ DEFAULT_SPACE = {
     "train.learning_rate": {"float": [3e-4, 1e-2], "sampling": "log"},
     "train.batch_size": {"choice": [64, 128, 256]},
 }
-OBJECTIVES = {"val_loss": "min", "val_wer": "min"}
+# Fields a task does not have (config validation refuses them) leave its default space.
+TASK_SPACES = {
+    "seq2seq": DEFAULT_SPACE,
+    "classify": {**{k: v for k, v in DEFAULT_SPACE.items() if k not in ("model.attention", "model.reverse_source")},
+                 "model.pooling": {"choice": ["last", "mean", "attention"]}},
+    "lm": {k: v for k, v in DEFAULT_SPACE.items()
+           if k not in ("model.attention", "model.bidirectional", "model.reverse_source")},
+}
+OBJECTIVES = {"val_loss": "min", "val_wer": "min", "val_accuracy": "max"}
+TASK_OBJECTIVES = {"seq2seq": ("val_loss", "val_wer"), "classify": ("val_loss", "val_accuracy"), "lm": ("val_loss",)}
 TUNERS = ("random", "hyperband", "bayesian")
 
 
-def load_space(path: str | None) -> dict:
+def load_space(path: str | None, task: str = "seq2seq") -> dict:
+    """The JSON search space at `path`, or the task's default space."""
     if path is None:
-        return dict(DEFAULT_SPACE)
+        return dict(TASK_SPACES[task])
     with open(path) as handle:
         try:
             return json.load(handle)
@@ -95,16 +105,19 @@ def _hyperparameter(hp: kt.HyperParameters, key: str, spec: dict):
 
 
 class Seq2SeqHyperModel(kt.HyperModel):
-    """`hp` → `Config` (base config + the space's values) → the `s2s train` builders.
+    """`hp` → `Config` (base config + the space's values) → the `s2s train` builders, for every
+    task (`base.task`: seq2seq, classify, lm).
 
     Args:
         base: the config every trial starts from (preset + `--set`).
         space: the search space (see module docstring).
-        objective: `"val_loss"` or `"val_wer"`.
+        objective: `"val_loss"`, `"val_wer"` (seq2seq) or `"val_accuracy"` (classify).
     """
 
     def __init__(self, base: Config, space: dict, objective: str = "val_loss"):
-        super().__init__(name="seq2seq")
+        super().__init__(name=base.task)
+        if objective not in TASK_OBJECTIVES[base.task]:
+            raise ValueError(f"--objective {objective}: task {base.task} offers {TASK_OBJECTIVES[base.task]}")
         check_space(space, base)
         self.base, self.space, self.objective = base, space, objective
         self.corpus, self.source_vocabulary, self.target_vocabulary, self.lengths = load_data(base)
@@ -128,7 +141,7 @@ class Seq2SeqHyperModel(kt.HyperModel):
     def fit(self, hp, model, *args, callbacks=None, **kwargs):
         config = self.config(hp)
         train, valid, _ = self._datasets(config, model)
-        callbacks = list(callbacks or [])
+        callbacks = task_callbacks(config, model) + list(callbacks or [])
         if self.objective == "val_wer":
             # First, so that callbacks after it (checkpointing, the tuner's) see val_wer.
             callbacks.insert(0, ValidationErrorRates(self.corpus.valid, config.decode))
@@ -176,7 +189,7 @@ def tune(base: Config, run_dir: str, tuner_kind: str = "random", max_trials: int
                          f"auto, one_device or mirrored, and parallel tuner workers (see below)")
     configure_devices(base.train.cpu_devices)  # before anything starts TensorFlow's runtime
     keras.utils.set_random_seed(base.train.seed)
-    hypermodel = Seq2SeqHyperModel(base, space if space is not None else dict(DEFAULT_SPACE), objective)
+    hypermodel = Seq2SeqHyperModel(base, space if space is not None else load_space(None, base.task), objective)
     tuner = make_tuner(tuner_kind, hypermodel, run_dir, max_trials, strategy, seed=base.train.seed)
     tuner.search(callbacks=[keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"))])
     if _is_worker():
@@ -193,7 +206,10 @@ def tune(base: Config, run_dir: str, tuner_kind: str = "random", max_trials: int
     best_config = hypermodel.config(best_trial.hyperparameters)
     with open(os.path.join(best_dir, "config.json"), "w") as handle:
         handle.write(best_config.to_json())
-    tuner.load_model(best_trial).save(os.path.join(best_dir, "model.keras"))
+    best_model = tuner.load_model(best_trial)
+    if hasattr(best_model, "carry_state"):
+        best_model.carry_state(None)
+    best_model.save(os.path.join(best_dir, "model.keras"))
     return {"best_trial": best_trial.trial_id, "best_score": best_trial.score, "trials": rows,
             "best_dir": best_dir}
 

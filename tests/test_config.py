@@ -69,3 +69,23 @@ def test_paper_and_attention_presets():
 def test_model_family_options_are_validated(assignments, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
         preset("small").override(assignments)
+
+
+@pytest.mark.parametrize("assignments, message", [
+    (["task=translate"], "task: expected one of"),
+    (["task=classify", "model.attention=bahdanau"], "model.attention: expected none with task=classify"),
+    (["task=classify", "train.label_smoothing=0.1"], "train.label_smoothing: expected 0 with task=classify"),
+    (["task=lm", "model.bidirectional=true"], "model.bidirectional: expected false with task=lm"),
+    (["task=lm", "data.bptt_length=20", "train.strategy=mirrored"], "auto or one_device with data.bptt_length"),
+    (["model.pooling=max"], "model.pooling: expected one of"),
+])
+def test_task_options_are_validated(assignments, message):
+    with pytest.raises(ConfigError, match=message):
+        preset("tiny").override(assignments)
+
+
+def test_task_presets_and_round_trip():
+    for name, task in (("sentiment", "classify"), ("ptb_small", "lm"), ("ptb_medium", "lm")):
+        config = preset(name)
+        assert config.task == task and Config.from_json(config.to_json()) == config
+    assert preset("tiny").override(["task=lm"]).task == "lm"

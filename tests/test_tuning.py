@@ -119,3 +119,31 @@ def test_search_under_mirrored_strategy_on_two_logical_cpus(base, tmp_path):
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(rows) == 2 and all(0 <= row["val_wer"] <= 1 for row in rows)
     assert os.path.isfile(tmp_path / "run" / "best" / "model.keras")
+
+
+@pytest.mark.parametrize("task, objective", [("classify", "val_accuracy"), ("lm", "val_loss")])
+def test_the_same_hypermodel_tunes_a_classifier_and_a_language_model(tmp_path, task, objective):
+    rng = random.Random(1)
+    rows = []
+    for _ in range(300):
+        label = rng.choice(["pos", "neg"])
+        words = [rng.choice("abcd") for _ in range(rng.randint(2, 5))] + [{"pos": "good", "neg": "bad"}[label]]
+        rows.append((" ".join(words), label))
+    path = tmp_path / "rows.tsv"
+    path.write_text("".join(f"{text}\t{label}\n" for text, label in rows))
+    base = preset("tiny").override([f"task={task}", f"data.source=tsv:{path}", "data.valid_fraction=0.2",
+                                    "data.source_split=whitespace", "train.epochs=2", "model.embedding_size=8",
+                                    "model.reverse_source=false", "train.batch_size=16"]
+                                   + (["data.bptt_length=4"] if task == "lm" else []))
+    check_space(load_space(None, task), base)  # the task's default space fits its config
+    space = {"model.hidden_units": {"choice": [8, 16]},
+             **({"model.pooling": {"choice": ["mean", "attention"]}} if task == "classify" else
+                {"model.tie_embeddings": {"boolean": True}, "model.hidden_units": {"choice": [8]}})}
+    result = tune(base, str(tmp_path / "search"), "random", 2, objective, space)
+    assert len(result["trials"]) == 2 and os.path.isfile(tmp_path / "search" / "best" / "model.keras")
+    best = json.loads((tmp_path / "search" / "best" / "config.json").read_text())
+    assert best["task"] == task
+    if task == "classify":
+        assert result["best_score"] == max(row[objective] for row in result["trials"])
+    with pytest.raises(ValueError, match="task lm offers"):
+        tune(base.override(["task=lm", "data.bptt_length=0"]), str(tmp_path / "x"), "random", 1, "val_wer", space)

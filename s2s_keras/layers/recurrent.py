@@ -31,3 +31,13 @@ def recurrent_layer(cell: str, units: int, **kwargs) -> keras.layers.RNN:
 def recurrent_cell(cell: str, units: int, **kwargs) -> keras.layers.Layer:
     """A single-step cell: `cell(x (batch, in), [states]) -> (output (batch, units), [states])`."""
     return _CELLS[cell][1](units, **kwargs)
+
+
+def step_cells(layers, x, state) -> tuple:
+    """One time step through stacked sequence layers' cells: `x (batch, in)`, per-layer state
+    lists → `(top output (batch, units), new per-layer state lists)`."""
+    new_state = []
+    for layer, layer_state in zip(layers, state):
+        x, cell_state = layer.cell(x, list(layer_state), training=False)
+        new_state.append(list(cell_state) if isinstance(cell_state, (list, tuple)) else [cell_state])
+    return x, new_state

@@ -1,3 +1,5 @@
+from s2s_keras.models.classifier import Classifier
+from s2s_keras.models.language_model import LanguageModel
 from s2s_keras.models.seq2seq import Seq2Seq
 
-__all__ = ["Seq2Seq"]
+__all__ = ["Classifier", "LanguageModel", "Seq2Seq"]

@@ -10,18 +10,19 @@ import keras
 
 from s2s_keras.config import ATTENTIONS, BRIDGES, CELLS, PRECISIONS
 from s2s_keras.keras_workarounds import DistributedBuildFix
-from s2s_keras.layers import (AttentionDecoder, LearnedInitialState, ReverseSequence, recurrent_layer,
-                              state_count)
+from s2s_keras.layers import AttentionDecoder, recurrent_layer, state_count, step_cells
+from s2s_keras.models.recurrent_encoder import RecurrentEncoderMixin, uniform_initializers
 from s2s_keras.text import PAD_ID, Tokenizer
 
 
 @keras.saving.register_keras_serializable(package="s2s_keras")
-class Seq2Seq(DistributedBuildFix, keras.Model):
+class Seq2Seq(RecurrentEncoderMixin, DistributedBuildFix, keras.Model):
     """Recurrent encoder-decoder trained with teacher forcing; models `P(Y|X) = Π_t p(y_t | X, y_<t)`.
 
     Encoder: source ids → (optionally reversed) → embedding (mask_zero) → `encoder_num_layers`
     (default: `num_layers`) stacked recurrent layers (`cell`; bidirectional optionally; dropout
-    between layers; a learned initial state optionally). Bridge: layer l's final state (forward and backward concatenated) → the
+    between layers; a learned initial state optionally; built by `RecurrentEncoderMixin`, shared
+    with `Classifier`). Bridge: layer l's final state (forward and backward concatenated) → the
     start state of decoder layer l (`copy`, `dense` or `zero`; with unequal depths `dense` maps
     the states of all encoder layers to each decoder layer). Decoder: target_in ids →
     embedding → stacked recurrent layers → logits; with `attention`, an `AttentionDecoder`
@@ -90,38 +91,22 @@ class Seq2Seq(DistributedBuildFix, keras.Model):
             raise ValueError(f"Seq2Seq tie_embeddings: needs embedding_size == hidden_units, "
                              f"got {embedding_size} and {hidden_units}")
         # === Layers ===
-        init = keras.initializers.RandomUniform(-init_scale, init_scale) if init_scale > 0 else None
-        kernels = {} if init is None else {"kernel_initializer": init}
-        recurrent = {} if init is None else {"kernel_initializer": init, "recurrent_initializer": init}
-        embeddings = {} if init is None else {"embeddings_initializer": init}
+        inits = uniform_initializers(init_scale)
+        init, kernels, recurrent = inits["initializer"], inits["kernels"], inits["recurrent"]
         directions = 2 if bidirectional else 1
         encoder_units = hidden_units // 2 if bidirectional and bridge == "copy" else hidden_units
         states_per_layer = state_count(cell)
-
-        self.source_tokenizer = Tokenizer(source_vocabulary, source_split, source_lowercase,
-                                          name="source_tokenizer")
+        self._build_source_embedding(source_vocabulary, source_split, source_lowercase, embedding_size,
+                                     reverse_source, init_scale, precision)
         self.target_tokenizer = Tokenizer(target_vocabulary, target_split, target_lowercase,
                                           name="target_tokenizer")
-        self.source_reverser = ReverseSequence(name="source_reverser") if reverse_source else None
-        self.source_embedding = keras.layers.Embedding(
-            self.source_tokenizer.vocabulary_size, embedding_size, mask_zero=True,
-            dtype=precision, name="source_embedding", **embeddings)
         embedding_type = keras.layers.ReversibleEmbedding if tie_embeddings else keras.layers.Embedding
         tied = {"reverse_dtype": "float32"} if tie_embeddings else {}
         self.target_embedding = embedding_type(
             self.target_tokenizer.vocabulary_size, embedding_size, mask_zero=True,
-            dtype=precision, name="target_embedding", **embeddings, **tied)
-        self.encoder_layers = []
-        for index in range(encoder_depth):
-            layer = recurrent_layer(cell, encoder_units, recurrent_dropout=recurrent_dropout, dtype=precision,
-                                    name=f"encoder_{cell}_{index}", **recurrent)
-            if bidirectional:
-                layer = keras.layers.Bidirectional(layer, dtype=precision, name=f"encoder_bi{cell}_{index}")
-            self.encoder_layers.append(layer)
-        self.initial_states = [
-            LearnedInitialState([encoder_units] * states_per_layer * directions, dtype=precision,
-                                name=f"encoder_initial_state_{index}")
-            for index in range(encoder_depth)] if learn_initial_state else []
+            dtype=precision, name="target_embedding", **inits["embeddings"], **tied)
+        self._build_encoder_layers(cell, encoder_units, encoder_depth, bidirectional, learn_initial_state,
+                                   recurrent_dropout, init_scale, precision)
         self.bridge_layers = [
             keras.layers.Dense(hidden_units, dtype=precision, name=f"bridge_{index}_{part}", **kernels)
             for index in range(num_layers) for part in range(states_per_layer)] if bridge == "dense" else []
@@ -193,10 +178,7 @@ class Seq2Seq(DistributedBuildFix, keras.Model):
         if self.attention_decoder is not None:
             attentional, _, state = self.attention_decoder.step(x, state)
             return self._project(attentional), state
-        new_state = []
-        for layer, layer_state in zip(self.decoder_layers, state):
-            x, cell_state = layer.cell(x, list(layer_state), training=False)
-            new_state.append(list(cell_state) if isinstance(cell_state, (list, tuple)) else [cell_state])
+        x, new_state = step_cells(self.decoder_layers, x, state)
         return self._project(x), new_state
 
     def teacher_forced(self, source_ids, target_in_ids):
@@ -214,26 +196,8 @@ class Seq2Seq(DistributedBuildFix, keras.Model):
 
     def _encode(self, source_ids, training=None):
         """`(per-layer bridged states, memory (batch, S, features) in source order, memory mask)`."""
-        source_mask = keras.ops.not_equal(source_ids, PAD_ID)
-        if self.source_reverser is not None:
-            source_ids = self.source_reverser(source_ids)
-        mask = keras.ops.not_equal(source_ids, PAD_ID)
-        x = self.source_embedding(source_ids)
-        states = []
-        for index, layer in enumerate(self.encoder_layers):
-            if index:
-                x = self.between_layers(x, training=training)
-            initial_state = self.initial_states[index](source_ids) if self.initial_states else None
-            x, *layer_states = layer(x, mask=mask, initial_state=initial_state, training=training)
-            if isinstance(layer, keras.layers.Bidirectional):
-                half = len(layer_states) // 2
-                layer_states = [keras.ops.concatenate([forward, backward], axis=-1)
-                                for forward, backward in zip(layer_states[:half], layer_states[half:])]
-            states.append(layer_states)
-        if self.source_reverser is not None:
-            lengths = keras.ops.sum(keras.ops.cast(mask, "int32"), axis=1)
-            x = self.source_reverser(x, lengths=lengths)
-        return self._bridge(states), x, source_mask
+        states, memory, source_mask = self._run_encoder(source_ids, training=training)
+        return self._bridge(states), memory, source_mask
 
     def _bridge(self, encoder_states):
         """Per encoder layer `[h(, c)]` → per decoder layer `[h(, c)]` of `hidden_units` each."""
