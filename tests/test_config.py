@@ -85,7 +85,8 @@ def test_task_options_are_validated(assignments, message):
 
 
 def test_task_presets_and_round_trip():
-    for name, task in (("sentiment", "classify"), ("ptb_small", "lm"), ("ptb_medium", "lm")):
+    for name, task in (("sentiment", "classify"), ("sentiment_rt", "classify"), ("ptb_small", "lm"),
+                       ("ptb_medium", "lm")):
         config = preset(name)
         assert config.task == task and Config.from_json(config.to_json()) == config
     assert preset("tiny").override(["task=lm"]).task == "lm"
