@@ -235,16 +235,17 @@ def lm_shift(ids: tf.RaggedTensor):
 
 def make_stream_dataset(texts, tokenizer: Tokenizer, batch_size: int, bptt_length: int,
                         epoch_range: tuple[int, int] | None = None) -> tf.data.Dataset:
-    """Contiguous text for truncated BPTT (Zaremba et al. 2014): every text's tokens followed by
+    """Contiguous text for truncated BPTT (Zaremba et al. 2014), `texts` any iterable of strings
+    (read once): every text's tokens followed by
     `</s>`, one after the other (after a first `</s>`), cut into `batch_size` equal streams laid
     side by side; batch i is steps `[i·L, (i+1)·L)` of every stream, `({"input_ids": (batch, L)},
     next tokens (batch, L))`, so that row r of batch i+1 continues row r of batch i (the last
     batch may be shorter). Order is fixed (no shuffling: it would break the streams); with
     `epoch_range`, that order once per epoch. The last `< batch_size` tokens are dropped (the
     streams must be equal); `stream_statistics` reports how many."""
-    if not texts:
-        raise ValueError("make_stream_dataset: no texts (is the split empty?)")
     ids = _stream_ids(texts, tokenizer)
+    if len(ids) == 1:
+        raise ValueError("make_stream_dataset: no texts (is the split empty?)")
     steps = (len(ids) - 1) // batch_size
     if steps < 1:
         raise ValueError(f"make_stream_dataset: {len(ids)} tokens cannot fill {batch_size} streams")
@@ -268,10 +269,11 @@ def stream_statistics(texts, tokenizer: Tokenizer, batch_size: int, bptt_length:
 
 
 def _stream_ids(texts, tokenizer: Tokenizer) -> tf.Tensor:
-    pieces = [tf.constant([END_ID], tf.int32)]
-    for start in range(0, len(texts), 4096):
-        ragged = tokenizer.tokenize_ragged(tf.constant(texts[start:start + 4096], tf.string))
-        pieces.append(lm_shift(ragged)[1].flat_values)  # y + </s> per text
+    """`</s>`, then every text's ids and `</s>`: one int32 vector (the texts themselves are read
+    `STRING_BATCH` at a time from any iterable, so a streamed split is never held as text)."""
+    texts, pieces = iter(texts), [tf.constant([END_ID], tf.int32)]
+    while chunk := list(itertools.islice(texts, STRING_BATCH)):
+        pieces.append(lm_shift(tokenizer.tokenize_ragged(tf.constant(chunk, tf.string)))[1].flat_values)
     return tf.concat(pieces, axis=0)
 
 

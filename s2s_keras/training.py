@@ -217,8 +217,9 @@ def _streams(config: Config) -> bool:
     return config.task == "lm" and config.data.bptt_length > 0
 
 
-def _texts(pairs) -> list:
-    return [source for source, _ in pairs]
+def _texts(pairs):
+    """The source column, lazily (a streamed split is read, not held)."""
+    return (source for source, _ in pairs)
 
 
 def task_statistics(config: Config, corpus, model, stats: dict) -> dict:

@@ -114,7 +114,7 @@ def test_cli_trains_evaluates_predicts_and_exports_a_classifier(tmp_path):
     run_cli("train", "--task", "classify", "--data", data,
             "--preset", "tiny", "--set", "data.source_split=whitespace", "--set", "model.pooling=attention",
             "--set", "model.bidirectional=true", "--set", "train.epochs=6", "--set", "train.batch_size=32",
-            "--set", "data.max_source_tokens=8",
+            "--set", "data.max_source_tokens=8", "--set", "data.streaming=true",
             "--run-dir", str(run_dir))
     config = json.loads((run_dir / "config.json").read_text())
     assert config["task"] == "classify"

@@ -135,6 +135,7 @@ def test_cli_trains_evaluates_generates_and_exports_a_language_model(bptt_length
     data = f"tsv:{tmp_path / 'train.tsv'},valid={tmp_path / 'valid.tsv'},test={tmp_path / 'test.tsv'}"
     run_cli("train", "--task", "lm", "--data", data,
             "--preset", "tiny", "--set", "data.source_split=whitespace", "--set", f"data.bptt_length={bptt_length}",
+            "--set", f"data.streaming={str(bool(bptt_length)).lower()}",  # BPTT from a streamed file too
             "--set", "train.epochs=8", "--set", "train.batch_size=8", "--set", "train.learning_rate=0.02",
             "--run-dir", str(run_dir))
     history = (run_dir / "history.csv").read_text().splitlines()
