@@ -14,6 +14,17 @@ from s2s_keras.config import DEFAULT_PRESET, ON_BAD_LINE, PRECISIONS, PRESETS, S
 
 
 def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return {"train": _train, "tune": _tune, "evaluate": _evaluate, "predict": _predict,
+                "export": _export, "plot": _plot}[args.command](args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"s2s {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s2s", description="RNN encoder-decoders for Keras 3.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -60,14 +71,7 @@ def main(argv=None) -> int:
     export = commands.add_parser("export", help="write a TF Serving SavedModel version + .keras")
     export.add_argument("--run-dir", required=True)
     export.add_argument("--export-base", required=True, help="e.g. saved_models/g2p")
-
-    args = parser.parse_args(argv)
-    try:
-        return {"train": _train, "tune": _tune, "evaluate": _evaluate, "predict": _predict,
-                "export": _export, "plot": _plot}[args.command](args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"s2s {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    return parser
 
 
 def _config_arguments(parser, preset_help: str) -> None:
@@ -82,6 +86,8 @@ def _config_arguments(parser, preset_help: str) -> None:
                         help="override a config field, e.g. --set model.hidden_units=512")
     parser.add_argument("--strategy", choices=STRATEGIES, default=None, help="= --set train.strategy=...")
     parser.add_argument("--precision", choices=PRECISIONS, default=None, help="= --set train.precision=...")
+    parser.add_argument("--max-pairs", type=int, default=None,
+                        help="read at most this many training pairs, for quick runs (= --set data.max_pairs=N)")
     parser.add_argument("--run-dir", required=True)
 
 
@@ -90,7 +96,7 @@ def _config(args):
 
     overrides = list(args.overrides)
     for key, value in (("task", args.task), ("data.source", args.data), ("train.strategy", args.strategy),
-                       ("train.precision", args.precision),
+                       ("train.precision", args.precision), ("data.max_pairs", getattr(args, "max_pairs", None)),
                        ("data.on_bad_line", getattr(args, "on_bad_line", None))):
         if value is not None:
             overrides.append(f"{key}={value}")
