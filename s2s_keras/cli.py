@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--max-trials", type=int, default=10, help="random/bayesian (hyperband budgets by epochs)")
     tune.add_argument("--objective", choices=("val_loss", "val_wer", "val_accuracy"), default=None,
                       help="default: val_wer (seq2seq), val_accuracy (classify), val_loss (lm)")
-    tune.add_argument("--space", default=None, help="JSON search space (default: s2s_keras.tuning.DEFAULT_SPACE)")
+    tune.add_argument("--space", default=None, help="JSON search space (default: the task's, s2s_keras.tuning.TASK_SPACES)")
 
     evaluate = commands.add_parser("evaluate", help="score a split, print JSON: WER/PER/BLEU/chrF (seq2seq), "
                                                     "accuracy (classify), perplexity (lm)")

@@ -20,8 +20,6 @@ class Predictor:
     `score` signature's outputs as NumPy arrays (`alignment` and `source_tokens` for attention
     models). For a language model the words are prompts and `score(texts)` takes the texts."""
 
-    task = "seq2seq"
-
     def __init__(self, nbest, score, task: str = "seq2seq"):
         self._nbest = nbest
         self._score = score
