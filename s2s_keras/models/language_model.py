@@ -11,13 +11,14 @@ from s2s_keras.config import CELLS, PRECISIONS
 from s2s_keras.keras_workarounds import DistributedBuildFix
 from s2s_keras.layers import recurrent_layer, step_cells
 from s2s_keras.models.recurrent_encoder import uniform_initializers
-from s2s_keras.text import END_ID, PAD_ID, START_ID, Tokenizer
+from s2s_keras.models.target_side import TargetSideMixin
+from s2s_keras.text import END_ID, PAD_ID, START_ID
 
 BEGIN_ID = END_ID  # what the model reads before a sentence's first token (see `LanguageModel`)
 
 
 @keras.saving.register_keras_serializable(package="s2s_keras")
-class LanguageModel(DistributedBuildFix, keras.Model):
+class LanguageModel(TargetSideMixin, DistributedBuildFix, keras.Model):
     """Embedding → stacked recurrent layers → softmax over the vocabulary (optionally tied to
     the embedding), with dropout on the non-recurrent connections (embedding output, between
     layers, before the projection) as Zaremba et al. (2014).
@@ -59,19 +60,14 @@ class LanguageModel(DistributedBuildFix, keras.Model):
                              f"got {embedding_size} and {hidden_units}")
         # === Layers === (the names of Seq2Seq's decoder side)
         inits = uniform_initializers(init_scale)
-        self.target_tokenizer = Tokenizer(vocabulary, split, lowercase, name="target_tokenizer")
-        embedding_type = keras.layers.ReversibleEmbedding if tie_embeddings else keras.layers.Embedding
-        tied = {"reverse_dtype": "float32"} if tie_embeddings else {}
-        self.target_embedding = embedding_type(
-            self.target_tokenizer.vocabulary_size, embedding_size, mask_zero=True,
-            dtype=precision, name="target_embedding", **inits["embeddings"], **tied)
+        self._build_target_embedding(vocabulary, split, lowercase, embedding_size, tie_embeddings, init_scale,
+                                     precision)
         self.between_layers = keras.layers.Dropout(dropout, name="between_layers_dropout")
         self.decoder_layers = [
             recurrent_layer(cell, hidden_units, recurrent_dropout=recurrent_dropout, dtype=precision,
                             name=f"decoder_{cell}_{index}", **inits["recurrent"])
             for index in range(num_layers)]
-        self.output_projection = None if tie_embeddings else keras.layers.Dense(
-            self.target_tokenizer.vocabulary_size, dtype="float32", name="output_projection", **inits["kernels"])
+        self._build_output_projection(tie_embeddings, init_scale)
 
         # === Functional graph ===
         input_ids = keras.Input(shape=(None,), dtype="int32", name="input_ids")
@@ -157,11 +153,6 @@ class LanguageModel(DistributedBuildFix, keras.Model):
         """Per layer, the sizes of its state tensors."""
         return [[size for size in layer.cell.state_size] if isinstance(layer.cell.state_size, (list, tuple))
                 else [layer.cell.state_size] for layer in self.decoder_layers]
-
-    def _project(self, x):
-        if self.output_projection is None:
-            return self.target_embedding(x, reverse=True)
-        return self.output_projection(x)
 
     def get_config(self):
         return {

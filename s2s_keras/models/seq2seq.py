@@ -12,11 +12,12 @@ from s2s_keras.config import ATTENTIONS, BRIDGES, CELLS, PRECISIONS
 from s2s_keras.keras_workarounds import DistributedBuildFix
 from s2s_keras.layers import AttentionDecoder, recurrent_layer, state_count, step_cells
 from s2s_keras.models.recurrent_encoder import RecurrentEncoderMixin, uniform_initializers
-from s2s_keras.text import PAD_ID, Tokenizer
+from s2s_keras.models.target_side import TargetSideMixin
+from s2s_keras.text import PAD_ID
 
 
 @keras.saving.register_keras_serializable(package="s2s_keras")
-class Seq2Seq(RecurrentEncoderMixin, DistributedBuildFix, keras.Model):
+class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras.Model):
     """Recurrent encoder-decoder trained with teacher forcing; models `P(Y|X) = Π_t p(y_t | X, y_<t)`.
 
     Encoder: source ids → (optionally reversed) → embedding (mask_zero) → `encoder_num_layers`
@@ -98,13 +99,8 @@ class Seq2Seq(RecurrentEncoderMixin, DistributedBuildFix, keras.Model):
         states_per_layer = state_count(cell)
         self._build_source_embedding(source_vocabulary, source_split, source_lowercase, embedding_size,
                                      reverse_source, init_scale, precision)
-        self.target_tokenizer = Tokenizer(target_vocabulary, target_split, target_lowercase,
-                                          name="target_tokenizer")
-        embedding_type = keras.layers.ReversibleEmbedding if tie_embeddings else keras.layers.Embedding
-        tied = {"reverse_dtype": "float32"} if tie_embeddings else {}
-        self.target_embedding = embedding_type(
-            self.target_tokenizer.vocabulary_size, embedding_size, mask_zero=True,
-            dtype=precision, name="target_embedding", **inits["embeddings"], **tied)
+        self._build_target_embedding(target_vocabulary, target_split, target_lowercase, embedding_size,
+                                     tie_embeddings, init_scale, precision)
         self._build_encoder_layers(cell, encoder_units, encoder_depth, bidirectional, learn_initial_state,
                                    recurrent_dropout, init_scale, precision)
         self.bridge_layers = [
@@ -127,8 +123,7 @@ class Seq2Seq(RecurrentEncoderMixin, DistributedBuildFix, keras.Model):
                 dtype=precision, name="attention_decoder")
             self.attention_decoder.build()
             self.attentional_dropout = keras.layers.Dropout(dropout, name="attentional_dropout")
-        self.output_projection = None if tie_embeddings else keras.layers.Dense(
-            self.target_tokenizer.vocabulary_size, dtype="float32", name="output_projection", **kernels)
+        self._build_output_projection(tie_embeddings, init_scale)
 
         # === Functional graph ===
         source_ids = keras.Input(shape=(None,), dtype="int32", name="source_ids")
@@ -233,11 +228,6 @@ class Seq2Seq(RecurrentEncoderMixin, DistributedBuildFix, keras.Model):
             x, *_ = layer(x, mask=mask, initial_state=layer_state, training=training)
         logits = self._project(x)
         return (logits, None) if with_alignment else logits
-
-    def _project(self, x):
-        if self.output_projection is None:
-            return self.target_embedding(x, reverse=True)
-        return self.output_projection(x)
 
     def get_config(self):
         return {
