@@ -1,0 +1,355 @@
+"""Training speed in tokens/second, next to a PyTorch reference and the keras-io recipe.
+
+    .venv/bin/pip install -r benchmarks/requirements.txt      # torch, for the reference
+    .venv/bin/python benchmarks/train_speed.py --units 256 --layers 1 --batch-size 128 --pairs 40000 \
+        [--precision mixed_bfloat16|float32|both] [--skip-torch] [--skip-kerasio] --json
+
+Measures, in one process on the same training pairs (CMUdict, `data.max_pairs = --pairs`, the
+training split of those):
+  - ours: the real training path — `load_data` → `build_model` → `datasets` →
+    `split_dataset(epoch_range=(0, 2), padding=PaddingCounter(2))` → `compile_model` →
+    `model.fit(epochs=2, steps_per_epoch=...)` under the strategy `train` picks — of the `small`
+    preset with `model.hidden_units=--units`, `model.num_layers=--layers`, `model.dropout=0`,
+    `train.batch_size=--batch-size`, `train.precision` (Adam, clip norm 5, reversed source,
+    length bucketing as the preset). Each epoch is timed by a callback; the second is reported,
+    with its padding fraction (`PaddingCounter.fraction(1)`), steps, seconds, the parameter count
+    and the peak RSS of the process up to then (`ru_maxrss`: includes loading the corpus and,
+    with `--precision both`, both runs);
+  - a PyTorch reference of the same network (nn.Embedding, nn.LSTM encoder whose final (h, c)
+    starts an nn.LSTM decoder, nn.Linear, CrossEntropyLoss ignoring id 0, Adam at our rate,
+    clip_grad_norm 5, the source reversed within its length), with packed sequences, trained on
+    EXACTLY the batches of our timed epoch (the same `split_dataset` epoch, read once into
+    numpy; checked equal to ours by their padding and position counts): ~20 batches of warm-up,
+    then one timed epoch, at fp32 and under bf16 autocast (loss in float32; `lstm_output_dtype`
+    says whether autocast reached the LSTMs or only the projection);
+  - the keras-io `lstm_seq2seq` style: one-hot encoder/decoder inputs and targets padded to the
+    corpus' maximum lengths (padding is the one-hot of id 0, as the recipe pads with spaces, and
+    is trained on, unmasked), `LSTM(return_state=True)` encoder, decoder `LSTM` started from its
+    states (stacked the same way for `--layers` > 1), `Dense(softmax)`, rmsprop +
+    categorical_crossentropy, `fit(batch_size=--batch-size, epochs=2)`, on the same pairs (no
+    validation split, as ours), at the same precisions as ours; the second epoch is reported;
+  - useful FLOP/s: an analytic count per real token (per LSTM layer 2·4H·(in+H) forward, the
+    projection 2·H·V on target tokens, training = 3× forward) over the measured time, for ours
+    and PyTorch, and the machine's matmul peak (4096×4096 `tf.matmul`, 5 chained per
+    `tf.function` call, float32 and bfloat16); utilization = useful FLOP/s / the peak of the
+    precision used.
+Tokens = non-padding source tokens + target tokens including the end token (the non-padding
+`target_out_ids`), the same count on all three sides. Ratios: `ours_vs_torch` (our fastest
+precision over PyTorch's fastest) and `ours_vs_kerasio` (our fastest over keras-io's fastest).
+Excluded from every timing: reading the corpus, vocabularies, tokenization (cached in the
+warm-up epoch), tracing and the first epoch; for PyTorch and keras-io also building their
+inputs (tensors, one-hot arrays), which favours them. Ours runs without the callbacks of
+`s2s train` (backups, TensorBoard, CSV log) and without validation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from s2s_keras.config import preset  # noqa: E402
+from s2s_keras.data import PaddingCounter  # noqa: E402
+from s2s_keras.distribute import get_strategy  # noqa: E402
+from s2s_keras.text import PAD_ID  # noqa: E402
+from s2s_keras.training import build_model, compile_model, datasets, load_data, split_dataset  # noqa: E402
+
+PRECISIONS = {"float32": ["float32"], "mixed_bfloat16": ["mixed_bfloat16"],
+              "both": ["float32", "mixed_bfloat16"]}
+PEAK_DTYPE = {"float32": "float32", "mixed_bfloat16": "bfloat16", "fp32": "float32", "bf16_autocast": "bfloat16"}
+
+
+class EpochTimes(keras.callbacks.Callback):
+    """Wall-clock seconds of each epoch (Keras syncs on the epoch's logs before `on_epoch_end`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.start)
+
+
+def benchmark_config(args, precision: str):
+    base = preset("small")
+    return dataclasses.replace(
+        base,
+        data=dataclasses.replace(base.data, source=args.data, max_pairs=args.pairs),
+        model=dataclasses.replace(base.model, hidden_units=args.units, num_layers=args.layers, dropout=0.0),
+        train=dataclasses.replace(base.train, batch_size=args.batch_size, precision=precision, epochs=2))
+
+
+def training_flops(source_tokens: int, target_tokens: int, embedding_size: int, units: int, layers: int,
+                   target_vocabulary_size: int) -> int:
+    """Useful FLOPs of one training pass: matmuls only, real tokens only, backward = 2× forward."""
+    lstm = sum(2 * 4 * units * ((embedding_size if layer == 0 else units) + units) for layer in range(layers))
+    return 3 * (source_tokens * lstm + target_tokens * (lstm + 2 * units * target_vocabulary_size))
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+
+
+def ours_benchmark(config, corpus, source_vocabulary, target_vocabulary, lengths):
+    """Two epochs through the package's training path; `(model, report of the second epoch)`."""
+    strategy = get_strategy(config.train.strategy, config.train.cpu_devices)
+    keras.utils.set_random_seed(config.train.seed)
+    with strategy.scope():
+        model = build_model(config, source_vocabulary, target_vocabulary)
+    _, _, stats = datasets(config, corpus, model, lengths)
+    steps = stats["batches"]
+    with strategy.scope():
+        compile_model(model, config, steps_per_epoch=steps)
+    padding = PaddingCounter(2)
+    stream = split_dataset(config, corpus.train, model, shuffle=True, epoch_range=(0, 2), padding=padding)
+    timer = EpochTimes()
+    model.fit(stream, epochs=2, steps_per_epoch=steps, callbacks=[timer], verbose=0, shuffle=False)
+    padded, total, batches = (int(n) for n in padding.counts[1].numpy())
+    tokens = total - padded
+    return model, {"tokens_per_s": tokens / timer.seconds[1], "pad_fraction": padding.fraction(1),
+                   "precision": config.train.precision, "tokens": tokens, "steps_per_epoch": steps,
+                   "batches_counted": batches, "seconds_per_epoch": timer.seconds[1],
+                   "first_epoch_seconds": timer.seconds[0], "parameters": model.count_params(),
+                   "peak_rss_mb": peak_rss_mb(), "positions": {"padded": padded, "total": total}}
+
+
+def epoch_batches(config, corpus, model) -> list:
+    """The batches of our timed epoch (epoch 1 of `epoch_range=(0, 2)`: its order depends on
+    (seed, epoch) alone) as numpy `(source_ids, target_in_ids, target_out_ids)`."""
+    dataset = split_dataset(config, corpus.train, model, shuffle=True, epoch_range=(1, 2))
+    return [(inputs["source_ids"].numpy(), inputs["target_in_ids"].numpy(), target_out.numpy())
+            for inputs, target_out in dataset]
+
+
+def token_counts(batches) -> dict:
+    source = sum(int((s != PAD_ID).sum()) for s, _, _ in batches)
+    target = sum(int((t != PAD_ID).sum()) for _, _, t in batches)
+    padded = sum(int((s == PAD_ID).sum() + (t == PAD_ID).sum()) for s, _, t in batches)
+    total = sum(s.size + t.size for s, _, t in batches)
+    return {"source": source, "target": target, "tokens": source + target, "padded": padded, "total": total}
+
+
+def torch_benchmark(batches, model, learning_rate: float, clip_norm: float, warmup_batches: int) -> dict:
+    import torch
+
+    torch.set_num_threads(os.cpu_count())
+    pack = torch.nn.utils.rnn.pack_padded_sequence
+
+    class TorchSeq2Seq(torch.nn.Module):
+        """Ours in PyTorch: embeddings, LSTM encoder → (h, c) → LSTM decoder, linear projection;
+        the decoder and the projection run on the packed (real) target positions only."""
+
+        def __init__(self):
+            super().__init__()
+            embedding, units, layers = model.embedding_size, model.hidden_units, model.num_layers
+            self.source_embedding = torch.nn.Embedding(model.source_tokenizer.vocabulary_size, embedding)
+            self.target_embedding = torch.nn.Embedding(model.target_tokenizer.vocabulary_size, embedding)
+            self.encoder = torch.nn.LSTM(embedding, units, num_layers=layers, batch_first=True)
+            self.decoder = torch.nn.LSTM(embedding, units, num_layers=layers, batch_first=True)
+            self.projection = torch.nn.Linear(units, model.target_tokenizer.vocabulary_size)
+
+        def forward(self, source_ids, target_in_ids, target_out_ids):
+            source_lengths = (source_ids != PAD_ID).sum(1)
+            if model.reverse_source:  # within each row's length; padding stays on the right
+                positions = torch.arange(source_ids.shape[1])[None, :]
+                last = source_lengths[:, None] - 1
+                source_ids = source_ids.gather(1, torch.where(positions <= last, last - positions, positions))
+            packed = pack(self.source_embedding(source_ids), source_lengths, batch_first=True,
+                          enforce_sorted=False)
+            _, state = self.encoder(packed)  # (h, c) in batch order; the decoder re-sorts them
+            target_lengths = (target_out_ids != PAD_ID).sum(1)
+            outputs, _ = self.decoder(pack(self.target_embedding(target_in_ids), target_lengths,
+                                           batch_first=True, enforce_sorted=False), state)
+            labels = pack(target_out_ids, target_lengths, batch_first=True, enforce_sorted=False).data
+            return self.projection(outputs.data), labels, outputs.data.dtype
+
+    tensors = [tuple(torch.from_numpy(ids.astype(np.int64)) for ids in batch) for batch in batches]
+    tokens = token_counts(batches)
+    loss_function = torch.nn.CrossEntropyLoss(ignore_index=PAD_ID)
+    result = {}
+    for name, autocast in (("fp32", False), ("bf16_autocast", True)):
+        torch.manual_seed(0)
+        network = TorchSeq2Seq()
+        optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate)
+
+        def step(batch):
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                logits, labels, dtype = network(*batch)
+            loss = loss_function(logits.float(), labels)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(network.parameters(), clip_norm)
+            optimizer.step()
+            return dtype
+
+        for batch in tensors[:warmup_batches]:
+            step(batch)
+        start = time.perf_counter()
+        for batch in tensors:
+            lstm_dtype = step(batch)
+        seconds = time.perf_counter() - start
+        result[name] = {"tokens_per_s": tokens["tokens"] / seconds, "seconds_per_epoch": seconds,
+                        "steps_per_epoch": len(tensors), "lstm_output_dtype": str(lstm_dtype).replace("torch.", "")}
+    result["parameters"] = sum(p.numel() for p in network.parameters())
+    result["threads"] = torch.get_num_threads()
+    result["fastest"] = max(("fp32", "bf16_autocast"), key=lambda name: result[name]["tokens_per_s"])
+    result["tokens_per_s"] = result[result["fastest"]]["tokens_per_s"]
+    return result
+
+
+def one_hot_pairs(batches, source_vocabulary_size: int, target_vocabulary_size: int):
+    """The keras-io recipe's arrays from our pairs: one-hot float32, padded to the corpus maxima."""
+    rows = [(s[s != PAD_ID], i[i != PAD_ID], t[t != PAD_ID])
+            for batch in batches for s, i, t in zip(*batch)]
+
+    def padded(column, vocabulary_size):
+        width = max(len(row[column]) for row in rows)
+        ids = np.zeros((len(rows), width), np.int32)
+        for index, row in enumerate(rows):
+            ids[index, :len(row[column])] = row[column]
+        return np.eye(vocabulary_size, dtype=np.float32)[ids]
+
+    return (padded(0, source_vocabulary_size), padded(1, target_vocabulary_size),
+            padded(2, target_vocabulary_size))
+
+
+def kerasio_model(num_encoder_tokens: int, num_decoder_tokens: int, units: int, layers: int, precision: str):
+    """keras.io/examples/nlp/lstm_seq2seq (one layer there; stacked alike for `layers` > 1)."""
+    encoder_inputs = keras.Input(shape=(None, num_encoder_tokens))
+    x, encoder_states = encoder_inputs, []
+    for index in range(layers):
+        x, state_h, state_c = keras.layers.LSTM(units, return_sequences=index < layers - 1, return_state=True,
+                                                dtype=precision)(x)
+        encoder_states.append([state_h, state_c])
+    decoder_inputs = keras.Input(shape=(None, num_decoder_tokens))
+    x = decoder_inputs
+    for index in range(layers):
+        x, _, _ = keras.layers.LSTM(units, return_sequences=True, return_state=True,
+                                    dtype=precision)(x, initial_state=encoder_states[index])
+    # float32 softmax under mixed precision, as Keras' mixed-precision guide does
+    decoder_outputs = keras.layers.Dense(num_decoder_tokens, activation="softmax", dtype="float32")(x)
+    model = keras.Model([encoder_inputs, decoder_inputs], decoder_outputs)
+    model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def kerasio_benchmark(batches, model, batch_size: int, precisions: list) -> dict:
+    encoder_input_data, decoder_input_data, decoder_target_data = one_hot_pairs(
+        batches, model.source_tokenizer.vocabulary_size, model.target_tokenizer.vocabulary_size)
+    tokens = token_counts(batches)["tokens"]
+    result = {"pairs": len(encoder_input_data), "max_source_length": encoder_input_data.shape[1],
+              "max_target_length": decoder_input_data.shape[1]}
+    for precision in precisions:
+        keras.utils.set_random_seed(0)
+        recipe = kerasio_model(encoder_input_data.shape[2], decoder_input_data.shape[2], model.hidden_units,
+                               model.num_layers, precision)
+        timer = EpochTimes()
+        recipe.fit([encoder_input_data, decoder_input_data], decoder_target_data, batch_size=batch_size,
+                   epochs=2, callbacks=[timer], verbose=0)
+        result[precision] = {"tokens_per_s": tokens / timer.seconds[1], "seconds_per_epoch": timer.seconds[1],
+                             "steps_per_epoch": -(-len(encoder_input_data) // batch_size),
+                             "parameters": recipe.count_params()}
+    result["fastest"] = max(precisions, key=lambda precision: result[precision]["tokens_per_s"])
+    result["tokens_per_s"] = result[result["fastest"]]["tokens_per_s"]
+    return result
+
+
+def matmul_peak_gflops(dtype: str, size: int, chained: int = 5, calls: int = 2) -> float:
+    """GFLOP/s of `chained` size×size matmuls per `tf.function` call (Python overhead excluded)."""
+    scale = 1.0 / np.sqrt(size)  # keeps the chained products' magnitude steady
+    a = tf.cast(tf.random.normal([size, size]) * scale, dtype)
+    b = tf.cast(tf.random.normal([size, size]) * scale, dtype)
+
+    @tf.function
+    def chain(x):
+        for _ in range(chained):
+            x = tf.matmul(x, b)
+        return x[0, 0]
+
+    chain(a).numpy()  # tracing and warm-up
+    start = time.perf_counter()
+    for _ in range(calls):
+        chain(a).numpy()
+    return 2 * size ** 3 * chained * calls / (time.perf_counter() - start) / 1e9
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default="cmudict")
+    parser.add_argument("--pairs", type=int, default=40000, help="data.max_pairs (before the valid/test split)")
+    parser.add_argument("--units", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="both")
+    parser.add_argument("--warmup-batches", type=int, default=20, help="PyTorch warm-up steps")
+    parser.add_argument("--matmul-size", type=int, default=4096)
+    parser.add_argument("--skip-torch", action="store_true")
+    parser.add_argument("--skip-kerasio", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    precisions = PRECISIONS[args.precision]
+    config = benchmark_config(args, precisions[0])
+    corpus, source_vocabulary, target_vocabulary, lengths = load_data(config)
+    ours = {}
+    for precision in precisions:
+        model, ours[precision] = ours_benchmark(benchmark_config(args, precision), corpus, source_vocabulary,
+                                                target_vocabulary, lengths)
+    fastest = max(precisions, key=lambda precision: ours[precision]["tokens_per_s"])
+    report = {"data": args.data, "pairs": args.pairs, "train_pairs": len(corpus.train), "units": args.units,
+              "layers": args.layers, "embedding_size": model.embedding_size, "batch_size": args.batch_size,
+              "source_vocabulary_size": model.source_tokenizer.vocabulary_size,
+              "target_vocabulary_size": model.target_tokenizer.vocabulary_size,
+              **{key: ours[fastest][key] for key in ("tokens_per_s", "pad_fraction", "precision", "steps_per_epoch",
+                                                      "seconds_per_epoch", "parameters")},
+              "peak_rss_mb": peak_rss_mb(), "ours": ours}
+
+    batches = epoch_batches(config, corpus, model)
+    counts = token_counts(batches)
+    # Same number of batches, positions and padding as our timed epoch: the same batches.
+    report["batches_identical_to_ours"] = all(
+        (len(batches), counts["total"], counts["padded"])
+        == (run["batches_counted"], run["positions"]["total"], run["positions"]["padded"]) for run in ours.values())
+    report["tokens"] = {key: counts[key] for key in ("source", "target", "tokens")}
+    flops = training_flops(counts["source"], counts["target"], model.embedding_size, args.units, args.layers,
+                           model.target_tokenizer.vocabulary_size)
+    report["useful_flop_per_token"] = flops / counts["tokens"]
+
+    if not args.skip_torch:
+        report["pytorch"] = torch_benchmark(batches, model, config.train.learning_rate, config.train.clip_norm,
+                                            args.warmup_batches)
+        report["ours_vs_torch"] = report["tokens_per_s"] / report["pytorch"]["tokens_per_s"]
+    if not args.skip_kerasio:
+        report["keras_io"] = kerasio_benchmark(batches, model, args.batch_size, precisions)
+        report["ours_vs_kerasio"] = report["tokens_per_s"] / report["keras_io"]["tokens_per_s"]
+
+    report["matmul_peak_gflop_per_s"] = {dtype: matmul_peak_gflops(dtype, args.matmul_size)
+                                         for dtype in ("float32", "bfloat16")}
+    runs = list(ours.items()) + [(name, report["pytorch"][name]) for name in ("fp32", "bf16_autocast")
+                                 if "pytorch" in report]
+    for name, run in runs:
+        run["useful_gflop_per_s"] = run["tokens_per_s"] * report["useful_flop_per_token"] / 1e9
+        run["utilization"] = run["useful_gflop_per_s"] / report["matmul_peak_gflop_per_s"][PEAK_DTYPE[name]]
+    report["useful_gflop_per_s"] = ours[fastest]["useful_gflop_per_s"]
+    report["utilization"] = ours[fastest]["utilization"]
+    print(json.dumps(report) if args.json else json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
