@@ -2,9 +2,9 @@
 
     .venv/bin/pip install -r benchmarks/requirements.txt      # torch, for the reference
     .venv/bin/python benchmarks/train_speed.py --units 256 --layers 1 --batch-size 128 --pairs 40000 \
-        [--precision mixed_bfloat16|float32|both] [--skip-torch] [--skip-kerasio] --json
+        [--precision mixed_bfloat16|float32|both] [--set KEY=VALUE ...] [--skip-torch] [--skip-kerasio] --json
 
-Measures, in one process on the same training pairs (CMUdict, `data.max_pairs = --pairs`, the
+Measures, in one invocation on the same training pairs (CMUdict, `data.max_pairs = --pairs`, the
 training split of those):
   - ours: the real training path — `load_data` → `build_model` → `datasets` →
     `split_dataset(epoch_range=(0, 2), padding=PaddingCounter(2))` → `compile_model` →
@@ -15,15 +15,16 @@ training split of those):
     with its padding fraction (`PaddingCounter.fraction(1)`), steps, seconds, the parameter count
     and the peak RSS of the process up to then (`ru_maxrss`: includes loading the corpus and,
     with `--precision both`, both runs);
-  - a PyTorch reference of the same network (nn.Embedding, nn.LSTM encoder whose final (h, c)
-    starts an nn.LSTM decoder, nn.Linear, CrossEntropyLoss ignoring id 0, Adam at our rate,
+  - in a fresh process (`torch_reference.py`: TensorFlow's thread pools slow PyTorch in a
+    shared process by ~20% here), a PyTorch reference of the same network (nn.Embedding,
+    nn.LSTM encoder whose final (h, c) starts an nn.LSTM decoder, nn.Linear, CrossEntropyLoss ignoring id 0, Adam at our rate,
     clip_grad_norm 5, the source reversed within its length), with packed sequences, trained on
     EXACTLY the batches of our timed epoch (the same `split_dataset` epoch, read once into
     numpy; checked equal to ours by their padding and position counts): ~20 batches of warm-up,
     then one timed epoch, at fp32 and under bf16 autocast (loss in float32; `lstm_output_dtype`
     says whether autocast reached the LSTMs or only the projection);
-  - the keras-io `lstm_seq2seq` style: one-hot encoder/decoder inputs and targets padded to the
-    corpus' maximum lengths (padding is the one-hot of id 0, as the recipe pads with spaces, and
+  - in a fresh process too, the keras-io `lstm_seq2seq` style: one-hot encoder/decoder inputs
+    and targets padded to the corpus' maximum lengths (padding is the one-hot of id 0, as the recipe pads with spaces, and
     is trained on, unmasked), `LSTM(return_state=True)` encoder, decoder `LSTM` started from its
     states (stacked the same way for `--layers` > 1), `Dense(softmax)`, rmsprop +
     categorical_crossentropy, `fit(batch_size=--batch-size, epochs=2)`, on the same pairs (no
@@ -49,7 +50,9 @@ import dataclasses
 import json
 import os
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -66,6 +69,7 @@ from s2s_keras.data import PaddingCounter  # noqa: E402
 from s2s_keras.distribute import get_strategy  # noqa: E402
 from s2s_keras.text import PAD_ID  # noqa: E402
 from s2s_keras.training import build_model, compile_model, datasets, load_data, split_dataset  # noqa: E402
+from batch_file import load_batches, save_batches  # noqa: E402  (benchmarks/, the script's directory)
 
 PRECISIONS = {"float32": ["float32"], "mixed_bfloat16": ["mixed_bfloat16"],
               "both": ["float32", "mixed_bfloat16"]}
@@ -88,11 +92,12 @@ class EpochTimes(keras.callbacks.Callback):
 
 def benchmark_config(args, precision: str):
     base = preset("small")
-    return dataclasses.replace(
+    config = dataclasses.replace(
         base,
         data=dataclasses.replace(base.data, source=args.data, max_pairs=args.pairs),
         model=dataclasses.replace(base.model, hidden_units=args.units, num_layers=args.layers, dropout=0.0),
         train=dataclasses.replace(base.train, batch_size=args.batch_size, precision=precision, epochs=2))
+    return config.override(args.set)  # levers, e.g. data.bucket_width=64 + data.max_bucket_length=65
 
 
 def training_flops(source_tokens: int, target_tokens: int, embedding_size: int, units: int, layers: int,
@@ -145,74 +150,6 @@ def token_counts(batches) -> dict:
     return {"source": source, "target": target, "tokens": source + target, "padded": padded, "total": total}
 
 
-def torch_benchmark(batches, model, learning_rate: float, clip_norm: float, warmup_batches: int) -> dict:
-    import torch
-
-    torch.set_num_threads(os.cpu_count())
-    pack = torch.nn.utils.rnn.pack_padded_sequence
-
-    class TorchSeq2Seq(torch.nn.Module):
-        """Ours in PyTorch: embeddings, LSTM encoder → (h, c) → LSTM decoder, linear projection;
-        the decoder and the projection run on the packed (real) target positions only."""
-
-        def __init__(self):
-            super().__init__()
-            embedding, units, layers = model.embedding_size, model.hidden_units, model.num_layers
-            self.source_embedding = torch.nn.Embedding(model.source_tokenizer.vocabulary_size, embedding)
-            self.target_embedding = torch.nn.Embedding(model.target_tokenizer.vocabulary_size, embedding)
-            self.encoder = torch.nn.LSTM(embedding, units, num_layers=layers, batch_first=True)
-            self.decoder = torch.nn.LSTM(embedding, units, num_layers=layers, batch_first=True)
-            self.projection = torch.nn.Linear(units, model.target_tokenizer.vocabulary_size)
-
-        def forward(self, source_ids, target_in_ids, target_out_ids):
-            source_lengths = (source_ids != PAD_ID).sum(1)
-            if model.reverse_source:  # within each row's length; padding stays on the right
-                positions = torch.arange(source_ids.shape[1])[None, :]
-                last = source_lengths[:, None] - 1
-                source_ids = source_ids.gather(1, torch.where(positions <= last, last - positions, positions))
-            packed = pack(self.source_embedding(source_ids), source_lengths, batch_first=True,
-                          enforce_sorted=False)
-            _, state = self.encoder(packed)  # (h, c) in batch order; the decoder re-sorts them
-            target_lengths = (target_out_ids != PAD_ID).sum(1)
-            outputs, _ = self.decoder(pack(self.target_embedding(target_in_ids), target_lengths,
-                                           batch_first=True, enforce_sorted=False), state)
-            labels = pack(target_out_ids, target_lengths, batch_first=True, enforce_sorted=False).data
-            return self.projection(outputs.data), labels, outputs.data.dtype
-
-    tensors = [tuple(torch.from_numpy(ids.astype(np.int64)) for ids in batch) for batch in batches]
-    tokens = token_counts(batches)
-    loss_function = torch.nn.CrossEntropyLoss(ignore_index=PAD_ID)
-    result = {}
-    for name, autocast in (("fp32", False), ("bf16_autocast", True)):
-        torch.manual_seed(0)
-        network = TorchSeq2Seq()
-        optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate)
-
-        def step(batch):
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                logits, labels, dtype = network(*batch)
-            loss = loss_function(logits.float(), labels)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(network.parameters(), clip_norm)
-            optimizer.step()
-            return dtype
-
-        for batch in tensors[:warmup_batches]:
-            step(batch)
-        start = time.perf_counter()
-        for batch in tensors:
-            lstm_dtype = step(batch)
-        seconds = time.perf_counter() - start
-        result[name] = {"tokens_per_s": tokens["tokens"] / seconds, "seconds_per_epoch": seconds,
-                        "steps_per_epoch": len(tensors), "lstm_output_dtype": str(lstm_dtype).replace("torch.", "")}
-    result["parameters"] = sum(p.numel() for p in network.parameters())
-    result["threads"] = torch.get_num_threads()
-    result["fastest"] = max(("fp32", "bf16_autocast"), key=lambda name: result[name]["tokens_per_s"])
-    result["tokens_per_s"] = result[result["fastest"]]["tokens_per_s"]
-    return result
-
-
 def one_hot_pairs(batches, source_vocabulary_size: int, target_vocabulary_size: int):
     """The keras-io recipe's arrays from our pairs: one-hot float32, padded to the corpus maxima."""
     rows = [(s[s != PAD_ID], i[i != PAD_ID], t[t != PAD_ID])
@@ -249,25 +186,34 @@ def kerasio_model(num_encoder_tokens: int, num_decoder_tokens: int, units: int, 
     return model
 
 
-def kerasio_benchmark(batches, model, batch_size: int, precisions: list) -> dict:
+def kerasio_benchmark(batches, meta: dict) -> dict:
     encoder_input_data, decoder_input_data, decoder_target_data = one_hot_pairs(
-        batches, model.source_tokenizer.vocabulary_size, model.target_tokenizer.vocabulary_size)
+        batches, meta["source_vocabulary_size"], meta["target_vocabulary_size"])
     tokens = token_counts(batches)["tokens"]
     result = {"pairs": len(encoder_input_data), "max_source_length": encoder_input_data.shape[1],
               "max_target_length": decoder_input_data.shape[1]}
-    for precision in precisions:
+    for precision in meta["precisions"]:
         keras.utils.set_random_seed(0)
-        recipe = kerasio_model(encoder_input_data.shape[2], decoder_input_data.shape[2], model.hidden_units,
-                               model.num_layers, precision)
+        recipe = kerasio_model(encoder_input_data.shape[2], decoder_input_data.shape[2], meta["units"],
+                               meta["layers"], precision)
         timer = EpochTimes()
-        recipe.fit([encoder_input_data, decoder_input_data], decoder_target_data, batch_size=batch_size,
+        recipe.fit([encoder_input_data, decoder_input_data], decoder_target_data, batch_size=meta["batch_size"],
                    epochs=2, callbacks=[timer], verbose=0)
         result[precision] = {"tokens_per_s": tokens / timer.seconds[1], "seconds_per_epoch": timer.seconds[1],
-                             "steps_per_epoch": -(-len(encoder_input_data) // batch_size),
+                             "steps_per_epoch": -(-len(encoder_input_data) // meta["batch_size"]),
                              "parameters": recipe.count_params()}
-    result["fastest"] = max(precisions, key=lambda precision: result[precision]["tokens_per_s"])
+    result["fastest"] = max(meta["precisions"], key=lambda precision: result[precision]["tokens_per_s"])
     result["tokens_per_s"] = result[result["fastest"]]["tokens_per_s"]
     return result
+
+
+def in_own_process(arguments: list) -> dict:
+    """Runs a reference (`torch_reference.py BATCHES`, `train_speed.py --kerasio-worker BATCHES`)
+    in a fresh Python process and returns the JSON it prints."""
+    completed = subprocess.run([sys.executable, *arguments], capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise SystemExit(f"{' '.join(arguments)} failed:\n{completed.stderr[-3000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def matmul_peak_gflops(dtype: str, size: int, chained: int = 5, calls: int = 2) -> float:
@@ -301,8 +247,15 @@ def main():
     parser.add_argument("--matmul-size", type=int, default=4096)
     parser.add_argument("--skip-torch", action="store_true")
     parser.add_argument("--skip-kerasio", action="store_true")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for our side, as `s2s train --set` (repeatable)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--kerasio-worker", metavar="BATCHES", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.kerasio_worker:  # the keras-io recipe, in a process of its own (see in_own_process)
+        batches, meta = load_batches(args.kerasio_worker)
+        print(json.dumps(kerasio_benchmark(batches, meta)))
+        return
 
     precisions = PRECISIONS[args.precision]
     config = benchmark_config(args, precisions[0])
@@ -312,7 +265,7 @@ def main():
         model, ours[precision] = ours_benchmark(benchmark_config(args, precision), corpus, source_vocabulary,
                                                 target_vocabulary, lengths)
     fastest = max(precisions, key=lambda precision: ours[precision]["tokens_per_s"])
-    report = {"data": args.data, "pairs": args.pairs, "train_pairs": len(corpus.train), "units": args.units,
+    report = {"data": args.data, "pairs": args.pairs, "overrides": args.set, "train_pairs": len(corpus.train), "units": args.units,
               "layers": args.layers, "embedding_size": model.embedding_size, "batch_size": args.batch_size,
               "source_vocabulary_size": model.source_tokenizer.vocabulary_size,
               "target_vocabulary_size": model.target_tokenizer.vocabulary_size,
@@ -331,13 +284,22 @@ def main():
                            model.target_tokenizer.vocabulary_size)
     report["useful_flop_per_token"] = flops / counts["tokens"]
 
-    if not args.skip_torch:
-        report["pytorch"] = torch_benchmark(batches, model, config.train.learning_rate, config.train.clip_norm,
-                                            args.warmup_batches)
-        report["ours_vs_torch"] = report["tokens_per_s"] / report["pytorch"]["tokens_per_s"]
-    if not args.skip_kerasio:
-        report["keras_io"] = kerasio_benchmark(batches, model, args.batch_size, precisions)
-        report["ours_vs_kerasio"] = report["tokens_per_s"] / report["keras_io"]["tokens_per_s"]
+    meta = {"embedding_size": model.embedding_size, "units": args.units, "layers": args.layers,
+            "source_vocabulary_size": model.source_tokenizer.vocabulary_size,
+            "target_vocabulary_size": model.target_tokenizer.vocabulary_size,
+            "reverse_source": model.reverse_source, "learning_rate": config.train.learning_rate,
+            "clip_norm": config.train.clip_norm, "warmup_batches": args.warmup_batches,
+            "batch_size": args.batch_size, "precisions": precisions}
+    with tempfile.TemporaryDirectory() as scratch:
+        path = os.path.join(scratch, "batches.npz")
+        save_batches(path, batches, meta)
+        here = os.path.dirname(os.path.abspath(__file__))
+        if not args.skip_torch:
+            report["pytorch"] = in_own_process([os.path.join(here, "torch_reference.py"), path])
+            report["ours_vs_torch"] = report["tokens_per_s"] / report["pytorch"]["tokens_per_s"]
+        if not args.skip_kerasio:
+            report["keras_io"] = in_own_process([os.path.abspath(__file__), "--kerasio-worker", path])
+            report["ours_vs_kerasio"] = report["tokens_per_s"] / report["keras_io"]["tokens_per_s"]
 
     report["matmul_peak_gflop_per_s"] = {dtype: matmul_peak_gflops(dtype, args.matmul_size)
                                          for dtype in ("float32", "bfloat16")}
