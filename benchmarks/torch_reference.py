@@ -85,12 +85,32 @@ def benchmark(batches, meta: dict) -> dict:
         seconds = time.perf_counter() - start
         result[name] = {"tokens_per_s": tokens / seconds, "seconds_per_epoch": seconds,
                         "steps_per_epoch": len(tensors), "lstm_output_dtype": str(lstm_dtype).replace("torch.", "")}
+    result["step_matmul_gflop_per_s"] = {name: step_matmul_gflops(dtype, meta["batch_size"], meta["units"])
+                                         for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))}
     result["parameters"] = sum(p.numel() for p in network.parameters())
     result["threads"] = torch.get_num_threads()
     result["torch_version"] = torch.__version__
     result["fastest"] = max(("fp32", "bf16_autocast"), key=lambda name: result[name]["tokens_per_s"])
     result["tokens_per_s"] = result[result["fastest"]]["tokens_per_s"]
     return result
+
+
+def step_matmul_gflops(dtype, batch: int, units: int, chained: int = 40, calls: int = 10) -> float:
+    """`train_speed.step_matmul_gflops` in PyTorch: [batch, units] × [units, 4·units] and back."""
+    h = torch.randn(batch, units, dtype=dtype)
+    up = (torch.randn(units, 4 * units) / units ** 0.5).to(dtype)
+    down = (torch.randn(4 * units, units) / (4 * units) ** 0.5).to(dtype)
+
+    def chain(x):
+        for _ in range(chained // 2):
+            x = (x @ up) @ down
+        return x
+
+    chain(h)
+    start = time.perf_counter()
+    for _ in range(calls):
+        chain(h)
+    return 2 * batch * units * 4 * units * chained * calls / (time.perf_counter() - start) / 1e9
 
 
 if __name__ == "__main__":

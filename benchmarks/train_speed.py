@@ -33,7 +33,10 @@ training split of those):
     projection 2·H·V on target tokens, training = 3× forward) over the measured time, for ours
     and PyTorch, and the machine's matmul peak (4096×4096 `tf.matmul`, 5 chained per
     `tf.function` call, float32 and bfloat16); utilization = useful FLOP/s / the peak of the
-    precision used.
+    precision used. Also the GFLOP/s of the recurrent step's own matmul shape
+    ([batch, units] × [units, 4·units]) in TensorFlow (`step_matmul_gflop_per_s`) and in PyTorch
+    (`pytorch.step_matmul_gflop_per_s`): an LSTM does one per time step and can batch nothing
+    else there, so this small-matrix rate bounds both sides.
 Tokens = non-padding source tokens + target tokens including the end token (the non-padding
 `target_out_ids`), the same count on all three sides. Ratios: `ours_vs_torch` (our fastest
 precision over PyTorch's fastest) and `ours_vs_kerasio` (our fastest over keras-io's fastest).
@@ -235,6 +238,27 @@ def matmul_peak_gflops(dtype: str, size: int, chained: int = 5, calls: int = 2) 
     return 2 * size ** 3 * chained * calls / (time.perf_counter() - start) / 1e9
 
 
+def step_matmul_gflops(dtype: str, batch: int, units: int, chained: int = 40, calls: int = 10) -> float:
+    """GFLOP/s of the recurrent step's matmul shape, [batch, units] × [units, 4·units] and back
+    (what an LSTM does once per time step), `chained` per `tf.function` call.
+    `torch_reference.step_matmul_gflops` measures the same shapes in PyTorch."""
+    h = tf.cast(tf.random.normal([batch, units]), dtype)
+    up = tf.cast(tf.random.normal([units, 4 * units]) / np.sqrt(units), dtype)
+    down = tf.cast(tf.random.normal([4 * units, units]) / np.sqrt(4 * units), dtype)
+
+    @tf.function
+    def chain(x):
+        for _ in range(chained // 2):
+            x = tf.matmul(tf.matmul(x, up), down)
+        return x[0, 0]
+
+    chain(h).numpy()
+    start = time.perf_counter()
+    for _ in range(calls):
+        chain(h).numpy()
+    return 2 * batch * units * 4 * units * chained * calls / (time.perf_counter() - start) / 1e9
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default="cmudict")
@@ -302,6 +326,8 @@ def main():
             report["ours_vs_kerasio"] = report["tokens_per_s"] / report["keras_io"]["tokens_per_s"]
 
     report["matmul_peak_gflop_per_s"] = {dtype: matmul_peak_gflops(dtype, args.matmul_size)
+                                         for dtype in ("float32", "bfloat16")}
+    report["step_matmul_gflop_per_s"] = {dtype: step_matmul_gflops(dtype, args.batch_size, args.units)
                                          for dtype in ("float32", "bfloat16")}
     runs = list(ours.items()) + [(name, report["pytorch"][name]) for name in ("fp32", "bf16_autocast")
                                  if "pytorch" in report]

@@ -47,7 +47,7 @@ class Translator(tf.Module):
     def greedy(self, strings, max_length):
         """`(batch,)` strings → `(batch,)` strings."""
         source_ids, state, start_ids, empty = self._start(strings)
-        ids = greedy_search(self.model.decode_step, state, start_ids, END_ID, self._clamp_length(max_length))
+        ids = greedy_search(self.model.step_function(), state, start_ids, END_ID, self._clamp_length(max_length))
         return self._detokenize(ids, empty)
 
     @tf.function(input_signature=[STRINGS, INT, INT, FLOAT, INT])
@@ -55,7 +55,7 @@ class Translator(tf.Module):
         """`(batch,)` strings → `(outputs (batch, k) strings, scores (batch, k) float32)`, best first."""
         source_ids, state, start_ids, empty = self._start(strings)
         beam_size = tf.clip_by_value(beam_size, 1, self.decode.max_beam_size)
-        ids, scores = beam_search(self.model.decode_step, state, start_ids, END_ID,
+        ids, scores = beam_search(self.model.step_function(), state, start_ids, END_ID,
                                   self._clamp_length(max_length), beam_size, alpha=length_penalty,
                                   num_results=num_results)
         batch_size, k = tf.shape(ids)[0], tf.shape(ids)[1]
@@ -67,7 +67,7 @@ class Translator(tf.Module):
     def sample(self, strings, temperature, top_k, seed, max_length):
         """`(batch,)` strings → `(batch,)` strings drawn at `temperature` from the `top_k` best."""
         source_ids, state, start_ids, empty = self._start(strings)
-        ids = sample(self.model.decode_step, state, start_ids, END_ID, self._clamp_length(max_length),
+        ids = sample(self.model.step_function(), state, start_ids, END_ID, self._clamp_length(max_length),
                      temperature=temperature, top_k=top_k, seed=seed)
         return self._detokenize(ids, empty)
 
@@ -188,7 +188,7 @@ class TextGenerator(tf.Module):
     def greedy(self, prompts, max_length):
         """`(batch,)` prompts → `(batch,)` texts."""
         prompt_ids, state, start_ids = self._start(prompts)
-        ids = greedy_search(self.model.decode_step, state, start_ids, END_ID, self._clamp(max_length))
+        ids = greedy_search(self.model.step_function(), state, start_ids, END_ID, self._clamp(max_length))
         return self._join(prompt_ids, ids)
 
     @tf.function(input_signature=[STRINGS, INT, INT, FLOAT, INT])
@@ -197,7 +197,7 @@ class TextGenerator(tf.Module):
         continuation's summed log-probability (length-normalized as `beam_search`)."""
         prompt_ids, state, start_ids = self._start(prompts)
         beam_size = tf.clip_by_value(beam_size, 1, self.decode.max_beam_size)
-        ids, scores = beam_search(self.model.decode_step, state, start_ids, END_ID, self._clamp(max_length),
+        ids, scores = beam_search(self.model.step_function(), state, start_ids, END_ID, self._clamp(max_length),
                                   beam_size, alpha=length_penalty, num_results=num_results)
         batch_size, k = tf.shape(ids)[0], tf.shape(ids)[1]
         texts = self._join(tf.repeat(prompt_ids, k, axis=0), tf.reshape(ids, [batch_size * k, -1]))
@@ -207,7 +207,7 @@ class TextGenerator(tf.Module):
     def sample(self, prompts, temperature, top_k, seed, max_length):
         """`(batch,)` prompts → `(batch,)` texts drawn at `temperature` from the `top_k` best."""
         prompt_ids, state, start_ids = self._start(prompts)
-        ids = sample(self.model.decode_step, state, start_ids, END_ID, self._clamp(max_length),
+        ids = sample(self.model.step_function(), state, start_ids, END_ID, self._clamp(max_length),
                      temperature=temperature, top_k=top_k, seed=seed)
         return self._join(prompt_ids, ids)
 

@@ -250,4 +250,5 @@ def test_a_keras_file_saved_before_the_shared_encoder_still_loads_with_its_optim
     assert int(model.optimizer.iterations.numpy()) == 1
     logits = model({"source_ids": tf.constant([[4, 5, 6, 0], [7, 0, 0, 0]]),
                     "target_in_ids": tf.constant([[2, 4, 5], [2, 6, 0]])}).numpy()
-    np.testing.assert_array_equal(logits, np.load(f"{fixtures}/seq2seq-session2-logits.npy"))
+    # float rounding only: the LSTM loop now sums in another order (layers/lstm.py)
+    np.testing.assert_allclose(logits, np.load(f"{fixtures}/seq2seq-session2-logits.npy"), rtol=1e-5, atol=1e-8)

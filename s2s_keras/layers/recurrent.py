@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import keras
 
+from s2s_keras.layers.lstm import LSTM, lstm_step, lstm_weights
+
 # cell name → (sequence layer, single-step cell, number of state tensors)
 _CELLS = {
-    "lstm": (keras.layers.LSTM, keras.layers.LSTMCell, 2),  # state [h, c]
+    "lstm": (LSTM, keras.layers.LSTMCell, 2),  # state [h, c]; Keras' LSTM with a faster loop (layers/lstm.py)
     "gru": (keras.layers.GRU, keras.layers.GRUCell, 1),  # state [h]; Keras's reset_after=True form
     "rnn": (keras.layers.SimpleRNN, keras.layers.SimpleRNNCell, 1),  # h_t = tanh(W_hx x + W_hh h + b)
 }
@@ -33,11 +35,29 @@ def recurrent_cell(cell: str, units: int, **kwargs) -> keras.layers.Layer:
     return _CELLS[cell][1](units, **kwargs)
 
 
-def step_cells(layers, x, state) -> tuple:
-    """One time step through stacked sequence layers' cells: `x (batch, in)`, per-layer state
+def cell_steppers(layers) -> list:
+    """Per stacked sequence layer, a step function `(x (batch, in), state list) -> (output,
+    state list)` with the layer's weights. Make them once, OUTSIDE a decoding loop: an LSTM's
+    kernels are read and cast there (`layers/lstm.py`), not at every step."""
+    steppers = []
+    for layer in layers:
+        if isinstance(layer, LSTM):
+            def step(x, state, weights=lstm_weights(layer.cell)):
+                h, c = lstm_step(x, state[0], state[1], weights)
+                return h, [h, c]
+        else:
+            def step(x, state, cell=layer.cell):
+                output, cell_state = cell(x, list(state), training=False)
+                return output, list(cell_state) if isinstance(cell_state, (list, tuple)) else [cell_state]
+        steppers.append(step)
+    return steppers
+
+
+def step_cells(steppers, x, state) -> tuple:
+    """One time step through stacked layers' `cell_steppers`: `x (batch, in)`, per-layer state
     lists → `(top output (batch, units), new per-layer state lists)`."""
     new_state = []
-    for layer, layer_state in zip(layers, state):
-        x, cell_state = layer.cell(x, list(layer_state), training=False)
-        new_state.append(list(cell_state) if isinstance(cell_state, (list, tuple)) else [cell_state])
+    for step, layer_state in zip(steppers, state):
+        x, layer_state = step(x, layer_state)
+        new_state.append(layer_state)
     return x, new_state

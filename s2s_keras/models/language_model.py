@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from s2s_keras.config import CELLS, PRECISIONS
 from s2s_keras.keras_workarounds import DistributedBuildFix
-from s2s_keras.layers import recurrent_layer, step_cells
+from s2s_keras.layers import cell_steppers, recurrent_layer, step_cells
 from s2s_keras.models.recurrent_encoder import uniform_initializers
 from s2s_keras.models.target_side import TargetSideMixin
 from s2s_keras.text import END_ID, PAD_ID, START_ID
@@ -141,13 +141,23 @@ class LanguageModel(TargetSideMixin, DistributedBuildFix, keras.Model):
     def decode_step(self, token_ids, state):
         """One step for `(batch,)` token ids; returns `(logits (batch, V), new state)`. Padding
         and `<s>` are never targets of a language model, so their logits are -1e9 here (an
-        untrained model could otherwise emit padding, which the text would silently lose)."""
-        x = keras.ops.take(self.target_embedding.embeddings, token_ids, axis=0)
-        x = keras.ops.cast(x, self.target_embedding.compute_dtype)
-        x, new_state = step_cells(self.decoder_layers, x, state)
-        logits = self._project(x)
-        never = tf.one_hot(PAD_ID, tf.shape(logits)[-1]) + tf.one_hot(START_ID, tf.shape(logits)[-1])
-        return logits - 1e9 * never, new_state
+        untrained model could otherwise emit padding, which the text would silently lose).
+        In a decoding loop use `step_function()`, made once outside the loop."""
+        return self.step_function()(token_ids, state)
+
+    def step_function(self):
+        """`decode_step` with the layers' weights read (and cast) once, here."""
+        steppers = cell_steppers(self.decoder_layers)
+
+        def step(token_ids, state):
+            x = keras.ops.take(self.target_embedding.embeddings, token_ids, axis=0)
+            x = keras.ops.cast(x, self.target_embedding.compute_dtype)
+            x, new_state = step_cells(steppers, x, state)
+            logits = self._project(x)
+            never = tf.one_hot(PAD_ID, tf.shape(logits)[-1]) + tf.one_hot(START_ID, tf.shape(logits)[-1])
+            return logits - 1e9 * never, new_state
+
+        return step
 
     def _state_shape(self):
         """Per layer, the sizes of its state tensors."""

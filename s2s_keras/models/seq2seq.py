@@ -10,7 +10,7 @@ import keras
 
 from s2s_keras.config import ATTENTIONS, BRIDGES, CELLS, PRECISIONS
 from s2s_keras.keras_workarounds import DistributedBuildFix
-from s2s_keras.layers import AttentionDecoder, recurrent_layer, state_count, step_cells
+from s2s_keras.layers import AttentionDecoder, cell_steppers, recurrent_layer, state_count, step_cells
 from s2s_keras.models.recurrent_encoder import RecurrentEncoderMixin, uniform_initializers
 from s2s_keras.models.target_side import TargetSideMixin
 from s2s_keras.text import PAD_ID
@@ -165,16 +165,27 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
         return self.attention_decoder.start_state(layer_states, memory, memory_mask)
 
     def decode_step(self, token_ids, state):
-        """One decoder step for `(batch,)` token ids; returns `(logits (batch, V), new state)`."""
-        # The embedding layer's own table, looked up without attaching a padding mask (a cell
-        # does not take masks; a step never sees padding that matters).
-        x = keras.ops.take(self.target_embedding.embeddings, token_ids, axis=0)
-        x = keras.ops.cast(x, self.target_embedding.compute_dtype)
-        if self.attention_decoder is not None:
-            attentional, _, state = self.attention_decoder.step(x, state)
-            return self._project(attentional), state
-        x, new_state = step_cells(self.decoder_layers, x, state)
-        return self._project(x), new_state
+        """One decoder step for `(batch,)` token ids; returns `(logits (batch, V), new state)`.
+        In a decoding loop use `step_function()`, made once outside the loop."""
+        return self.step_function()(token_ids, state)
+
+    def step_function(self):
+        """`decode_step` with the decoder layers' weights read (and cast) once, here: make it
+        outside a decoding loop, pass it to the decoders."""
+        steppers = cell_steppers(self.decoder_layers) if self.attention_decoder is None else None
+
+        def step(token_ids, state):
+            # The embedding layer's own table, looked up without attaching a padding mask (a
+            # cell does not take masks; a step never sees padding that matters).
+            x = keras.ops.take(self.target_embedding.embeddings, token_ids, axis=0)
+            x = keras.ops.cast(x, self.target_embedding.compute_dtype)
+            if self.attention_decoder is not None:
+                attentional, _, state = self.attention_decoder.step(x, state)
+                return self._project(attentional), state
+            x, new_state = step_cells(steppers, x, state)
+            return self._project(x), new_state
+
+        return step
 
     def teacher_forced(self, source_ids, target_in_ids):
         """Inference-mode teacher forcing in one pass: `(logits (batch, T, V) float32, attention

@@ -1,0 +1,164 @@
+"""The LSTM's sequence loop and decoding step with the weight casts and the input projection
+hoisted out of the time loop; the same gate equations as `keras.layers.LSTMCell` (gate order
+i, f, c̃, o; `z = x W_x + h W_h + b`, `c_t = f⊙c_{t-1} + i⊙tanh(z_c)`, `h_t = o⊙tanh(c_t)`).
+
+Why: Keras' generic RNN loop runs the cell once per time step, and under `mixed_bfloat16` every
+step re-reads — re-casts to bf16 — the kernels (and, in the backward pass, casts and sums a
+kernel-sized gradient per step); at batch 1 these casts cost more than the matmuls. Here:
+  - the weights are cast to the compute dtype once per call;
+  - `x W_x + b` of all time steps is one matmul before the loop;
+  - the backward pass is written out (`tf.custom_gradient`): per step only `dz W_hᵀ`; the
+    recurrent kernel's gradient is one matmul over all steps after the loop;
+  - matmuls run in the compute dtype (bf16 under `mixed_bfloat16`), the gate arithmetic in
+    float32 (bf16 elementwise ops are emulated on CPUs); the carried h and c are rounded to the
+    compute dtype after every step, in both the sequence loop and the decoding step, so that
+    step-by-step decoding reproduces the teacher-forced pass.
+Masked steps keep the previous state and output the previous output (zeros before the first
+real step), as Keras' loop does; `go_backwards` reverses time (and the mask) first, as Keras.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+def lstm_weights(cell) -> tuple:
+    """`(W_x, W_h, b)` of an `LSTMCell`, read once: the kernels in the cell's compute dtype
+    (one cast each, outside any time loop), the bias in float32."""
+    dtype = cell.compute_dtype
+    return (tf.cast(tf.convert_to_tensor(cell.kernel.value), dtype),
+            tf.cast(tf.convert_to_tensor(cell.recurrent_kernel.value), dtype),
+            tf.cast(tf.convert_to_tensor(cell.bias.value), tf.float32))
+
+
+def _gates(z, c, units: int) -> tuple:
+    """float32 pre-activations `z (batch, 4·units)` and previous cell state → `(h, c, gates)`."""
+    i = tf.sigmoid(z[:, :units])
+    f = tf.sigmoid(z[:, units:2 * units])
+    g = tf.tanh(z[:, 2 * units:3 * units])
+    o = tf.sigmoid(z[:, 3 * units:])
+    c = f * c + i * g
+    return o * tf.tanh(c), c, (i, f, g, o)
+
+
+def lstm_step(x, h, c, weights) -> tuple:
+    """One step for `x (batch, in)`, `h`, `c (batch, units)` in the compute dtype; returns
+    `(h, c)` in the same dtype. `weights` from `lstm_weights`."""
+    kernel, recurrent_kernel, bias = weights
+    dtype = h.dtype
+    z = (tf.cast(tf.matmul(tf.cast(x, kernel.dtype), kernel), tf.float32) + bias
+         + tf.cast(tf.matmul(tf.cast(h, kernel.dtype), recurrent_kernel), tf.float32))
+    h, c, _ = _gates(z, tf.cast(c, tf.float32), recurrent_kernel.shape[0])
+    return tf.cast(h, dtype), tf.cast(c, dtype)
+
+
+def lstm_sequence(x, h0, c0, mask, weights, go_backwards: bool = False, zero_masked_outputs: bool = False) -> tuple:
+    """`x (batch, T, in)`, initial `h0, c0 (batch, units)` (compute dtype), `mask (batch, T)`
+    bool or None → `(outputs (batch, T, units), h, c)` in the compute dtype of `h0`.
+    `zero_masked_outputs`: masked steps output zeros (Keras' `zero_output_for_mask`, which
+    `Bidirectional` sets) instead of the previous output."""
+    kernel, recurrent_kernel, bias = weights
+    dtype = h0.dtype
+    units = recurrent_kernel.shape[0]
+    if go_backwards:
+        x = tf.reverse(x, [1])
+        mask = None if mask is None else tf.reverse(mask, [1])
+    batch, steps = tf.shape(x)[0], tf.shape(x)[1]
+    flat = tf.reshape(tf.cast(x, kernel.dtype), [-1, tf.shape(x)[2]])
+    projected = tf.cast(tf.matmul(flat, kernel), tf.float32) + bias
+    projected = tf.transpose(tf.reshape(projected, [batch, steps, 4 * units]), [1, 0, 2])  # time major
+    keep = None if mask is None else tf.cast(tf.transpose(mask), tf.float32)[:, :, None]  # (T, batch, 1)
+    h_seq, h, c = _recurrence(projected, tf.cast(h0, tf.float32), tf.cast(c0, tf.float32), keep,
+                              recurrent_kernel, dtype)
+    outputs = tf.transpose(h_seq, [1, 0, 2])
+    if keep is not None:
+        # Keras outputs zeros at masked steps, or (default) the previous output: zeros before
+        # the first real step, then the carried h
+        shown = mask if zero_masked_outputs else tf.cumsum(tf.cast(mask, tf.int32), axis=1) > 0
+        outputs = outputs * tf.cast(shown, outputs.dtype)[:, :, None]
+    return tf.cast(outputs, dtype), tf.cast(h, dtype), tf.cast(c, dtype)
+
+
+def _recurrence(projected, h0, c0, keep, recurrent_kernel, dtype):
+    """The time loop over `projected (T, batch, 4·units)` float32 with its hand-written backward
+    pass. States are float32 values rounded to `dtype` after each step."""
+    units = recurrent_kernel.shape[0]
+    matmul_dtype = recurrent_kernel.dtype
+    steps = tf.shape(projected)[0]
+
+    def rounded(value):
+        return value if dtype == tf.float32 else tf.cast(tf.cast(value, dtype), tf.float32)
+
+    @tf.custom_gradient
+    def run(projected, h0, c0, recurrent_kernel):
+        def body(t, h, c, h_seq, c_seq, gate_seq):
+            z = projected[t] + tf.cast(tf.matmul(tf.cast(h, matmul_dtype), recurrent_kernel), tf.float32)
+            h_new, c_new, gates = _gates(z, c, units)
+            h_new, c_new = rounded(h_new), rounded(c_new)
+            if keep is not None:
+                h_new = h + keep[t] * (h_new - h)
+                c_new = c + keep[t] * (c_new - c)
+            return (t + 1, h_new, c_new, h_seq.write(t, h_new), c_seq.write(t, c_new),
+                    gate_seq.write(t, tf.concat(gates, axis=-1)))
+
+        def array():
+            return tf.TensorArray(tf.float32, size=steps)
+
+        _, h, c, h_seq, c_seq, gate_seq = tf.while_loop(
+            lambda t, *_: t < steps, body, (tf.constant(0), h0, c0, array(), array(), array()))
+        h_seq, c_seq, gate_seq = h_seq.stack(), c_seq.stack(), gate_seq.stack()
+
+        def gradient(d_h_seq, d_h, d_c):
+            c_prev = tf.concat([c0[None], c_seq[:-1]], 0)
+            transposed = tf.transpose(recurrent_kernel)
+
+            def back(s, d_h, d_c, d_z_seq):
+                t = steps - 1 - s
+                d_h = d_h + d_h_seq[t]
+                gates = gate_seq[t]
+                i, f = gates[:, :units], gates[:, units:2 * units]
+                g, o = gates[:, 2 * units:3 * units], gates[:, 3 * units:]
+                if keep is not None:  # a masked step passes the gradient through unchanged
+                    pass_h, pass_c = d_h * (1 - keep[t]), d_c * (1 - keep[t])
+                    d_h, d_c = d_h * keep[t], d_c * keep[t]
+                tanh_c = tf.tanh(f * c_prev[t] + i * g)
+                d_c = d_c + d_h * o * (1 - tanh_c * tanh_c)
+                d_z = tf.concat([d_c * g * i * (1 - i), d_c * c_prev[t] * f * (1 - f), d_c * i * (1 - g * g),
+                                 d_h * tanh_c * o * (1 - o)], axis=-1)
+                d_h = tf.cast(tf.matmul(tf.cast(d_z, matmul_dtype), transposed), tf.float32)
+                d_c = d_c * f
+                if keep is not None:
+                    d_h, d_c = d_h + pass_h, d_c + pass_c
+                return s + 1, d_h, d_c, d_z_seq.write(t, d_z)
+
+            _, d_h0, d_c0, d_z_seq = tf.while_loop(lambda s, *_: s < steps, back,
+                                                   (tf.constant(0), d_h, d_c, array()))
+            d_z_seq = d_z_seq.stack()
+            h_prev = tf.concat([h0[None], h_seq[:-1]], 0)
+            d_recurrent = tf.matmul(tf.cast(tf.reshape(h_prev, [-1, units]), matmul_dtype),
+                                    tf.cast(tf.reshape(d_z_seq, [-1, 4 * units]), matmul_dtype), transpose_a=True)
+            return d_z_seq, d_h0, d_c0, d_recurrent
+
+        return (h_seq, h, c), gradient
+
+    return run(projected, h0, c0, recurrent_kernel)
+
+
+@keras.saving.register_keras_serializable(package="s2s_keras")
+class LSTM(keras.layers.LSTM):
+    """`keras.layers.LSTM` (same weights, config and outputs) whose loop is `lstm_sequence`;
+    Keras' own loop still runs for what that does not cover (recurrent dropout while training,
+    other activations, unrolling)."""
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        cell = self.cell
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        standard = (cell.activation is keras.activations.tanh and cell.recurrent_activation is keras.activations.sigmoid
+                    and cell.use_bias and not self.unroll)
+        if not standard or (training and (cell.dropout or cell.recurrent_dropout)):
+            return super().inner_loop(sequences, initial_state, mask=mask, training=training)
+        outputs, h, c = lstm_sequence(sequences, initial_state[0], initial_state[1], mask, lstm_weights(cell),
+                                      go_backwards=self.go_backwards, zero_masked_outputs=self.zero_output_for_mask)
+        return h, outputs, [h, c]

@@ -1,0 +1,132 @@
+"""layers/lstm.py: the hoisted LSTM loop and its hand-written backward pass against Keras' own
+LSTM (same weights): outputs, states and every gradient, with padding, reversal and bf16."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from s2s_keras.layers import LSTM, cell_steppers, step_cells
+from s2s_keras.layers.lstm import lstm_sequence, lstm_step, lstm_weights
+
+BATCH, STEPS, FEATURES, UNITS = 4, 6, 5, 7
+LENGTHS = [6, 3, 1, 0]  # full, padded, one step, empty
+
+
+def _pair(dtype="float32", **kwargs):
+    ours = LSTM(UNITS, return_sequences=True, return_state=True, use_cudnn=False, dtype=dtype, **kwargs)
+    theirs = keras.layers.LSTM(UNITS, return_sequences=True, return_state=True, use_cudnn=False, dtype=dtype,
+                               **kwargs)
+    x = tf.random.stateless_normal([BATCH, STEPS, FEATURES], seed=[1, 2])
+    ours(x)
+    theirs(x)
+    rng = np.random.default_rng(0)
+    theirs.set_weights([rng.uniform(-0.5, 0.5, w.shape).astype("float32") for w in ours.get_weights()])
+    ours.set_weights(theirs.get_weights())
+    return ours, theirs, x
+
+
+def _mask(left_padded=False):
+    mask = np.arange(STEPS)[None, :] < np.array(LENGTHS)[:, None]
+    return tf.constant(mask[:, ::-1] if left_padded else mask)
+
+
+def _outputs_and_gradients(layer, x, mask, initial_state):
+    with tf.GradientTape() as tape:
+        tape.watch([x, *initial_state])
+        outputs, h, c = layer(x, mask=mask, initial_state=initial_state)
+        # weights every output differently, so that each one's gradient matters
+        loss = (tf.reduce_sum(tf.cast(outputs, tf.float32) * tf.range(1.0, UNITS + 1.0))
+                + tf.reduce_sum(tf.cast(h, tf.float32) ** 2) + tf.reduce_sum(tf.cast(c, tf.float32) * 3.0))
+    gradients = tape.gradient(loss, [x, *initial_state, *layer.trainable_weights])
+    return [tf.cast(v, tf.float32).numpy() for v in (outputs, h, c, *gradients)]
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("left_padded", [False, True])
+def test_outputs_states_and_gradients_equal_keras(go_backwards, left_padded):
+    ours, theirs, x = _pair(go_backwards=go_backwards)
+    initial_state = [tf.random.stateless_normal([BATCH, UNITS], seed=[3, i]) for i in range(2)]
+    mask = _mask(left_padded)
+    for mine, reference in zip(_outputs_and_gradients(ours, x, mask, initial_state),
+                               _outputs_and_gradients(theirs, x, mask, initial_state)):
+        np.testing.assert_allclose(mine, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_no_mask_and_no_initial_state_equal_keras():
+    ours, theirs, x = _pair()
+    for mine, reference in zip(ours(x), theirs(x)):
+        np.testing.assert_allclose(mine, reference, atol=1e-6)
+
+
+def test_bidirectional_equals_keras():
+    ours, theirs, x = _pair()
+    ours_bi, theirs_bi = keras.layers.Bidirectional(ours), keras.layers.Bidirectional(theirs)
+    mask = _mask()
+    ours_bi(x, mask=mask)
+    theirs_bi(x, mask=mask)
+    theirs_bi.set_weights(ours_bi.get_weights())
+    for mine, reference in zip(ours_bi(x, mask=mask), theirs_bi(x, mask=mask)):
+        np.testing.assert_allclose(mine, reference, atol=1e-5)
+
+
+def test_mixed_bfloat16_is_close_to_keras_and_keeps_float32_weights():
+    ours, theirs, x = _pair(dtype="mixed_bfloat16")
+    assert ours.cell.kernel.dtype == "float32"
+    initial_state = [tf.zeros([BATCH, UNITS])] * 2
+    results = [_outputs_and_gradients(layer, x, _mask(), initial_state) for layer in (ours, theirs)]
+    outputs = ours(x, mask=_mask())
+    assert all(o.dtype == tf.bfloat16 for o in outputs)
+    for mine, reference in zip(*results):
+        scale = max(np.abs(reference).max(), 1e-3)
+        # bf16 has 8 significant bits; ours keeps the gate arithmetic in float32
+        assert np.abs(mine - reference).max() / scale < 0.05
+
+
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+def test_steps_reproduce_the_sequence(dtype):
+    """The decoding step (weights read once) gives the sequence loop's outputs and states."""
+    ours, _, x = _pair(dtype=dtype)
+    compute = ours.compute_dtype
+    h = c = tf.zeros([BATCH, UNITS], compute)
+    outputs, last_h, last_c = lstm_sequence(tf.cast(x, compute), h, c, None, lstm_weights(ours.cell))
+    [step] = cell_steppers([ours])
+    state = [h, c]
+    for t in range(STEPS):
+        output, [state] = step_cells([step], tf.cast(x[:, t], compute), [state])
+        tolerance = 1e-6 if dtype == "float32" else 2e-2
+        np.testing.assert_allclose(tf.cast(output, tf.float32), tf.cast(outputs[:, t], tf.float32), atol=tolerance)
+    np.testing.assert_allclose(tf.cast(state[1], tf.float32), tf.cast(last_c, tf.float32), atol=tolerance)
+
+
+def test_step_equals_the_gate_equations():
+    ours, _, x = _pair()
+    kernel, recurrent, bias = (w.numpy() for w in ours.cell.weights)
+    h = np.random.default_rng(1).normal(size=(BATCH, UNITS)).astype("float32")
+    c = np.random.default_rng(2).normal(size=(BATCH, UNITS)).astype("float32")
+    z = x[:, 0].numpy() @ kernel + h @ recurrent + bias
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    i, f, g, o = sigmoid(z[:, :UNITS]), sigmoid(z[:, UNITS:2 * UNITS]), np.tanh(z[:, 2 * UNITS:3 * UNITS]), \
+        sigmoid(z[:, 3 * UNITS:])
+    expected_c = f * c + i * g
+    new_h, new_c = lstm_step(x[:, 0], tf.constant(h), tf.constant(c), lstm_weights(ours.cell))
+    np.testing.assert_allclose(new_c, expected_c, atol=1e-5)
+    np.testing.assert_allclose(new_h, o * np.tanh(expected_c), atol=1e-5)
+
+
+def test_recurrent_dropout_while_training_falls_back_to_keras_loop():
+    ours, theirs, x = _pair(recurrent_dropout=0.5, seed=7)
+    # not training: no dropout, our loop; equal to Keras
+    np.testing.assert_allclose(ours(x)[0], theirs(x)[0], atol=1e-6)
+    training = ours(x, training=True)[0].numpy()
+    assert np.isfinite(training).all() and not np.allclose(training, ours(x)[0])
+
+
+def test_saves_and_reloads(tmp_path):
+    ours, _, x = _pair()
+    model = keras.Sequential([keras.Input((STEPS, FEATURES)), LSTM(UNITS, return_sequences=True, use_cudnn=False)])
+    model.layers[0].set_weights(ours.get_weights()[:3])
+    model.save(tmp_path / "m.keras")
+    again = keras.saving.load_model(tmp_path / "m.keras")
+    assert isinstance(again.layers[0], LSTM)
+    np.testing.assert_allclose(again(x), model(x), atol=1e-6)
