@@ -130,3 +130,36 @@ def test_saves_and_reloads(tmp_path):
     again = keras.saving.load_model(tmp_path / "m.keras")
     assert isinstance(again.layers[0], LSTM)
     np.testing.assert_allclose(again(x), model(x), atol=1e-6)
+
+
+def test_default_preset_trains_and_decodes_on_the_fast_path(monkeypatch):
+    """What issue 8 asks a test to guard (not a timing): the `small` preset's model is bf16 and
+    its training step and decoding never enter Keras' per-step LSTM loop."""
+    import dataclasses
+
+    from s2s_keras.config import preset
+    from s2s_keras.decoding import greedy_search
+    from s2s_keras.text import END_ID, START_ID
+    from s2s_keras.training import build_model, compile_model
+
+    config = preset("small")
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, hidden_units=8, embedding_size=8))
+    assert config.train.precision == "mixed_bfloat16" and config.model.cell == "lstm"
+    model = build_model(config, list("abcdef"), ["X", "Y", "Z"])
+    compile_model(model, config, steps_per_epoch=1)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Keras' per-step LSTM loop ran")
+
+    monkeypatch.setattr(keras.layers.RNN, "inner_loop", refuse)
+    monkeypatch.setattr(keras.layers.LSTMCell, "call", refuse)
+    inputs = {"source_ids": tf.constant([[4, 5, 6, 0], [7, 8, 0, 0]]),
+              "target_in_ids": tf.constant([[START_ID, 4, 5], [START_ID, 6, 0]])}
+    history = model.fit(tf.data.Dataset.from_tensors((inputs, tf.constant([[4, 5, END_ID], [6, END_ID, 0]]))),
+                        epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert all(isinstance(layer, LSTM) and layer.compute_dtype == "bfloat16"
+               for layer in model.encoder_layers + model.decoder_layers)
+    ids = greedy_search(model.step_function(), model.encode(inputs["source_ids"]), tf.constant([START_ID] * 2),
+                        END_ID, 5)
+    assert ids.shape[0] == 2

@@ -132,8 +132,8 @@ def _recurrence(projected, h0, c0, keep, recurrent_kernel):
                 (tf.constant(0), tf.cast(d_h, tf.float32), tf.cast(d_c, tf.float32), array(tf.float32)))
             d_z_seq = d_z_seq.stack()
             h_prev = tf.concat([h0[None], h_seq[:-1]], 0)
-            d_recurrent = tf.matmul(tf.reshape(h_prev, [-1, units]), tf.cast(tf.reshape(d_z_seq, [-1, 4 * units]), dtype),
-                                    transpose_a=True)
+            d_recurrent = tf.matmul(tf.reshape(h_prev, [-1, units]),
+                                    tf.cast(tf.reshape(d_z_seq, [-1, 4 * units]), dtype), transpose_a=True)
             return d_z_seq, tf.cast(d_h0, dtype), tf.cast(d_c0, dtype), d_recurrent
 
         return (h_seq, h, c), gradient
