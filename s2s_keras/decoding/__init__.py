@@ -1,6 +1,7 @@
 """Decoding strategies: loops over a step function `(token_ids, state) -> (logits, state)`.
 
-They know nothing about LSTMs; `Seq2Seq.decode_step` is the step function in practice.
+They know nothing about LSTMs; in practice the step function is `model.step_function()` (a
+`Seq2Seq` or `LanguageModel` step with its weights read once, outside the loop).
 """
 
 from s2s_keras.decoding.beam_search import beam_search, length_penalty

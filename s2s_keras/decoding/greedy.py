@@ -15,7 +15,7 @@ def decode_loop(step_fn: StepFunction, state, start_ids: tf.Tensor, end_id: int,
     """Batched one-token-at-a-time decoding as one in-graph `tf.while_loop`.
 
     Knows nothing about the network: `step_fn(token_ids (batch,), state) -> (logits (batch, V),
-    state)` (e.g. `Seq2Seq.decode_step`); `state` is any nest of tensors with the batch first.
+    state)` (e.g. `Seq2Seq.step_function()`); `state` is any nest of tensors with the batch first.
     `choose(logits, step) -> (batch,)` ids picks the next tokens. Stops when every sequence has
     produced `end_id` or after `max_length` steps (clamped to at least 1).
 

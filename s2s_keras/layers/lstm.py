@@ -158,4 +158,3 @@ class LSTM(keras.layers.LSTM):
         outputs, h, c = lstm_sequence(sequences, initial_state[0], initial_state[1], mask, lstm_weights(cell),
                                       go_backwards=self.go_backwards, zero_masked_outputs=self.zero_output_for_mask)
         return h, outputs, [h, c]
-
