@@ -16,16 +16,17 @@ training split of those):
     and the peak RSS of the process up to then (`ru_maxrss`: includes loading the corpus and,
     with `--precision both`, both runs);
   - in a fresh process (`torch_reference.py`: TensorFlow's thread pools slow PyTorch in a
-    shared process by ~20% here), a PyTorch reference of the same network (nn.Embedding,
-    nn.LSTM encoder whose final (h, c) starts an nn.LSTM decoder, nn.Linear, CrossEntropyLoss ignoring id 0, Adam at our rate,
-    clip_grad_norm 5, the source reversed within its length), with packed sequences, trained on
-    EXACTLY the batches of our timed epoch (the same `split_dataset` epoch, read once into
-    numpy; checked equal to ours by their padding and position counts): ~20 batches of warm-up,
+    shared process, see there), a PyTorch reference of the same network (nn.Embedding, nn.LSTM
+    encoder whose final (h, c) starts an nn.LSTM decoder, nn.Linear, CrossEntropyLoss ignoring
+    id 0, Adam at our rate, clip_grad_norm 5, the source reversed within its length), with
+    packed sequences, trained on EXACTLY the batches of our timed epoch (the same
+    `split_dataset` epoch, read once into numpy; checked equal to ours by their padding and
+    position counts): ~20 batches of warm-up,
     then one timed epoch, at fp32 and under bf16 autocast (loss in float32; `lstm_output_dtype`
     says whether autocast reached the LSTMs or only the projection);
   - in a fresh process too, the keras-io `lstm_seq2seq` style: one-hot encoder/decoder inputs
-    and targets padded to the corpus' maximum lengths (padding is the one-hot of id 0, as the recipe pads with spaces, and
-    is trained on, unmasked), `LSTM(return_state=True)` encoder, decoder `LSTM` started from its
+    and targets padded to the corpus' maximum lengths (padding is the one-hot of id 0, as the
+    recipe pads with spaces, and is trained on, unmasked), `LSTM(return_state=True)` encoder, decoder `LSTM` started from its
     states (stacked the same way for `--layers` > 1), `Dense(softmax)`, rmsprop +
     categorical_crossentropy, `fit(batch_size=--batch-size, epochs=2)`, on the same pairs (no
     validation split, as ours), at the same precisions as ours; the second epoch is reported;
@@ -289,8 +290,8 @@ def main():
         model, ours[precision] = ours_benchmark(benchmark_config(args, precision), corpus, source_vocabulary,
                                                 target_vocabulary, lengths)
     fastest = max(precisions, key=lambda precision: ours[precision]["tokens_per_s"])
-    report = {"data": args.data, "pairs": args.pairs, "overrides": args.set, "train_pairs": len(corpus.train), "units": args.units,
-              "layers": args.layers, "embedding_size": model.embedding_size, "batch_size": args.batch_size,
+    report = {"data": args.data, "pairs": args.pairs, "overrides": args.set, "train_pairs": len(corpus.train),
+              "units": args.units, "layers": args.layers, "embedding_size": model.embedding_size, "batch_size": args.batch_size,
               "source_vocabulary_size": model.source_tokenizer.vocabulary_size,
               "target_vocabulary_size": model.target_tokenizer.vocabulary_size,
               **{key: ours[fastest][key] for key in ("tokens_per_s", "pad_fraction", "precision", "steps_per_epoch",
