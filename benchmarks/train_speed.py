@@ -26,8 +26,8 @@ training split of those):
     says whether autocast reached the LSTMs or only the projection);
   - in a fresh process too, the keras-io `lstm_seq2seq` style: one-hot encoder/decoder inputs
     and targets padded to the corpus' maximum lengths (padding is the one-hot of id 0, as the
-    recipe pads with spaces, and is trained on, unmasked), `LSTM(return_state=True)` encoder, decoder `LSTM` started from its
-    states (stacked the same way for `--layers` > 1), `Dense(softmax)`, rmsprop +
+    recipe pads with spaces, and is trained on, unmasked), `LSTM(return_state=True)` encoder,
+    decoder `LSTM` started from its states (stacked the same way for `--layers` > 1), `Dense(softmax)`, rmsprop +
     categorical_crossentropy, `fit(batch_size=--batch-size, epochs=2)`, on the same pairs (no
     validation split, as ours), at the same precisions as ours; the second epoch is reported;
   - useful FLOP/s: an analytic count per real token (per LSTM layer 2·4H·(in+H) forward, the
@@ -291,7 +291,8 @@ def main():
                                                 target_vocabulary, lengths)
     fastest = max(precisions, key=lambda precision: ours[precision]["tokens_per_s"])
     report = {"data": args.data, "pairs": args.pairs, "overrides": args.set, "train_pairs": len(corpus.train),
-              "units": args.units, "layers": args.layers, "embedding_size": model.embedding_size, "batch_size": args.batch_size,
+              "units": args.units, "layers": args.layers, "embedding_size": model.embedding_size,
+              "batch_size": args.batch_size,
               "source_vocabulary_size": model.source_tokenizer.vocabulary_size,
               "target_vocabulary_size": model.target_tokenizer.vocabulary_size,
               **{key: ours[fastest][key] for key in ("tokens_per_s", "pad_fraction", "precision", "steps_per_epoch",
