@@ -23,6 +23,13 @@ import keras
 import tensorflow as tf
 
 
+def has_lstm_equations(cell) -> bool:
+    """Whether an `LSTMCell` computes exactly `_gates` (tanh / sigmoid, with a bias): what
+    `lstm_step` and `lstm_sequence` may stand in for."""
+    return (isinstance(cell, keras.layers.LSTMCell) and cell.use_bias and cell.activation is keras.activations.tanh
+            and cell.recurrent_activation is keras.activations.sigmoid)
+
+
 def lstm_weights(cell) -> tuple:
     """`(W_x, W_h, b)` of an `LSTMCell`, read once: the kernels in the cell's compute dtype
     (one cast each, outside any time loop), the bias in float32."""
@@ -151,9 +158,7 @@ class LSTM(keras.layers.LSTM):
         cell = self.cell
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
-        standard = (cell.activation is keras.activations.tanh and cell.recurrent_activation is keras.activations.sigmoid
-                    and cell.use_bias and not self.unroll)
-        if not standard or (training and (cell.dropout or cell.recurrent_dropout)):
+        if self.unroll or not has_lstm_equations(cell) or (training and (cell.dropout or cell.recurrent_dropout)):
             return super().inner_loop(sequences, initial_state, mask=mask, training=training)
         outputs, h, c = lstm_sequence(sequences, initial_state[0], initial_state[1], mask, lstm_weights(cell),
                                       go_backwards=self.go_backwards, zero_masked_outputs=self.zero_output_for_mask)

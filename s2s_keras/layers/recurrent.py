@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from s2s_keras.layers.lstm import LSTM, lstm_step, lstm_weights
+from s2s_keras.layers.lstm import LSTM, has_lstm_equations, lstm_step, lstm_weights
 
 # cell name → (sequence layer, single-step cell, number of state tensors)
 _CELLS = {
@@ -41,7 +41,7 @@ def cell_steppers(layers) -> list:
     kernels are read and cast there (`layers/lstm.py`), not at every step."""
     steppers = []
     for layer in layers:
-        if isinstance(layer, LSTM):
+        if isinstance(layer, LSTM) and has_lstm_equations(layer.cell):  # the math of its sequence loop
             def step(x, state, weights=lstm_weights(layer.cell)):
                 h, c = lstm_step(x, state[0], state[1], weights)
                 return h, [h, c]
