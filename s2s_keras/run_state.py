@@ -5,7 +5,10 @@ lives in ONE file, `run_dir/backup/state.npz` (the one before it is kept as
 `state.previous.npz`), replaced atomically: every model variable (the
 weights and the dropout seed generators' state), every optimizer variable (slots, step count,
 loss scale), and a JSON record — epoch and step reached, the best monitored value, early
-stopping's wait count, the history of finished epochs. With the training data's order a
+stopping's wait count, the history of finished epochs, and the seconds trained up to the backup
+(`train_seconds`: summed over every attempt, so a run resumed across machines or sessions still
+reports its total training time; the steps a killed attempt did after its last backup are
+counted once, when the resumed attempt redoes them). With the training data's order a
 function of (seed, epoch) only (`make_dataset(..., epoch_range=...)`), a resumed run sees the
 same batches in the same order as an uninterrupted one.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import keras
 import numpy as np
@@ -41,7 +45,8 @@ class RunState(keras.callbacks.Callback):
         self.patience = patience
         self.backup_every_steps = backup_every_steps
         self.state = {"epoch": 0, "step": 0, "global_step": 0, "best": None, "wait": 0, "stopped": False,
-                      "history": {}}
+                      "history": {}, "train_seconds": 0.0}
+        self._clock = None  # when the time since the last backup started counting
 
     @property
     def path(self) -> str:
@@ -78,8 +83,21 @@ class RunState(keras.callbacks.Callback):
                              f"delete {os.path.dirname(path)} to start over")
         for variable, value in zip(variables, values):
             variable.assign(value)
+        state.setdefault("train_seconds", 0.0)  # backups written before it was recorded
         self.state = state
         return self.state
+
+    def on_train_begin(self, logs=None):
+        self._clock = time.time()
+
+    def on_train_end(self, logs=None):
+        self._count_time()
+
+    def _count_time(self) -> None:
+        if self._clock is not None:
+            now = time.time()
+            self.state["train_seconds"] += now - self._clock
+            self._clock = now
 
     def on_train_batch_end(self, batch, logs=None):
         self.state["step"] += 1
@@ -107,6 +125,7 @@ class RunState(keras.callbacks.Callback):
         self.save()
 
     def save(self) -> None:
+        self._count_time()
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         arrays = {f"v{index}": np.asarray(variable.numpy())
                   for index, variable in enumerate(_state_variables(self.model))}

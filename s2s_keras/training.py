@@ -331,13 +331,15 @@ def train(config: Config, run_dir: str, verbose: int = 1) -> keras.Model:
                # each epoch's is in history["padding_fraction"]
                "train_padding_fraction": _mean(run_state.state["history"].get("padding_fraction", [])),
                "streamed": corpus.streamed, **task_statistics(config, corpus, model, stats),
-               "parameters": model.count_params(), "train_seconds": seconds,
+               "parameters": model.count_params(),
+               # model.fit's time summed over every attempt of a resumed run; this attempt's alone
+               "train_seconds": run_state.state["train_seconds"], "attempt_seconds": seconds,
                "replicas": strategy.num_replicas_in_sync,
                "epochs_run": run_state.state["epoch"], "history": run_state.state["history"]}
     with open(os.path.join(run_dir, "summary.json"), "w") as handle:
         json.dump(summary, handle, indent=2)
     shutil.rmtree(os.path.join(run_dir, BACKUP_DIR), ignore_errors=True)  # finished: nothing to resume
-    _log(verbose, f"trained in {seconds:.0f} s; saved {os.path.join(run_dir, MODEL_FILE)}")
+    _log(verbose, f"trained in {run_state.state['train_seconds']:.0f} s (this attempt {seconds:.0f} s); saved {os.path.join(run_dir, MODEL_FILE)}")
     return model
 
 

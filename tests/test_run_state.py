@@ -59,6 +59,8 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch
     again = json.loads((run_dir / "summary.json").read_text())
     assert again["epochs_run"] == whole["epochs_run"] == 4
     np.testing.assert_allclose(again["history"]["val_loss"], whole["history"]["val_loss"], rtol=1e-6)
+    # The total training time counts the killed attempt up to its last backup and the resumed one.
+    assert 0 < state["train_seconds"] < again["train_seconds"] <= state["train_seconds"] + again["attempt_seconds"]
     import keras
 
     import s2s_keras  # noqa: F401
