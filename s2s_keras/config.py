@@ -198,6 +198,10 @@ class TrainConfig:
     # mixed_float16 (GPUs) adds dynamic loss scaling.
     precision: str = "mixed_bfloat16"
     seed: int = 1234
+    # Fine-tuning: a finished run dir or a `.keras` model of the same task whose vocabularies
+    # (labels) and weights start this run; model.* (the architecture) and the data's
+    # tokenization must match it. "" trains from scratch.
+    init_from: str = ""
 
     def __post_init__(self):
         _check(self.epochs >= 1, "train.epochs", self.epochs, "an integer >= 1")

@@ -135,6 +135,90 @@ def load_data(config: Config, verbose: int = 0) -> tuple:
     return corpus, source_vocabulary, target_vocabulary, lengths if measure else None
 
 
+# What fixes the computation a model's weights were trained for (dropout and init may change).
+_ARCHITECTURE = ("cell", "learn_initial_state", "embedding_size", "hidden_units", "num_layers", "bidirectional",
+                 "bridge", "attention", "reverse_source", "tie_embeddings", "pooling")
+_TASK_MODELS = {"seq2seq": Seq2Seq, "classify": Classifier, "lm": LanguageModel}
+
+
+def load_pretrained(config: Config, labels=None) -> keras.Model:
+    """`train.init_from` loaded and checked against this run: same task, same architecture
+    (`model.*` fields in `_ARCHITECTURE`), same tokenization, and for `classify` the training
+    split's `labels` all known to it. Every mismatch is named in one error."""
+    path = config.train.init_from
+    model_path = os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path
+    if not os.path.isfile(model_path):
+        raise FileNotFoundError(f"train.init_from: {model_path} not found (a finished run dir or a .keras file)")
+    pretrained = keras.saving.load_model(model_path)
+    expected = _TASK_MODELS[config.task]
+    if not isinstance(pretrained, expected):
+        raise ValueError(f"train.init_from: {model_path} is a {type(pretrained).__name__}; task {config.task} "
+                         f"needs a {expected.__name__}")
+    theirs = pretrained.get_config()
+    ours = {**dataclasses.asdict(config.model), "source_split": config.data.source_split,
+            "source_lowercase": config.data.source_lowercase, "target_split": config.data.target_split,
+            "target_lowercase": config.data.target_lowercase, "split": config.data.source_split,
+            "lowercase": config.data.source_lowercase}
+    fields = [*(f"model.{name}" for name in _ARCHITECTURE),
+              *(f"data.{name}" for name in ("source_split", "source_lowercase", "target_split", "target_lowercase"))]
+    problems = []
+    for field in fields:
+        name = field.split(".")[1]
+        if name in theirs and theirs[name] != ours[name]:
+            problems.append(f"{field}: {ours[name]!r} here, {theirs[name]!r} in the pretrained model")
+    for name, field in (("split", "data.source_split"), ("lowercase", "data.source_lowercase")):  # LanguageModel
+        if name in theirs and theirs[name] != ours[name]:
+            problems.append(f"{field}: {ours[name]!r} here, {theirs[name]!r} in the pretrained model")
+    if config.task == "classify" and labels is not None:
+        unknown = sorted(set(labels) - set(pretrained.labels))
+        if unknown:
+            problems.append(f"labels {unknown[:5]} of the training split are not among the pretrained model's "
+                            f"{pretrained.labels[:10]}")
+    if problems:
+        raise ValueError(f"train.init_from: {model_path} does not fit this run (--set the fields to match it):\n  "
+                         + "\n  ".join(problems))
+    return pretrained
+
+
+def _vocabularies(model) -> tuple:
+    """`(source, target)` vocabularies of a model as `build_model` takes them (labels for a
+    classifier, None for a language model's target)."""
+    if isinstance(model, Classifier):
+        return model.source_vocabulary, model.labels
+    if isinstance(model, LanguageModel):
+        return model.vocabulary, None
+    return model.source_vocabulary, model.target_vocabulary
+
+
+def _unknown_tokens(pretrained, corpus, config: Config) -> str:
+    """How much of this run's training text the pretrained vocabularies map to `[UNK]`."""
+    # (name, tokenizer, column of the pairs): a language model reads the source column.
+    sides = {"seq2seq": [("source", "source_tokenizer", 0), ("target", "target_tokenizer", 1)],
+             "classify": [("source", "source_tokenizer", 0)], "lm": [("text", "target_tokenizer", 0)]}[config.task]
+    parts = []
+    for side, tokenizer, column in sides:
+        unknown = total = 0
+        for batch in string_batches(corpus.train):
+            ids = getattr(pretrained, tokenizer).tokenize_ragged(batch[column]).flat_values
+            unknown += int(tf.reduce_sum(tf.cast(ids == 1, tf.int32)))  # id 1: [UNK]
+            total += int(tf.size(ids))
+        parts.append(f"{side} tokens unknown to it: {unknown} of {total} ({unknown / max(total, 1):.2%})")
+    return "; ".join(parts)
+
+
+def copy_weights(pretrained, model, name: str) -> None:
+    """Every weight of `pretrained` into `model` (same order, same shapes; a mismatch is named)."""
+    theirs, ours = pretrained.weights, model.weights
+    if len(theirs) != len(ours):
+        raise ValueError(f"train.init_from: {name} has {len(theirs)} weights, this run's model {len(ours)}")
+    for mine, other in zip(ours, theirs):
+        if tuple(mine.shape) != tuple(other.shape):
+            raise ValueError(f"train.init_from: weight {mine.path} is {tuple(mine.shape)} here, "
+                             f"{tuple(other.shape)} ({other.path}) in {name}")
+    for mine, other in zip(ours, theirs):
+        mine.assign(other.numpy())
+
+
 def labels_of(corpus) -> list:
     """Sorted labels of the training split; every valid/test label must be one of them."""
     labels = sorted({label for _, label in corpus.train})
@@ -283,8 +367,16 @@ def train(config: Config, run_dir: str, verbose: int = 1) -> keras.Model:
     keras.utils.set_random_seed(config.train.seed)
 
     corpus, source_vocabulary, target_vocabulary, lengths = load_data(config, verbose)
+    pretrained = None
+    if config.train.init_from:
+        pretrained = load_pretrained(config, target_vocabulary)
+        source_vocabulary, target_vocabulary = _vocabularies(pretrained)
+        _log(verbose, f"init from {config.train.init_from}: its vocabularies and weights; "
+                      f"{_unknown_tokens(pretrained, corpus, config)}")
     with strategy.scope():
         model = build_model(config, source_vocabulary, target_vocabulary)
+        if pretrained is not None:
+            copy_weights(pretrained, model, config.train.init_from)
     # Training reads the per-epoch stream built below, not the one-pass train dataset.
     _, valid_data, stats = datasets(config, corpus, model, lengths)
     with strategy.scope():

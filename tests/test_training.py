@@ -105,3 +105,55 @@ def test_streamed_training_equals_in_memory_and_logs_padding_per_epoch(tmp_path)
     # The shuffle window holds the whole corpus here, so both see the same batches in the same order.
     for key in ("loss", "val_loss", "padding_fraction"):
         assert streamed["history"][key] == pytest.approx(in_memory["history"][key], rel=1e-5), key
+
+
+def test_init_from_starts_from_the_pretrained_vocabularies_and_weights(tmp_path):
+    import json
+
+    import keras
+    import tensorflow as tf
+
+    from s2s_keras.training import build_model, copy_weights, load_pretrained, train
+
+    pretrained_dir = tmp_path / "pretrained"
+    pretrained = train(preset("tiny").override([f"data.source=tsv:{write_pairs(tmp_path)}", "train.epochs=6",
+                                                "train.batch_size=16"]), str(pretrained_dir), verbose=0)
+    # New data with a letter the pretrained vocabulary lacks ("g" maps to [UNK]).
+    rng = np.random.default_rng(1)
+    words = ["".join(rng.choice(list("abcdefg"), size=rng.integers(2, 7))) for _ in range(150)]
+    (tmp_path / "new.tsv").write_text("".join(f"{w}\t{' '.join(reversed(w.upper()))}\n" for w in words))
+    config = preset("tiny").override([f"data.source=tsv:{tmp_path / 'new.tsv'}", "train.epochs=1",
+                                      "train.batch_size=16", f"train.init_from={pretrained_dir}"])
+    loaded = load_pretrained(config)
+    model = build_model(config, loaded.source_vocabulary, loaded.target_vocabulary)
+    copy_weights(loaded, model, "pretrained")
+    inputs = {"source_ids": tf.constant([[4, 5, 6, 0]]), "target_in_ids": tf.constant([[2, 4, 5]])}
+    np.testing.assert_array_equal(model(inputs), pretrained(inputs))  # the same function before training
+
+    tuned = train(config, str(tmp_path / "tuned"), verbose=0)
+    assert tuned.source_vocabulary == pretrained.source_vocabulary  # not relearned from the new data
+    assert "g" not in tuned.source_vocabulary
+    scratch_dir = tmp_path / "scratch"
+    train(config.override(["train.init_from="]), str(scratch_dir), verbose=0)
+    losses = [json.loads((path / "summary.json").read_text())["history"]["val_loss"][0]
+              for path in (tmp_path / "tuned", scratch_dir)]
+    assert losses[0] < 0.7 * losses[1], losses  # one epoch from the pretrained weights beats one from scratch
+    assert isinstance(keras.saving.load_model(tmp_path / "tuned" / "model.keras"), type(pretrained))
+
+
+def test_init_from_names_what_does_not_fit(tmp_path):
+    from s2s_keras.training import load_pretrained, train
+
+    pretrained_dir = tmp_path / "pretrained"
+    data = f"data.source=tsv:{write_pairs(tmp_path, count=60)}"
+    train(preset("tiny").override([data, "train.epochs=1"]), str(pretrained_dir), verbose=0)
+    base = preset("tiny").override([data, f"train.init_from={pretrained_dir}"])
+    with pytest.raises(ValueError, match=r"model\.hidden_units: 16 here, 32 in the pretrained(.|\n)*"
+                                         r"model\.reverse_source: False here, True"):
+        load_pretrained(base.override(["model.reverse_source=false", "model.hidden_units=16"]))
+    with pytest.raises(ValueError, match="data.source_split: 'whitespace' here, 'characters'"):
+        load_pretrained(base.override(["data.source_split=whitespace"]))
+    with pytest.raises(ValueError, match="is a Seq2Seq; task lm needs a LanguageModel"):
+        load_pretrained(base.override(["task=lm"]))
+    with pytest.raises(FileNotFoundError, match="nowhere not found \\(a finished run dir or a .keras file\\)"):
+        load_pretrained(base.override([f"train.init_from={tmp_path / 'nowhere'}"]))
