@@ -3,12 +3,14 @@
     .venv/bin/pip install -r benchmarks/requirements.txt      # torch, for the reference
     .venv/bin/python benchmarks/decode_speed.py --run-dir runs/bench-small --json
 
-Measures, in one process on the same words (CMUdict test-split words):
+Measures, on the same words (CMUdict test-split words):
   - words/second through the loaded SavedModel (what TF Serving runs): `greedy` and the
     `nbest` signature with beam 5, at batch 1 and batch 256;
   - p50/p99 latency of single-word requests (`serving_default`, beam 5, and `greedy`);
   - a PyTorch eager greedy loop over the SAME weights (nn.LSTM + nn.Linear, copied from the
-    Keras model; its outputs are checked against ours), batch 256, fp32 and bf16 autocast;
+    Keras model; its outputs are checked against ours), batch 256, fp32 and bf16 autocast, in a
+    process of its own (`torch_reference.py decode`: in TensorFlow's process PyTorch runs
+    slower and erratically on 2 cores, see `train_speed.py`);
   - the keras-io `lstm_seq2seq` style: separate encoder/decoder Keras models and one
     `predict()` call per output token, batch 256.
 Timings exclude the first call (tracing/warm-up). Sources are pre-tokenized for PyTorch and
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,23 +35,13 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_text  # noqa: E402,F401
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import pipelines  # noqa: E402
 from s2s_keras.export import export  # noqa: E402
 from s2s_keras.text import END_ID, START_ID  # noqa: E402
 from s2s_keras.training import load_run  # noqa: E402
-
-
-def words_per_second(call, words, batch_size, minimum_seconds=3.0):
-    call(words[:batch_size])  # warm-up (tracing)
-    done, start = 0, time.perf_counter()
-    while True:
-        for offset in range(0, len(words) - batch_size + 1, batch_size):
-            call(words[offset:offset + batch_size])
-            done += batch_size
-        elapsed = time.perf_counter() - start
-        if elapsed >= minimum_seconds:
-            return done / elapsed
+from batch_file import save_model_arrays, words_per_second  # noqa: E402  (benchmarks/, the script's directory)
 
 
 def latencies_ms(call, words, count):
@@ -77,92 +70,53 @@ def saved_model_benchmarks(path, words, latency_count):
 
     result = {"greedy_words_per_s": {}, "beam5_words_per_s": {}}
     for batch_size in (1, 256):
-        result["greedy_words_per_s"][f"batch_{batch_size}"] = words_per_second(greedy, words, batch_size)
-        result["beam5_words_per_s"][f"batch_{batch_size}"] = words_per_second(beam5, words, batch_size)
+        for name, call in (("greedy", greedy), ("beam5", beam5)):
+            result[f"{name}_words_per_s"][f"batch_{batch_size}"] = words_per_second(
+                lambda rows, call=call: call(words[rows]), len(words), batch_size)
     result["latency_ms"] = {"serving_default_beam5": latencies_ms(best, words, latency_count),
                             "greedy": latencies_ms(greedy, words, latency_count)}
     greedy_ids = [o.decode() for o in greedy(words[:256]).numpy()]
     return result, greedy_ids
 
 
-class TorchSeq2Seq:
-    """The same network in PyTorch, weights copied from the Keras model (gate order i, f, c/g, o
-    is the same in both frameworks)."""
-
-    def __init__(self, model):
-        import torch
-
-        self.torch = torch
-        units, layers = model.hidden_units, model.num_layers
-        embedding = model.embedding_size
-
-        def lstm(keras_layers):
-            module = torch.nn.LSTM(embedding, units, num_layers=layers, batch_first=True)
-            for index, layer in enumerate(keras_layers):
-                kernel, recurrent, bias = (w.numpy() for w in layer.cell.weights)
-                getattr(module, f"weight_ih_l{index}").data = torch.tensor(kernel.T.copy())
-                getattr(module, f"weight_hh_l{index}").data = torch.tensor(recurrent.T.copy())
-                getattr(module, f"bias_ih_l{index}").data = torch.tensor(bias)
-                getattr(module, f"bias_hh_l{index}").data = torch.zeros_like(torch.tensor(bias))
-            return module.eval()
-
-        self.source_embedding = torch.tensor(model.source_embedding.embeddings.numpy())
-        self.target_embedding = torch.tensor(model.target_embedding.embeddings.numpy())
-        self.encoder = lstm(model.encoder_layers)
-        self.decoder = lstm(model.decoder_layers)
-        kernel, bias = (w.numpy() for w in model.output_projection.weights)
-        self.projection = torch.nn.Linear(kernel.shape[0], kernel.shape[1]).eval()
-        self.projection.weight.data = torch.tensor(kernel.T.copy())
-        self.projection.bias.data = torch.tensor(bias)
-        self.reverse_source = model.reverse_source
-
-    def greedy(self, source_ids, lengths, max_length):
-        torch = self.torch
-        with torch.inference_mode():
-            if self.reverse_source:
-                source_ids = source_ids.clone()
-                for row, length in enumerate(lengths.tolist()):
-                    source_ids[row, :length] = source_ids[row, :length].flip(0)
-            packed = torch.nn.utils.rnn.pack_padded_sequence(
-                self.source_embedding[source_ids], lengths, batch_first=True, enforce_sorted=False)
-            _, state = self.encoder(packed)
-            tokens = torch.full((source_ids.shape[0],), START_ID, dtype=torch.long)
-            finished = torch.zeros(source_ids.shape[0], dtype=torch.bool)
-            outputs = []
-            for _ in range(max_length):
-                x, state = self.decoder(self.target_embedding[tokens][:, None, :], state)
-                tokens = self.projection(x[:, 0]).argmax(-1)
-                tokens = torch.where(finished, torch.zeros_like(tokens), tokens)
-                outputs.append(tokens)
-                finished |= tokens == END_ID
-                if bool(finished.all()):
-                    break
-            return torch.stack(outputs, 1)
+def model_arrays(model) -> dict:
+    """The Keras model's weights by the names `torch_reference.TorchSeq2Seq.load_keras_weights` reads."""
+    arrays = {"source_embedding": model.source_embedding.embeddings.numpy(),
+              "target_embedding": model.target_embedding.embeddings.numpy()}
+    for side, layers in (("encoder", model.encoder_layers), ("decoder", model.decoder_layers)):
+        for index, layer in enumerate(layers):
+            for name, weight in zip(("kernel", "recurrent", "bias"), layer.cell.weights):
+                arrays[f"{side}_{index}_{name}"] = weight.numpy()
+    arrays["projection_kernel"], arrays["projection_bias"] = (w.numpy() for w in model.output_projection.weights)
+    return arrays
 
 
-def torch_benchmarks(model, words, max_length, reference_outputs):
-    import torch
-
-    torch.set_num_threads(2)
-    network = TorchSeq2Seq(model)
+def torch_benchmarks(model, words, max_length, reference_outputs, batch_size=256):
+    """The PyTorch eager greedy loop over the same weights and words, in a process of its own
+    (`torch_reference.py decode`); its first batch's outputs are checked against ours."""
+    unsupported = [name for name, value in (("attention", model.attention != "none"),
+                                            ("bidirectional", model.bidirectional), ("cell", model.cell != "lstm"),
+                                            ("learn_initial_state", model.learn_initial_state))
+                   if value]
+    if unsupported or model.encoder_num_layers not in (0, model.num_layers):  # 0: num_layers
+        raise ValueError(f"decode_speed.py: the PyTorch reference is a plain LSTM encoder-decoder; this model has "
+                         f"{unsupported or ['encoder_num_layers']} (use --skip-torch)")
     ids = model.source_tokenizer.tokenize(tf.constant(words)).numpy()
-    lengths = (ids != 0).sum(1)
-    source = torch.tensor(ids, dtype=torch.long)
-    length_tensor = torch.tensor(np.maximum(lengths, 1))
-
-    def make_call(autocast):
-        def call(batch):
-            start = words.index(batch[0])
-            rows = slice(start, start + len(batch))
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                return network.greedy(source[rows], length_tensor[rows], max_length)
-        return call
-
-    result = {}
-    for name, autocast in (("fp32", False), ("bf16_autocast", True)):
-        result[f"greedy_words_per_s_batch_256_{name}"] = words_per_second(make_call(autocast), words, 256)
-    out = make_call(False)(words[:256]).numpy()
-    texts = [o.decode() for o in model.target_tokenizer.detokenize(tf.constant(out, tf.int32)).numpy()]
+    meta = {"embedding_size": model.embedding_size, "units": model.hidden_units, "layers": model.num_layers,
+            "reverse_source": model.reverse_source, "source_vocabulary_size": model.source_tokenizer.vocabulary_size,
+            "target_vocabulary_size": model.target_tokenizer.vocabulary_size, "batch_size": batch_size,
+            "max_length": max_length, "start_id": START_ID, "end_id": END_ID}
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "model.npz")
+        save_model_arrays(path, {**model_arrays(model), "source_ids": ids}, meta)
+        command = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_reference.py"),
+                   "decode", path]
+        completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{completed.stderr[-3000:]}")
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    out = np.array(result.pop("first_batch_fp32_ids"), np.int32)
+    texts = [o.decode() for o in model.target_tokenizer.detokenize(tf.constant(out)).numpy()]
     result["fp32_outputs_equal_ours"] = float(np.mean([a == b for a, b in zip(texts, reference_outputs)]))
     return result
 
@@ -181,21 +135,21 @@ def keras_io_benchmark(model, words, max_length):
         x, h, c = layer(x, initial_state=states[2 * index:2 * index + 2])
         new_states += [h, c]
     decoder_model = keras.Model([token, *states], [model.output_projection(x), *new_states])
-    ids = model.source_tokenizer.tokenize(tf.constant(words)).numpy()
+    ids = model.source_tokenizer.tokenize(tf.constant(words[:1024])).numpy()
 
-    def call(batch):
-        start = words.index(batch[0])
-        state = encoder_model.predict(ids[start:start + len(batch)], verbose=0, batch_size=len(batch))
-        tokens = np.full((len(batch), 1), START_ID, np.int32)
-        finished = np.zeros(len(batch), bool)
+    def call(rows):
+        source = ids[rows]
+        state = encoder_model.predict(source, verbose=0, batch_size=len(source))
+        tokens = np.full((len(source), 1), START_ID, np.int32)
+        finished = np.zeros(len(source), bool)
         for _ in range(max_length):
-            logits, *state = decoder_model.predict([tokens, *state], verbose=0, batch_size=len(batch))
+            logits, *state = decoder_model.predict([tokens, *state], verbose=0, batch_size=len(source))
             tokens = logits[:, -1].argmax(-1).astype(np.int32)[:, None]
             finished |= tokens[:, 0] == END_ID
             if finished.all():
                 break
 
-    return {"greedy_words_per_s_batch_256": words_per_second(call, words[:1024], 256, minimum_seconds=5.0)}
+    return {"greedy_words_per_s_batch_256": words_per_second(call, len(ids), 256, minimum_seconds=5.0)}
 
 
 def main():

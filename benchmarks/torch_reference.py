@@ -1,17 +1,23 @@
-"""The PyTorch reference of `train_speed.py`, run by it in a process of its own.
+"""The PyTorch reference of `train_speed.py` and `decode_speed.py`, run by them in a process of its own.
 
-    .venv/bin/python benchmarks/torch_reference.py BATCHES.npz      # prints one JSON object
+    .venv/bin/python benchmarks/torch_reference.py train BATCHES.npz    # prints one JSON object
+    .venv/bin/python benchmarks/torch_reference.py decode MODEL.npz     # prints one JSON object
 
 A process of its own because TensorFlow's thread pools, once they have run our model, slow a
 PyTorch loop in the same process on 2 cores: the first version of `train_speed.py` ran it in
 TF's process at 24 735 tokens/s (bf16), this one at 44 248. Each side gets a clean process.
-Imports no TensorFlow. `BATCHES.npz`: see `batch_file.py`.
+Imports no TensorFlow. `BATCHES.npz` and `MODEL.npz`: see `batch_file.py`.
 
 The network is ours in PyTorch: nn.Embedding per side, an nn.LSTM encoder whose final (h, c)
 start an nn.LSTM decoder, nn.Linear; CrossEntropyLoss ignoring id 0; Adam at our rate;
 clip_grad_norm; the source reversed within its length. Packed sequences: the decoder and the
 projection run on the real target positions only. Trained at fp32 and under bf16 autocast (loss
 in float32); `lstm_output_dtype` says whether autocast reached the LSTMs.
+
+`decode`: the same network with the trained Keras model's weights (`MODEL.npz`), an eager greedy
+loop (one decoder step per output token for the whole batch, stopping when every row has ended)
+timed at batch 256, fp32 and under bf16 autocast; it returns its first batch's output ids so
+that `decode_speed.py` checks they equal our SavedModel's.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import time
 import numpy as np
 import torch
 
-from batch_file import load_batches
+from batch_file import load_batches, load_model_arrays, words_per_second
 
 PAD_ID = 0
 
@@ -40,20 +46,58 @@ class TorchSeq2Seq(torch.nn.Module):
         self.decoder = torch.nn.LSTM(embedding, units, num_layers=layers, batch_first=True)
         self.projection = torch.nn.Linear(units, meta["target_vocabulary_size"])
 
-    def forward(self, source_ids, target_in_ids, target_out_ids):
-        pack = torch.nn.utils.rnn.pack_padded_sequence
-        source_lengths = (source_ids != PAD_ID).sum(1)
+    def encode(self, source_ids):
+        """The encoder's final (h, c), in batch order (rows of length 0 read as length 1)."""
+        source_lengths = (source_ids != PAD_ID).sum(1).clamp(min=1)
         if self.reverse_source:  # within each row's length; padding stays on the right
             positions = torch.arange(source_ids.shape[1])[None, :]
             last = source_lengths[:, None] - 1
             source_ids = source_ids.gather(1, torch.where(positions <= last, last - positions, positions))
-        packed = pack(self.source_embedding(source_ids), source_lengths, batch_first=True, enforce_sorted=False)
-        _, state = self.encoder(packed)  # (h, c) in batch order; the decoder re-sorts them
+        packed = torch.nn.utils.rnn.pack_padded_sequence(self.source_embedding(source_ids), source_lengths,
+                                                         batch_first=True, enforce_sorted=False)
+        return self.encoder(packed)[1]
+
+    def forward(self, source_ids, target_in_ids, target_out_ids):
+        pack = torch.nn.utils.rnn.pack_padded_sequence
+        state = self.encode(source_ids)  # the decoder re-sorts them
         target_lengths = (target_out_ids != PAD_ID).sum(1)
         outputs, _ = self.decoder(pack(self.target_embedding(target_in_ids), target_lengths,
                                        batch_first=True, enforce_sorted=False), state)
         labels = pack(target_out_ids, target_lengths, batch_first=True, enforce_sorted=False).data
         return self.projection(outputs.data), labels, outputs.data.dtype
+
+    def greedy(self, source_ids, max_length: int, start_id: int, end_id: int):
+        """Argmax decoding, one step for the whole batch per output token; ids after a row's end are 0."""
+        state = self.encode(source_ids)
+        tokens = torch.full((source_ids.shape[0],), start_id, dtype=torch.long)
+        finished = torch.zeros(source_ids.shape[0], dtype=torch.bool)
+        outputs = []
+        for _ in range(max_length):
+            x, state = self.decoder(self.target_embedding(tokens)[:, None, :], state)
+            tokens = self.projection(x[:, 0]).argmax(-1)
+            tokens = torch.where(finished, torch.zeros_like(tokens), tokens)
+            outputs.append(tokens)
+            finished |= tokens == end_id
+            if bool(finished.all()):
+                break
+        return torch.stack(outputs, 1)
+
+    def load_keras_weights(self, arrays: dict) -> None:
+        """A trained Keras model's weights (`batch_file.save_model_arrays`). Keras' LSTM kernels
+        are [inputs, 4·units] with gates i, f, c, o — PyTorch's order i, f, g, o, transposed —
+        and one bias (PyTorch's second bias is set to 0)."""
+        with torch.no_grad():
+            self.source_embedding.weight.copy_(torch.from_numpy(arrays["source_embedding"]))
+            self.target_embedding.weight.copy_(torch.from_numpy(arrays["target_embedding"]))
+            for side, module in (("encoder", self.encoder), ("decoder", self.decoder)):
+                for index in range(module.num_layers):
+                    kernel, recurrent, bias = (arrays[f"{side}_{index}_{name}"] for name in ("kernel", "recurrent", "bias"))
+                    getattr(module, f"weight_ih_l{index}").copy_(torch.from_numpy(kernel.T.copy()))
+                    getattr(module, f"weight_hh_l{index}").copy_(torch.from_numpy(recurrent.T.copy()))
+                    getattr(module, f"bias_ih_l{index}").copy_(torch.from_numpy(bias))
+                    getattr(module, f"bias_hh_l{index}").zero_()
+            self.projection.weight.copy_(torch.from_numpy(arrays["projection_kernel"].T.copy()))
+            self.projection.bias.copy_(torch.from_numpy(arrays["projection_bias"]))
 
 
 def benchmark(batches, meta: dict) -> dict:
@@ -114,5 +158,33 @@ def step_matmul_gflops(dtype, batch: int, units: int, chained: int = 40, calls: 
     return 2 * batch * units * 4 * units * chained * calls / (time.perf_counter() - start) / 1e9
 
 
+def decode_benchmark(arrays: dict, meta: dict) -> dict:
+    """Greedy words/s at `meta["batch_size"]` over `arrays["source_ids"]`, fp32 and bf16 autocast."""
+    torch.set_num_threads(os.cpu_count())
+    network = TorchSeq2Seq(meta).eval()
+    network.load_keras_weights(arrays)
+    source = torch.from_numpy(arrays["source_ids"].astype(np.int64))
+    batch_size, max_length = meta["batch_size"], meta["max_length"]
+
+    def make_call(autocast):
+        def call(rows):
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                return network.greedy(source[rows], max_length, meta["start_id"], meta["end_id"])
+        return call
+
+    result = {"threads": torch.get_num_threads(), "torch_version": torch.__version__}
+    for name, autocast in (("fp32", False), ("bf16_autocast", True)):
+        result[f"greedy_words_per_s_batch_{batch_size}_{name}"] = words_per_second(
+            make_call(autocast), len(source), batch_size)
+    result["first_batch_fp32_ids"] = make_call(False)(slice(0, batch_size)).tolist()
+    return result
+
+
 if __name__ == "__main__":
-    print(json.dumps(benchmark(*load_batches(sys.argv[1]))))
+    mode, path = sys.argv[1:3]
+    if mode == "train":
+        print(json.dumps(benchmark(*load_batches(path))))
+    elif mode == "decode":
+        print(json.dumps(decode_benchmark(*load_model_arrays(path))))
+    else:
+        sys.exit(f"torch_reference.py: unknown mode {mode!r} (train | decode)")

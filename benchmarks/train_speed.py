@@ -212,7 +212,7 @@ def kerasio_benchmark(batches, meta: dict) -> dict:
 
 
 def in_own_process(arguments: list) -> dict:
-    """Runs a reference (`torch_reference.py BATCHES`, `train_speed.py --kerasio-worker BATCHES`)
+    """Runs a reference (`torch_reference.py train BATCHES`, `train_speed.py --kerasio-worker BATCHES`)
     in a fresh Python process and returns the JSON it prints."""
     completed = subprocess.run([sys.executable, *arguments], capture_output=True, text=True)
     if completed.returncode != 0:
@@ -321,7 +321,7 @@ def main():
         save_batches(path, batches, meta)
         here = os.path.dirname(os.path.abspath(__file__))
         if not args.skip_torch:
-            report["pytorch"] = in_own_process([os.path.join(here, "torch_reference.py"), path])
+            report["pytorch"] = in_own_process([os.path.join(here, "torch_reference.py"), "train", path])
             report["ours_vs_torch"] = report["tokens_per_s"] / report["pytorch"]["tokens_per_s"]
         if not args.skip_kerasio:
             report["keras_io"] = in_own_process([os.path.abspath(__file__), "--kerasio-worker", path])
