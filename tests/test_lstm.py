@@ -163,3 +163,30 @@ def test_default_preset_trains_and_decodes_on_the_fast_path(monkeypatch):
     ids = greedy_search(model.step_function(), model.encode(inputs["source_ids"]), tf.constant([START_ID] * 2),
                         END_ID, 5)
     assert ids.shape[0] == 2
+
+
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+def test_first_decoding_step_gathers_its_input_projection_from_a_table(dtype, monkeypatch):
+    """With an embedding, the first layer's step takes token ids and looks `x W_x + b` up in
+    `E W_x + b` (`input_table`): the same numbers as embedding the token and multiplying."""
+    import s2s_keras.layers.recurrent as recurrent
+    from s2s_keras.layers.lstm import input_table
+
+    ours, _, _ = _pair(dtype=dtype)
+    embedding = keras.layers.Embedding(12, FEATURES, dtype=dtype)
+    embedding.build((None, None))
+    ids = tf.constant([3, 0, 11, 5])
+    weights = lstm_weights(ours.cell)
+    table = input_table(embedding.embeddings.value, weights)
+    assert table.shape == (12, 4 * UNITS) and table.dtype == tf.float32
+    compute = ours.compute_dtype
+    state = [[tf.cast(tf.random.stateless_normal([4, UNITS], [1, 2]), compute)] * 2]
+    [step] = cell_steppers([ours], embedding)
+    monkeypatch.setattr(recurrent, "TABLE_MAX_ROWS", 0)  # the embed-then-multiply step
+    [multiply] = cell_steppers([ours], embedding)
+    tolerance = 1e-6 if dtype == "float32" else 1e-2
+    for got, expected in zip(step_cells([step], ids, state)[1][0], step_cells([multiply], ids, state)[1][0]):
+        np.testing.assert_allclose(tf.cast(got, tf.float32), tf.cast(expected, tf.float32), atol=tolerance)
+    looked_up = tf.cast(tf.gather(embedding.embeddings.value, ids), compute)
+    expected = tf.cast(tf.matmul(looked_up, weights[0]), tf.float32) + weights[2]
+    np.testing.assert_allclose(tf.gather(table, ids), expected, atol=tolerance)

@@ -15,6 +15,12 @@ kernel-sized gradient per step); at batch 1 these casts cost more than the matmu
     step-by-step decoding reproduces the teacher-forced pass.
 Masked steps keep the previous state and output the previous output (zeros before the first
 real step), as Keras' loop does; `go_backwards` reverses time (and the mask) first, as Keras.
+
+In a decoding step, the first layer of a stack reads an embedding of the previous token: its
+`x W_x + b` is a row of `E W_x + b`, a table made once per decoding call (`input_table`) and
+gathered by token id — no input matmul per step for a small vocabulary (G2P: ~70 phonemes).
+(The sequence loop keeps the matmul: the models are functional graphs in which the embedding
+and the LSTM are separate layers.)
 """
 
 from __future__ import annotations
@@ -47,13 +53,37 @@ def _gates(z, c) -> tuple:
     return o * tf.tanh(c), c, (i, f, g, o)
 
 
+# In decoding, an embedding of at most this many rows feeds the first LSTM layer through
+# `input_table` (a choice of algorithm, not of result: both compute `x W_x + b`). Above it —
+# word vocabularies of 10k+ rows — tabulating costs more than the steps' matmuls it saves.
+TABLE_MAX_ROWS = 1024
+
+
+def project_inputs(x, weights):
+    """`x W_x + b` in float32 for `x (..., in)` (compute dtype matmul)."""
+    kernel, _, bias = weights
+    flat = tf.reshape(tf.cast(x, kernel.dtype), [-1, tf.shape(x)[-1]])
+    projected = tf.cast(tf.matmul(flat, kernel), tf.float32) + bias
+    return tf.reshape(projected, tf.concat([tf.shape(x)[:-1], [tf.shape(kernel)[1]]], 0))
+
+
+def input_table(embeddings, weights):
+    """`(rows, 4·units)` float32: `project_inputs` of every row of an embedding matrix; a token's
+    projected input is its row (`tf.gather(table, ids)`)."""
+    return project_inputs(embeddings, weights)
+
+
 def lstm_step(x, h, c, weights) -> tuple:
     """One step for `x (batch, in)`, `h`, `c (batch, units)` in the compute dtype; returns
     `(h, c)` in the same dtype. `weights` from `lstm_weights`."""
-    kernel, recurrent_kernel, bias = weights
+    return lstm_projected_step(project_inputs(x, weights), h, c, weights)
+
+
+def lstm_projected_step(projected, h, c, weights) -> tuple:
+    """`lstm_step` from the projected input `x W_x + b (batch, 4·units)` float32."""
+    _, recurrent_kernel, _ = weights
     dtype = h.dtype
-    z = (tf.cast(tf.matmul(tf.cast(x, kernel.dtype), kernel), tf.float32) + bias
-         + tf.cast(tf.matmul(tf.cast(h, kernel.dtype), recurrent_kernel), tf.float32))
+    z = projected + tf.cast(tf.matmul(tf.cast(h, recurrent_kernel.dtype), recurrent_kernel), tf.float32)
     h, c, _ = _gates(z, tf.cast(c, tf.float32))
     return tf.cast(h, dtype), tf.cast(c, dtype)
 
@@ -63,18 +93,21 @@ def lstm_sequence(x, h0, c0, mask, weights, go_backwards: bool = False, zero_mas
     bool or None → `(outputs (batch, T, units), h, c)` in the compute dtype of `h0`.
     `zero_masked_outputs`: masked steps output zeros (Keras' `zero_output_for_mask`, which
     `Bidirectional` sets) instead of the previous output."""
-    kernel, recurrent_kernel, bias = weights
-    units = recurrent_kernel.shape[0]
+    return lstm_projected_sequence(project_inputs(x, weights), h0, c0, mask, weights, go_backwards,
+                                   zero_masked_outputs)
+
+
+def lstm_projected_sequence(projected, h0, c0, mask, weights, go_backwards: bool = False,
+                            zero_masked_outputs: bool = False) -> tuple:
+    """`lstm_sequence` from the projected inputs `x W_x + b (batch, T, 4·units)` float32."""
+    _, recurrent_kernel, _ = weights
     if go_backwards:
-        x = tf.reverse(x, [1])
+        projected = tf.reverse(projected, [1])
         mask = None if mask is None else tf.reverse(mask, [1])
-    batch, steps = tf.shape(x)[0], tf.shape(x)[1]
-    flat = tf.reshape(tf.cast(x, kernel.dtype), [-1, tf.shape(x)[2]])
-    projected = tf.cast(tf.matmul(flat, kernel), tf.float32) + bias
-    projected = tf.transpose(tf.reshape(projected, [batch, steps, 4 * units]), [1, 0, 2])  # time major
+    projected = tf.transpose(projected, [1, 0, 2])  # time major
     keep = None if mask is None else tf.transpose(mask)[:, :, None]  # (T, batch, 1) bool
-    h_seq, h, c = _recurrence(projected, tf.cast(h0, kernel.dtype), tf.cast(c0, kernel.dtype), keep,
-                              recurrent_kernel)
+    dtype = recurrent_kernel.dtype
+    h_seq, h, c = _recurrence(projected, tf.cast(h0, dtype), tf.cast(c0, dtype), keep, recurrent_kernel)
     outputs = tf.transpose(h_seq, [1, 0, 2])
     if keep is not None:
         # Keras outputs zeros at masked steps, or (default) the previous output: zeros before

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
-from s2s_keras.layers.lstm import LSTM, has_lstm_equations, lstm_step, lstm_weights
+from s2s_keras.layers.lstm import (LSTM, TABLE_MAX_ROWS, has_lstm_equations, input_table, lstm_projected_step,
+                                   lstm_step, lstm_weights)
 
 # cell name → (sequence layer, single-step cell, number of state tensors)
 _CELLS = {
@@ -35,12 +37,29 @@ def recurrent_cell(cell: str, units: int, **kwargs) -> keras.layers.Layer:
     return _CELLS[cell][1](units, **kwargs)
 
 
-def cell_steppers(layers) -> list:
+def _reads_a_table(layer, embedding) -> bool:
+    """Whether the decoding step of `layer` (reading `embedding`'s output directly) may take its
+    projected inputs from `input_table`: our LSTM with the plain gate equations and an embedding
+    of at most `TABLE_MAX_ROWS` rows."""
+    return isinstance(layer, LSTM) and has_lstm_equations(layer.cell) and embedding.input_dim <= TABLE_MAX_ROWS
+
+
+def cell_steppers(layers, embedding=None) -> list:
     """Per stacked sequence layer, a step function `(x (batch, in), state list) -> (output,
     state list)` with the layer's weights. Make them once, OUTSIDE a decoding loop: an LSTM's
-    kernels are read and cast there (`layers/lstm.py`), not at every step."""
+    kernels are read and cast there (`layers/lstm.py`), not at every step. With `embedding`, the
+    first step function takes token ids `(batch,)` instead of vectors (and for an LSTM over a
+    small vocabulary gathers its projected inputs from `input_table`, made here)."""
     steppers = []
-    for layer in layers:
+    for index, layer in enumerate(layers):
+        if index == 0 and embedding is not None and _reads_a_table(layer, embedding):
+            weights = lstm_weights(layer.cell)
+
+            def step(token_ids, state, weights=weights, table=input_table(embedding.embeddings.value, weights)):
+                h, c = lstm_projected_step(tf.gather(table, token_ids), state[0], state[1], weights)
+                return h, [h, c]
+            steppers.append(step)
+            continue
         if isinstance(layer, LSTM) and has_lstm_equations(layer.cell):  # the math of its sequence loop
             def step(x, state, weights=lstm_weights(layer.cell)):
                 h, c = lstm_step(x, state[0], state[1], weights)
@@ -49,6 +68,12 @@ def cell_steppers(layers) -> list:
             def step(x, state, cell=layer.cell):
                 output, cell_state = cell(x, list(state), training=False)
                 return output, list(cell_state) if isinstance(cell_state, (list, tuple)) else [cell_state]
+        if index == 0 and embedding is not None:
+            def step(token_ids, state, vector_step=step):
+                # The embedding's own table, looked up without attaching a padding mask (a cell
+                # does not take masks; a step never sees padding that matters).
+                x = keras.ops.take(embedding.embeddings, token_ids, axis=0)
+                return vector_step(keras.ops.cast(x, embedding.compute_dtype), state)
         steppers.append(step)
     return steppers
 

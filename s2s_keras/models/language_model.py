@@ -147,12 +147,10 @@ class LanguageModel(TargetSideMixin, DistributedBuildFix, keras.Model):
 
     def step_function(self):
         """`decode_step` with the layers' weights read (and cast) once, here."""
-        steppers = cell_steppers(self.decoder_layers)
+        steppers = cell_steppers(self.decoder_layers, self.target_embedding)  # the first takes token ids
 
         def step(token_ids, state):
-            x = keras.ops.take(self.target_embedding.embeddings, token_ids, axis=0)
-            x = keras.ops.cast(x, self.target_embedding.compute_dtype)
-            x, new_state = step_cells(steppers, x, state)
+            x, new_state = step_cells(steppers, token_ids, state)
             logits = self._project(x)
             never = tf.one_hot(PAD_ID, tf.shape(logits)[-1]) + tf.one_hot(START_ID, tf.shape(logits)[-1])
             return logits - 1e9 * never, new_state

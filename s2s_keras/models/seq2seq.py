@@ -172,18 +172,21 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
     def step_function(self):
         """`decode_step` with the decoder layers' weights read (and cast) once, here: make it
         outside a decoding loop, pass it to the decoders."""
-        steppers = cell_steppers(self.decoder_layers) if self.attention_decoder is None else None
+        if self.attention_decoder is None:
+            steppers = cell_steppers(self.decoder_layers, self.target_embedding)  # the first takes token ids
+
+            def step(token_ids, state):
+                x, new_state = step_cells(steppers, token_ids, state)
+                return self._project(x), new_state
+            return step
 
         def step(token_ids, state):
             # The embedding layer's own table, looked up without attaching a padding mask (a
             # cell does not take masks; a step never sees padding that matters).
             x = keras.ops.take(self.target_embedding.embeddings, token_ids, axis=0)
             x = keras.ops.cast(x, self.target_embedding.compute_dtype)
-            if self.attention_decoder is not None:
-                attentional, _, state = self.attention_decoder.step(x, state)
-                return self._project(attentional), state
-            x, new_state = step_cells(steppers, x, state)
-            return self._project(x), new_state
+            attentional, _, state = self.attention_decoder.step(x, state)
+            return self._project(attentional), state
 
         return step
 
