@@ -115,7 +115,10 @@ def load_data(config: Config, verbose: int = 0) -> tuple:
     target_counter = TokenCounter(data.target_split, data.target_lowercase) if config.task == "seq2seq" else None
     measure = data.source_split != "wordpiece" and (target_counter is None or data.target_split != "wordpiece")
     lengths = collections.Counter()
+    labels = set()  # classify: the training split's labels, from the same pass
     for sources, targets in string_batches(corpus.train):
+        if config.task == "classify":
+            labels.update(targets)
         source_lengths = source_counter.update(sources)
         target_lengths = target_counter.update(targets) if target_counter is not None else None
         if measure:
@@ -129,7 +132,7 @@ def load_data(config: Config, verbose: int = 0) -> tuple:
     if config.task == "lm":
         target_vocabulary = None
     elif config.task == "classify":
-        target_vocabulary = labels_of(corpus)
+        target_vocabulary = labels_of(corpus, labels)
     else:
         target_vocabulary = target_counter.vocabulary(data.vocabulary_size)
     return corpus, source_vocabulary, target_vocabulary, lengths if measure else None
@@ -219,9 +222,10 @@ def copy_weights(pretrained, model, name: str) -> None:
         mine.assign(other.numpy())
 
 
-def labels_of(corpus) -> list:
-    """Sorted labels of the training split; every valid/test label must be one of them."""
-    labels = sorted({label for _, label in corpus.train})
+def labels_of(corpus, train_labels) -> list:
+    """Sorted `train_labels` (those of the training split); every valid/test label must be one
+    of them."""
+    labels = sorted(train_labels)
     if len(labels) < 2:
         raise ValueError(f"task classify: the training split has {len(labels)} distinct label(s) "
                          f"({labels}); a classifier needs at least 2")
