@@ -195,3 +195,28 @@ def test_sampling_is_seeded_and_degenerates_to_greedy():
     assert len(draws) > 1
     with pytest.raises(tf.errors.InvalidArgumentError, match="temperature must be > 0"):
         sample(step, rows, start, END_ID, max_length=10, temperature=0.0)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.8])
+def test_beam_stops_once_the_results_cannot_change(alpha):
+    """With num_results < beam_size the search may stop before beam_size hypotheses have
+    finished, once no alive one can beat the returned ones — and returns the same hypotheses."""
+    # After A: </s> .9 — the best hypothesis "A </s>" ends at step 2; the alternatives wander.
+    tables = [table(start=dist(a=.95, b=.05), a=dist(end=.9, a=.05, b=.05), b=dist(a=.5, b=.5))] * 2
+    tables += list(random_tables(5, 6))
+    step, _ = markov(tables)
+    rows, start = tf.range(8), tf.fill([8], START_ID)
+    full_ids, full_scores = beam_search(step, rows, start, END_ID, max_length=30, beam_size=4, alpha=alpha)
+    ids, scores = beam_search(step, rows[:2], start[:2], END_ID, max_length=30, beam_size=4, alpha=alpha,
+                              num_results=1)
+    assert ids.shape[2] == 2 < full_ids.shape[2]  # stopped at step 2
+    np.testing.assert_array_equal(ids.numpy()[:, 0], full_ids.numpy()[:2, 0, :2])
+    np.testing.assert_allclose(scores.numpy()[:, 0], full_scores.numpy()[:2, 0], rtol=1e-6)
+    for k in (1, 2, 3):  # random tables: every k gives the full search's k best
+        ids, scores = beam_search(step, rows, start, END_ID, max_length=30, beam_size=4, alpha=alpha,
+                                  num_results=k)
+        width = ids.shape[2]
+        assert width <= full_ids.shape[2]
+        np.testing.assert_array_equal(ids.numpy(), full_ids.numpy()[:, :k, :width])
+        assert (full_ids.numpy()[:, :k, width:] == 0).all()
+        np.testing.assert_allclose(scores.numpy(), full_scores.numpy()[:, :k], rtol=1e-6)

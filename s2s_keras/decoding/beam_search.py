@@ -28,7 +28,11 @@ def beam_search(step_fn: StepFunction, state, start_ids: tf.Tensor, end_id: int,
     log-probability. Each step ranks the `2 * beam_size` best extensions; one ending with
     `end_id` is kept aside as finished if it ranks in the top `beam_size`, and the `beam_size`
     best unfinished ones continue (so `beam_size = 1` is exactly greedy search). A row stops
-    once it has `beam_size` finished hypotheses, the search at `max_length` steps. Rows without
+    once it has `beam_size` finished hypotheses, or once its `num_results` best finished ones
+    can no longer change: extending a hypothesis only lowers its log-probability, so none can
+    score above `best alive log-probability / length_penalty(max_length)` (the returned
+    hypotheses are the same as without this early stop). The search stops when every row has,
+    or at `max_length` steps. Rows without
     enough finished hypotheses are filled with the best unfinished ones (cut at `max_length`,
     scored by their length).
 
@@ -53,9 +57,14 @@ def beam_search(step_fn: StepFunction, state, start_ids: tf.Tensor, end_id: int,
     finished_seq = tf.zeros([batch_size, beam_size, max_length], tf.int32)
     finished_scores = tf.fill([batch_size, beam_size], NEG_INF)
 
+    final_penalty = length_penalty(max_length, alpha)
+
     def condition(step, last_tokens, state, alive_seq, alive_logp, finished_seq, finished_scores):
         finished_count = tf.reduce_sum(tf.cast(finished_scores > NEG_INF / 2, tf.int32), axis=1)
-        return (step < max_length) & ~tf.reduce_all(finished_count >= beam_size)
+        # Both sorted best first (top_k): the num_results-th finished score, the best alive one.
+        settled = (finished_count >= num_results) & (
+            _normalize(alive_logp[:, 0], final_penalty) < tf.gather(finished_scores, num_results - 1, axis=1))
+        return (step < max_length) & ~tf.reduce_all((finished_count >= beam_size) | settled)
 
     def body(step, last_tokens, state, alive_seq, alive_logp, finished_seq, finished_scores):
         logits, state = step_fn(last_tokens, state)
