@@ -12,7 +12,10 @@ Measures, on the same words (CMUdict test-split words):
     process of its own (`torch_reference.py decode`: in TensorFlow's process PyTorch runs
     slower and erratically on 2 cores, see `train_speed.py`);
   - the keras-io `lstm_seq2seq` style: separate encoder/decoder Keras models and one
-    `predict()` call per output token, batch 256.
+    `predict()` call per output token, batch 256;
+  - useful GFLOP/s of greedy at batch 256 (forward matmuls of the real tokens), next to the
+    measured matmul peak (4096², fp32 and bf16) and the speed of the recurrent step's own
+    [256, units] × [units, 4·units] matmul in TensorFlow: how far each side is from the limit.
 Timings exclude the first call (tracing/warm-up). Sources are pre-tokenized for PyTorch and
 keras-io (which favours them); the SavedModel timings include tokenization and detokenization.
 """
@@ -42,6 +45,7 @@ from s2s_keras.export import export  # noqa: E402
 from s2s_keras.text import END_ID, START_ID  # noqa: E402
 from s2s_keras.training import load_run  # noqa: E402
 from batch_file import save_model_arrays, words_per_second  # noqa: E402  (benchmarks/, the script's directory)
+from train_speed import matmul_peak_gflops, step_matmul_gflops, training_flops  # noqa: E402
 
 
 def latencies_ms(call, words, count):
@@ -75,8 +79,8 @@ def saved_model_benchmarks(path, words, latency_count):
                 lambda rows, call=call: call(words[rows]), len(words), batch_size)
     result["latency_ms"] = {"serving_default_beam5": latencies_ms(best, words, latency_count),
                             "greedy": latencies_ms(greedy, words, latency_count)}
-    greedy_ids = [o.decode() for o in greedy(words[:256]).numpy()]
-    return result, greedy_ids
+    greedy_outputs = [o.decode() for start in range(0, len(words), 256) for o in greedy(words[start:start + 256]).numpy()]
+    return result, greedy_outputs
 
 
 def model_arrays(model) -> dict:
@@ -152,6 +156,19 @@ def keras_io_benchmark(model, words, max_length):
     return {"greedy_words_per_s_batch_256": words_per_second(call, len(ids), 256, minimum_seconds=5.0)}
 
 
+def useful_flop_per_word(model, words, greedy_outputs) -> float:
+    """Forward matmul FLOPs per word of greedy decoding, real tokens only: every source token
+    through the encoder, every output token (with the end token) through the decoder and the
+    output projection (`train_speed.training_flops` / 3). Rows that have ended but still ride
+    along in their batch's loop are not useful work."""
+    source_tokens = int(tf.reduce_sum(model.source_tokenizer.tokenize_ragged(tf.constant(words)).row_lengths()))
+    output_tokens = sum(len(model.target_tokenizer.tokenize_ragged(tf.constant([text]))[0]) + 1
+                        for text in greedy_outputs)
+    flops = training_flops(source_tokens, output_tokens, model.embedding_size, model.hidden_units, model.num_layers,
+                           model.target_tokenizer.vocabulary_size) / 3
+    return flops / len(words)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--run-dir", default="runs/bench-small")
@@ -175,9 +192,18 @@ def main():
     report["keras_io"] = keras_io_benchmark(model, words, config.decode.max_length)
     report["greedy_batch_256_over_keras_io"] = (saved_model["greedy_words_per_s"]["batch_256"]
                                                / report["keras_io"]["greedy_words_per_s_batch_256"])
+    # How far from the machine's limit: useful GFLOP/s of greedy at batch 256 against the matmul
+    # peak and the speed of the recurrent step's own matmul shape (as train_speed.py).
+    flop_per_word = useful_flop_per_word(model, words, greedy_outputs)
+    report["useful_flop_per_word"] = flop_per_word
+    report["useful_gflop_per_s_greedy_batch_256"] = saved_model["greedy_words_per_s"]["batch_256"] * flop_per_word / 1e9
+    report["matmul_peak_gflop_per_s"] = {dtype: matmul_peak_gflops(dtype, 4096) for dtype in ("float32", "bfloat16")}
+    report["step_matmul_gflop_per_s"] = {dtype: step_matmul_gflops(dtype, 256, model.hidden_units)
+                                         for dtype in ("float32", "bfloat16")}
     if not args.skip_torch:
-        report["pytorch_eager"] = torch_benchmarks(model, words, config.decode.max_length, greedy_outputs)
+        report["pytorch_eager"] = torch_benchmarks(model, words, config.decode.max_length, greedy_outputs[:256])
         fastest = max(v for k, v in report["pytorch_eager"].items() if k.startswith("greedy_words_per_s"))
+        report["pytorch_eager"]["useful_gflop_per_s_fastest"] = fastest * flop_per_word / 1e9
         report["greedy_batch_256_over_pytorch_fastest"] = saved_model["greedy_words_per_s"]["batch_256"] / fastest
     print(json.dumps(report) if args.json else json.dumps(report, indent=2))
 
