@@ -9,31 +9,49 @@ VOCAB = 6
 
 
 def scripted(table):
-    """Step function whose logits at step t for row b are one-hot table[b][t] (state = step)."""
+    """Step function whose logits at step t for row b are one-hot table[b][t]. Its state (batch
+    first, as decoders require) is each row's index and step: `scripted_state(rows)`."""
     table = tf.constant(table, tf.int32)
 
     def step(token_ids, state):
-        logits = tf.one_hot(table[:, state], VOCAB) * 5.0
-        return logits, state + 1
+        rows, t = state
+        logits = tf.one_hot(tf.gather_nd(table, tf.stack([rows, t], axis=1)), VOCAB) * 5.0
+        return logits, (rows, t + 1)
     return step
+
+
+def scripted_state(rows):
+    return tf.range(rows), tf.zeros([rows], tf.int32)
 
 
 def test_greedy_follows_scripted_logits_and_pads_after_end():
     step = scripted([[4, 5, END_ID, 4, 4], [5, END_ID, 4, 4, 4]])
-    out = greedy_search(step, tf.constant(0), tf.constant([START_ID, START_ID]), END_ID, max_length=5)
+    out = greedy_search(step, scripted_state(2), tf.constant([START_ID, START_ID]), END_ID, max_length=5)
     assert out.numpy().tolist() == [[4, 5, END_ID], [5, END_ID, 0]]
+
+
+def test_greedy_steps_only_the_unfinished_rows():
+    step = scripted([[END_ID, 4, 4, 4, 4], [4, 4, END_ID, 4, 4], [4, 4, 4, 4, END_ID]])
+    sizes = []
+
+    def counting(token_ids, state):
+        sizes.append(int(tf.shape(token_ids)[0]))
+        return step(token_ids, state)
+    out = greedy_search(counting, scripted_state(3), tf.fill([3], START_ID), END_ID, max_length=9)
+    assert out.numpy().tolist() == [[END_ID, 0, 0, 0, 0], [4, 4, END_ID, 0, 0], [4, 4, 4, 4, END_ID]]
+    assert sizes == [3, 2, 2, 1, 1]  # a row leaves the batch after its end token
 
 
 def test_greedy_stops_at_max_length_and_clamps_nonpositive():
     step = scripted([[4, 4, 4, 4, 4]])
     start = tf.constant([START_ID])
-    assert greedy_search(step, tf.constant(0), start, END_ID, max_length=3).numpy().tolist() == [[4, 4, 4]]
-    assert greedy_search(step, tf.constant(0), start, END_ID, max_length=0).shape == (1, 1)
+    assert greedy_search(step, scripted_state(1), start, END_ID, max_length=3).numpy().tolist() == [[4, 4, 4]]
+    assert greedy_search(step, scripted_state(1), start, END_ID, max_length=0).shape == (1, 1)
 
 
 def test_greedy_empty_batch():
     step = lambda ids, s: (tf.zeros([tf.shape(ids)[0], VOCAB]), s)  # noqa: E731
-    out = greedy_search(step, tf.constant(0), tf.zeros([0], tf.int32), END_ID, max_length=4)
+    out = greedy_search(step, tf.zeros([0]), tf.zeros([0], tf.int32), END_ID, max_length=4)
     assert out.shape[0] == 0
 
 

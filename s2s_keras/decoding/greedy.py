@@ -51,10 +51,39 @@ def greedy_search(step_fn: StepFunction, state, start_ids: tf.Tensor, end_id: in
                   max_length) -> tf.Tensor:
     """At each step the most probable next token; returns `(batch, steps)` ids (see `decode_loop`).
 
+    Rows that have produced `end_id` leave the batch: each step runs `step_fn` on the unfinished
+    rows only (their tokens and `state` gathered — every state tensor must have the batch first),
+    so a batch costs the sum of its rows' lengths, not the longest one times the batch size. A
+    row's result does not depend on the other rows.
+
     Example:
         >>> step = lambda ids, s: (tf.one_hot(tf.fill(tf.shape(ids), 3), 5), s)
         >>> greedy_search(step, (), tf.constant([2, 2]), end_id=3, max_length=4).numpy().tolist()
         [[3], [3]]
     """
-    return decode_loop(step_fn, state, start_ids, end_id, max_length,
-                       choose=lambda logits, step: tf.argmax(logits, axis=-1, output_type=tf.int32))
+    start_ids = tf.convert_to_tensor(start_ids, tf.int32)
+    max_length = tf.maximum(tf.convert_to_tensor(max_length, tf.int32), 1)
+    batch_size = tf.shape(start_ids)[0]
+    outputs = tf.zeros([batch_size, max_length], tf.int32)
+
+    def condition(step, tokens, state, rows, outputs):
+        return (step < max_length) & (tf.size(rows) > 0)
+
+    def body(step, tokens, state, rows, outputs):
+        logits, state = step_fn(tokens, state)
+        next_ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        outputs = tf.tensor_scatter_nd_update(outputs, tf.stack([rows, tf.fill(tf.shape(rows), step)], axis=1),
+                                              next_ids)
+        going_on = tf.where(tf.not_equal(next_ids, end_id))[:, 0]
+        state = tf.nest.map_structure(lambda t: tf.gather(t, going_on), state)
+        return step + 1, tf.gather(next_ids, going_on), state, tf.gather(rows, going_on), outputs
+
+    def any_batch(t):
+        return tf.TensorShape([None]).concatenate(t.shape[1:])
+
+    state = tf.nest.map_structure(tf.convert_to_tensor, state)
+    steps, _, _, _, outputs = tf.while_loop(
+        condition, body, (tf.constant(0), start_ids, state, tf.range(batch_size), outputs),
+        shape_invariants=(tf.TensorShape([]), tf.TensorShape([None]), tf.nest.map_structure(any_batch, state),
+                          tf.TensorShape([None]), outputs.shape))
+    return outputs[:, :steps]
