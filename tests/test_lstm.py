@@ -31,26 +31,47 @@ def _mask(left_padded=False):
     return tf.constant(mask[:, ::-1] if left_padded else mask)
 
 
-def _outputs_and_gradients(layer, x, mask, initial_state):
+def _outputs_and_gradients(layer, x, mask, initial_state, training=None):
     with tf.GradientTape() as tape:
         tape.watch([x, *initial_state])
-        outputs, h, c = layer(x, mask=mask, initial_state=initial_state)
+        outputs, h, c = layer(x, mask=mask, initial_state=initial_state, training=training)
         # weights every output differently, so that each one's gradient matters
         loss = (tf.reduce_sum(tf.cast(outputs, tf.float32) * tf.range(1.0, UNITS + 1.0))
                 + tf.reduce_sum(tf.cast(h, tf.float32) ** 2) + tf.reduce_sum(tf.cast(c, tf.float32) * 3.0))
     gradients = tape.gradient(loss, [x, *initial_state, *layer.trainable_weights])
-    return [tf.cast(v, tf.float32).numpy() for v in (outputs, h, c, *gradients)]
+    return [tf.cast(tf.convert_to_tensor(v), tf.float32).numpy() for v in (outputs, h, c, *gradients)]
 
 
 @pytest.mark.parametrize("go_backwards", [False, True])
 @pytest.mark.parametrize("left_padded", [False, True])
-def test_outputs_states_and_gradients_equal_keras(go_backwards, left_padded):
+@pytest.mark.parametrize("training", [True, False])
+def test_outputs_states_and_gradients_equal_keras(go_backwards, left_padded, training):
+    """training=True: the loop with the written-out backward pass; False: inference, which packs
+    right-padded rows (the forward, unreversed, right-padded case) and differentiates as TF does."""
     ours, theirs, x = _pair(go_backwards=go_backwards)
     initial_state = [tf.random.stateless_normal([BATCH, UNITS], seed=[3, i]) for i in range(2)]
     mask = _mask(left_padded)
-    for mine, reference in zip(_outputs_and_gradients(ours, x, mask, initial_state),
-                               _outputs_and_gradients(theirs, x, mask, initial_state)):
+    for mine, reference in zip(_outputs_and_gradients(ours, x, mask, initial_state, training),
+                               _outputs_and_gradients(theirs, x, mask, initial_state, training)):
         np.testing.assert_allclose(mine, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_inference_packs_right_padded_rows(monkeypatch):
+    """Inference on right-padded rows runs the packed loop (and only then): each step multiplies
+    the rows still inside their length, the longest first."""
+    import s2s_keras.layers.lstm as lstm
+
+    calls = []
+    packed = lstm._packed_recurrence
+    monkeypatch.setattr(lstm, "_packed_recurrence", lambda *args: calls.append(args[3]) or packed(*args))
+    ours, theirs, x = _pair()
+    for left_padded in (False, True):
+        mine = ours(x, mask=_mask(left_padded), training=False)
+        for got, expected in zip(mine, theirs(x, mask=_mask(left_padded))):
+            np.testing.assert_allclose(got, expected, atol=1e-5)
+    ours(x, mask=_mask(), training=True)
+    # eagerly, tf.cond runs only the branch taken: right padding, not training
+    assert len(calls) == 1 and list(calls[0].numpy()) == LENGTHS
 
 
 def test_no_mask_and_no_initial_state_equal_keras():

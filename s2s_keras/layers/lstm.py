@@ -88,17 +88,20 @@ def lstm_projected_step(projected, h, c, weights) -> tuple:
     return tf.cast(h, dtype), tf.cast(c, dtype)
 
 
-def lstm_sequence(x, h0, c0, mask, weights, go_backwards: bool = False, zero_masked_outputs: bool = False) -> tuple:
+def lstm_sequence(x, h0, c0, mask, weights, go_backwards: bool = False, zero_masked_outputs: bool = False,
+                  training: bool = True) -> tuple:
     """`x (batch, T, in)`, initial `h0, c0 (batch, units)` (compute dtype), `mask (batch, T)`
     bool or None → `(outputs (batch, T, units), h, c)` in the compute dtype of `h0`.
     `zero_masked_outputs`: masked steps output zeros (Keras' `zero_output_for_mask`, which
-    `Bidirectional` sets) instead of the previous output."""
+    `Bidirectional` sets) instead of the previous output. `training=False` with a right-padded
+    mask runs the packed loop (`_packed_recurrence`): the same numbers, each step on the rows
+    still inside their length only; its gradients come from TensorFlow's own differentiation."""
     return lstm_projected_sequence(project_inputs(x, weights), h0, c0, mask, weights, go_backwards,
-                                   zero_masked_outputs)
+                                   zero_masked_outputs, training)
 
 
 def lstm_projected_sequence(projected, h0, c0, mask, weights, go_backwards: bool = False,
-                            zero_masked_outputs: bool = False) -> tuple:
+                            zero_masked_outputs: bool = False, training: bool = True) -> tuple:
     """`lstm_sequence` from the projected inputs `x W_x + b (batch, T, 4·units)` float32."""
     _, recurrent_kernel, _ = weights
     if go_backwards:
@@ -107,7 +110,15 @@ def lstm_projected_sequence(projected, h0, c0, mask, weights, go_backwards: bool
     projected = tf.transpose(projected, [1, 0, 2])  # time major
     keep = None if mask is None else tf.transpose(mask)[:, :, None]  # (T, batch, 1) bool
     dtype = recurrent_kernel.dtype
-    h_seq, h, c = _recurrence(projected, tf.cast(h0, dtype), tf.cast(c0, dtype), keep, recurrent_kernel)
+    h0, c0 = tf.cast(h0, dtype), tf.cast(c0, dtype)
+    if training or keep is None:
+        h_seq, h, c = _recurrence(projected, h0, c0, keep, recurrent_kernel)
+    else:  # inference: a batch of mixed lengths (decoding requests) packs; left padding cannot
+        lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
+        right_padded = tf.reduce_all(tf.equal(mask, tf.sequence_mask(lengths, tf.shape(mask)[1])))
+        h_seq, h, c = tf.cond(right_padded,
+                              lambda: _packed_recurrence(projected, h0, c0, lengths, recurrent_kernel),
+                              lambda: _recurrence(projected, h0, c0, keep, recurrent_kernel))
     outputs = tf.transpose(h_seq, [1, 0, 2])
     if keep is not None:
         # Keras outputs zeros at masked steps, or (default) the previous output: zeros before
@@ -115,6 +126,32 @@ def lstm_projected_sequence(projected, h0, c0, mask, weights, go_backwards: bool
         shown = mask if zero_masked_outputs else tf.cumsum(tf.cast(mask, tf.int32), axis=1) > 0
         outputs = tf.where(shown[:, :, None], outputs, tf.zeros([], outputs.dtype))
     return outputs, h, c
+
+
+def _packed_recurrence(projected, h0, c0, lengths, recurrent_kernel):
+    """`_recurrence`'s forward loop for right-padded rows of `lengths`, as PyTorch's packed
+    sequences: the rows sorted longest first, step t multiplies only the rows longer than t (a
+    prefix); the others carry their h and c. Returns `(h_seq (T, batch, units), h, c)` in the
+    original row order."""
+    dtype = recurrent_kernel.dtype
+    order = tf.argsort(lengths, direction="DESCENDING", stable=True)
+    sorted_lengths = tf.gather(lengths, order)
+    projected = tf.gather(projected, order, axis=1)
+    h0, c0 = tf.gather(h0, order), tf.gather(c0, order)
+    steps = tf.shape(projected)[0]
+
+    def body(t, h, c, h_seq):
+        n = tf.reduce_sum(tf.cast(sorted_lengths > t, tf.int32))
+        z = projected[t, :n] + tf.cast(tf.matmul(h[:n], recurrent_kernel), tf.float32)
+        h_new, c_new, _ = _gates(z, tf.cast(c[:n], tf.float32))
+        h = tf.ensure_shape(tf.concat([tf.cast(h_new, dtype), h[n:]], 0), h0.shape)
+        c = tf.ensure_shape(tf.concat([tf.cast(c_new, dtype), c[n:]], 0), c0.shape)
+        return t + 1, h, c, h_seq.write(t, h)
+
+    _, h, c, h_seq = tf.while_loop(lambda t, *_: t < steps, body,
+                                   (tf.constant(0), h0, c0, tf.TensorArray(dtype, size=steps)))
+    inverse = tf.math.invert_permutation(order)
+    return tf.gather(h_seq.stack(), inverse, axis=1), tf.gather(h, inverse), tf.gather(c, inverse)
 
 
 def _recurrence(projected, h0, c0, keep, recurrent_kernel):
@@ -194,5 +231,6 @@ class LSTM(keras.layers.LSTM):
         if self.unroll or not has_lstm_equations(cell) or (training and (cell.dropout or cell.recurrent_dropout)):
             return super().inner_loop(sequences, initial_state, mask=mask, training=training)
         outputs, h, c = lstm_sequence(sequences, initial_state[0], initial_state[1], mask, lstm_weights(cell),
-                                      go_backwards=self.go_backwards, zero_masked_outputs=self.zero_output_for_mask)
+                                      go_backwards=self.go_backwards, zero_masked_outputs=self.zero_output_for_mask,
+                                      training=bool(training))
         return h, outputs, [h, c]
