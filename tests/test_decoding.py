@@ -238,3 +238,25 @@ def test_beam_stops_once_the_results_cannot_change(alpha):
         np.testing.assert_array_equal(ids.numpy(), full_ids.numpy()[:, :k, :width])
         assert (full_ids.numpy()[:, :k, width:] == 0).all()
         np.testing.assert_allclose(scores.numpy(), full_scores.numpy()[:, :k], rtol=1e-6)
+
+
+def test_beam_rows_leave_the_batch_when_done_and_do_not_depend_on_each_other():
+    quick = table(start=dist(a=.9, end=.1), a=dist(end=1.0))  # every hypothesis ends by step 2
+    tables = [quick, *random_tables(7, 3)]
+    step, _ = markov(tables)
+    sizes = []
+
+    def counting(token_ids, rows):
+        sizes.append(int(tf.shape(token_ids)[0]))
+        return step(token_ids, rows)
+    rows, start = tf.range(4), tf.fill([4], START_ID)
+    ids, scores = beam_search(counting, rows, start, END_ID, max_length=20, beam_size=3, num_results=2)
+    assert sizes[0] == 4 * 3 and sizes[-1] < sizes[0] and sizes == sorted(sizes, reverse=True)
+    assert sizes[2] <= 3 * 3  # the quick row left after its second step
+    for row in range(4):  # alone, each row gets what it got in the batch
+        alone_ids, alone_scores = beam_search(step, rows[row:row + 1], start[:1], END_ID, max_length=20,
+                                              beam_size=3, num_results=2)
+        width = alone_ids.shape[2]
+        np.testing.assert_array_equal(alone_ids.numpy()[0], ids.numpy()[row, :, :width])
+        assert (ids.numpy()[row, :, width:] == 0).all()
+        np.testing.assert_allclose(alone_scores.numpy()[0], scores.numpy()[row], rtol=1e-6)

@@ -31,8 +31,10 @@ def beam_search(step_fn: StepFunction, state, start_ids: tf.Tensor, end_id: int,
     once it has `beam_size` finished hypotheses, or once its `num_results` best finished ones
     can no longer change: extending a hypothesis only lowers its log-probability, so none can
     score above `best alive log-probability / length_penalty(max_length)` (the returned
-    hypotheses are the same as without this early stop). The search stops when every row has,
-    or at `max_length` steps. Rows without
+    hypotheses are the same as without this early stop). A stopped row leaves the batch: the
+    next steps run `step_fn` on the other rows' beams only (`state` gathered: every state tensor
+    must have the batch first), and no row's result depends on the others. The search stops
+    when every row has, or at `max_length` steps. Rows without
     enough finished hypotheses are filled with the best unfinished ones (cut at `max_length`,
     scored by their length).
 
@@ -59,19 +61,30 @@ def beam_search(step_fn: StepFunction, state, start_ids: tf.Tensor, end_id: int,
 
     final_penalty = length_penalty(max_length, alpha)
 
-    def condition(step, last_tokens, state, alive_seq, alive_logp, finished_seq, finished_scores):
+    def done(alive_logp, finished_scores):
+        """Per row: beam_size hypotheses finished, or its num_results best cannot change."""
         finished_count = tf.reduce_sum(tf.cast(finished_scores > NEG_INF / 2, tf.int32), axis=1)
         # Both sorted best first (top_k): the num_results-th finished score, the best alive one.
         settled = (finished_count >= num_results) & (
             _normalize(alive_logp[:, 0], final_penalty) < tf.gather(finished_scores, num_results - 1, axis=1))
-        return (step < max_length) & ~tf.reduce_all((finished_count >= beam_size) | settled)
+        return (finished_count >= beam_size) | settled
 
-    def body(step, last_tokens, state, alive_seq, alive_logp, finished_seq, finished_scores):
+    # A row that is done leaves the search: its finished hypotheses go to these (batch-sized)
+    # results, and the loop goes on with the other rows (`rows`: their indices in the batch).
+    results_seq, results_scores = finished_seq, finished_scores
+
+    def condition(step, rows, last_tokens, state, alive_seq, alive_logp, finished_seq, finished_scores,
+                  results_seq, results_scores):
+        return (step < max_length) & (tf.size(rows) > 0)
+
+    def body(step, rows, last_tokens, state, alive_seq, alive_logp, finished_seq, finished_scores,
+             results_seq, results_scores):
+        active = tf.shape(rows)[0]
         logits, state = step_fn(last_tokens, state)
         vocabulary_size = tf.shape(logits)[-1]
         logp = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
-        logp = tf.reshape(logp, [batch_size, beam_size, vocabulary_size])
-        candidates = tf.reshape(alive_logp[:, :, None] + logp, [batch_size, -1])
+        logp = tf.reshape(logp, [active, beam_size, vocabulary_size])
+        candidates = tf.reshape(alive_logp[:, :, None] + logp, [active, -1])
         # 2 * beam candidates: even if beam of them end here, beam unfinished ones remain.
         top_logp, top_index = tf.math.top_k(candidates, k=tf.minimum(2 * beam_size, tf.shape(candidates)[1]))
         top_beam = top_index // vocabulary_size
@@ -96,14 +109,38 @@ def beam_search(step_fn: StepFunction, state, start_ids: tf.Tensor, end_id: int,
         alive_logp, keep = tf.math.top_k(alive_candidates, k=beam_size)
         alive_seq = tf.gather(top_seq, keep, batch_dims=1)
         chosen_beam = tf.gather(top_beam, keep, batch_dims=1)
-        last_tokens = tf.reshape(tf.gather(top_token, keep, batch_dims=1), [-1])
-        rows = tf.reshape(chosen_beam + tf.range(batch_size)[:, None] * beam_size, [-1])
-        state = tf.nest.map_structure(lambda t: tf.gather(t, rows), state)
-        return step + 1, last_tokens, state, alive_seq, alive_logp, finished_seq, finished_scores
+        last_tokens = tf.gather(top_token, keep, batch_dims=1)
+        beam_rows = chosen_beam + tf.range(active)[:, None] * beam_size  # (active, beam) into state
 
-    steps, _, _, alive_seq, alive_logp, finished_seq, finished_scores = tf.while_loop(
-        condition, body,
-        (tf.constant(0), last_tokens, state, alive_seq, alive_logp, finished_seq, finished_scores))
+        # Rows done now: results out; the rest (and their beams' states) go on.
+        is_done = done(alive_logp, finished_scores)
+        leaving = tf.where(is_done)[:, 0]
+        indices = tf.gather(rows, leaving)[:, None]
+        results_seq = tf.tensor_scatter_nd_update(results_seq, indices, tf.gather(finished_seq, leaving))
+        results_scores = tf.tensor_scatter_nd_update(results_scores, indices, tf.gather(finished_scores, leaving))
+        going_on = tf.where(~is_done)[:, 0]
+        state_rows = tf.reshape(tf.gather(beam_rows, going_on), [-1])
+        state = tf.nest.map_structure(lambda t: tf.gather(t, state_rows), state)
+        return (step + 1, tf.gather(rows, going_on), tf.reshape(tf.gather(last_tokens, going_on), [-1]), state,
+                *(tf.gather(t, going_on) for t in (alive_seq, alive_logp, finished_seq, finished_scores)),
+                results_seq, results_scores)
+
+    def any_rows(t):  # rows leave; and a Python-int beam_size may show up as a static dimension
+        return tf.TensorShape([None] * t.shape.rank)
+
+    state = tf.nest.map_structure(tf.convert_to_tensor, state)
+    loop_vars = (tf.constant(0), tf.range(batch_size), last_tokens, state, alive_seq, alive_logp, finished_seq,
+                 finished_scores, results_seq, results_scores)
+    (steps, rows, _, _, alive_seq, alive_logp, finished_seq, finished_scores,
+     results_seq, results_scores) = tf.while_loop(
+        condition, body, loop_vars,
+        shape_invariants=(tf.TensorShape([]), *tf.nest.map_structure(any_rows, loop_vars[1:8]),
+                          tf.TensorShape([None, None, None]), tf.TensorShape([None, None])))
+    # Rows still searching at max_length: their finished and (to fill up) unfinished hypotheses.
+    finished_seq = tf.tensor_scatter_nd_update(results_seq, rows[:, None], finished_seq)
+    finished_scores = tf.tensor_scatter_nd_update(results_scores, rows[:, None], finished_scores)
+    alive_seq = tf.scatter_nd(rows[:, None], alive_seq, tf.shape(results_seq))
+    alive_logp = tf.tensor_scatter_nd_update(tf.fill(tf.shape(results_scores), NEG_INF), rows[:, None], alive_logp)
 
     # Rank finished hypotheses first, then unfinished ones (cut at max_length).
     alive_scores = _normalize(alive_logp, length_penalty(steps, alpha))
