@@ -30,7 +30,10 @@ def test_greedy_follows_scripted_logits_and_pads_after_end():
     assert out.numpy().tolist() == [[4, 5, END_ID], [5, END_ID, 0]]
 
 
-def test_greedy_steps_only_the_unfinished_rows():
+def test_greedy_steps_only_the_unfinished_rows(monkeypatch):
+    import s2s_keras.decoding.greedy as greedy
+
+    monkeypatch.setattr(greedy, "COMPACT_MIN_ROWS", 2)
     step = scripted([[END_ID, 4, 4, 4, 4], [4, 4, END_ID, 4, 4], [4, 4, 4, 4, END_ID]])
     sizes = []
 
@@ -141,7 +144,11 @@ def test_beam_finds_what_greedy_misses():
     assert scores.numpy()[0, 0] == pytest.approx(np.log(0.4), abs=1e-5)
 
 
-def test_beam_width_one_equals_greedy_on_many_random_tables():
+@pytest.mark.parametrize("compact_min_rows", [1, 16])  # greedy with and without dropping finished rows
+def test_beam_width_one_equals_greedy_on_many_random_tables(compact_min_rows, monkeypatch):
+    import s2s_keras.decoding.greedy as greedy
+
+    monkeypatch.setattr(greedy, "COMPACT_MIN_ROWS", compact_min_rows)
     tables = random_tables(0, 8, concentration=0.5)
     step, _ = markov(tables)
     rows, start = tf.range(8), tf.fill([8], START_ID)

@@ -112,18 +112,28 @@ def beam_search(step_fn: StepFunction, state, start_ids: tf.Tensor, end_id: int,
         last_tokens = tf.gather(top_token, keep, batch_dims=1)
         beam_rows = chosen_beam + tf.range(active)[:, None] * beam_size  # (active, beam) into state
 
-        # Rows done now: results out; the rest (and their beams' states) go on.
         is_done = done(alive_logp, finished_scores)
-        leaving = tf.where(is_done)[:, 0]
-        indices = tf.gather(rows, leaving)[:, None]
-        results_seq = tf.tensor_scatter_nd_update(results_seq, indices, tf.gather(finished_seq, leaving))
-        results_scores = tf.tensor_scatter_nd_update(results_scores, indices, tf.gather(finished_scores, leaving))
-        going_on = tf.where(~is_done)[:, 0]
-        state_rows = tf.reshape(tf.gather(beam_rows, going_on), [-1])
-        state = tf.nest.map_structure(lambda t: tf.gather(t, state_rows), state)
-        return (step + 1, tf.gather(rows, going_on), tf.reshape(tf.gather(last_tokens, going_on), [-1]), state,
-                *(tf.gather(t, going_on) for t in (alive_seq, alive_logp, finished_seq, finished_scores)),
-                results_seq, results_scores)
+
+        def leave():
+            """Rows done now: results out; the rest (and their beams' states) go on."""
+            leaving = tf.where(is_done)[:, 0]
+            indices = tf.gather(rows, leaving)[:, None]
+            results = (tf.tensor_scatter_nd_update(results_seq, indices, tf.gather(finished_seq, leaving)),
+                       tf.tensor_scatter_nd_update(results_scores, indices, tf.gather(finished_scores, leaving)))
+            going_on = tf.where(~is_done)[:, 0]
+            return (tf.gather(rows, going_on), tf.gather(beam_rows, going_on), tf.gather(last_tokens, going_on),
+                    *(tf.gather(t, going_on) for t in (alive_seq, alive_logp, finished_seq, finished_scores)),
+                    *results)
+
+        def stay():  # most steps: nobody leaves, nothing to gather but the chosen beams' states
+            return (rows, beam_rows, last_tokens, alive_seq, alive_logp, finished_seq, finished_scores,
+                    results_seq, results_scores)
+
+        (rows, beam_rows, last_tokens, alive_seq, alive_logp, finished_seq, finished_scores,
+         results_seq, results_scores) = tf.cond(tf.reduce_any(is_done), leave, stay)
+        state = tf.nest.map_structure(lambda t: tf.gather(t, tf.reshape(beam_rows, [-1])), state)
+        return (step + 1, rows, tf.reshape(last_tokens, [-1]), state, alive_seq, alive_logp, finished_seq,
+                finished_scores, results_seq, results_scores)
 
     def any_rows(t):  # rows leave; and a Python-int beam_size may show up as a static dimension
         return tf.TensorShape([None] * t.shape.rank)

@@ -6,6 +6,11 @@ import typing
 
 import tensorflow as tf
 
+# Batches of at least this many rows drop finished rows as they go (`greedy_search`); smaller
+# ones keep every row to the end: a few rows cost little more than one, while the gathers would
+# cost every step (a choice of speed, not of result).
+COMPACT_MIN_ROWS = 16
+
 StepFunction = typing.Callable[[tf.Tensor, typing.Any], typing.Tuple[tf.Tensor, typing.Any]]
 ChooseFunction = typing.Callable[[tf.Tensor, tf.Tensor], tf.Tensor]  # (logits, step) -> ids
 
@@ -51,10 +56,10 @@ def greedy_search(step_fn: StepFunction, state, start_ids: tf.Tensor, end_id: in
                   max_length) -> tf.Tensor:
     """At each step the most probable next token; returns `(batch, steps)` ids (see `decode_loop`).
 
-    Rows that have produced `end_id` leave the batch: each step runs `step_fn` on the unfinished
-    rows only (their tokens and `state` gathered — every state tensor must have the batch first),
-    so a batch costs the sum of its rows' lengths, not the longest one times the batch size. A
-    row's result does not depend on the other rows.
+    In a batch of at least `COMPACT_MIN_ROWS`, rows that have produced `end_id` leave it: each
+    step runs `step_fn` on the unfinished rows only (their tokens and `state` gathered — every
+    state tensor must have the batch first), so a batch costs the sum of its rows' lengths, not
+    the longest one times the batch size. The results are the same either way.
 
     Example:
         >>> step = lambda ids, s: (tf.one_hot(tf.fill(tf.shape(ids), 3), 5), s)
@@ -81,9 +86,16 @@ def greedy_search(step_fn: StepFunction, state, start_ids: tf.Tensor, end_id: in
     def any_batch(t):
         return tf.TensorShape([None]).concatenate(t.shape[1:])
 
+    def compacting():
+        steps, _, _, _, ids = tf.while_loop(
+            condition, body, (tf.constant(0), start_ids, state, tf.range(batch_size), outputs),
+            shape_invariants=(tf.TensorShape([]), tf.TensorShape([None]), tf.nest.map_structure(any_batch, state),
+                              tf.TensorShape([None]), outputs.shape))
+        return ids[:, :steps]
+
+    def whole_batch():
+        return decode_loop(step_fn, state, start_ids, end_id, max_length,
+                           choose=lambda logits, step: tf.argmax(logits, axis=-1, output_type=tf.int32))
+
     state = tf.nest.map_structure(tf.convert_to_tensor, state)
-    steps, _, _, _, outputs = tf.while_loop(
-        condition, body, (tf.constant(0), start_ids, state, tf.range(batch_size), outputs),
-        shape_invariants=(tf.TensorShape([]), tf.TensorShape([None]), tf.nest.map_structure(any_batch, state),
-                          tf.TensorShape([None]), outputs.shape))
-    return outputs[:, :steps]
+    return tf.cond(batch_size >= COMPACT_MIN_ROWS, compacting, whole_batch)
