@@ -158,20 +158,14 @@ def load_pretrained(config: Config, labels=None) -> keras.Model:
         raise ValueError(f"train.init_from: {model_path} is a {type(pretrained).__name__}; task {config.task} "
                          f"needs a {expected.__name__}")
     theirs = pretrained.get_config()
-    ours = {**dataclasses.asdict(config.model), "source_split": config.data.source_split,
-            "source_lowercase": config.data.source_lowercase, "target_split": config.data.target_split,
-            "target_lowercase": config.data.target_lowercase, "split": config.data.source_split,
-            "lowercase": config.data.source_lowercase}
-    fields = [*(f"model.{name}" for name in _ARCHITECTURE),
-              *(f"data.{name}" for name in ("source_split", "source_lowercase", "target_split", "target_lowercase"))]
-    problems = []
-    for field in fields:
-        name = field.split(".")[1]
-        if name in theirs and theirs[name] != ours[name]:
-            problems.append(f"{field}: {ours[name]!r} here, {theirs[name]!r} in the pretrained model")
-    for name, field in (("split", "data.source_split"), ("lowercase", "data.source_lowercase")):  # LanguageModel
-        if name in theirs and theirs[name] != ours[name]:
-            problems.append(f"{field}: {ours[name]!r} here, {theirs[name]!r} in the pretrained model")
+    # (our field, the model config's key, our value); a model has the keys of its own task only
+    fields = [(f"model.{name}", name, getattr(config.model, name)) for name in _ARCHITECTURE]
+    fields += [(f"data.{name}", name, getattr(config.data, name))
+               for name in ("source_split", "source_lowercase", "target_split", "target_lowercase")]
+    fields += [("data.source_split", "split", config.data.source_split),  # a LanguageModel's names
+               ("data.source_lowercase", "lowercase", config.data.source_lowercase)]
+    problems = [f"{field}: {ours!r} here, {theirs[key]!r} in the pretrained model"
+                for field, key, ours in fields if key in theirs and theirs[key] != ours]
     if config.task == "classify" and labels is not None:
         unknown = sorted(set(labels) - set(pretrained.labels))
         if unknown:
