@@ -162,8 +162,8 @@ def useful_flop_per_word(model, words, greedy_outputs) -> float:
     output projection (`train_speed.training_flops` / 3). Rows that have ended but still ride
     along in their batch's loop are not useful work."""
     source_tokens = int(tf.reduce_sum(model.source_tokenizer.tokenize_ragged(tf.constant(words)).row_lengths()))
-    output_tokens = sum(len(model.target_tokenizer.tokenize_ragged(tf.constant([text]))[0]) + 1
-                        for text in greedy_outputs)
+    output_tokens = int(tf.reduce_sum(model.target_tokenizer.tokenize_ragged(tf.constant(greedy_outputs))
+                                      .row_lengths())) + len(greedy_outputs)  # + each end token
     flops = training_flops(source_tokens, output_tokens, model.embedding_size, model.hidden_units, model.num_layers,
                            model.target_tokenizer.vocabulary_size) / 3
     return flops / len(words)
