@@ -200,7 +200,8 @@ class TrainConfig:
     seed: int = 1234
     # Fine-tuning: a finished run dir or a `.keras` model of the same task whose vocabularies
     # (labels) and weights start this run; model.* (the architecture) and the data's
-    # tokenization must match it. "" trains from scratch.
+    # tokenization must match it. task=classify may also start from a language model (its
+    # vocabulary, embedding and layers; Dai & Le 2015). "" trains from scratch.
     init_from: str = ""
 
     def __post_init__(self):

@@ -141,13 +141,19 @@ def load_data(config: Config, verbose: int = 0) -> tuple:
 # What fixes the computation a model's weights were trained for (dropout and init may change).
 _ARCHITECTURE = ("cell", "learn_initial_state", "embedding_size", "hidden_units", "num_layers", "bidirectional",
                  "bridge", "attention", "reverse_source", "tie_embeddings", "pooling")
-_TASK_MODELS = {"seq2seq": Seq2Seq, "classify": Classifier, "lm": LanguageModel}
+# The models a task may start from: its own, and for a classifier a language model (Dai & Le 2015).
+_TASK_MODELS = {"seq2seq": (Seq2Seq,), "classify": (Classifier, LanguageModel), "lm": (LanguageModel,)}
+# What a language model shares with a classifier's encoder (a tied embedding is still the embedding).
+_LM_ARCHITECTURE = ("cell", "embedding_size", "hidden_units", "num_layers", "reverse_source")
 
 
 def load_pretrained(config: Config, labels=None) -> keras.Model:
-    """`train.init_from` loaded and checked against this run: same task, same architecture
-    (`model.*` fields in `_ARCHITECTURE`), same tokenization, and for `classify` the training
-    split's `labels` all known to it. Every mismatch is named in one error."""
+    """`train.init_from` loaded and checked against this run: a model of the same task (for
+    `classify` also a `LanguageModel`, see `_corresponding`), the same architecture (`model.*`
+    fields in `_ARCHITECTURE`; from a language model those in `_LM_ARCHITECTURE`, with
+    `reverse_source` false as it read text forwards, and no bidirectional stack deeper than one
+    layer), the same tokenization, and for `classify` from a classifier the training split's
+    `labels` all known to it. Every mismatch is named in one error."""
     path = config.train.init_from
     model_path = os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path
     if not os.path.isfile(model_path):
@@ -156,42 +162,55 @@ def load_pretrained(config: Config, labels=None) -> keras.Model:
     expected = _TASK_MODELS[config.task]
     if not isinstance(pretrained, expected):
         raise ValueError(f"train.init_from: {model_path} is a {type(pretrained).__name__}; task {config.task} "
-                         f"needs a {expected.__name__}")
+                         f"needs a {' or a '.join(model.__name__ for model in expected)}")
     theirs = pretrained.get_config()
+    from_lm = config.task == "classify" and isinstance(pretrained, LanguageModel)
+    if from_lm:
+        theirs["reverse_source"] = False  # a language model reads text forwards
     # (our field, the model config's key, our value); a model has the keys of its own task only
-    fields = [(f"model.{name}", name, getattr(config.model, name)) for name in _ARCHITECTURE]
+    fields = [(f"model.{name}", name, getattr(config.model, name))
+              for name in (_LM_ARCHITECTURE if from_lm else _ARCHITECTURE)]
     fields += [(f"data.{name}", name, getattr(config.data, name))
                for name in ("source_split", "source_lowercase", "target_split", "target_lowercase")]
     fields += [("data.source_split", "split", config.data.source_split),  # a LanguageModel's names
                ("data.source_lowercase", "lowercase", config.data.source_lowercase)]
     problems = [f"{field}: {ours!r} here, {theirs[key]!r} in the pretrained model"
                 for field, key, ours in fields if key in theirs and theirs[key] != ours]
-    if config.task == "classify" and labels is not None:
+    if isinstance(pretrained, Classifier) and labels is not None:
         unknown = sorted(set(labels) - set(pretrained.labels))
         if unknown:
             problems.append(f"labels {unknown[:5]} of the training split are not among the pretrained model's "
                             f"{pretrained.labels[:10]}")
+    if from_lm:
+        if config.model.bidirectional and config.model.num_layers > 1:
+            units = config.model.hidden_units
+            problems.append(f"model.bidirectional with model.num_layers {config.model.num_layers}: a bidirectional "
+                            f"layer above the first reads both directions ({2 * units} features), a language "
+                            f"model's layer reads {units} (set model.bidirectional=false or model.num_layers=1)")
     if problems:
         raise ValueError(f"train.init_from: {model_path} does not fit this run (--set the fields to match it):\n  "
                          + "\n  ".join(problems))
     return pretrained
 
 
-def _vocabularies(model) -> tuple:
-    """`(source, target)` vocabularies of a model as `build_model` takes them (labels for a
-    classifier, None for a language model's target)."""
+def _vocabularies(model, labels=None) -> tuple:
+    """`(source, target)` vocabularies of a pretrained model as `build_model` takes them (labels
+    for a classifier). A language model has one, the source; the target is `labels`, this run's
+    own: None for a language model, the training split's labels for a classifier."""
     if isinstance(model, Classifier):
         return model.source_vocabulary, model.labels
     if isinstance(model, LanguageModel):
-        return model.vocabulary, None
+        return model.vocabulary, labels
     return model.source_vocabulary, model.target_vocabulary
 
 
-def _unknown_tokens(pretrained, corpus, config: Config) -> str:
+def _unknown_tokens(pretrained, corpus) -> str:
     """How much of this run's training text the pretrained vocabularies map to `[UNK]`."""
-    # (name, tokenizer, column of the pairs): a language model reads the source column.
-    sides = {"seq2seq": [("source", "source_tokenizer", 0), ("target", "target_tokenizer", 1)],
-             "classify": [("source", "source_tokenizer", 0)], "lm": [("text", "target_tokenizer", 0)]}[config.task]
+    # (name, the pretrained model's tokenizer, column of the pairs): a language model's one
+    # tokenizer reads the source column (its text, or a classifier's started from it).
+    sides = {Seq2Seq: [("source", "source_tokenizer", 0), ("target", "target_tokenizer", 1)],
+             Classifier: [("source", "source_tokenizer", 0)],
+             LanguageModel: [("text", "target_tokenizer", 0)]}[type(pretrained)]
     parts = []
     for side, tokenizer, column in sides:
         unknown = total = 0
@@ -203,17 +222,47 @@ def _unknown_tokens(pretrained, corpus, config: Config) -> str:
     return "; ".join(parts)
 
 
-def copy_weights(pretrained, model, name: str) -> None:
-    """Every weight of `pretrained` into `model` (same order, same shapes; a mismatch is named)."""
-    theirs, ours = pretrained.weights, model.weights
-    if len(theirs) != len(ours):
-        raise ValueError(f"train.init_from: {name} has {len(theirs)} weights, this run's model {len(ours)}")
-    for mine, other in zip(ours, theirs):
-        if tuple(mine.shape) != tuple(other.shape):
-            raise ValueError(f"train.init_from: weight {mine.path} is {tuple(mine.shape)} here, "
-                             f"{tuple(other.shape)} ({other.path}) in {name}")
-    for mine, other in zip(ours, theirs):
-        mine.assign(other.numpy())
+def copy_weights(pretrained, model, name: str) -> str:
+    """The weights of `pretrained` into `model`, pair by pair of `_corresponding` layers (same
+    order and shapes; every mismatch is named in one error). Returns what was copied and what
+    starts fresh, for the log."""
+    pairs = _corresponding(pretrained, model)
+    problems = []
+    for other_layer, layer in pairs:
+        theirs, ours = other_layer.weights, layer.weights
+        if len(theirs) != len(ours):
+            problems.append(f"{layer.name} has {len(ours)} weights here, {other_layer.name} {len(theirs)} in {name}")
+            continue
+        problems += [f"weight {mine.path} is {tuple(mine.shape)} here, {tuple(other.shape)} ({other.path}) in {name}"
+                     for mine, other in zip(ours, theirs) if tuple(mine.shape) != tuple(other.shape)]
+    if problems:
+        raise ValueError("train.init_from: the weights do not fit:\n  " + "\n  ".join(problems))
+    for other_layer, layer in pairs:
+        for mine, other in zip(layer.weights, other_layer.weights):
+            mine.assign(other.numpy())
+    if pairs[0][1] is model:  # the same task: the whole model
+        return f"all {len(model.weights)} weights copied"
+    copied = {weight.path for _, layer in pairs for weight in layer.weights}
+    fresh = sorted({weight.path.rpartition("/")[0] for weight in model.weights if weight.path not in copied})
+    return (f"copied {', '.join(f'{other.path} → {layer.path}' for other, layer in pairs)}; "
+            f"fresh: {', '.join(fresh)}")
+
+
+def _corresponding(pretrained, model) -> list:
+    """`(pretrained layer, our layer)` pairs whose weights carry over: the whole model for the
+    same task; from a `LanguageModel` into a `Classifier` (Dai & Le 2015) its embedding into
+    the source embedding and each decoder layer into the encoder layer of the same depth — its
+    forward direction when bidirectional (the backward one reads text the other way: fresh).
+    The pooling, the label projection and learned initial states (zeros, the language model's
+    start) stay fresh."""
+    if not (isinstance(pretrained, LanguageModel) and isinstance(model, Classifier)):
+        return [(pretrained, model)]
+    if len(pretrained.decoder_layers) != len(model.encoder_layers):
+        raise ValueError(f"train.init_from: the language model has {len(pretrained.decoder_layers)} layers, "
+                         f"this run's classifier {len(model.encoder_layers)}")
+    return [(pretrained.target_embedding, model.source_embedding)] + [
+        (other, layer.forward_layer if isinstance(layer, keras.layers.Bidirectional) else layer)
+        for other, layer in zip(pretrained.decoder_layers, model.encoder_layers)]
 
 
 def labels_of(corpus, train_labels) -> list:
@@ -368,13 +417,15 @@ def train(config: Config, run_dir: str, verbose: int = 1) -> keras.Model:
     pretrained = None
     if config.train.init_from:
         pretrained = load_pretrained(config, target_vocabulary)
-        source_vocabulary, target_vocabulary = _vocabularies(pretrained)
-        _log(verbose, f"init from {config.train.init_from}: its vocabularies and weights; "
-                      f"{_unknown_tokens(pretrained, corpus, config)}")
+        source_vocabulary, target_vocabulary = _vocabularies(pretrained, target_vocabulary)
+        kept = "vocabulary" if isinstance(pretrained, LanguageModel) else "vocabularies"  # labels: a classifier's
+        _log(verbose, f"init from {config.train.init_from} (a {type(pretrained).__name__}): its {kept}; "
+                      f"{_unknown_tokens(pretrained, corpus)}")
     with strategy.scope():
         model = build_model(config, source_vocabulary, target_vocabulary)
         if pretrained is not None:
-            copy_weights(pretrained, model, config.train.init_from)
+            _log(verbose, f"init from {config.train.init_from}: "
+                          f"{copy_weights(pretrained, model, config.train.init_from)}")
     # Training reads the per-epoch stream built below, not the one-pass train dataset.
     _, valid_data, stats = datasets(config, corpus, model, lengths)
     with strategy.scope():

@@ -155,5 +155,113 @@ def test_init_from_names_what_does_not_fit(tmp_path):
         load_pretrained(base.override(["data.source_split=whitespace"]))
     with pytest.raises(ValueError, match="is a Seq2Seq; task lm needs a LanguageModel"):
         load_pretrained(base.override(["task=lm"]))
+    with pytest.raises(ValueError, match="is a Seq2Seq; task classify needs a Classifier or a LanguageModel"):
+        load_pretrained(base.override(["task=classify"]))
     with pytest.raises(FileNotFoundError, match="nowhere not found \\(a finished run dir or a .keras file\\)"):
         load_pretrained(base.override([f"train.init_from={tmp_path / 'nowhere'}"]))
+
+
+WORDS = ["good", "bad", "film", "plot", "dull", "fine"]
+
+
+def write_sentences(tmp_path, count: int = 60) -> str:
+    """text<TAB>label lines of WORDS (a language model reads the text)."""
+    import random
+
+    rng = random.Random(0)
+    lines = []
+    for _ in range(count):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(1, 5))]
+        lines.append(f"{' '.join(words)}\t{'pos' if words.count('good') >= words.count('bad') else 'neg'}\n")
+    path = tmp_path / "sentences.tsv"
+    path.write_text("".join(lines))
+    return str(path)
+
+
+def language_model_run(tmp_path, data: str, *overrides) -> tuple:
+    """`(model, run dir)`: a language model over WORDS but "fine" (untrained: its weights are
+    its initialization), saved as a finished run (config.json + model.keras)."""
+    from s2s_keras.training import CONFIG_FILE, MODEL_FILE, build_model
+
+    config = preset("tiny").override([data, "task=lm", "data.source_split=whitespace", *overrides])
+    model = build_model(config, WORDS[:-1], None)
+    run_dir = tmp_path / "lm"
+    run_dir.mkdir()
+    (run_dir / CONFIG_FILE).write_text(config.to_json())
+    model.save(run_dir / MODEL_FILE)
+    return model, run_dir
+
+
+def classifier_from(data: str, run_dir, *overrides):
+    """A tiny bidirectional classifier's config that starts from the language model in `run_dir`."""
+    return preset("tiny").override([data, "task=classify", "data.source_split=whitespace", "model.bidirectional=true",
+                                    "model.reverse_source=false", f"train.init_from={run_dir}", *overrides])
+
+
+@pytest.mark.parametrize("bidirectional, shared", [(True, []), (False, ["model.num_layers=2"]),
+                                                   (True, ["model.tie_embeddings=true", "model.embedding_size=32"])])
+def test_init_from_a_language_model_gives_the_classifier_its_embedding_and_layers(tmp_path, bidirectional, shared):
+    import tensorflow as tf
+
+    from s2s_keras.training import _vocabularies, build_model, copy_weights, load_pretrained
+
+    data = f"data.source=tsv:{write_sentences(tmp_path)}"
+    language_model, run_dir = language_model_run(tmp_path, data, *shared)
+    config = classifier_from(data, run_dir, f"model.bidirectional={bidirectional}", *shared)
+    loaded = load_pretrained(config, ["neg", "pos"])
+    classifier = build_model(config, *_vocabularies(loaded, ["neg", "pos"]))
+    log = copy_weights(loaded, classifier, "the language model")
+    assert classifier.source_vocabulary == language_model.vocabulary
+    np.testing.assert_array_equal(classifier.source_embedding.embeddings, language_model.target_embedding.embeddings)
+    ids = tf.constant([[4, 5, 6, 7], [8, 4, 0, 0]])
+    mask = ids != 0
+    ours, theirs = classifier.source_embedding(ids), language_model.target_embedding(ids)
+    units = config.model.hidden_units
+    for layer, language_model_layer in zip(classifier.encoder_layers, language_model.decoder_layers, strict=True):
+        ours, theirs = layer(ours, mask=mask)[0], language_model_layer(theirs, mask=mask)[0]
+        # At real tokens (padded steps differ: zeros here, the last output there); a bidirectional
+        # layer's outputs are the forward direction's, then the backward one's.
+        np.testing.assert_allclose(np.asarray(ours)[mask][:, :units], np.asarray(theirs)[mask], rtol=1e-6, atol=1e-6)
+    if bidirectional:
+        backward = classifier.encoder_layers[0].backward_layer
+        assert not np.allclose(backward.cell.kernel, language_model.decoder_layers[0].cell.kernel)
+        assert backward.path in log.partition("fresh: ")[2]
+    assert "label_projection" in log.partition("fresh: ")[2]
+    assert tuple(classifier.label_projection.kernel.shape) == (units * (2 if bidirectional else 1), 2)
+
+
+def test_a_classifier_trains_from_a_language_model_run(tmp_path, capsys):
+    from s2s_keras.training import train
+
+    data = f"data.source=tsv:{write_sentences(tmp_path)}"
+    language_model, run_dir = language_model_run(tmp_path, data)
+    classifier = train(classifier_from(data, run_dir, "train.epochs=1", "train.batch_size=16"),
+                       str(tmp_path / "classifier"), verbose=1)
+    log = capsys.readouterr().out
+    assert classifier.source_vocabulary == language_model.vocabulary and classifier.labels == ["neg", "pos"]
+    assert "(a LanguageModel): its vocabulary; text tokens unknown to it: " in log
+    assert "(0.00%)" not in log  # "fine" is not in the language model's vocabulary
+    assert ("copied target_embedding → source_embedding, decoder_lstm_0 → encoder_bilstm_0/forward_encoder_lstm_0; "
+            "fresh: encoder_bilstm_0/backward_encoder_lstm_0/lstm_cell, label_projection") in log
+
+
+def test_init_from_a_language_model_names_what_does_not_fit(tmp_path):
+    from s2s_keras.training import load_pretrained
+
+    data = f"data.source=tsv:{write_sentences(tmp_path)}"
+    _, run_dir = language_model_run(tmp_path, data)
+    base = classifier_from(data, run_dir)
+    with pytest.raises(ValueError, match=r"(?s)model\.hidden_units: 16 here, 32 in the pretrained model.*"
+                                         r"model\.reverse_source: True here, False.*"
+                                         r"data\.source_split: 'characters' here, 'whitespace'.*"
+                                         r"data\.source_lowercase: False here, True"):
+        load_pretrained(base.override(["model.hidden_units=16", "model.reverse_source=true",
+                                       "data.source_split=characters", "data.source_lowercase=false"]))
+    with pytest.raises(ValueError, match=r"(?s)model\.num_layers: 2 here, 1.*"
+                                         r"model\.bidirectional with model\.num_layers 2"):
+        load_pretrained(base.override(["model.num_layers=2"]))
+    with pytest.raises(ValueError, match="is a LanguageModel; task seq2seq needs a Seq2Seq"):
+        load_pretrained(base.override(["task=seq2seq"]))
+    load_pretrained(base.override(["model.bidirectional=false", "model.pooling=last",
+                                   "model.learn_initial_state=true", "model.dropout=0.5"]))
+
