@@ -152,8 +152,9 @@ def load_pretrained(config: Config, labels=None) -> keras.Model:
     `classify` also a `LanguageModel`, see `_corresponding`), the same architecture (`model.*`
     fields in `_ARCHITECTURE`; from a language model those in `_LM_ARCHITECTURE`, with
     `reverse_source` false as it read text forwards, and no bidirectional stack deeper than one
-    layer), the same tokenization, and for `classify` from a classifier the training split's
-    `labels` all known to it. Every mismatch is named in one error."""
+    layer), the same tokenization, for `classify` from a classifier the training split's
+    `labels` all known to it, and from a language model's run dir no valid/test text of this
+    run in its training text (`_held_out_text`). Every mismatch is named in one error."""
     path = config.train.init_from
     model_path = os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path
     if not os.path.isfile(model_path):
@@ -187,10 +188,32 @@ def load_pretrained(config: Config, labels=None) -> keras.Model:
             problems.append(f"model.bidirectional with model.num_layers {config.model.num_layers}: a bidirectional "
                             f"layer above the first reads both directions ({2 * units} features), a language "
                             f"model's layer reads {units} (set model.bidirectional=false or model.num_layers=1)")
+        problems += _held_out_text(config, path)
     if problems:
         raise ValueError(f"train.init_from: {model_path} does not fit this run (--set the fields to match it):\n  "
                          + "\n  ".join(problems))
     return pretrained
+
+
+def _held_out_text(config: Config, path: str) -> list:
+    """Why a language model's run (`path`, its config.json) trained on text of this run's
+    valid/test split, if it did: on the same `data.source`, `assign_split` gives every split the
+    same hash, test and then valid taken from its low end, so its training text avoids our
+    held-out text only with the same `data.seed` and at least our held-out fractions. A `.keras`
+    file does not say how it was trained: taken on trust."""
+    config_path = os.path.join(path, CONFIG_FILE)
+    if not os.path.isfile(config_path):
+        return []
+    with open(config_path) as handle:
+        theirs = Config.from_json(handle.read()).data
+    ours = config.data
+    if theirs.source != ours.source or (theirs.seed == ours.seed and theirs.test_fraction + theirs.valid_fraction
+                                        >= ours.test_fraction + ours.valid_fraction):
+        return []
+    return [f"data.seed, data.valid_fraction, data.test_fraction: {ours.seed}, {ours.valid_fraction}, "
+            f"{ours.test_fraction} here, {theirs.seed}, {theirs.valid_fraction}, {theirs.test_fraction} in the "
+            f"language model's run on the same data.source: its training text holds text of this run's "
+            f"valid/test split (train the language model with this run's seed and fractions)"]
 
 
 def _vocabularies(model, labels=None) -> tuple:

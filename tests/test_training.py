@@ -164,14 +164,15 @@ def test_init_from_names_what_does_not_fit(tmp_path):
 WORDS = ["good", "bad", "film", "plot", "dull", "fine"]
 
 
-def write_sentences(tmp_path, count: int = 60) -> str:
-    """text<TAB>label lines of WORDS (a language model reads the text)."""
+def write_sentences(tmp_path, count: int = 60, unique_words: bool = False) -> str:
+    """text<TAB>label lines of WORDS (a language model reads the text); with `unique_words`
+    each text also has a word of its own (`w<line>`)."""
     import random
 
     rng = random.Random(0)
     lines = []
-    for _ in range(count):
-        words = [rng.choice(WORDS) for _ in range(rng.randint(1, 5))]
+    for index in range(count):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(1, 5))] + ([f"w{index}"] if unique_words else [])
         lines.append(f"{' '.join(words)}\t{'pos' if words.count('good') >= words.count('bad') else 'neg'}\n")
     path = tmp_path / "sentences.tsv"
     path.write_text("".join(lines))
@@ -254,14 +255,38 @@ def test_init_from_a_language_model_names_what_does_not_fit(tmp_path):
     with pytest.raises(ValueError, match=r"(?s)model\.hidden_units: 16 here, 32 in the pretrained model.*"
                                          r"model\.reverse_source: True here, False.*"
                                          r"data\.source_split: 'characters' here, 'whitespace'.*"
-                                         r"data\.source_lowercase: False here, True"):
+                                         r"data\.source_lowercase: False here, True.*"
+                                         r"data\.seed, data\.valid_fraction, data\.test_fraction: "
+                                         r"1234, 0\.1, 0\.05 here, 1234, 0\.05, 0\.05"):
         load_pretrained(base.override(["model.hidden_units=16", "model.reverse_source=true",
-                                       "data.source_split=characters", "data.source_lowercase=false"]))
+                                       "data.source_split=characters", "data.source_lowercase=false",
+                                       "data.valid_fraction=0.1"]))
     with pytest.raises(ValueError, match=r"(?s)model\.num_layers: 2 here, 1.*"
                                          r"model\.bidirectional with model\.num_layers 2"):
         load_pretrained(base.override(["model.num_layers=2"]))
     with pytest.raises(ValueError, match="is a LanguageModel; task seq2seq needs a Seq2Seq"):
         load_pretrained(base.override(["task=seq2seq"]))
-    load_pretrained(base.override(["model.bidirectional=false", "model.pooling=last",
+    # Another seed is another split: only a run on another data.source may differ.
+    with pytest.raises(ValueError, match=r"data\.seed, .*: 7, 0\.05, 0\.05 here, 1234"):
+        load_pretrained(base.override(["data.seed=7"]))
+    load_pretrained(base.override(["data.valid_fraction=0.01", "model.bidirectional=false", "model.pooling=last",
                                    "model.learn_initial_state=true", "model.dropout=0.5"]))
 
+
+def test_a_language_model_reads_the_text_of_the_training_split_only(tmp_path):
+    from s2s_keras.text import PAD_ID, UNK_ID
+    from s2s_keras.training import build_model, load_data, split_dataset
+
+    data = f"data.source=tsv:{write_sentences(tmp_path, count=100, unique_words=True)}"
+    config = preset("tiny").override([data, "task=lm", "data.source_split=whitespace"])
+    corpus, vocabulary, _, _ = load_data(config)
+    classifier_corpus, *_ = load_data(config.override(["task=classify"]))
+    assert [corpus.split(name) for name in ("train", "valid", "test")] == \
+        [classifier_corpus.split(name) for name in ("train", "valid", "test")]
+    assert corpus.valid and corpus.test
+    # Every text has a word of its own: a valid/test text's is neither in the vocabulary nor trained on.
+    assert set(vocabulary) == {word for text, _ in corpus.train for word in text.split()}
+    targets = np.concatenate([np.ravel(batch) for _, batch in split_dataset(
+        config, corpus.train, build_model(config, vocabulary, None), shuffle=False)])
+    targets = targets[targets != PAD_ID]
+    assert UNK_ID not in targets and len(targets) == sum(len(text.split()) + 1 for text, _ in corpus.train)
