@@ -2,7 +2,8 @@
 
     .venv/bin/pip install -r benchmarks/requirements.txt      # torch, for the reference
     .venv/bin/python benchmarks/train_speed.py --units 256 --layers 1 --batch-size 128 --pairs 40000 \
-        [--precision mixed_bfloat16|float32|both] [--set KEY=VALUE ...] [--skip-torch] [--skip-kerasio] --json
+        [--precision mixed_bfloat16|float32|both] [--set KEY=VALUE ...] [--skip-torch] [--skip-kerasio] \
+        [--intra-op-threads N] [--inter-op-threads N] --json
 
 Measures, in one invocation on the same training pairs (CMUdict, `data.max_pairs = --pairs`, the
 training split of those):
@@ -274,6 +275,10 @@ def main():
     parser.add_argument("--skip-kerasio", action="store_true")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override for our side, as `s2s train --set` (repeatable)")
+    parser.add_argument("--intra-op-threads", type=int, default=0,
+                        help="TensorFlow's intra-op thread pool for ours (0: its default, one per core)")
+    parser.add_argument("--inter-op-threads", type=int, default=0,
+                        help="TensorFlow's inter-op thread pool for ours (0: its default)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--kerasio-worker", metavar="BATCHES", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -282,6 +287,9 @@ def main():
         print(json.dumps(kerasio_benchmark(batches, meta)))
         return
 
+    # Before TensorFlow runs any op (the pools are created then, once per process).
+    tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     precisions = PRECISIONS[args.precision]
     config = benchmark_config(args, precisions[0])
     corpus, source_vocabulary, target_vocabulary, lengths = load_data(config)
@@ -290,7 +298,10 @@ def main():
         model, ours[precision] = ours_benchmark(benchmark_config(args, precision), corpus, source_vocabulary,
                                                 target_vocabulary, lengths)
     fastest = max(precisions, key=lambda precision: ours[precision]["tokens_per_s"])
-    report = {"data": args.data, "pairs": args.pairs, "overrides": args.set, "train_pairs": len(corpus.train),
+    report = {"data": args.data, "pairs": args.pairs, "overrides": args.set,
+              "threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                          "inter_op": tf.config.threading.get_inter_op_parallelism_threads()},
+              "train_pairs": len(corpus.train),
               "units": args.units, "layers": args.layers, "embedding_size": model.embedding_size,
               "batch_size": args.batch_size,
               "source_vocabulary_size": model.source_tokenizer.vocabulary_size,
