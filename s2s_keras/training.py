@@ -201,12 +201,10 @@ def _held_out_text(config: Config, path: str) -> list:
     same hash, test and then valid taken from its low end, so its training text avoids our
     held-out text only with the same `data.seed` and at least our held-out fractions. A `.keras`
     file does not say how it was trained: taken on trust."""
-    config_path = os.path.join(path, CONFIG_FILE)
-    if not os.path.isfile(config_path):
+    run_config = _run_config(path)
+    if run_config is None:
         return []
-    with open(config_path) as handle:
-        theirs = Config.from_json(handle.read()).data
-    ours = config.data
+    theirs, ours = run_config.data, config.data
     if theirs.source != ours.source or (theirs.seed == ours.seed and theirs.test_fraction + theirs.valid_fraction
                                         >= ours.test_fraction + ours.valid_fraction):
         return []
@@ -280,12 +278,10 @@ def _corresponding(pretrained, model) -> list:
     start) stay fresh."""
     if not (isinstance(pretrained, LanguageModel) and isinstance(model, Classifier)):
         return [(pretrained, model)]
-    if len(pretrained.decoder_layers) != len(model.encoder_layers):
-        raise ValueError(f"train.init_from: the language model has {len(pretrained.decoder_layers)} layers, "
-                         f"this run's classifier {len(model.encoder_layers)}")
+    # Depths are equal: `load_pretrained` checked model.num_layers.
     return [(pretrained.target_embedding, model.source_embedding)] + [
         (other, layer.forward_layer if isinstance(layer, keras.layers.Bidirectional) else layer)
-        for other, layer in zip(pretrained.decoder_layers, model.encoder_layers)]
+        for other, layer in zip(pretrained.decoder_layers, model.encoder_layers, strict=True)]
 
 
 def labels_of(corpus, train_labels) -> list:
@@ -525,25 +521,31 @@ def worker_dir(run_dir: str, strategy: tf.distribute.Strategy) -> str:
 
 def load_run(run_dir: str) -> tuple:
     """`(config, model)` of a finished run directory."""
-    config_path = os.path.join(run_dir, CONFIG_FILE)
     model_path = os.path.join(run_dir, MODEL_FILE)
-    for path in (config_path, model_path):
+    for path in (os.path.join(run_dir, CONFIG_FILE), model_path):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path} not found: is {run_dir!r} a finished `s2s train` run dir?")
-    with open(config_path) as handle:
-        config = Config.from_json(handle.read())
-    return config, keras.saving.load_model(model_path)
+    return _run_config(run_dir), keras.saving.load_model(model_path)
+
+
+def _run_config(run_dir: str) -> Config | None:
+    """The resolved config a run wrote into `run_dir` (None: it has none)."""
+    path = os.path.join(run_dir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as handle:
+        return Config.from_json(handle.read())
 
 
 def _check_same_config(config: Config, run_dir: str) -> None:
     """Resuming with another config would silently mix two runs; refuse instead."""
-    path = os.path.join(run_dir, CONFIG_FILE)
-    if os.path.isdir(os.path.join(run_dir, BACKUP_DIR)) and os.path.isfile(path):
-        with open(path) as handle:
-            previous = Config.from_json(handle.read())
-        if previous != config:
-            raise ValueError(f"{run_dir} holds an interrupted run with another config ({path}); "
-                             f"use a new --run-dir or delete {os.path.join(run_dir, BACKUP_DIR)}")
+    if not os.path.isdir(os.path.join(run_dir, BACKUP_DIR)):
+        return
+    previous = _run_config(run_dir)
+    if previous is not None and previous != config:
+        path = os.path.join(run_dir, CONFIG_FILE)
+        raise ValueError(f"{run_dir} holds an interrupted run with another config ({path}); "
+                         f"use a new --run-dir or delete {os.path.join(run_dir, BACKUP_DIR)}")
 
 
 def _mean(values: list) -> float | None:
