@@ -9,6 +9,10 @@ preset, overrides, parameters, epochs run, train seconds (wall clock of `s2s tra
 and what `s2s evaluate` reports — test WER/PER for G2P (beam 5, every pronunciation a reference),
 accuracy for a classifier, perplexity for a language model. A run dir that already holds a
 finished run is evaluated again, not retrained.
+
+`--seeds 1234,2,3` trains one run per `train.seed` (in `RUN_DIR/seed-S`), evaluates each, then
+their ensemble (`s2s evaluate --run-dir A B C`: probabilities averaged, seq2seq or classify);
+the JSON's `test` is the ensemble's, `members` each run's, `fit_seconds` their sum.
 """
 
 import argparse
@@ -27,27 +31,48 @@ def main():
     parser.add_argument("--data", default=None, help="default: the preset's data.source")
     parser.add_argument("--run-dir", default=None)
     parser.add_argument("--output", default=None)
+    parser.add_argument("--seeds", default=None, help="comma-separated train.seed values: their ensemble")
     args = parser.parse_args()
     run_dir = args.run_dir or f"runs/quality-{args.preset}"
-    sets = [arg for o in args.overrides for arg in ("--set", o)]
-    train_seconds = None
-    if not os.path.isfile(os.path.join(run_dir, "model.keras")):
-        data = ["--data", args.data] if args.data else []
-        train_seconds, _ = timed("train", *data, "--preset", args.preset, *sets, "--run-dir", run_dir)
-    _, out = timed("evaluate", "--run-dir", run_dir, "--split", "test", *(["--data", args.data] if args.data else []))
-    with open(os.path.join(run_dir, "summary.json")) as handle:
-        summary = json.load(handle)
-    report = {"preset": args.preset, "data": args.data, "overrides": args.overrides,
-              "parameters": summary["parameters"],
-              "epochs_run": len(summary["history"]["loss"]), "fit_seconds": summary["train_seconds"],
-              "train_command_seconds": train_seconds, "test": json.loads(out.strip().splitlines()[-1]),
-              "val_loss": summary["history"].get("val_loss"), "cpu_count": os.cpu_count()}
+    if args.seeds is None:
+        report = run(args, run_dir, args.overrides)
+    else:
+        seeds = [int(seed) for seed in args.seeds.split(",")]
+        members = [dict(run(args, os.path.join(run_dir, f"seed-{seed}"), [*args.overrides, f"train.seed={seed}"]),
+                        seed=seed) for seed in seeds]
+        member_dirs = [os.path.join(run_dir, f"seed-{seed}") for seed in seeds]
+        report = {"preset": args.preset, "data": args.data, "overrides": args.overrides, "seeds": seeds,
+                  "parameters": sum(m["parameters"] for m in members),
+                  "fit_seconds": sum(m["fit_seconds"] for m in members),
+                  "test": evaluate(args, member_dirs, "test"), "valid": evaluate(args, member_dirs, "valid"),
+                  "members": members, "cpu_count": os.cpu_count()}
     text = json.dumps(report, indent=2)
     if args.output:
         os.makedirs(os.path.dirname(args.output), exist_ok=True)
         with open(args.output, "w") as handle:
             handle.write(text + "\n")
     print(text)
+
+
+def run(args, run_dir: str, overrides: list) -> dict:
+    """Trains `run_dir` unless finished; its test result and training record."""
+    sets = [arg for o in overrides for arg in ("--set", o)]
+    train_seconds = None
+    if not os.path.isfile(os.path.join(run_dir, "model.keras")):
+        data = ["--data", args.data] if args.data else []
+        train_seconds, _ = timed("train", *data, "--preset", args.preset, *sets, "--run-dir", run_dir)
+    with open(os.path.join(run_dir, "summary.json")) as handle:
+        summary = json.load(handle)
+    return {"preset": args.preset, "data": args.data, "overrides": overrides,
+            "parameters": summary["parameters"],
+            "epochs_run": len(summary["history"]["loss"]), "fit_seconds": summary["train_seconds"],
+            "train_command_seconds": train_seconds, "test": evaluate(args, [run_dir], "test"),
+            "val_loss": summary["history"].get("val_loss"), "cpu_count": os.cpu_count()}
+
+
+def evaluate(args, run_dirs: list, split: str) -> dict:
+    _, out = timed("evaluate", "--run-dir", *run_dirs, "--split", split, *(["--data", args.data] if args.data else []))
+    return json.loads(out.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="score a split, print JSON: WER/PER/BLEU/chrF (seq2seq), "
                                                     "accuracy (classify), perplexity (lm)")
-    evaluate.add_argument("--run-dir", required=True)
+    evaluate.add_argument("--run-dir", required=True, nargs="+",
+                          help="several: their ensemble (probabilities averaged; seq2seq or classify)")
     evaluate.add_argument("--data", default=None, help="default: the run's own data")
     evaluate.add_argument("--split", default="test", help="train | valid | test | all")
     evaluate.add_argument("--on-bad-line", choices=ON_BAD_LINE, default=None)
@@ -69,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--output", required=True, help="FILE.png")
 
     export = commands.add_parser("export", help="write a TF Serving SavedModel version + .keras")
-    export.add_argument("--run-dir", required=True)
+    export.add_argument("--run-dir", required=True, nargs="+",
+                        help="several: export their ensemble (seq2seq or classify)")
     export.add_argument("--export-base", required=True, help="e.g. saved_models/g2p")
     return parser
 
@@ -130,9 +132,9 @@ def _evaluate(args) -> int:
     import pipelines
     from s2s_keras.evaluation import evaluate_pairs
     from s2s_keras.inference import Translator
-    from s2s_keras.training import load_run
+    from s2s_keras.training import load_runs
 
-    config, model = load_run(args.run_dir)
+    config, model, _ = load_runs(args.run_dir)
     data = config.data
     if args.data is not None:
         data = dataclasses.replace(data, source=args.data)
@@ -192,10 +194,10 @@ def _plot(args) -> int:
 
 def _export(args) -> int:
     from s2s_keras.export import export
-    from s2s_keras.training import load_run
+    from s2s_keras.training import load_runs
 
-    config, model = load_run(args.run_dir)
-    print(export(model, config, args.export_base))
+    config, model, configs = load_runs(args.run_dir)
+    print(export(model, config, args.export_base, configs))
     return 0
 
 

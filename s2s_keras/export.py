@@ -5,6 +5,8 @@ Layout:
                                                       decoding loop → detokenize, all in-graph
     <base>/<version>/assets.extra/config.json        the resolved run config
     <base>/<version>/assets.extra/model.keras        the Keras model, for other Keras apps
+                                                      (an ensemble: `member-<i>.keras` and
+                                                      `member-<i>.config.json` per model, i from 0)
     <base>/<version>/assets.extra/tf_serving_warmup_requests   one request per signature
     <base>/models.config, <base>/batching_parameters.txt        server config examples
 
@@ -46,6 +48,7 @@ import tensorflow as tf
 
 from s2s_keras.config import Config, DecodeConfig
 from s2s_keras.inference import LabelPredictor, TextGenerator, Translator
+from s2s_keras.models.ensemble import Ensemble
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 
@@ -223,8 +226,9 @@ def next_version(base: str) -> int:
     return max(versions, default=0) + 1
 
 
-def export(model, config: Config, base: str) -> str:
-    """Writes the next version under `base`; returns its path."""
+def export(model, config: Config, base: str, member_configs: list | None = None) -> str:
+    """Writes the next version under `base`; returns its path. `model` may be an `Ensemble`
+    (then `member_configs` are its members' run configs, `config` the first's)."""
     os.makedirs(base, exist_ok=True)
     module = serving_module(model, config)
     staging = tempfile.mkdtemp(prefix=".export-", dir=base)
@@ -234,7 +238,13 @@ def export(model, config: Config, base: str) -> str:
         os.makedirs(extra, exist_ok=True)
         with open(os.path.join(extra, "config.json"), "w") as handle:
             handle.write(config.to_json())
-        model.save(os.path.join(extra, "model.keras"))
+        if isinstance(model, Ensemble):
+            for i, (member, member_config) in enumerate(zip(model.members, member_configs, strict=True)):
+                member.save(os.path.join(extra, f"member-{i}.keras"))
+                with open(os.path.join(extra, f"member-{i}.config.json"), "w") as handle:
+                    handle.write(member_config.to_json())
+        else:
+            model.save(os.path.join(extra, "model.keras"))
         write_warmup_requests(os.path.join(extra, WARMUP_FILE), os.path.basename(os.path.abspath(base)),
                               warmup_requests(config.decode, config.task))
         _write_server_examples(base)

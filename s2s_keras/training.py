@@ -32,7 +32,7 @@ from s2s_keras.data import (PaddingCounter, batch_statistics, buckets, count_bat
 from s2s_keras.distribute import get_strategy
 from s2s_keras.losses import SequenceCrossentropy
 from s2s_keras.metrics import MaskedAccuracy
-from s2s_keras.models import Classifier, LanguageModel, Seq2Seq
+from s2s_keras.models import Classifier, Ensemble, LanguageModel, Seq2Seq
 from s2s_keras.run_state import BACKUP_DIR, BEST_FILE, RunState
 from s2s_keras.text import TokenCounter
 
@@ -526,6 +526,20 @@ def load_run(run_dir: str) -> tuple:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path} not found: is {run_dir!r} a finished `s2s train` run dir?")
     return _run_config(run_dir), keras.saving.load_model(model_path)
+
+
+def load_runs(run_dirs: list) -> tuple:
+    """`(config, model, configs)` of one finished run directory, or of several as an `Ensemble`
+    (seq2seq or classify; `config` — data, decode settings — is the first run's)."""
+    loaded = [load_run(run_dir) for run_dir in run_dirs]
+    configs = [config for config, _ in loaded]
+    if len(loaded) == 1:
+        return configs[0], loaded[0][1], configs
+    tasks = {config.task for config in configs}
+    if tasks - {"seq2seq", "classify"} or len(tasks) > 1:
+        found = ", ".join(f"{d}: {c.task}" for d, c in zip(run_dirs, configs))
+        raise ValueError(f"--run-dir: an ensemble is of seq2seq or of classify runs, all of one task; got {found}")
+    return configs[0], Ensemble([model for _, model in loaded], names=list(run_dirs)), configs
 
 
 def _run_config(run_dir: str) -> Config | None:

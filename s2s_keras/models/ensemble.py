@@ -1,0 +1,112 @@
+"""Several trained models of one task decoding or classifying as one: their probabilities averaged.
+
+Sutskever et al. (2014) reported their best translations from an ensemble of 5 deep LSTMs
+(BLEU 34.8, against 33.3 for one: different random initializations and minibatch orders make
+different errors). An `Ensemble` stands in for a `Seq2Seq` or a `Classifier` wherever inference
+takes one (`Translator`, `LabelPredictor`, the export), so the decoders and signatures are the
+same code:
+
+    p(y_t | X, y_<t) = 1/n Σ_i p_i(y_t | X, y_<t)
+
+at every decoding step (greedy, beam, sampling and `score` all see these probabilities; each
+member keeps its own decoder state), and a classifier's label probabilities are the members'
+mean. The "logits" it hands on are `log` of that mean, so a softmax over them gives the mean back.
+
+Members must read and write the same tokens: the same task and, compared in full, the same
+source and target tokenizers (vocabulary, split, lower-casing) — a classifier's labels and input
+cut (`max_source_tokens`) too. Architectures may differ (depth, attention, bidirectional,
+reversed source, cell). Language models are not ensembled (their TBPTT state per member has no
+use at inference; nothing asked for it yet).
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+
+from s2s_keras.models.classifier import Classifier
+from s2s_keras.models.seq2seq import Seq2Seq
+
+
+class Ensemble:
+    """`Ensemble([model_a, model_b, ...], names=[...])`; `names` (run dirs) only label errors."""
+
+    def __init__(self, members: list, names: list | None = None):
+        names = list(names) if names is not None else [f"member {i}" for i in range(len(members))]
+        if len(members) < 2:
+            raise ValueError(f"Ensemble: needs at least 2 models, got {len(members)}")
+        if len(names) != len(members):
+            raise ValueError(f"Ensemble: {len(members)} models but {len(names)} names")
+        kinds = {type(m).__name__ for m in members}
+        if not all(isinstance(m, (Seq2Seq, Classifier)) for m in members) or len(kinds) != 1:
+            found = ", ".join(f"{n}: {type(m).__name__}" for n, m in zip(names, members))
+            raise ValueError(f"Ensemble: models must all be Seq2Seq or all Classifier; got {found}")
+        self.members = list(members)
+        self.names = names
+        first = members[0]
+        self.is_classifier = isinstance(first, Classifier)
+        sides = ["source_tokenizer"] + ([] if self.is_classifier else ["target_tokenizer"])
+        differences = []
+        for name, member in zip(names[1:], members[1:]):
+            for side in sides:
+                if _tokenizer_config(getattr(member, side)) != _tokenizer_config(getattr(first, side)):
+                    differences.append(f"{name}: {side} (vocabulary, split or lower-casing) differs from {names[0]}'s")
+            if self.is_classifier:
+                if member.labels != first.labels:
+                    differences.append(f"{name}: labels {member.labels} != {names[0]}'s {first.labels}")
+                if member.max_source_tokens != first.max_source_tokens:
+                    differences.append(f"{name}: max_source_tokens {member.max_source_tokens} != "
+                                       f"{names[0]}'s {first.max_source_tokens}")
+        if differences:
+            raise ValueError("Ensemble: the models must read and write the same tokens:\n  "
+                             + "\n  ".join(differences))
+        # Tokenization is the first member's (the same as every member's, checked above).
+        self.source_tokenizer = first.source_tokenizer
+        if self.is_classifier:
+            self.labels = first.labels
+            self.max_source_tokens = first.max_source_tokens
+        else:
+            self.target_tokenizer = first.target_tokenizer
+
+    @property
+    def variables(self) -> list:
+        return [variable for member in self.members for variable in member.variables]
+
+    # --- Classifier interface -------------------------------------------------------------------
+
+    def __call__(self, inputs, training=False):
+        """Classifier: `log` of the members' mean label probabilities `(batch, labels)`."""
+        return _log_mean_probabilities([m(inputs, training=training) for m in self.members])
+
+    # --- Seq2Seq interface ----------------------------------------------------------------------
+
+    def encode(self, source_ids, training=False):
+        """A tuple: each member's decoder start state."""
+        return tuple(member.encode(source_ids, training=training) for member in self.members)
+
+    def step_function(self):
+        steps = [member.step_function() for member in self.members]
+
+        def step(token_ids, state):
+            outputs = [step_i(token_ids, state_i) for step_i, state_i in zip(steps, state)]
+            return _log_mean_probabilities([logits for logits, _ in outputs]), tuple(s for _, s in outputs)
+
+        return step
+
+    def teacher_forced(self, source_ids, target_in_ids):
+        """`(log mean probabilities (batch, T, V), None)`: an ensemble has no single alignment."""
+        logits = [member.teacher_forced(source_ids, target_in_ids)[0] for member in self.members]
+        return _log_mean_probabilities(logits), None
+
+
+def _log_mean_probabilities(logits: list) -> tf.Tensor:
+    """`log(1/n Σ_i softmax(logits_i))`, in float32, without leaving log space."""
+    log_probs = tf.stack([tf.nn.log_softmax(tf.cast(x, tf.float32), axis=-1) for x in logits])
+    return tf.reduce_logsumexp(log_probs, axis=0) - math.log(len(logits))
+
+
+def _tokenizer_config(tokenizer: keras.layers.Layer) -> dict:
+    config = tokenizer.get_config()
+    return {key: config[key] for key in ("vocabulary", "split", "lowercase")}

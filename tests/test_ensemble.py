@@ -1,0 +1,152 @@
+"""Ensembles: probabilities averaged over members, through the same inference and export code."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import run_cli
+from s2s_keras import Seq2Seq
+from s2s_keras.config import DecodeConfig, preset
+from s2s_keras.decoding import greedy_search
+from s2s_keras.inference import LabelPredictor, Translator
+from s2s_keras.models import Classifier, Ensemble
+from s2s_keras.text import END_ID, START_ID
+
+SOURCES = ["abc", "fed", "a", "bbbbbb", ""]
+
+
+def seq2seq(seed, **kwargs):
+    keras.utils.set_random_seed(seed)
+    return Seq2Seq(list("abcdef"), ["X", "Y", "Z", "W"], embedding_size=8, hidden_units=8, **kwargs)
+
+
+def classifier(seed, vocabulary="abcdef", **kwargs):
+    keras.utils.set_random_seed(seed)
+    return Classifier(list(vocabulary), ["neg", "pos"], source_split="characters", embedding_size=8,
+                      hidden_units=8, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def members():
+    # Different architectures on the same tokens: allowed.
+    return [seq2seq(1, num_layers=2), seq2seq(2, num_layers=1, attention="luong_general", bidirectional=True, bridge="dense")]
+
+
+def softmax(logits):
+    return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1).numpy()
+
+
+def test_teacher_forced_probabilities_are_the_members_mean(members):
+    ensemble = Ensemble(members)
+    source_ids = ensemble.source_tokenizer.tokenize(tf.constant(SOURCES[:4]))
+    target_in = tf.constant([[START_ID, 4, 5], [START_ID, 6, 4], [START_ID, 5, 5], [START_ID, 7, 6]])
+    logits, alignment = ensemble.teacher_forced(source_ids, target_in)
+    mean = np.mean([softmax(m.teacher_forced(source_ids, target_in)[0]) for m in members], axis=0)
+    np.testing.assert_allclose(softmax(logits), mean, atol=1e-6)
+    np.testing.assert_allclose(np.exp(logits.numpy()), mean, atol=1e-6)  # log of the mean, not logits
+    assert alignment is None
+
+
+def test_greedy_equals_argmax_of_the_ensembles_teacher_forced_probabilities(members):
+    ensemble = Ensemble(members)
+    source_ids = ensemble.source_tokenizer.tokenize(tf.constant(SOURCES[:4]))
+    output_ids = greedy_search(ensemble.step_function(), ensemble.encode(source_ids), tf.fill([4], START_ID),
+                               END_ID, 7).numpy()
+    target_in = np.concatenate([np.full((len(output_ids), 1), START_ID), output_ids[:, :-1]], axis=1)
+    logits, _ = ensemble.teacher_forced(source_ids, tf.constant(target_in, tf.int32))
+    real = output_ids != 0
+    assert real.sum() > 4
+    np.testing.assert_array_equal(np.argmax(logits.numpy(), axis=-1)[real], output_ids[real])
+
+
+def test_translator_decodes_and_scores_through_the_ensemble(members):
+    ensemble = Ensemble(members)
+    translator = Translator(ensemble, DecodeConfig(max_length=6))
+    strings = tf.constant(SOURCES)
+    greedy = translator.greedy(strings, 6).numpy()
+    outputs, _ = translator.beam(strings, 1, 6, 0.0, 1)
+    assert outputs.numpy()[:, 0].tolist() == greedy.tolist()  # beam 1 is greedy, on the ensemble too
+    assert greedy[-1] == b""  # an empty source still gives ""
+    # Forced decoding of those outputs: each token's probability is the mean of the members'.
+    targets = tf.constant([s.decode() for s in greedy[:4]])
+    scored = translator.score(strings[:4], targets)
+    alone = [Translator(m, DecodeConfig()) for m in members]  # (a tf.function holds its object weakly)
+    singles = [translator_i.score(strings[:4], targets) for translator_i in alone]
+    token_probs = np.exp(np.stack([s["token_log_probs"].numpy() for s in singles]))
+    np.testing.assert_allclose(np.exp(scored["token_log_probs"].numpy()), token_probs.mean(axis=0), atol=1e-5)
+    assert "alignment" not in scored
+
+
+def test_classifier_probabilities_are_the_members_mean():
+    models = [classifier(1, pooling="mean"), classifier(2, pooling="last", bidirectional=True)]
+    strings = tf.constant(["abc", "fed cab", ""])
+    predictor = LabelPredictor(Ensemble(models), max_tokens=10)
+    ensemble = predictor.classify(strings)
+    alone = [LabelPredictor(m, max_tokens=10) for m in models]  # (a tf.function holds its object weakly)
+    singles = [member.classify(strings)["probabilities"].numpy() for member in alone]
+    np.testing.assert_allclose(ensemble["probabilities"].numpy(), np.mean(singles, axis=0), atol=1e-6)
+    best = np.array([b"neg", b"pos"])[np.mean(singles, axis=0).argmax(axis=1)]
+    assert ensemble["labels"].numpy().tolist() == best.tolist()
+
+
+def test_members_that_read_or_write_other_tokens_are_refused_by_name():
+    with pytest.raises(ValueError, match=r"b\.keras: source_tokenizer"):
+        Ensemble([classifier(1), classifier(2, vocabulary="abcdeg")], names=["a.keras", "b.keras"])
+    keras.utils.set_random_seed(3)
+    other_labels = Classifier(list("abcdef"), ["neg", "pos", "mixed"], source_split="characters",
+                              embedding_size=8, hidden_units=8)
+    with pytest.raises(ValueError, match=r"c: labels \['neg', 'pos', 'mixed'\]"):
+        Ensemble([classifier(1), other_labels], names=["a", "c"])
+    with pytest.raises(ValueError, match="all be Seq2Seq or all Classifier"):
+        Ensemble([classifier(1), seq2seq(1)])
+    with pytest.raises(ValueError, match="at least 2"):
+        Ensemble([classifier(1)])
+    keras.utils.set_random_seed(4)
+    other_target = Seq2Seq(list("abcdef"), ["X", "Y", "Z"], embedding_size=8, hidden_units=8)
+    with pytest.raises(ValueError, match="m2: target_tokenizer"):
+        Ensemble([seq2seq(1), other_target], names=["m1", "m2"])
+
+
+def test_cli_evaluates_and_exports_an_ensemble_of_runs(tmp_path):
+    """Two finished runs (written as `s2s train` writes them) → `s2s evaluate --run-dir A B` and
+    `s2s export --run-dir A B`; the SavedModel's answers are the in-process ensemble's."""
+    rows = [("abc", "X Y"), ("bad", "W X"), ("cafe", "Y Y Z"), ("fed", "Z")]
+    (tmp_path / "pairs.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in rows))
+    run_dirs = []
+    for seed, layers in ((1, 1), (2, 2)):
+        run_dir = tmp_path / f"run{seed}"
+        run_dir.mkdir()
+        seq2seq(seed, num_layers=layers).save(run_dir / "model.keras")
+        (run_dir / "config.json").write_text(_config_json(tmp_path / "pairs.tsv", layers))
+        run_dirs.append(str(run_dir))
+    ensemble = Ensemble([keras.saving.load_model(f"{d}/model.keras") for d in run_dirs])
+    translator = Translator(ensemble, preset("tiny").decode)
+    expected = translator.translate([s for s, _ in rows], beam_size=1).numpy()  # what evaluate runs
+    # Untrained members: make two references the ensemble's own outputs, so that its exact-match
+    # rate (2 of 4) differs from each member's alone.
+    rows[0] = (rows[0][0], expected[0].decode())
+    rows[1] = (rows[1][0], expected[1].decode())
+    (tmp_path / "pairs.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in rows))
+    evaluate = ("evaluate", "--split", "test", "--beam-size", "1", "--run-dir")
+    result = json.loads(run_cli(*evaluate, *run_dirs).stdout.splitlines()[-1])
+    exact = np.mean([h.decode() == t for h, (_, t) in zip(expected, rows)])
+    assert exact >= 0.5 and result["exact_match"] == pytest.approx(exact), (expected, result)
+    first = Translator(ensemble.members[0], preset("tiny").decode)
+    assert first.translate([s for s, _ in rows[:2]], beam_size=1).numpy().tolist() != expected[:2].tolist()
+    version = run_cli("export", "--run-dir", *run_dirs, "--export-base", str(tmp_path / "export")).stdout.strip()
+    extra = sorted(p.name for p in (tmp_path / "export" / "1" / "assets.extra").iterdir())
+    assert {"member-0.keras", "member-1.keras", "member-0.config.json", "member-1.config.json",
+            "config.json"} <= set(extra) and "model.keras" not in extra
+    loaded = tf.saved_model.load(version)
+    served = loaded.greedy(inputs=tf.constant([s for s, _ in rows]))["outputs"].numpy()
+    assert served.tolist() == expected.tolist()
+
+
+def _config_json(tsv, num_layers):
+    config = json.loads(preset("tiny").to_json())
+    config["data"]["source"] = f"tsv:{tsv},valid={tsv},test={tsv}"
+    config["model"]["num_layers"] = num_layers
+    return json.dumps(config)
