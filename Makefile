@@ -26,7 +26,7 @@ train: $(STAMP)
 	$(BIN)/s2s predict --model $(RUN_DIR) hello world keras tensorflow pronunciation
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 --durations=15 tests
 
 clean:
 	rm -rf $(VENV) runs
