@@ -150,3 +150,20 @@ def _config_json(tsv, num_layers):
     config["data"]["source"] = f"tsv:{tsv},valid={tsv},test={tsv}"
     config["model"]["num_layers"] = num_layers
     return json.dumps(config)
+
+
+def test_an_exported_classifier_ensemble_serves_the_members_mean(tmp_path):
+    import tensorflow_text  # noqa: F401
+
+    from s2s_keras.export import export
+
+    config = preset("tiny").override(["task=classify", "data.source_split=characters"])
+    models = [classifier(1), classifier(2, num_layers=2)]
+    strings = tf.constant(["abc", "fed", ""])
+    alone = [LabelPredictor(m, max_tokens=config.decode.max_input_length) for m in models]
+    mean = np.mean([predictor.classify(strings)["probabilities"].numpy() for predictor in alone], axis=0)
+    loaded = tf.saved_model.load(export(Ensemble(models), config, str(tmp_path / "export"), [config, config]))
+    served = loaded.serving_default(inputs=strings)
+    np.testing.assert_allclose(served["probabilities"].numpy(), mean, atol=1e-6)
+    assert sorted(p.name for p in (tmp_path / "export" / "1" / "assets.extra").glob("member-*")) == [
+        "member-0.config.json", "member-0.keras", "member-1.config.json", "member-1.keras"]
