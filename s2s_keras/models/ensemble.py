@@ -15,8 +15,9 @@ mean. The "logits" it hands on are `log` of that mean, so a softmax over them gi
 Members must read and write the same tokens: the same task and, compared in full, the same
 source and target tokenizers (vocabulary, split, lower-casing) — a classifier's labels and input
 cut (`max_source_tokens`) too. Architectures may differ (depth, attention, bidirectional,
-reversed source, cell). Language models are not ensembled (their TBPTT state per member has no
-use at inference; nothing asked for it yet).
+reversed source, cell). Language models are not ensembled yet: `TextGenerator` would need
+`start` and `forward` here, and `s2s evaluate`'s perplexity (state carried across chunks) its
+own ensemble loop.
 """
 
 from __future__ import annotations
