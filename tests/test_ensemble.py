@@ -110,6 +110,7 @@ def test_members_that_read_or_write_other_tokens_are_refused_by_name():
         Ensemble([seq2seq(1), other_target], names=["m1", "m2"])
 
 
+@pytest.mark.slow
 def test_cli_evaluates_and_exports_an_ensemble_of_runs(tmp_path):
     """Two finished runs (written as `s2s train` writes them) → `s2s evaluate --run-dir A B` and
     `s2s export --run-dir A B`; the SavedModel's answers are the in-process ensemble's."""

@@ -32,7 +32,24 @@ from s2s_keras.models.seq2seq import Seq2Seq
 
 
 class Ensemble:
-    """`Ensemble([model_a, model_b, ...], names=[...])`; `names` (run dirs) only label errors."""
+    """Trained `Seq2Seq`s (or `Classifier`s) as one model for inference.
+
+    Args:
+        members: at least 2 models of one kind sharing their tokenizers (module docstring).
+        names: one per member (e.g. run dirs), used only to say which member an error is about.
+
+    It has what inference reads of a model: `source_tokenizer`, `target_tokenizer` (seq2seq) or
+    `labels` and `max_source_tokens` (classify), `variables`, `encode(source_ids (batch, S))` →
+    a tuple of the members' start states, `step_function()`, `teacher_forced(...)` → log mean
+    probabilities `(batch, T, V)`, and `ensemble({"source_ids": ids})` → a classifier's log mean
+    label probabilities `(batch, labels)`.
+
+    Example:
+        >>> ensemble = Ensemble([keras.saving.load_model(f"runs/g2p-seed-{i}/model.keras")
+        ...                      for i in (1, 2, 3)])                          # doctest: +SKIP
+        >>> Translator(ensemble, DecodeConfig()).greedy(tf.constant(["hello"]), 40)  # doctest: +SKIP
+        <tf.Tensor: shape=(1,), dtype=string, numpy=array([b'HH AH L OW'], dtype=object)>
+    """
 
     def __init__(self, members: list, names: list | None = None):
         names = list(names) if names is not None else [f"member {i}" for i in range(len(members))]
