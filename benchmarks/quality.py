@@ -38,9 +38,9 @@ def main():
         report = run(args, run_dir, args.overrides)
     else:
         seeds = [int(seed) for seed in args.seeds.split(",")]
-        members = [dict(run(args, os.path.join(run_dir, f"seed-{seed}"), [*args.overrides, f"train.seed={seed}"]),
-                        seed=seed) for seed in seeds]
         member_dirs = [os.path.join(run_dir, f"seed-{seed}") for seed in seeds]
+        members = [dict(run(args, member_dir, [*args.overrides, f"train.seed={seed}"]), seed=seed)
+                   for seed, member_dir in zip(seeds, member_dirs)]
         report = {"preset": args.preset, "data": args.data, "overrides": args.overrides, "seeds": seeds,
                   "parameters": sum(m["parameters"] for m in members),
                   "fit_seconds": sum(m["fit_seconds"] for m in members),

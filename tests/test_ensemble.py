@@ -12,7 +12,7 @@ from s2s_keras import Seq2Seq
 from s2s_keras.config import DecodeConfig, preset
 from s2s_keras.decoding import greedy_search
 from s2s_keras.inference import LabelPredictor, Translator
-from s2s_keras.models import Classifier, Ensemble
+from s2s_keras.models import Classifier, Ensemble, LanguageModel
 from s2s_keras.text import END_ID, START_ID
 
 SOURCES = ["abc", "fed", "a", "bbbbbb", ""]
@@ -102,6 +102,9 @@ def test_members_that_read_or_write_other_tokens_are_refused_by_name():
         Ensemble([classifier(1), other_labels], names=["a", "c"])
     with pytest.raises(ValueError, match="all be Seq2Seq or all Classifier"):
         Ensemble([classifier(1), seq2seq(1)])
+    language_models = [LanguageModel(list("abc"), embedding_size=8, hidden_units=8, num_layers=1) for _ in range(2)]
+    with pytest.raises(ValueError, match="lm1: LanguageModel, lm2: LanguageModel"):
+        Ensemble(language_models, names=["lm1", "lm2"])
     with pytest.raises(ValueError, match="at least 2"):
         Ensemble([classifier(1)])
     keras.utils.set_random_seed(4)

@@ -57,21 +57,20 @@ class Ensemble:
             raise ValueError(f"Ensemble: needs at least 2 models, got {len(members)}")
         if len(names) != len(members):
             raise ValueError(f"Ensemble: {len(members)} models but {len(names)} names")
-        kinds = {type(m).__name__ for m in members}
-        if not all(isinstance(m, (Seq2Seq, Classifier)) for m in members) or len(kinds) != 1:
+        kinds = {type(m) for m in members}
+        if kinds not in ({Seq2Seq}, {Classifier}):
             found = ", ".join(f"{n}: {type(m).__name__}" for n, m in zip(names, members))
             raise ValueError(f"Ensemble: models must all be Seq2Seq or all Classifier; got {found}")
         self.members = list(members)
-        self.names = names
         first = members[0]
-        self.is_classifier = isinstance(first, Classifier)
-        sides = ["source_tokenizer"] + ([] if self.is_classifier else ["target_tokenizer"])
+        is_classifier = isinstance(first, Classifier)
+        sides = ["source_tokenizer"] + ([] if is_classifier else ["target_tokenizer"])
         differences = []
         for name, member in zip(names[1:], members[1:]):
             for side in sides:
                 if _tokenizer_config(getattr(member, side)) != _tokenizer_config(getattr(first, side)):
                     differences.append(f"{name}: {side} (vocabulary, split or lower-casing) differs from {names[0]}'s")
-            if self.is_classifier:
+            if is_classifier:
                 if member.labels != first.labels:
                     differences.append(f"{name}: labels {member.labels} != {names[0]}'s {first.labels}")
                 if member.max_source_tokens != first.max_source_tokens:
@@ -82,7 +81,7 @@ class Ensemble:
                              + "\n  ".join(differences))
         # Tokenization is the first member's (the same as every member's, checked above).
         self.source_tokenizer = first.source_tokenizer
-        if self.is_classifier:
+        if is_classifier:
             self.labels = first.labels
             self.max_source_tokens = first.max_source_tokens
         else:
