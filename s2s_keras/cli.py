@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score a split, print JSON: WER/PER/BLEU/chrF (seq2seq), "
                                                     "accuracy (classify), perplexity (lm)")
     evaluate.add_argument("--run-dir", required=True, nargs="+",
-                          help="several: their ensemble (probabilities averaged; seq2seq or classify)")
+                          help="several: their ensemble (probabilities averaged; lm: each keeps its own state)")
     evaluate.add_argument("--data", default=None, help="default: the run's own data")
     evaluate.add_argument("--split", default="test", help="train | valid | test | all")
     evaluate.add_argument("--on-bad-line", choices=ON_BAD_LINE, default=None)
@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="decode words given on the command line (classify: "
                                                   "their labels; lm: continue them as prompts)")
-    predict.add_argument("--model", required=True, help="a run dir, a .keras file or a SavedModel version dir")
+    predict.add_argument("--model", required=True, action="append",
+                         help="a run dir, a .keras file or a SavedModel version dir; "
+                              "repeated (--model A --model B): the ensemble of those run dirs")
     predict.add_argument("--beam-size", type=int, default=None,
                          help="1: greedy; default: the model's decode.beam_size")
     predict.add_argument("--num-results", type=int, default=1, help="print the n best, with scores")
@@ -71,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="write a TF Serving SavedModel version + .keras")
     export.add_argument("--run-dir", required=True, nargs="+",
-                        help="several: export their ensemble (seq2seq or classify)")
+                        help="several: export their ensemble (probabilities averaged)")
     export.add_argument("--export-base", required=True, help="e.g. saved_models/g2p")
     return parser
 

@@ -50,10 +50,18 @@ class LabelPredictions:
                 for label, row in zip(result["labels"].numpy(), result["probabilities"].numpy())]
 
 
-def load_predictor(path: str) -> Predictor:
+def load_predictor(path: str | list) -> Predictor:
     """PATH: a run dir (`model.keras` + `config.json`), a `.keras` file (decode settings from
     `config.py`'s defaults), or a SavedModel version dir (its `nbest` and `score` signatures,
-    which is what TF Serving clients call)."""
+    which is what TF Serving clients call); a list of several run dirs: their `Ensemble` (decode
+    settings from the first)."""
+    paths = [path] if isinstance(path, str) else list(path)
+    if len(paths) > 1:
+        not_runs = [p for p in paths if not os.path.isfile(os.path.join(p, "config.json"))]
+        if not_runs:
+            raise FileNotFoundError(f"--model {', '.join(map(repr, not_runs))}: an ensemble is made of run dirs "
+                                    f"(with config.json and model.keras); `s2s export` them to serve it as one SavedModel")
+    path = paths[0]
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         import tensorflow_text  # noqa: F401  (registers the ops the serving graph uses)
 
@@ -85,16 +93,17 @@ def load_predictor(path: str) -> Predictor:
 
     from s2s_keras.export import classifier_max_tokens
     from s2s_keras.inference import LabelPredictor, TextGenerator, Translator
-    from s2s_keras.training import load_run
+    from s2s_keras.training import load_runs
 
     if os.path.isdir(path):
-        config, model = load_run(path)
+        config, model, _ = load_runs(paths)
+        task = config.task
     elif path.endswith(".keras") and os.path.isfile(path):
         config, model = Config(), keras.saving.load_model(path)
+        task = _task_of(model)
     else:
         raise FileNotFoundError(f"--model {path!r}: expected a run dir, a .keras file or a SavedModel "
                                 f"version dir (with saved_model.pb)")
-    task = _task_of(model)
     if task == "classify":
         inference = LabelPredictor(model, classifier_max_tokens(model, config.decode))
         predictor = LabelPredictions(inference.classify)

@@ -530,12 +530,12 @@ def load_run(run_dir: str) -> tuple:
 
 def load_runs(run_dirs: list) -> tuple:
     """`(config, model, configs)` of one finished run directory, or of several as an `Ensemble`
-    (seq2seq or classify; `config` — data, decode settings — is the first run's)."""
+    (`config` — data, decode settings — is the first run's)."""
     loaded = [load_run(run_dir) for run_dir in run_dirs]
     configs = [config for config, _ in loaded]
     if len(loaded) == 1:
         return configs[0], loaded[0][1], configs
-    # Ensemble refuses other tasks and mixed tasks, naming each run dir's model class.
+    # Ensemble refuses mixed tasks, naming each run dir's model class.
     return configs[0], Ensemble([model for _, model in loaded], names=list(run_dirs)), configs
 
 

@@ -11,8 +11,10 @@ from conftest import run_cli
 from s2s_keras import Seq2Seq
 from s2s_keras.config import DecodeConfig, preset
 from s2s_keras.decoding import greedy_search
-from s2s_keras.inference import LabelPredictor, Translator
+from s2s_keras.evaluation import evaluate_language_model
+from s2s_keras.inference import LabelPredictor, TextGenerator, Translator
 from s2s_keras.models import Classifier, Ensemble, LanguageModel
+from s2s_keras.prediction import load_predictor
 from s2s_keras.text import END_ID, START_ID
 
 SOURCES = ["abc", "fed", "a", "bbbbbb", ""]
@@ -27,6 +29,11 @@ def classifier(seed, vocabulary="abcdef", **kwargs):
     keras.utils.set_random_seed(seed)
     return Classifier(list(vocabulary), ["neg", "pos"], source_split="characters", embedding_size=8,
                       hidden_units=8, **kwargs)
+
+
+def language_model(seed, words="abcdef", **kwargs):
+    keras.utils.set_random_seed(seed)
+    return LanguageModel(list(words), embedding_size=8, hidden_units=8, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -100,11 +107,12 @@ def test_members_that_read_or_write_other_tokens_are_refused_by_name():
                               embedding_size=8, hidden_units=8)
     with pytest.raises(ValueError, match=r"c: labels \['neg', 'pos', 'mixed'\]"):
         Ensemble([classifier(1), other_labels], names=["a", "c"])
-    with pytest.raises(ValueError, match="all be Seq2Seq or all Classifier"):
+    with pytest.raises(ValueError, match="all be Seq2Seq, all Classifier or all LanguageModel; got member 0: Classifier, member 1: Seq2Seq"):
         Ensemble([classifier(1), seq2seq(1)])
-    language_models = [LanguageModel(list("abc"), embedding_size=8, hidden_units=8, num_layers=1) for _ in range(2)]
-    with pytest.raises(ValueError, match="lm1: LanguageModel, lm2: LanguageModel"):
-        Ensemble(language_models, names=["lm1", "lm2"])
+    with pytest.raises(ValueError, match="s: Seq2Seq, lm: LanguageModel"):
+        Ensemble([seq2seq(1), language_model(1)], names=["s", "lm"])
+    with pytest.raises(ValueError, match="lm2: target_tokenizer"):
+        Ensemble([language_model(1), language_model(2, words="abcdeg")], names=["lm1", "lm2"])
     with pytest.raises(ValueError, match="at least 2"):
         Ensemble([classifier(1)])
     keras.utils.set_random_seed(4)
@@ -147,6 +155,12 @@ def test_cli_evaluates_and_exports_an_ensemble_of_runs(tmp_path):
     loaded = tf.saved_model.load(version)
     served = loaded.greedy(inputs=tf.constant([s for s, _ in rows]))["outputs"].numpy()
     assert served.tolist() == expected.tolist()
+    # `s2s predict --model A --model B`: the same ensemble from the run dirs.
+    out = run_cli("predict", "--model", run_dirs[0], "--model", run_dirs[1], "--beam-size", "1",
+                  *(s for s, _ in rows)).stdout
+    assert [line.split("\t")[1] for line in out.splitlines()] == [e.decode() for e in expected]
+    with pytest.raises(FileNotFoundError, match=r"--model '.*/1': an ensemble is made of run dirs"):
+        load_predictor([run_dirs[0], version])
 
 
 def _config_json(tsv, num_layers):
@@ -171,3 +185,90 @@ def test_an_exported_classifier_ensemble_serves_the_members_mean(tmp_path):
     np.testing.assert_allclose(served["probabilities"].numpy(), mean, atol=1e-6)
     assert sorted(p.name for p in (tmp_path / "export" / "1" / "assets.extra").glob("member-*")) == [
         "member-0.config.json", "member-0.keras", "member-1.config.json", "member-1.keras"]
+
+
+@pytest.fixture(scope="module")
+def language_models():
+    # Different architectures on the same vocabulary: allowed.
+    return [language_model(1, num_layers=2), language_model(2, num_layers=1, cell="gru", tie_embeddings=True)]
+
+
+def test_language_model_ensemble_forward_start_and_carried_state_average_the_members(language_models):
+    ensemble = Ensemble(language_models)
+    ids = tf.constant([[END_ID, 4, 5, 6, 7, 8], [END_ID, 9, 8, 7, 0, 0]])
+    logits, states = ensemble.forward(ids)
+    mean = np.mean([softmax(m.forward(ids)[0]) for m in language_models], axis=0)
+    np.testing.assert_allclose(np.exp(logits.numpy()), mean, atol=1e-6)
+    assert len(states) == 2 and len(states[0]) == 2 and len(states[1]) == 1  # each member's layers
+    # start: every member's own state after all but the prompt's last token.
+    state, last = ensemble.start(ids)
+    assert last.numpy().tolist() == [8, 7]
+    for member, member_state in zip(language_models, state):
+        expected, _ = member.start(ids)
+        for ours, theirs in zip(tf.nest.flatten(member_state), tf.nest.flatten(expected)):
+            np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-6)
+    # Carried state (truncated BPTT, contiguous text: no padding): chunks give the whole pass,
+    # each member continuing its own state.
+    stream = tf.constant([[END_ID, 4, 5, 6, 7, 8], [9, 8, 7, END_ID, 4, 4]])
+    ensemble.carry_state(2)
+    try:
+        chunks = [ensemble({"input_ids": stream[:, :4]}).numpy(), ensemble({"input_ids": stream[:, 4:]}).numpy()]
+    finally:
+        ensemble.carry_state(None)
+    np.testing.assert_allclose(np.concatenate(chunks, axis=1), ensemble.forward(stream)[0].numpy(), atol=1e-5)
+
+
+def test_language_model_ensemble_generates_the_argmax_and_scores_the_mean(language_models):
+    ensemble = Ensemble(language_models)
+    prompt = [END_ID, 4, 5]
+    state, start = ensemble.start(tf.constant([prompt]))
+    generated = greedy_search(ensemble.step_function(), state, start, END_ID, 6).numpy()[0].tolist()
+    logits = ensemble.forward(tf.constant([prompt + generated]))[0].numpy()[0]
+    logits[:, [0, 2]] = -np.inf  # padding and <s>: never emitted
+    assert logits[2:2 + len(generated)].argmax(axis=-1).tolist() == generated
+    generator = TextGenerator(ensemble, DecodeConfig(max_length=6))
+    texts = tf.constant(["a b", "f e d c", ""])
+    outputs, _ = generator.beam(texts, 1, 6, 0.0, 1)
+    assert outputs.numpy()[:, 0].tolist() == generator.greedy(texts, 6).numpy().tolist()  # beam 1 is greedy
+    scored = generator.score(texts)
+    alone = [TextGenerator(m, DecodeConfig()) for m in language_models]  # (tf.function holds its object weakly)
+    token_probs = np.exp([g.score(texts)["token_log_probs"].numpy() for g in alone])
+    real = scored["num_tokens"].numpy()
+    for row, n in enumerate(real):
+        np.testing.assert_allclose(np.exp(scored["token_log_probs"].numpy()[row, :n]),
+                                   token_probs.mean(axis=0)[row, :n], atol=1e-6)
+
+
+def test_language_model_ensemble_perplexity_with_carried_state(language_models):
+    """`s2s evaluate`'s measure: the stream in `batch_size` rows, chunks of `bptt_length`, each
+    member's state carried — equal to one pass over each row of the ensemble's mean."""
+    ensemble = Ensemble(language_models)
+    config = preset("tiny").override(["task=lm", "data.source_split=whitespace", "data.bptt_length=3",
+                                      "train.batch_size=2"])
+    texts = ["a b c", "d e", "a a b b", "f"]
+    result = evaluate_language_model(ensemble, config, [(t, t) for t in texts])
+    stream = [END_ID] + [i for t in texts for i in [4 + "abcdef".index(w) for w in t.split()] + [END_ID]]
+    steps = (len(stream) - 1) // 2
+    inputs = np.reshape(stream[:2 * steps], (2, steps))
+    targets = np.reshape(stream[1:2 * steps + 1], (2, steps))
+    log_probs = ensemble.forward(tf.constant(inputs))[0].numpy()
+    nll = -np.take_along_axis(log_probs, targets[..., None], axis=-1).mean()
+    assert result["tokens"] == targets.size
+    np.testing.assert_allclose(result["perplexity"], np.exp(nll), rtol=1e-5)
+    assert not any(m._carry for m in language_models)  # carrying turned off again
+
+
+def test_an_exported_language_model_ensemble_generates_and_scores_as_in_process(tmp_path, language_models):
+    import tensorflow_text  # noqa: F401
+
+    from s2s_keras.export import export
+
+    config = preset("tiny").override(["task=lm", "data.source_split=whitespace", "decode.max_length=6"])
+    ensemble = Ensemble(language_models)
+    generator = TextGenerator(ensemble, config.decode)
+    texts = tf.constant(["a b", "f e", ""])
+    loaded = tf.saved_model.load(export(ensemble, config, str(tmp_path / "export"), [config, config]))
+    assert loaded.serving_default(inputs=texts)["outputs"].numpy().tolist() == \
+        generator.greedy(texts, 6).numpy().tolist()
+    np.testing.assert_allclose(loaded.score(inputs=texts)["log_prob"].numpy(),
+                               generator.score(texts)["log_prob"].numpy(), atol=1e-5)
