@@ -11,8 +11,9 @@ accuracy for a classifier, perplexity for a language model. A run dir that alrea
 finished run is evaluated again, not retrained.
 
 `--seeds 1234,2,3` trains one run per `train.seed` (in `RUN_DIR/seed-S`), evaluates each, then
-their ensemble (`s2s evaluate --run-dir A B C`: probabilities averaged, seq2seq or classify);
-the JSON's `test` is the ensemble's, `members` each run's, `fit_seconds` their sum.
+their ensemble (`s2s evaluate --run-dir A B C`: probabilities averaged — seq2seq, classify or
+lm); the JSON's `test` is the ensemble's, `members` each run's, `fit_seconds` their sum. A member
+dir that already holds a finished run (e.g. a symlink to an earlier single-seed run) is reused.
 """
 
 import argparse
