@@ -12,8 +12,8 @@ perplexity, the export), so the decoders and signatures are the same code:
 at every decoding step (greedy, beam, sampling and `score` all see these probabilities; each
 member keeps its own decoder state), and a classifier's label probabilities are the members'
 mean. The "logits" it hands on are `log` of that mean, so a softmax over them gives the mean back.
-Zaremba et al. (2014) averaged language models the same way (PTB test perplexity 82.7 for one
-medium LSTM, 80.0 for 10; 68.7 for 38 large ones); a language-model ensemble's carried state
+Zaremba et al. (2014) averaged language models the same way (PTB test perplexity: one medium
+LSTM 82.7, two 77.0, ten 72.0; 68.7 for 38 large ones); a language-model ensemble's carried state
 (truncated-BPTT evaluation) is each member's own.
 
 Members must read and write the same tokens: the same task and, compared in full, the same
