@@ -4,10 +4,10 @@
         [--data SPEC] [--run-dir runs/quality-attention] [--output benchmarks/results/quality-attention.json]
 
 Runs `s2s train --preset P` (on the preset's own `data.source` unless `--data`) and
-`s2s evaluate --split test` as separate processes, like a user would, and writes one JSON object:
-preset, overrides, parameters, epochs run, train seconds (wall clock of `s2s train`, this machine)
-and what `s2s evaluate` reports — test WER/PER for G2P (beam 5, every pronunciation a reference),
-accuracy for a classifier, perplexity for a language model. A run dir that already holds a
+`s2s evaluate --split test` / `--split valid` as separate processes, like a user would, and writes
+one JSON object: preset, overrides, parameters, epochs run, train seconds (wall clock of `s2s
+train`, this machine) and what `s2s evaluate` reports — WER/PER for G2P (beam 5, every
+pronunciation a reference), accuracy for a classifier, perplexity for a language model. A run dir that already holds a
 finished run is evaluated again, not retrained.
 
 `--seeds 1234,2,3` trains one run per `train.seed` (in `RUN_DIR/seed-S`), evaluates each, then
@@ -68,7 +68,8 @@ def run(args, run_dir: str, overrides: list) -> dict:
             "parameters": summary["parameters"],
             "epochs_run": len(summary["history"]["loss"]), "fit_seconds": summary["train_seconds"],
             "train_command_seconds": train_seconds, "test": evaluate(args, [run_dir], "test"),
-            "val_loss": summary["history"].get("val_loss"), "cpu_count": os.cpu_count()}
+            "valid": evaluate(args, [run_dir], "valid"), "val_loss": summary["history"].get("val_loss"),
+            "cpu_count": os.cpu_count()}
 
 
 def evaluate(args, run_dirs: list, split: str) -> dict:
