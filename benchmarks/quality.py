@@ -1,4 +1,4 @@
-"""Trains a preset on its data and reports test quality (the README's results tables).
+"""Trains a preset on its data and reports test and validation quality (the README's results tables).
 
     .venv/bin/python benchmarks/quality.py --preset attention [--set train.epochs=12] \
         [--data SPEC] [--run-dir runs/quality-attention] [--output benchmarks/results/quality-attention.json]
@@ -7,8 +7,8 @@ Runs `s2s train --preset P` (on the preset's own `data.source` unless `--data`) 
 `s2s evaluate --split test` / `--split valid` as separate processes, like a user would, and writes
 one JSON object: preset, overrides, parameters, epochs run, train seconds (wall clock of `s2s
 train`, this machine) and what `s2s evaluate` reports — WER/PER for G2P (beam 5, every
-pronunciation a reference), accuracy for a classifier, perplexity for a language model. A run dir that already holds a
-finished run is evaluated again, not retrained.
+pronunciation a reference), accuracy for a classifier, perplexity for a language model. A run
+dir that already holds a finished run is evaluated again, not retrained.
 
 `--seeds 1234,2,3` trains one run per `train.seed` (in `RUN_DIR/seed-S`), evaluates each, then
 their ensemble (`s2s evaluate --run-dir A B C`: probabilities averaged — seq2seq, classify or
