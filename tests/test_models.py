@@ -252,3 +252,43 @@ def test_a_keras_file_saved_before_the_shared_encoder_still_loads_with_its_optim
                     "target_in_ids": tf.constant([[2, 4, 5], [2, 6, 0]])}).numpy()
     # float rounding only: the LSTM loop now sums in another order (layers/lstm.py)
     np.testing.assert_allclose(logits, np.load(f"{fixtures}/seq2seq-session2-logits.npy"), rtol=1e-5, atol=1e-8)
+
+
+FIXTURES = f"{REPO}/tests/fixtures"
+FIXTURE_NAMES = sorted(name[: -len(".json")] for name in __import__("os").listdir(FIXTURES)
+                       if name.endswith(".json"))
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_keras_files_of_every_task_keep_loading_and_answering_the_same(name):
+    """tests/fixtures/<name>.keras (written by `write_fixtures.py` of the version in the name,
+    compiled and trained one step): weights and optimizer slots load; logits and the inference
+    outputs (greedy, beam, labels) are the ones recorded when it was written."""
+    import json
+
+    import keras
+
+    from s2s_keras.config import DecodeConfig
+    from s2s_keras.inference import LabelPredictor, TextGenerator, Translator
+
+    with open(f"{FIXTURES}/{name}.json") as handle:
+        expected = json.load(handle)
+    model = keras.saving.load_model(f"{FIXTURES}/{name}.keras")
+    assert int(model.optimizer.iterations.numpy()) == 1
+    inputs = {"seq2seq": INPUTS,
+              "classify": {"source_ids": INPUTS["source_ids"]},
+              "lm": {"input_ids": tf.constant([[3, 4, 5], [3, 6, 0]])}}[expected["task"]]
+    np.testing.assert_allclose(model(inputs).numpy(), np.load(f"{FIXTURES}/{name}-logits.npy"),
+                               rtol=1e-5, atol=1e-7)
+    words = tf.constant(expected["words"])
+    if expected["task"] == "classify":
+        predictor = LabelPredictor(model, model.max_source_tokens)
+        result = predictor.classify(words)
+        assert [label.decode() for label in result["labels"].numpy()] == expected["labels"]
+        np.testing.assert_allclose(result["probabilities"].numpy(), expected["probabilities"], atol=1e-6)
+        return
+    decoder = (Translator if expected["task"] == "seq2seq" else TextGenerator)(model, DecodeConfig(max_length=8))
+    assert [text.decode() for text in decoder.greedy(words, 8).numpy()] == expected["greedy"]
+    outputs, scores = decoder.beam(words, 3, 8, 0.0, 2)
+    assert [[text.decode() for text in row] for row in outputs.numpy()] == expected["beam"]
+    np.testing.assert_allclose(scores.numpy(), expected["beam_scores"], atol=1e-5)
