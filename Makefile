@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 RUN_DIR ?= runs/g2p-small
 EXPORT_BASE ?= saved_models/g2p
 
-.PHONY: install train test clean
+.PHONY: install train test lint format clean
 
 install: $(STAMP)
 
@@ -27,6 +27,15 @@ train: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --durations=15 tests
+
+# ruff: lint rules and the formatter (line length 100), configured in pyproject.toml.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 clean:
 	rm -rf $(VENV) runs
