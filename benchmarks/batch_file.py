@@ -19,7 +19,11 @@ COLUMNS = ("source", "target_in", "target_out")
 
 
 def save_batches(path: str, batches, meta: dict) -> None:
-    arrays = {f"{name}_{index}": ids for index, batch in enumerate(batches) for name, ids in zip(COLUMNS, batch)}
+    arrays = {
+        f"{name}_{index}": ids
+        for index, batch in enumerate(batches)
+        for name, ids in zip(COLUMNS, batch)
+    }
     np.savez(path, meta=json.dumps({**meta, "batches": len(batches)}), **arrays)
 
 
@@ -27,7 +31,9 @@ def load_batches(path: str) -> tuple:
     """`(batches, meta)`: batches as `(source_ids, target_in_ids, target_out_ids)` arrays."""
     arrays = np.load(path)
     meta = json.loads(str(arrays["meta"]))
-    return [tuple(arrays[f"{name}_{index}"] for name in COLUMNS) for index in range(meta["batches"])], meta
+    return [
+        tuple(arrays[f"{name}_{index}"] for name in COLUMNS) for index in range(meta["batches"])
+    ], meta
 
 
 def save_model_arrays(path: str, arrays: dict, meta: dict) -> None:
@@ -37,7 +43,9 @@ def save_model_arrays(path: str, arrays: dict, meta: dict) -> None:
 def load_model_arrays(path: str) -> tuple:
     """`(arrays, meta)` as `save_model_arrays` wrote them."""
     data = np.load(path)
-    return {name: data[name] for name in data.files if name != "meta"}, json.loads(str(data["meta"]))
+    return {name: data[name] for name in data.files if name != "meta"}, json.loads(
+        str(data["meta"])
+    )
 
 
 def words_per_second(call, count: int, batch_size: int, minimum_seconds: float = 3.0) -> float:

@@ -40,12 +40,13 @@ import tensorflow_text  # noqa: E402,F401
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from batch_file import save_model_arrays, words_per_second  # noqa: E402  (benchmarks/, the script's directory)
+from train_speed import matmul_peak_gflops, step_matmul_gflops, training_flops  # noqa: E402
+
 import pipelines  # noqa: E402
 from s2s_keras.export import export  # noqa: E402
 from s2s_keras.text import END_ID, START_ID  # noqa: E402
 from s2s_keras.training import load_run  # noqa: E402
-from batch_file import save_model_arrays, words_per_second  # noqa: E402  (benchmarks/, the script's directory)
-from train_speed import matmul_peak_gflops, step_matmul_gflops, training_flops  # noqa: E402
 
 
 def latencies_ms(call, words, count):
@@ -66,8 +67,9 @@ def saved_model_benchmarks(path, words, latency_count):
 
     def beam5(batch):
         n = len(batch)
-        return loaded.nbest(inputs=tf.constant(batch), beam_size=tf.fill([n], 5),
-                            num_results=tf.fill([n], 1))["outputs"]
+        return loaded.nbest(
+            inputs=tf.constant(batch), beam_size=tf.fill([n], 5), num_results=tf.fill([n], 1)
+        )["outputs"]
 
     def best(batch):
         return loaded.signatures["serving_default"](inputs=tf.constant(batch))["outputs"]
@@ -76,52 +78,85 @@ def saved_model_benchmarks(path, words, latency_count):
     for batch_size in (1, 256):
         for name, call in (("greedy", greedy), ("beam5", beam5)):
             result[f"{name}_words_per_s"][f"batch_{batch_size}"] = words_per_second(
-                lambda rows, call=call: call(words[rows]), len(words), batch_size)
-    result["latency_ms"] = {"serving_default_beam5": latencies_ms(best, words, latency_count),
-                            "greedy": latencies_ms(greedy, words, latency_count)}
-    greedy_outputs = [o.decode() for start in range(0, len(words), 256) for o in greedy(words[start:start + 256]).numpy()]
+                lambda rows, call=call: call(words[rows]), len(words), batch_size
+            )
+    result["latency_ms"] = {
+        "serving_default_beam5": latencies_ms(best, words, latency_count),
+        "greedy": latencies_ms(greedy, words, latency_count),
+    }
+    greedy_outputs = [
+        o.decode()
+        for start in range(0, len(words), 256)
+        for o in greedy(words[start : start + 256]).numpy()
+    ]
     return result, greedy_outputs
 
 
 def model_arrays(model) -> dict:
     """The Keras model's weights by the names `torch_reference.TorchSeq2Seq.load_keras_weights` reads."""
-    arrays = {"source_embedding": model.source_embedding.embeddings.numpy(),
-              "target_embedding": model.target_embedding.embeddings.numpy()}
+    arrays = {
+        "source_embedding": model.source_embedding.embeddings.numpy(),
+        "target_embedding": model.target_embedding.embeddings.numpy(),
+    }
     for side, layers in (("encoder", model.encoder_layers), ("decoder", model.decoder_layers)):
         for index, layer in enumerate(layers):
             for name, weight in zip(("kernel", "recurrent", "bias"), layer.cell.weights):
                 arrays[f"{side}_{index}_{name}"] = weight.numpy()
-    arrays["projection_kernel"], arrays["projection_bias"] = (w.numpy() for w in model.output_projection.weights)
+    arrays["projection_kernel"], arrays["projection_bias"] = (
+        w.numpy() for w in model.output_projection.weights
+    )
     return arrays
 
 
 def torch_benchmarks(model, words, max_length, reference_outputs, batch_size=256):
     """The PyTorch eager greedy loop over the same weights and words, in a process of its own
     (`torch_reference.py decode`); its first batch's outputs are checked against ours."""
-    unsupported = [name for name, value in (("attention", model.attention != "none"),
-                                            ("bidirectional", model.bidirectional), ("cell", model.cell != "lstm"),
-                                            ("learn_initial_state", model.learn_initial_state))
-                   if value]
+    unsupported = [
+        name
+        for name, value in (
+            ("attention", model.attention != "none"),
+            ("bidirectional", model.bidirectional),
+            ("cell", model.cell != "lstm"),
+            ("learn_initial_state", model.learn_initial_state),
+        )
+        if value
+    ]
     if unsupported or model.encoder_num_layers not in (0, model.num_layers):  # 0: num_layers
-        raise ValueError(f"decode_speed.py: the PyTorch reference is a plain LSTM encoder-decoder; this model has "
-                         f"{unsupported or ['encoder_num_layers']} (use --skip-torch)")
+        raise ValueError(
+            f"decode_speed.py: the PyTorch reference is a plain LSTM encoder-decoder; this model has "
+            f"{unsupported or ['encoder_num_layers']} (use --skip-torch)"
+        )
     ids = model.source_tokenizer.tokenize(tf.constant(words)).numpy()
-    meta = {"embedding_size": model.embedding_size, "units": model.hidden_units, "layers": model.num_layers,
-            "reverse_source": model.reverse_source, "source_vocabulary_size": model.source_tokenizer.vocabulary_size,
-            "target_vocabulary_size": model.target_tokenizer.vocabulary_size, "batch_size": batch_size,
-            "max_length": max_length, "start_id": START_ID, "end_id": END_ID}
+    meta = {
+        "embedding_size": model.embedding_size,
+        "units": model.hidden_units,
+        "layers": model.num_layers,
+        "reverse_source": model.reverse_source,
+        "source_vocabulary_size": model.source_tokenizer.vocabulary_size,
+        "target_vocabulary_size": model.target_tokenizer.vocabulary_size,
+        "batch_size": batch_size,
+        "max_length": max_length,
+        "start_id": START_ID,
+        "end_id": END_ID,
+    }
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "model.npz")
         save_model_arrays(path, {**model_arrays(model), "source_ids": ids}, meta)
-        command = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_reference.py"),
-                   "decode", path]
+        command = [
+            sys.executable,
+            os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_reference.py"),
+            "decode",
+            path,
+        ]
         completed = subprocess.run(command, capture_output=True, text=True)
     if completed.returncode:
         raise RuntimeError(f"{' '.join(command)} failed:\n{completed.stderr[-3000:]}")
     result = json.loads(completed.stdout.strip().splitlines()[-1])
     out = np.array(result.pop("first_batch_fp32_ids"), np.int32)
     texts = [o.decode() for o in model.target_tokenizer.detokenize(tf.constant(out)).numpy()]
-    result["fp32_outputs_equal_ours"] = float(np.mean([a == b for a, b in zip(texts, reference_outputs)]))
+    result["fp32_outputs_equal_ours"] = float(
+        np.mean([a == b for a, b in zip(texts, reference_outputs)])
+    )
     return result
 
 
@@ -130,13 +165,15 @@ def keras_io_benchmark(model, words, max_length):
     import keras
 
     source = keras.Input((None,), dtype="int32")
-    encoder_model = keras.Model(source, [t for layer_state in model.encode(source) for t in layer_state])
+    encoder_model = keras.Model(
+        source, [t for layer_state in model.encode(source) for t in layer_state]
+    )
     token = keras.Input((1,), dtype="int32")
     states = [keras.Input((model.hidden_units,)) for _ in range(2 * model.num_layers)]
     x = model.target_embedding(token)
     new_states = []
     for index, layer in enumerate(model.decoder_layers):
-        x, h, c = layer(x, initial_state=states[2 * index:2 * index + 2])
+        x, h, c = layer(x, initial_state=states[2 * index : 2 * index + 2])
         new_states += [h, c]
     decoder_model = keras.Model([token, *states], [model.output_projection(x), *new_states])
     ids = model.source_tokenizer.tokenize(tf.constant(words[:1024])).numpy()
@@ -147,13 +184,17 @@ def keras_io_benchmark(model, words, max_length):
         tokens = np.full((len(source), 1), START_ID, np.int32)
         finished = np.zeros(len(source), bool)
         for _ in range(max_length):
-            logits, *state = decoder_model.predict([tokens, *state], verbose=0, batch_size=len(source))
+            logits, *state = decoder_model.predict(
+                [tokens, *state], verbose=0, batch_size=len(source)
+            )
             tokens = logits[:, -1].argmax(-1).astype(np.int32)[:, None]
             finished |= tokens[:, 0] == END_ID
             if finished.all():
                 break
 
-    return {"greedy_words_per_s_batch_256": words_per_second(call, len(ids), 256, minimum_seconds=5.0)}
+    return {
+        "greedy_words_per_s_batch_256": words_per_second(call, len(ids), 256, minimum_seconds=5.0)
+    }
 
 
 def useful_flop_per_word(model, words, greedy_outputs) -> float:
@@ -161,11 +202,25 @@ def useful_flop_per_word(model, words, greedy_outputs) -> float:
     through the encoder, every output token (with the end token) through the decoder and the
     output projection (`train_speed.training_flops` / 3). Rows that have ended but still ride
     along in their batch's loop are not useful work."""
-    source_tokens = int(tf.reduce_sum(model.source_tokenizer.tokenize_ragged(tf.constant(words)).row_lengths()))
-    output_tokens = int(tf.reduce_sum(model.target_tokenizer.tokenize_ragged(tf.constant(greedy_outputs))
-                                      .row_lengths())) + len(greedy_outputs)  # + each end token
-    flops = training_flops(source_tokens, output_tokens, model.embedding_size, model.hidden_units, model.num_layers,
-                           model.target_tokenizer.vocabulary_size) / 3
+    source_tokens = int(
+        tf.reduce_sum(model.source_tokenizer.tokenize_ragged(tf.constant(words)).row_lengths())
+    )
+    output_tokens = int(
+        tf.reduce_sum(
+            model.target_tokenizer.tokenize_ragged(tf.constant(greedy_outputs)).row_lengths()
+        )
+    ) + len(greedy_outputs)  # + each end token
+    flops = (
+        training_flops(
+            source_tokens,
+            output_tokens,
+            model.embedding_size,
+            model.hidden_units,
+            model.num_layers,
+            model.target_tokenizer.vocabulary_size,
+        )
+        / 3
+    )
     return flops / len(words)
 
 
@@ -180,31 +235,54 @@ def main():
 
     config, model = load_run(args.run_dir)
     corpus = pipelines.load_corpus(config.data)
-    words = sorted({source for source, _ in corpus.test})[:args.words]
+    words = sorted({source for source, _ in corpus.test})[: args.words]
     with tempfile.TemporaryDirectory() as base:
-        saved_model, greedy_outputs = saved_model_benchmarks(export(model, config, base), words,
-                                                             args.latency_requests)
-    report = {"run_dir": args.run_dir, "preset": config.preset, "precision": config.train.precision,
-              "hidden_units": config.model.hidden_units, "num_layers": config.model.num_layers,
-              "words": len(words), "saved_model": saved_model}
-    report["beam5_over_greedy_batch_256"] = (saved_model["beam5_words_per_s"]["batch_256"]
-                                            / saved_model["greedy_words_per_s"]["batch_256"])
+        saved_model, greedy_outputs = saved_model_benchmarks(
+            export(model, config, base), words, args.latency_requests
+        )
+    report = {
+        "run_dir": args.run_dir,
+        "preset": config.preset,
+        "precision": config.train.precision,
+        "hidden_units": config.model.hidden_units,
+        "num_layers": config.model.num_layers,
+        "words": len(words),
+        "saved_model": saved_model,
+    }
+    report["beam5_over_greedy_batch_256"] = (
+        saved_model["beam5_words_per_s"]["batch_256"]
+        / saved_model["greedy_words_per_s"]["batch_256"]
+    )
     report["keras_io"] = keras_io_benchmark(model, words, config.decode.max_length)
-    report["greedy_batch_256_over_keras_io"] = (saved_model["greedy_words_per_s"]["batch_256"]
-                                               / report["keras_io"]["greedy_words_per_s_batch_256"])
+    report["greedy_batch_256_over_keras_io"] = (
+        saved_model["greedy_words_per_s"]["batch_256"]
+        / report["keras_io"]["greedy_words_per_s_batch_256"]
+    )
     # How far from the machine's limit: useful GFLOP/s of greedy at batch 256 against the matmul
     # peak and the speed of the recurrent step's own matmul shape (as train_speed.py).
     flop_per_word = useful_flop_per_word(model, words, greedy_outputs)
     report["useful_flop_per_word"] = flop_per_word
-    report["useful_gflop_per_s_greedy_batch_256"] = saved_model["greedy_words_per_s"]["batch_256"] * flop_per_word / 1e9
-    report["matmul_peak_gflop_per_s"] = {dtype: matmul_peak_gflops(dtype, 4096) for dtype in ("float32", "bfloat16")}
-    report["step_matmul_gflop_per_s"] = {dtype: step_matmul_gflops(dtype, 256, model.hidden_units)
-                                         for dtype in ("float32", "bfloat16")}
+    report["useful_gflop_per_s_greedy_batch_256"] = (
+        saved_model["greedy_words_per_s"]["batch_256"] * flop_per_word / 1e9
+    )
+    report["matmul_peak_gflop_per_s"] = {
+        dtype: matmul_peak_gflops(dtype, 4096) for dtype in ("float32", "bfloat16")
+    }
+    report["step_matmul_gflop_per_s"] = {
+        dtype: step_matmul_gflops(dtype, 256, model.hidden_units)
+        for dtype in ("float32", "bfloat16")
+    }
     if not args.skip_torch:
-        report["pytorch_eager"] = torch_benchmarks(model, words, config.decode.max_length, greedy_outputs[:256])
-        fastest = max(v for k, v in report["pytorch_eager"].items() if k.startswith("greedy_words_per_s"))
+        report["pytorch_eager"] = torch_benchmarks(
+            model, words, config.decode.max_length, greedy_outputs[:256]
+        )
+        fastest = max(
+            v for k, v in report["pytorch_eager"].items() if k.startswith("greedy_words_per_s")
+        )
         report["pytorch_eager"]["useful_gflop_per_s_fastest"] = fastest * flop_per_word / 1e9
-        report["greedy_batch_256_over_pytorch_fastest"] = saved_model["greedy_words_per_s"]["batch_256"] / fastest
+        report["greedy_batch_256_over_pytorch_fastest"] = (
+            saved_model["greedy_words_per_s"]["batch_256"] / fastest
+        )
     print(json.dumps(report) if args.json else json.dumps(report, indent=2))
 
 

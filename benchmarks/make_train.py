@@ -36,19 +36,31 @@ def main():
     shutil.rmtree(args.run_dir, ignore_errors=True)
     sets = [arg for o in args.overrides for arg in ("--set", o)]
     seconds = {}
-    seconds["train"], _ = timed("train", "--data", "cmudict", "--preset", args.preset, *sets,
-                                "--run-dir", args.run_dir)
+    seconds["train"], _ = timed(
+        "train", "--data", "cmudict", "--preset", args.preset, *sets, "--run-dir", args.run_dir
+    )
     seconds["evaluate"], out = timed("evaluate", "--run-dir", args.run_dir, "--split", "test")
     quality = json.loads(out.strip().splitlines()[-1])
-    seconds["export"], _ = timed("export", "--run-dir", args.run_dir, "--export-base", args.export_base)
-    seconds["predict"], predictions = timed("predict", "--model", args.run_dir, "hello", "world", "keras")
+    seconds["export"], _ = timed(
+        "export", "--run-dir", args.run_dir, "--export-base", args.export_base
+    )
+    seconds["predict"], predictions = timed(
+        "predict", "--model", args.run_dir, "hello", "world", "keras"
+    )
     with open(os.path.join(args.run_dir, "summary.json")) as handle:
         summary = json.load(handle)
-    report = {"preset": args.preset, "overrides": args.overrides, "seconds": seconds,
-              "total_seconds": sum(seconds.values()), "test": quality,
-              "parameters": summary["parameters"], "epochs_run": len(summary["history"]["loss"]),
-              "train_padding_fraction": summary["train_padding_fraction"],
-              "cpu_count": os.cpu_count(), "predictions": predictions.strip().splitlines()}
+    report = {
+        "preset": args.preset,
+        "overrides": args.overrides,
+        "seconds": seconds,
+        "total_seconds": sum(seconds.values()),
+        "test": quality,
+        "parameters": summary["parameters"],
+        "epochs_run": len(summary["history"]["loss"]),
+        "train_padding_fraction": summary["train_padding_fraction"],
+        "cpu_count": os.cpu_count(),
+        "predictions": predictions.strip().splitlines(),
+    }
     print(json.dumps(report) if args.json else json.dumps(report, indent=2))
 
 

@@ -32,7 +32,9 @@ def main():
     parser.add_argument("--data", default=None, help="default: the preset's data.source")
     parser.add_argument("--run-dir", default=None)
     parser.add_argument("--output", default=None)
-    parser.add_argument("--seeds", default=None, help="comma-separated train.seed values: their ensemble")
+    parser.add_argument(
+        "--seeds", default=None, help="comma-separated train.seed values: their ensemble"
+    )
     args = parser.parse_args()
     run_dir = args.run_dir or f"runs/quality-{args.preset}"
     if args.seeds is None:
@@ -40,13 +42,22 @@ def main():
     else:
         seeds = [int(seed) for seed in args.seeds.split(",")]
         member_dirs = [os.path.join(run_dir, f"seed-{seed}") for seed in seeds]
-        members = [dict(run(args, member_dir, [*args.overrides, f"train.seed={seed}"]), seed=seed)
-                   for seed, member_dir in zip(seeds, member_dirs)]
-        report = {"preset": args.preset, "data": args.data, "overrides": args.overrides, "seeds": seeds,
-                  "parameters": sum(m["parameters"] for m in members),
-                  "fit_seconds": sum(m["fit_seconds"] for m in members),
-                  "test": evaluate(args, member_dirs, "test"), "valid": evaluate(args, member_dirs, "valid"),
-                  "members": members, "cpu_count": os.cpu_count()}
+        members = [
+            dict(run(args, member_dir, [*args.overrides, f"train.seed={seed}"]), seed=seed)
+            for seed, member_dir in zip(seeds, member_dirs)
+        ]
+        report = {
+            "preset": args.preset,
+            "data": args.data,
+            "overrides": args.overrides,
+            "seeds": seeds,
+            "parameters": sum(m["parameters"] for m in members),
+            "fit_seconds": sum(m["fit_seconds"] for m in members),
+            "test": evaluate(args, member_dirs, "test"),
+            "valid": evaluate(args, member_dirs, "valid"),
+            "members": members,
+            "cpu_count": os.cpu_count(),
+        }
     text = json.dumps(report, indent=2)
     if args.output:
         os.makedirs(os.path.dirname(args.output), exist_ok=True)
@@ -61,19 +72,35 @@ def run(args, run_dir: str, overrides: list) -> dict:
     train_seconds = None
     if not os.path.isfile(os.path.join(run_dir, "model.keras")):
         data = ["--data", args.data] if args.data else []
-        train_seconds, _ = timed("train", *data, "--preset", args.preset, *sets, "--run-dir", run_dir)
+        train_seconds, _ = timed(
+            "train", *data, "--preset", args.preset, *sets, "--run-dir", run_dir
+        )
     with open(os.path.join(run_dir, "summary.json")) as handle:
         summary = json.load(handle)
-    return {"preset": args.preset, "data": args.data, "overrides": overrides,
-            "parameters": summary["parameters"],
-            "epochs_run": len(summary["history"]["loss"]), "fit_seconds": summary["train_seconds"],
-            "train_command_seconds": train_seconds, "test": evaluate(args, [run_dir], "test"),
-            "valid": evaluate(args, [run_dir], "valid"), "val_loss": summary["history"].get("val_loss"),
-            "cpu_count": os.cpu_count()}
+    return {
+        "preset": args.preset,
+        "data": args.data,
+        "overrides": overrides,
+        "parameters": summary["parameters"],
+        "epochs_run": len(summary["history"]["loss"]),
+        "fit_seconds": summary["train_seconds"],
+        "train_command_seconds": train_seconds,
+        "test": evaluate(args, [run_dir], "test"),
+        "valid": evaluate(args, [run_dir], "valid"),
+        "val_loss": summary["history"].get("val_loss"),
+        "cpu_count": os.cpu_count(),
+    }
 
 
 def evaluate(args, run_dirs: list, split: str) -> dict:
-    _, out = timed("evaluate", "--run-dir", *run_dirs, "--split", split, *(["--data", args.data] if args.data else []))
+    _, out = timed(
+        "evaluate",
+        "--run-dir",
+        *run_dirs,
+        "--split",
+        split,
+        *(["--data", args.data] if args.data else []),
+    )
     return json.loads(out.strip().splitlines()[-1])
 
 

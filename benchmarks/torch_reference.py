@@ -29,7 +29,6 @@ import time
 
 import numpy as np
 import torch
-
 from batch_file import load_batches, load_model_arrays, words_per_second
 
 PAD_ID = 0
@@ -52,17 +51,30 @@ class TorchSeq2Seq(torch.nn.Module):
         if self.reverse_source:  # within each row's length; padding stays on the right
             positions = torch.arange(source_ids.shape[1])[None, :]
             last = source_lengths[:, None] - 1
-            source_ids = source_ids.gather(1, torch.where(positions <= last, last - positions, positions))
-        packed = torch.nn.utils.rnn.pack_padded_sequence(self.source_embedding(source_ids), source_lengths,
-                                                         batch_first=True, enforce_sorted=False)
+            source_ids = source_ids.gather(
+                1, torch.where(positions <= last, last - positions, positions)
+            )
+        packed = torch.nn.utils.rnn.pack_padded_sequence(
+            self.source_embedding(source_ids),
+            source_lengths,
+            batch_first=True,
+            enforce_sorted=False,
+        )
         return self.encoder(packed)[1]
 
     def forward(self, source_ids, target_in_ids, target_out_ids):
         pack = torch.nn.utils.rnn.pack_padded_sequence
         state = self.encode(source_ids)  # the decoder re-sorts them
         target_lengths = (target_out_ids != PAD_ID).sum(1)
-        outputs, _ = self.decoder(pack(self.target_embedding(target_in_ids), target_lengths,
-                                       batch_first=True, enforce_sorted=False), state)
+        outputs, _ = self.decoder(
+            pack(
+                self.target_embedding(target_in_ids),
+                target_lengths,
+                batch_first=True,
+                enforce_sorted=False,
+            ),
+            state,
+        )
         labels = pack(target_out_ids, target_lengths, batch_first=True, enforce_sorted=False).data
         return self.projection(outputs.data), labels, outputs.data.dtype
 
@@ -91,9 +103,13 @@ class TorchSeq2Seq(torch.nn.Module):
             self.target_embedding.weight.copy_(torch.from_numpy(arrays["target_embedding"]))
             for side, module in (("encoder", self.encoder), ("decoder", self.decoder)):
                 for index in range(module.num_layers):
-                    kernel, recurrent, bias = (arrays[f"{side}_{index}_{name}"] for name in ("kernel", "recurrent", "bias"))
+                    kernel, recurrent, bias = (
+                        arrays[f"{side}_{index}_{name}"] for name in ("kernel", "recurrent", "bias")
+                    )
                     getattr(module, f"weight_ih_l{index}").copy_(torch.from_numpy(kernel.T.copy()))
-                    getattr(module, f"weight_hh_l{index}").copy_(torch.from_numpy(recurrent.T.copy()))
+                    getattr(module, f"weight_hh_l{index}").copy_(
+                        torch.from_numpy(recurrent.T.copy())
+                    )
                     getattr(module, f"bias_ih_l{index}").copy_(torch.from_numpy(bias))
                     getattr(module, f"bias_hh_l{index}").zero_()
             self.projection.weight.copy_(torch.from_numpy(arrays["projection_kernel"].T.copy()))
@@ -122,20 +138,28 @@ def benchmark(batches, meta: dict) -> dict:
             optimizer.step()
             return dtype
 
-        for batch in tensors[:meta["warmup_batches"]]:
+        for batch in tensors[: meta["warmup_batches"]]:
             step(batch)
         start = time.perf_counter()
         for batch in tensors:
             lstm_dtype = step(batch)
         seconds = time.perf_counter() - start
-        result[name] = {"tokens_per_s": tokens / seconds, "seconds_per_epoch": seconds,
-                        "steps_per_epoch": len(tensors), "lstm_output_dtype": str(lstm_dtype).replace("torch.", "")}
-    result["step_matmul_gflop_per_s"] = {name: step_matmul_gflops(dtype, meta["batch_size"], meta["units"])
-                                         for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))}
+        result[name] = {
+            "tokens_per_s": tokens / seconds,
+            "seconds_per_epoch": seconds,
+            "steps_per_epoch": len(tensors),
+            "lstm_output_dtype": str(lstm_dtype).replace("torch.", ""),
+        }
+    result["step_matmul_gflop_per_s"] = {
+        name: step_matmul_gflops(dtype, meta["batch_size"], meta["units"])
+        for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))
+    }
     result["parameters"] = sum(p.numel() for p in network.parameters())
     result["threads"] = torch.get_num_threads()
     result["torch_version"] = torch.__version__
-    result["fastest"] = max(("fp32", "bf16_autocast"), key=lambda name: result[name]["tokens_per_s"])
+    result["fastest"] = max(
+        ("fp32", "bf16_autocast"), key=lambda name: result[name]["tokens_per_s"]
+    )
     result["tokens_per_s"] = result[result["fastest"]]["tokens_per_s"]
     return result
 
@@ -143,7 +167,7 @@ def benchmark(batches, meta: dict) -> dict:
 def step_matmul_gflops(dtype, batch: int, units: int, chained: int = 40, calls: int = 10) -> float:
     """`train_speed.step_matmul_gflops` in PyTorch: [batch, units] × [units, 4·units] and back."""
     h = torch.randn(batch, units, dtype=dtype)
-    up = (torch.randn(units, 4 * units) / units ** 0.5).to(dtype)
+    up = (torch.randn(units, 4 * units) / units**0.5).to(dtype)
     down = (torch.randn(4 * units, units) / (4 * units) ** 0.5).to(dtype)
 
     def chain(x):
@@ -168,14 +192,19 @@ def decode_benchmark(arrays: dict, meta: dict) -> dict:
 
     def make_call(autocast):
         def call(rows):
-            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            with (
+                torch.inference_mode(),
+                torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast),
+            ):
                 return network.greedy(source[rows], max_length, meta["start_id"], meta["end_id"])
+
         return call
 
     result = {"threads": torch.get_num_threads(), "torch_version": torch.__version__}
     for name, autocast in (("fp32", False), ("bf16_autocast", True)):
         result[f"greedy_words_per_s_batch_{batch_size}_{name}"] = words_per_second(
-            make_call(autocast), len(source), batch_size)
+            make_call(autocast), len(source), batch_size
+        )
     result["first_batch_fp32_ids"] = make_call(False)(slice(0, batch_size)).tolist()
     return result
 

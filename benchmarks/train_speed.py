@@ -69,16 +69,25 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from batch_file import load_batches, save_batches  # noqa: E402  (benchmarks/, the script's directory)
+
 from s2s_keras.config import preset  # noqa: E402
 from s2s_keras.data import PaddingCounter  # noqa: E402
 from s2s_keras.distribute import get_strategy  # noqa: E402
 from s2s_keras.text import PAD_ID  # noqa: E402
 from s2s_keras.training import build_model, compile_model, datasets, load_data, split_dataset  # noqa: E402
-from batch_file import load_batches, save_batches  # noqa: E402  (benchmarks/, the script's directory)
 
-PRECISIONS = {"float32": ["float32"], "mixed_bfloat16": ["mixed_bfloat16"],
-              "both": ["float32", "mixed_bfloat16"]}
-PEAK_DTYPE = {"float32": "float32", "mixed_bfloat16": "bfloat16", "fp32": "float32", "bf16_autocast": "bfloat16"}
+PRECISIONS = {
+    "float32": ["float32"],
+    "mixed_bfloat16": ["mixed_bfloat16"],
+    "both": ["float32", "mixed_bfloat16"],
+}
+PEAK_DTYPE = {
+    "float32": "float32",
+    "mixed_bfloat16": "bfloat16",
+    "fp32": "float32",
+    "bf16_autocast": "bfloat16",
+}
 
 
 class EpochTimes(keras.callbacks.Callback):
@@ -100,15 +109,31 @@ def benchmark_config(args, precision: str):
     config = dataclasses.replace(
         base,
         data=dataclasses.replace(base.data, source=args.data, max_pairs=args.pairs),
-        model=dataclasses.replace(base.model, hidden_units=args.units, num_layers=args.layers, dropout=0.0),
-        train=dataclasses.replace(base.train, batch_size=args.batch_size, precision=precision, epochs=2))
-    return config.override(args.set)  # levers, e.g. data.bucket_width=64 + data.max_bucket_length=65
+        model=dataclasses.replace(
+            base.model, hidden_units=args.units, num_layers=args.layers, dropout=0.0
+        ),
+        train=dataclasses.replace(
+            base.train, batch_size=args.batch_size, precision=precision, epochs=2
+        ),
+    )
+    return config.override(
+        args.set
+    )  # levers, e.g. data.bucket_width=64 + data.max_bucket_length=65
 
 
-def training_flops(source_tokens: int, target_tokens: int, embedding_size: int, units: int, layers: int,
-                   target_vocabulary_size: int) -> int:
+def training_flops(
+    source_tokens: int,
+    target_tokens: int,
+    embedding_size: int,
+    units: int,
+    layers: int,
+    target_vocabulary_size: int,
+) -> int:
     """Useful FLOPs of one training pass: matmuls only, real tokens only, backward = 2× forward."""
-    lstm = sum(2 * 4 * units * ((embedding_size if layer == 0 else units) + units) for layer in range(layers))
+    lstm = sum(
+        2 * 4 * units * ((embedding_size if layer == 0 else units) + units)
+        for layer in range(layers)
+    )
     return 3 * (source_tokens * lstm + target_tokens * (lstm + 2 * units * target_vocabulary_size))
 
 
@@ -127,24 +152,36 @@ def ours_benchmark(config, corpus, source_vocabulary, target_vocabulary, lengths
     with strategy.scope():
         compile_model(model, config, steps_per_epoch=steps)
     padding = PaddingCounter(2)
-    stream = split_dataset(config, corpus.train, model, shuffle=True, epoch_range=(0, 2), padding=padding)
+    stream = split_dataset(
+        config, corpus.train, model, shuffle=True, epoch_range=(0, 2), padding=padding
+    )
     timer = EpochTimes()
     model.fit(stream, epochs=2, steps_per_epoch=steps, callbacks=[timer], verbose=0, shuffle=False)
     padded, total, batches = (int(n) for n in padding.counts[1].numpy())
     tokens = total - padded
-    return model, {"tokens_per_s": tokens / timer.seconds[1], "pad_fraction": padding.fraction(1),
-                   "precision": config.train.precision, "tokens": tokens, "steps_per_epoch": steps,
-                   "batches_counted": batches, "seconds_per_epoch": timer.seconds[1],
-                   "first_epoch_seconds": timer.seconds[0], "parameters": model.count_params(),
-                   "peak_rss_mb": peak_rss_mb(), "positions": {"padded": padded, "total": total}}
+    return model, {
+        "tokens_per_s": tokens / timer.seconds[1],
+        "pad_fraction": padding.fraction(1),
+        "precision": config.train.precision,
+        "tokens": tokens,
+        "steps_per_epoch": steps,
+        "batches_counted": batches,
+        "seconds_per_epoch": timer.seconds[1],
+        "first_epoch_seconds": timer.seconds[0],
+        "parameters": model.count_params(),
+        "peak_rss_mb": peak_rss_mb(),
+        "positions": {"padded": padded, "total": total},
+    }
 
 
 def epoch_batches(config, corpus, model) -> list:
     """The batches of our timed epoch (epoch 1 of `epoch_range=(0, 2)`: its order depends on
     (seed, epoch) alone) as numpy `(source_ids, target_in_ids, target_out_ids)`."""
     dataset = split_dataset(config, corpus.train, model, shuffle=True, epoch_range=(1, 2))
-    return [(inputs["source_ids"].numpy(), inputs["target_in_ids"].numpy(), target_out.numpy())
-            for inputs, target_out in dataset]
+    return [
+        (inputs["source_ids"].numpy(), inputs["target_in_ids"].numpy(), target_out.numpy())
+        for inputs, target_out in dataset
+    ]
 
 
 def token_counts(batches) -> dict:
@@ -152,40 +189,58 @@ def token_counts(batches) -> dict:
     target = sum(int((t != PAD_ID).sum()) for _, _, t in batches)
     padded = sum(int((s == PAD_ID).sum() + (t == PAD_ID).sum()) for s, _, t in batches)
     total = sum(s.size + t.size for s, _, t in batches)
-    return {"source": source, "target": target, "tokens": source + target, "padded": padded, "total": total}
+    return {
+        "source": source,
+        "target": target,
+        "tokens": source + target,
+        "padded": padded,
+        "total": total,
+    }
 
 
 def one_hot_pairs(batches, source_vocabulary_size: int, target_vocabulary_size: int):
     """The keras-io recipe's arrays from our pairs: one-hot float32, padded to the corpus maxima."""
-    rows = [(s[s != PAD_ID], i[i != PAD_ID], t[t != PAD_ID])
-            for batch in batches for s, i, t in zip(*batch)]
+    rows = [
+        (s[s != PAD_ID], i[i != PAD_ID], t[t != PAD_ID])
+        for batch in batches
+        for s, i, t in zip(*batch)
+    ]
 
     def padded(column, vocabulary_size):
         width = max(len(row[column]) for row in rows)
         ids = np.zeros((len(rows), width), np.int32)
         for index, row in enumerate(rows):
-            ids[index, :len(row[column])] = row[column]
+            ids[index, : len(row[column])] = row[column]
         return np.eye(vocabulary_size, dtype=np.float32)[ids]
 
-    return (padded(0, source_vocabulary_size), padded(1, target_vocabulary_size),
-            padded(2, target_vocabulary_size))
+    return (
+        padded(0, source_vocabulary_size),
+        padded(1, target_vocabulary_size),
+        padded(2, target_vocabulary_size),
+    )
 
 
-def kerasio_model(num_encoder_tokens: int, num_decoder_tokens: int, units: int, layers: int, precision: str):
+def kerasio_model(
+    num_encoder_tokens: int, num_decoder_tokens: int, units: int, layers: int, precision: str
+):
     """keras.io/examples/nlp/lstm_seq2seq (one layer there; stacked alike for `layers` > 1)."""
     encoder_inputs = keras.Input(shape=(None, num_encoder_tokens))
     x, encoder_states = encoder_inputs, []
     for index in range(layers):
-        x, state_h, state_c = keras.layers.LSTM(units, return_sequences=index < layers - 1, return_state=True,
-                                                dtype=precision)(x)
+        x, state_h, state_c = keras.layers.LSTM(
+            units, return_sequences=index < layers - 1, return_state=True, dtype=precision
+        )(x)
         encoder_states.append([state_h, state_c])
     decoder_inputs = keras.Input(shape=(None, num_decoder_tokens))
     x = decoder_inputs
     for index in range(layers):
-        x, _, _ = keras.layers.LSTM(units, return_sequences=True, return_state=True,
-                                    dtype=precision)(x, initial_state=encoder_states[index])
+        x, _, _ = keras.layers.LSTM(
+            units, return_sequences=True, return_state=True, dtype=precision
+        )(x, initial_state=encoder_states[index])
     # float32 softmax under mixed precision, as Keras' mixed-precision guide does
-    decoder_outputs = keras.layers.Dense(num_decoder_tokens, activation="softmax", dtype="float32")(x)
+    decoder_outputs = keras.layers.Dense(num_decoder_tokens, activation="softmax", dtype="float32")(
+        x
+    )
     model = keras.Model([encoder_inputs, decoder_inputs], decoder_outputs)
     model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
     return model
@@ -193,21 +248,41 @@ def kerasio_model(num_encoder_tokens: int, num_decoder_tokens: int, units: int, 
 
 def kerasio_benchmark(batches, meta: dict) -> dict:
     encoder_input_data, decoder_input_data, decoder_target_data = one_hot_pairs(
-        batches, meta["source_vocabulary_size"], meta["target_vocabulary_size"])
+        batches, meta["source_vocabulary_size"], meta["target_vocabulary_size"]
+    )
     tokens = token_counts(batches)["tokens"]
-    result = {"pairs": len(encoder_input_data), "max_source_length": encoder_input_data.shape[1],
-              "max_target_length": decoder_input_data.shape[1]}
+    result = {
+        "pairs": len(encoder_input_data),
+        "max_source_length": encoder_input_data.shape[1],
+        "max_target_length": decoder_input_data.shape[1],
+    }
     for precision in meta["precisions"]:
         keras.utils.set_random_seed(0)
-        recipe = kerasio_model(encoder_input_data.shape[2], decoder_input_data.shape[2], meta["units"],
-                               meta["layers"], precision)
+        recipe = kerasio_model(
+            encoder_input_data.shape[2],
+            decoder_input_data.shape[2],
+            meta["units"],
+            meta["layers"],
+            precision,
+        )
         timer = EpochTimes()
-        recipe.fit([encoder_input_data, decoder_input_data], decoder_target_data, batch_size=meta["batch_size"],
-                   epochs=2, callbacks=[timer], verbose=0)
-        result[precision] = {"tokens_per_s": tokens / timer.seconds[1], "seconds_per_epoch": timer.seconds[1],
-                             "steps_per_epoch": -(-len(encoder_input_data) // meta["batch_size"]),
-                             "parameters": recipe.count_params()}
-    result["fastest"] = max(meta["precisions"], key=lambda precision: result[precision]["tokens_per_s"])
+        recipe.fit(
+            [encoder_input_data, decoder_input_data],
+            decoder_target_data,
+            batch_size=meta["batch_size"],
+            epochs=2,
+            callbacks=[timer],
+            verbose=0,
+        )
+        result[precision] = {
+            "tokens_per_s": tokens / timer.seconds[1],
+            "seconds_per_epoch": timer.seconds[1],
+            "steps_per_epoch": -(-len(encoder_input_data) // meta["batch_size"]),
+            "parameters": recipe.count_params(),
+        }
+    result["fastest"] = max(
+        meta["precisions"], key=lambda precision: result[precision]["tokens_per_s"]
+    )
     result["tokens_per_s"] = result[result["fastest"]]["tokens_per_s"]
     return result
 
@@ -237,10 +312,12 @@ def matmul_peak_gflops(dtype: str, size: int, chained: int = 5, calls: int = 2) 
     start = time.perf_counter()
     for _ in range(calls):
         chain(a).numpy()
-    return 2 * size ** 3 * chained * calls / (time.perf_counter() - start) / 1e9
+    return 2 * size**3 * chained * calls / (time.perf_counter() - start) / 1e9
 
 
-def step_matmul_gflops(dtype: str, batch: int, units: int, chained: int = 40, calls: int = 10) -> float:
+def step_matmul_gflops(
+    dtype: str, batch: int, units: int, chained: int = 40, calls: int = 10
+) -> float:
     """GFLOP/s of the recurrent step's matmul shape, [batch, units] × [units, 4·units] and back
     (what an LSTM does once per time step), `chained` per `tf.function` call.
     `torch_reference.step_matmul_gflops` measures the same shapes in PyTorch."""
@@ -264,7 +341,9 @@ def step_matmul_gflops(dtype: str, batch: int, units: int, chained: int = 40, ca
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default="cmudict")
-    parser.add_argument("--pairs", type=int, default=40000, help="data.max_pairs (before the valid/test split)")
+    parser.add_argument(
+        "--pairs", type=int, default=40000, help="data.max_pairs (before the valid/test split)"
+    )
     parser.add_argument("--units", type=int, default=256)
     parser.add_argument("--layers", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -273,12 +352,25 @@ def main():
     parser.add_argument("--matmul-size", type=int, default=4096)
     parser.add_argument("--skip-torch", action="store_true")
     parser.add_argument("--skip-kerasio", action="store_true")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override for our side, as `s2s train --set` (repeatable)")
-    parser.add_argument("--intra-op-threads", type=int, default=0,
-                        help="TensorFlow's intra-op thread pool for ours (0: its default, one per core)")
-    parser.add_argument("--inter-op-threads", type=int, default=0,
-                        help="TensorFlow's inter-op thread pool for ours (0: its default)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for our side, as `s2s train --set` (repeatable)",
+    )
+    parser.add_argument(
+        "--intra-op-threads",
+        type=int,
+        default=0,
+        help="TensorFlow's intra-op thread pool for ours (0: its default, one per core)",
+    )
+    parser.add_argument(
+        "--inter-op-threads",
+        type=int,
+        default=0,
+        help="TensorFlow's inter-op thread pool for ours (0: its default)",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--kerasio-worker", metavar="BATCHES", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -295,58 +387,102 @@ def main():
     corpus, source_vocabulary, target_vocabulary, lengths = load_data(config)
     ours = {}
     for precision in precisions:
-        model, ours[precision] = ours_benchmark(benchmark_config(args, precision), corpus, source_vocabulary,
-                                                target_vocabulary, lengths)
+        model, ours[precision] = ours_benchmark(
+            benchmark_config(args, precision), corpus, source_vocabulary, target_vocabulary, lengths
+        )
     fastest = max(precisions, key=lambda precision: ours[precision]["tokens_per_s"])
-    report = {"data": args.data, "pairs": args.pairs, "overrides": args.set,
-              "threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-                          "inter_op": tf.config.threading.get_inter_op_parallelism_threads()},
-              "train_pairs": len(corpus.train),
-              "units": args.units, "layers": args.layers, "embedding_size": model.embedding_size,
-              "batch_size": args.batch_size,
-              "source_vocabulary_size": model.source_tokenizer.vocabulary_size,
-              "target_vocabulary_size": model.target_tokenizer.vocabulary_size,
-              **{key: ours[fastest][key] for key in ("tokens_per_s", "pad_fraction", "precision", "steps_per_epoch",
-                                                      "seconds_per_epoch", "parameters")},
-              "peak_rss_mb": peak_rss_mb(), "ours": ours}
+    report = {
+        "data": args.data,
+        "pairs": args.pairs,
+        "overrides": args.set,
+        "threads": {
+            "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+        },
+        "train_pairs": len(corpus.train),
+        "units": args.units,
+        "layers": args.layers,
+        "embedding_size": model.embedding_size,
+        "batch_size": args.batch_size,
+        "source_vocabulary_size": model.source_tokenizer.vocabulary_size,
+        "target_vocabulary_size": model.target_tokenizer.vocabulary_size,
+        **{
+            key: ours[fastest][key]
+            for key in (
+                "tokens_per_s",
+                "pad_fraction",
+                "precision",
+                "steps_per_epoch",
+                "seconds_per_epoch",
+                "parameters",
+            )
+        },
+        "peak_rss_mb": peak_rss_mb(),
+        "ours": ours,
+    }
 
     batches = epoch_batches(config, corpus, model)
     counts = token_counts(batches)
     # Same number of batches, positions and padding as our timed epoch: the same batches.
     report["batches_identical_to_ours"] = all(
         (len(batches), counts["total"], counts["padded"])
-        == (run["batches_counted"], run["positions"]["total"], run["positions"]["padded"]) for run in ours.values())
+        == (run["batches_counted"], run["positions"]["total"], run["positions"]["padded"])
+        for run in ours.values()
+    )
     report["tokens"] = {key: counts[key] for key in ("source", "target", "tokens")}
-    flops = training_flops(counts["source"], counts["target"], model.embedding_size, args.units, args.layers,
-                           model.target_tokenizer.vocabulary_size)
+    flops = training_flops(
+        counts["source"],
+        counts["target"],
+        model.embedding_size,
+        args.units,
+        args.layers,
+        model.target_tokenizer.vocabulary_size,
+    )
     report["useful_flop_per_token"] = flops / counts["tokens"]
 
-    meta = {"embedding_size": model.embedding_size, "units": args.units, "layers": args.layers,
-            "source_vocabulary_size": model.source_tokenizer.vocabulary_size,
-            "target_vocabulary_size": model.target_tokenizer.vocabulary_size,
-            "reverse_source": model.reverse_source, "learning_rate": config.train.learning_rate,
-            "clip_norm": config.train.clip_norm, "warmup_batches": args.warmup_batches,
-            "batch_size": args.batch_size, "precisions": precisions}
+    meta = {
+        "embedding_size": model.embedding_size,
+        "units": args.units,
+        "layers": args.layers,
+        "source_vocabulary_size": model.source_tokenizer.vocabulary_size,
+        "target_vocabulary_size": model.target_tokenizer.vocabulary_size,
+        "reverse_source": model.reverse_source,
+        "learning_rate": config.train.learning_rate,
+        "clip_norm": config.train.clip_norm,
+        "warmup_batches": args.warmup_batches,
+        "batch_size": args.batch_size,
+        "precisions": precisions,
+    }
     with tempfile.TemporaryDirectory() as scratch:
         path = os.path.join(scratch, "batches.npz")
         save_batches(path, batches, meta)
         here = os.path.dirname(os.path.abspath(__file__))
         if not args.skip_torch:
-            report["pytorch"] = in_own_process([os.path.join(here, "torch_reference.py"), "train", path])
+            report["pytorch"] = in_own_process(
+                [os.path.join(here, "torch_reference.py"), "train", path]
+            )
             report["ours_vs_torch"] = report["tokens_per_s"] / report["pytorch"]["tokens_per_s"]
         if not args.skip_kerasio:
-            report["keras_io"] = in_own_process([os.path.abspath(__file__), "--kerasio-worker", path])
+            report["keras_io"] = in_own_process(
+                [os.path.abspath(__file__), "--kerasio-worker", path]
+            )
             report["ours_vs_kerasio"] = report["tokens_per_s"] / report["keras_io"]["tokens_per_s"]
 
-    report["matmul_peak_gflop_per_s"] = {dtype: matmul_peak_gflops(dtype, args.matmul_size)
-                                         for dtype in ("float32", "bfloat16")}
-    report["step_matmul_gflop_per_s"] = {dtype: step_matmul_gflops(dtype, args.batch_size, args.units)
-                                         for dtype in ("float32", "bfloat16")}
-    runs = list(ours.items()) + [(name, report["pytorch"][name]) for name in ("fp32", "bf16_autocast")
-                                 if "pytorch" in report]
+    report["matmul_peak_gflop_per_s"] = {
+        dtype: matmul_peak_gflops(dtype, args.matmul_size) for dtype in ("float32", "bfloat16")
+    }
+    report["step_matmul_gflop_per_s"] = {
+        dtype: step_matmul_gflops(dtype, args.batch_size, args.units)
+        for dtype in ("float32", "bfloat16")
+    }
+    runs = list(ours.items()) + [
+        (name, report["pytorch"][name]) for name in ("fp32", "bf16_autocast") if "pytorch" in report
+    ]
     for name, run in runs:
         run["useful_gflop_per_s"] = run["tokens_per_s"] * report["useful_flop_per_token"] / 1e9
-        run["utilization"] = run["useful_gflop_per_s"] / report["matmul_peak_gflop_per_s"][PEAK_DTYPE[name]]
+        run["utilization"] = (
+            run["useful_gflop_per_s"] / report["matmul_peak_gflop_per_s"][PEAK_DTYPE[name]]
+        )
     report["useful_gflop_per_s"] = ours[fastest]["useful_gflop_per_s"]
     report["utilization"] = ours[fastest]["utilization"]
     print(json.dumps(report) if args.json else json.dumps(report, indent=2))

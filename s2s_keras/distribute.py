@@ -24,10 +24,14 @@ def configure_devices(cpu_devices: int) -> None:
     if current is not None and len(current) == cpu_devices:
         return
     try:
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices)
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices
+        )
     except RuntimeError as error:
-        raise ValueError(f"train.cpu_devices={cpu_devices}: TensorFlow has already started in this process "
-                         f"({error}); set it before anything else runs (the `s2s` command does)") from None
+        raise ValueError(
+            f"train.cpu_devices={cpu_devices}: TensorFlow has already started in this process "
+            f"({error}); set it before anything else runs (the `s2s` command does)"
+        ) from None
 
 
 def get_strategy(name: str, cpu_devices: int = 0) -> tf.distribute.Strategy:
@@ -38,11 +42,14 @@ def get_strategy(name: str, cpu_devices: int = 0) -> tf.distribute.Strategy:
     configure_devices(cpu_devices)
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
-            raise ValueError("--strategy multi_worker: TF_CONFIG is not set (it names the cluster's workers "
-                             "and this process's task; see the README)")
+            raise ValueError(
+                "--strategy multi_worker: TF_CONFIG is not set (it names the cluster's workers "
+                "and this process's task; see the README)"
+            )
         patch_multi_worker_log_reduction()
         options = tf.distribute.experimental.CommunicationOptions(
-            implementation=tf.distribute.experimental.CommunicationImplementation.RING)
+            implementation=tf.distribute.experimental.CommunicationImplementation.RING
+        )
         return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     if name == "tpu":
         try:
@@ -61,4 +68,6 @@ def get_strategy(name: str, cpu_devices: int = 0) -> tf.distribute.Strategy:
         return tf.distribute.OneDeviceStrategy(devices[0])
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(devices)
-    raise ValueError(f"--strategy: expected auto, one_device, mirrored, multi_worker or tpu, got {name!r}")
+    raise ValueError(
+        f"--strategy: expected auto, one_device, mirrored, multi_worker or tpu, got {name!r}"
+    )

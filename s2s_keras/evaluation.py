@@ -18,13 +18,16 @@ def translate(translator: Translator, sources, batch_size: int, beam_size: int) 
     """Best output string for each of `sources`, in order, `batch_size` at a time."""
     outputs = []
     for start in range(0, len(sources), batch_size):
-        batch = tf.constant(sources[start:start + batch_size], tf.string)
-        outputs.extend(text.decode("utf-8") for text in translator.translate(batch, beam_size).numpy())
+        batch = tf.constant(sources[start : start + batch_size], tf.string)
+        outputs.extend(
+            text.decode("utf-8") for text in translator.translate(batch, beam_size).numpy()
+        )
     return outputs
 
 
-def evaluate_pairs(translator: Translator, pairs, batch_size: int, beam_size: int,
-                   sentence_level: bool = True) -> dict:
+def evaluate_pairs(
+    translator: Translator, pairs, batch_size: int, beam_size: int, sentence_level: bool = True
+) -> dict:
     """`{"wer", "per", "num_words", "exact_match", "bleu", "chrf"}` over the distinct sources of
     `pairs`, every target of a source being one of its references.
 
@@ -56,8 +59,10 @@ def evaluate_classifier(predictor, pairs, batch_size: int) -> dict:
     over `(text, label)` pairs."""
     predicted = []
     for start in range(0, len(pairs), batch_size):
-        texts = tf.constant([text for text, _ in pairs[start:start + batch_size]], tf.string)
-        predicted.extend(label.decode("utf-8") for label in predictor.classify(texts)["labels"].numpy())
+        texts = tf.constant([text for text, _ in pairs[start : start + batch_size]], tf.string)
+        predicted.extend(
+            label.decode("utf-8") for label in predictor.classify(texts)["labels"].numpy()
+        )
     confusion = collections.defaultdict(collections.Counter)
     for (_, reference), label in zip(pairs, predicted):
         confusion[reference][label] += 1
@@ -67,11 +72,18 @@ def evaluate_classifier(predictor, pairs, batch_size: int) -> dict:
         true_positive = confusion[label][label]
         chosen = sum(confusion[reference][label] for reference in confusion)
         count = sum(confusion[label].values())
-        per_label[label] = {"precision": true_positive / chosen if chosen else 0.0,
-                            "recall": true_positive / count if count else 0.0, "count": count}
+        per_label[label] = {
+            "precision": true_positive / chosen if chosen else 0.0,
+            "recall": true_positive / count if count else 0.0,
+            "count": count,
+        }
     correct = sum(confusion[label][label] for label in labels)
-    return {"accuracy": correct / len(pairs) if pairs else 0.0, "num_examples": len(pairs),
-            "per_label": per_label, "confusion": {ref: dict(row) for ref, row in sorted(confusion.items())}}
+    return {
+        "accuracy": correct / len(pairs) if pairs else 0.0,
+        "num_examples": len(pairs),
+        "per_label": per_label,
+        "confusion": {ref: dict(row) for ref, row in sorted(confusion.items())},
+    }
 
 
 def evaluate_language_model(model, config, pairs) -> dict:
@@ -116,8 +128,10 @@ def sentence_scores(hypotheses, references) -> dict:
     # sacrebleu wants reference streams of equal length: repeat a source's first reference
     # (a duplicate reference changes neither clipped counts nor the closest length).
     streams = [[refs[min(k, len(refs) - 1)] for refs in references] for k in range(width)]
-    return {"bleu": sacrebleu.corpus_bleu(hypotheses, streams).score,
-            "chrf": sacrebleu.corpus_chrf(hypotheses, streams).score}
+    return {
+        "bleu": sacrebleu.corpus_bleu(hypotheses, streams).score,
+        "chrf": sacrebleu.corpus_chrf(hypotheses, streams).score,
+    }
 
 
 def _split(translator: Translator, texts) -> list:
@@ -140,7 +154,8 @@ class ValidationErrorRates(keras.callbacks.Callback):
         self.translator = Translator(self.model, self.decode)  # traced once per training run
 
     def on_epoch_end(self, epoch, logs=None):
-        result = evaluate_pairs(self.translator, self.pairs, self.decode.batch_size, beam_size=1,
-                                sentence_level=False)
+        result = evaluate_pairs(
+            self.translator, self.pairs, self.decode.batch_size, beam_size=1, sentence_level=False
+        )
         if logs is not None:
             logs["val_wer"], logs["val_per"] = result["wer"], result["per"]

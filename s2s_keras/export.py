@@ -61,10 +61,14 @@ def _per_request(values, default, inputs, name):
     """One value for the batch from an optional per-input vector (see module docstring)."""
     count = tf.size(values)
     check = tf.debugging.assert_equal(
-        (count == 0) | (count == tf.size(inputs)), True,
-        message=f"{name}: give one value per input or none (then the exported default is used)")
+        (count == 0) | (count == tf.size(inputs)),
+        True,
+        message=f"{name}: give one value per input or none (then the exported default is used)",
+    )
     with tf.control_dependencies([check]):
-        return tf.cond(count > 0, lambda: tf.reduce_max(values), lambda: tf.cast(default, values.dtype))
+        return tf.cond(
+            count > 0, lambda: tf.reduce_max(values), lambda: tf.cast(default, values.dtype)
+        )
 
 
 class _Serving(tf.Module):
@@ -81,8 +85,11 @@ class _Serving(tf.Module):
         # so the graph also reads their seed generators' state.
         self.model_weights = [variable.value for variable in model.variables]
         # Lookup tables are resources that tf.Module tracking does not find through Keras layers.
-        self.lookup_tables = [getattr(model, side).lookup.lookup_table
-                              for side in ("source_tokenizer", "target_tokenizer") if hasattr(model, side)]
+        self.lookup_tables = [
+            getattr(model, side).lookup.lookup_table
+            for side in ("source_tokenizer", "target_tokenizer")
+            if hasattr(model, side)
+        ]
 
     def _publish(self, signatures: dict) -> None:
         self.serving_signatures = signatures
@@ -97,29 +104,55 @@ def _decoding_functions(decoder, d: DecodeConfig) -> dict:
     same decoding methods), with per-request parameters defaulting to the exported `decode`."""
     no_ints, no_floats = tf.constant([], tf.int32), tf.constant([], tf.float32)
 
-    @tf.function(input_signature=[_vector(tf.string, "inputs"), _vector(tf.int32, "beam_size"),
-                                  _vector(tf.int32, "max_length"), _vector(tf.float32, "length_penalty"),
-                                  _vector(tf.int32, "num_results")])
-    def nbest(inputs, beam_size=no_ints, max_length=no_ints, length_penalty=no_floats, num_results=no_ints):
+    @tf.function(
+        input_signature=[
+            _vector(tf.string, "inputs"),
+            _vector(tf.int32, "beam_size"),
+            _vector(tf.int32, "max_length"),
+            _vector(tf.float32, "length_penalty"),
+            _vector(tf.int32, "num_results"),
+        ]
+    )
+    def nbest(
+        inputs, beam_size=no_ints, max_length=no_ints, length_penalty=no_floats, num_results=no_ints
+    ):
         width = _per_request(beam_size, d.beam_size, inputs, "beam_size")
         outputs, scores = decoder.beam(
-            inputs, width, _per_request(max_length, d.max_length, inputs, "max_length"),
+            inputs,
+            width,
+            _per_request(max_length, d.max_length, inputs, "max_length"),
             _per_request(length_penalty, d.length_penalty, inputs, "length_penalty"),
-            _per_request(num_results, width, inputs, "num_results"))
+            _per_request(num_results, width, inputs, "num_results"),
+        )
         return {"outputs": outputs, "scores": scores}
 
     @tf.function(input_signature=[_vector(tf.string, "inputs"), _vector(tf.int32, "max_length")])
     def greedy(inputs, max_length=no_ints):
-        return {"outputs": decoder.greedy(inputs, _per_request(max_length, d.max_length, inputs, "max_length"))}
+        return {
+            "outputs": decoder.greedy(
+                inputs, _per_request(max_length, d.max_length, inputs, "max_length")
+            )
+        }
 
-    @tf.function(input_signature=[_vector(tf.string, "inputs"), _vector(tf.float32, "temperature"),
-                                  _vector(tf.int32, "top_k"), _vector(tf.int32, "seed"),
-                                  _vector(tf.int32, "max_length")])
+    @tf.function(
+        input_signature=[
+            _vector(tf.string, "inputs"),
+            _vector(tf.float32, "temperature"),
+            _vector(tf.int32, "top_k"),
+            _vector(tf.int32, "seed"),
+            _vector(tf.int32, "max_length"),
+        ]
+    )
     def sample(inputs, temperature=no_floats, top_k=no_ints, seed=no_ints, max_length=no_ints):
-        return {"outputs": decoder.sample(
-            inputs, _per_request(temperature, 1.0, inputs, "temperature"),
-            _per_request(top_k, 0, inputs, "top_k"), _per_request(seed, 0, inputs, "seed"),
-            _per_request(max_length, d.max_length, inputs, "max_length"))}
+        return {
+            "outputs": decoder.sample(
+                inputs,
+                _per_request(temperature, 1.0, inputs, "temperature"),
+                _per_request(top_k, 0, inputs, "top_k"),
+                _per_request(seed, 0, inputs, "seed"),
+                _per_request(max_length, d.max_length, inputs, "max_length"),
+            )
+        }
 
     return {"greedy": greedy, "nbest": nbest, "sample": sample}
 
@@ -133,14 +166,22 @@ class ServingModule(_Serving):
 
         @tf.function(input_signature=[_vector(tf.string, "inputs")])
         def serving_default(inputs):
-            outputs, scores = translator.beam(inputs, d.beam_size, d.max_length, d.length_penalty, 1)
+            outputs, scores = translator.beam(
+                inputs, d.beam_size, d.max_length, d.length_penalty, 1
+            )
             return {"outputs": outputs[:, 0], "scores": scores[:, 0]}
 
         @tf.function(input_signature=[_vector(tf.string, "sources"), _vector(tf.string, "targets")])
         def score(sources, targets):
             return translator.score(sources, targets)
 
-        self._publish({"serving_default": serving_default, **_decoding_functions(translator, d), "score": score})
+        self._publish(
+            {
+                "serving_default": serving_default,
+                **_decoding_functions(translator, d),
+                "score": score,
+            }
+        )
 
 
 class ClassifierServing(_Serving):
@@ -167,8 +208,14 @@ class LanguageModelServing(_Serving):
         def score(inputs):
             return generator.score(inputs)
 
-        self._publish({"serving_default": decoding["greedy"], "generate": decoding["nbest"],
-                       "sample": decoding["sample"], "score": score})
+        self._publish(
+            {
+                "serving_default": decoding["greedy"],
+                "generate": decoding["nbest"],
+                "sample": decoding["sample"],
+                "score": score,
+            }
+        )
 
 
 def serving_module(model, config: Config) -> _Serving:
@@ -200,29 +247,47 @@ def warmup_requests(decode: DecodeConfig, task: str = "seq2seq") -> dict:
     if task == "lm":
         return {
             "serving_default": {"inputs": words, "max_length": each(decode.max_length, np.int32)},
-            "generate": {"inputs": words, "beam_size": each(decode.beam_size, np.int32),
-                         "max_length": each(decode.max_length, np.int32),
-                         "length_penalty": each(decode.length_penalty, np.float32),
-                         "num_results": each(min(2, decode.beam_size), np.int32)},
-            "sample": {"inputs": words, "temperature": each(0.7, np.float32), "top_k": each(5, np.int32),
-                       "seed": each(1, np.int32), "max_length": each(decode.max_length, np.int32)},
+            "generate": {
+                "inputs": words,
+                "beam_size": each(decode.beam_size, np.int32),
+                "max_length": each(decode.max_length, np.int32),
+                "length_penalty": each(decode.length_penalty, np.float32),
+                "num_results": each(min(2, decode.beam_size), np.int32),
+            },
+            "sample": {
+                "inputs": words,
+                "temperature": each(0.7, np.float32),
+                "top_k": each(5, np.int32),
+                "seed": each(1, np.int32),
+                "max_length": each(decode.max_length, np.int32),
+            },
             "score": {"inputs": np.array([b"hello world", b""])},
         }
     return {
         "serving_default": {"inputs": words},
-        "nbest": {"inputs": words, "beam_size": each(decode.beam_size, np.int32),
-                  "max_length": each(decode.max_length, np.int32),
-                  "length_penalty": each(decode.length_penalty, np.float32),
-                  "num_results": each(min(2, decode.beam_size), np.int32)},
+        "nbest": {
+            "inputs": words,
+            "beam_size": each(decode.beam_size, np.int32),
+            "max_length": each(decode.max_length, np.int32),
+            "length_penalty": each(decode.length_penalty, np.float32),
+            "num_results": each(min(2, decode.beam_size), np.int32),
+        },
         "greedy": {"inputs": words, "max_length": each(decode.max_length, np.int32)},
-        "sample": {"inputs": words, "temperature": each(0.7, np.float32), "top_k": each(5, np.int32),
-                   "seed": each(1, np.int32), "max_length": each(decode.max_length, np.int32)},
+        "sample": {
+            "inputs": words,
+            "temperature": each(0.7, np.float32),
+            "top_k": each(5, np.int32),
+            "seed": each(1, np.int32),
+            "max_length": each(decode.max_length, np.int32),
+        },
         "score": {"sources": words, "targets": np.array([b"HH AH L OW", b"W ER L D"])},
     }
 
 
 def next_version(base: str) -> int:
-    versions = [int(n) for n in os.listdir(base) if re.fullmatch(r"\d+", n)] if os.path.isdir(base) else []
+    versions = (
+        [int(n) for n in os.listdir(base) if re.fullmatch(r"\d+", n)] if os.path.isdir(base) else []
+    )
     return max(versions, default=0) + 1
 
 
@@ -239,14 +304,19 @@ def export(model, config: Config, base: str, member_configs: list | None = None)
         with open(os.path.join(extra, "config.json"), "w") as handle:
             handle.write(config.to_json())
         if isinstance(model, Ensemble):
-            for i, (member, member_config) in enumerate(zip(model.members, member_configs, strict=True)):
+            for i, (member, member_config) in enumerate(
+                zip(model.members, member_configs, strict=True)
+            ):
                 member.save(os.path.join(extra, f"member-{i}.keras"))
                 with open(os.path.join(extra, f"member-{i}.config.json"), "w") as handle:
                     handle.write(member_config.to_json())
         else:
             model.save(os.path.join(extra, "model.keras"))
-        write_warmup_requests(os.path.join(extra, WARMUP_FILE), os.path.basename(os.path.abspath(base)),
-                              warmup_requests(config.decode, config.task))
+        write_warmup_requests(
+            os.path.join(extra, WARMUP_FILE),
+            os.path.basename(os.path.abspath(base)),
+            warmup_requests(config.decode, config.task),
+        )
         _write_server_examples(base)
         while True:
             target = os.path.join(base, str(next_version(base)))
@@ -272,7 +342,9 @@ def write_warmup_requests(path: str, model_name: str, requests: dict) -> None:
             request.model_spec.signature_name = signature
             for name, value in inputs.items():
                 request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
-            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
             writer.write(log.SerializeToString())
 
 

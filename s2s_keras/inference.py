@@ -47,7 +47,9 @@ class Translator(tf.Module):
     def greedy(self, strings, max_length):
         """`(batch,)` strings → `(batch,)` strings."""
         source_ids, state, start_ids, empty = self._start(strings)
-        ids = greedy_search(self.model.step_function(), state, start_ids, END_ID, self._clamp_length(max_length))
+        ids = greedy_search(
+            self.model.step_function(), state, start_ids, END_ID, self._clamp_length(max_length)
+        )
         return self._detokenize(ids, empty)
 
     @tf.function(input_signature=[STRINGS, INT, INT, FLOAT, INT])
@@ -55,9 +57,16 @@ class Translator(tf.Module):
         """`(batch,)` strings → `(outputs (batch, k) strings, scores (batch, k) float32)`, best first."""
         source_ids, state, start_ids, empty = self._start(strings)
         beam_size = tf.clip_by_value(beam_size, 1, self.decode.max_beam_size)
-        ids, scores = beam_search(self.model.step_function(), state, start_ids, END_ID,
-                                  self._clamp_length(max_length), beam_size, alpha=length_penalty,
-                                  num_results=num_results)
+        ids, scores = beam_search(
+            self.model.step_function(),
+            state,
+            start_ids,
+            END_ID,
+            self._clamp_length(max_length),
+            beam_size,
+            alpha=length_penalty,
+            num_results=num_results,
+        )
         batch_size, k = tf.shape(ids)[0], tf.shape(ids)[1]
         flat = tf.reshape(ids, [batch_size * k, -1])
         outputs = tf.reshape(self._detokenize(flat, tf.repeat(empty, k)), [batch_size, k])
@@ -67,8 +76,16 @@ class Translator(tf.Module):
     def sample(self, strings, temperature, top_k, seed, max_length):
         """`(batch,)` strings → `(batch,)` strings drawn at `temperature` from the `top_k` best."""
         source_ids, state, start_ids, empty = self._start(strings)
-        ids = sample(self.model.step_function(), state, start_ids, END_ID, self._clamp_length(max_length),
-                     temperature=temperature, top_k=top_k, seed=seed)
+        ids = sample(
+            self.model.step_function(),
+            state,
+            start_ids,
+            END_ID,
+            self._clamp_length(max_length),
+            temperature=temperature,
+            top_k=top_k,
+            seed=seed,
+        )
         return self._detokenize(ids, empty)
 
     @tf.function(input_signature=[STRINGS, STRINGS])
@@ -83,10 +100,15 @@ class Translator(tf.Module):
         alignment of that decoding."""
         sources = tf.convert_to_tensor(sources)
         targets = tf.convert_to_tensor(targets)
-        tf.debugging.assert_equal(tf.shape(sources), tf.shape(targets),
-                                  message="score: sources and targets must have the same length")
+        tf.debugging.assert_equal(
+            tf.shape(sources),
+            tf.shape(targets),
+            message="score: sources and targets must have the same length",
+        )
         source_ids = self._source_ids(sources)
-        target_ids = self.model.target_tokenizer.tokenize_ragged(targets)[:, :self.decode.max_length_limit]
+        target_ids = self.model.target_tokenizer.tokenize_ragged(targets)[
+            :, : self.decode.max_length_limit
+        ]
         target_in, target_out = teacher_forcing_shift(target_ids)
         target_in = _at_least_one_column(target_in.to_tensor(PAD_ID))
         target_out = _at_least_one_column(target_out.to_tensor(PAD_ID))
@@ -94,13 +116,21 @@ class Translator(tf.Module):
         log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
         token_log_probs = tf.gather(log_probs, target_out, batch_dims=2)
         token_log_probs = tf.where(target_out == PAD_ID, 0.0, token_log_probs)
-        tokens = tf.where(target_out == PAD_ID, "", tf.gather(self.model.target_tokenizer.id_to_token, target_out))
-        result = {"tokens": tokens, "token_log_probs": token_log_probs,
-                  "log_prob": tf.reduce_sum(token_log_probs, axis=1)}
+        tokens = tf.where(
+            target_out == PAD_ID, "", tf.gather(self.model.target_tokenizer.id_to_token, target_out)
+        )
+        result = {
+            "tokens": tokens,
+            "token_log_probs": token_log_probs,
+            "log_prob": tf.reduce_sum(token_log_probs, axis=1),
+        }
         if weights is not None:
             result["alignment"] = tf.where((target_out == PAD_ID)[:, :, None], 0.0, weights)
-            result["source_tokens"] = tf.where(source_ids == PAD_ID, "", tf.gather(
-                self.model.source_tokenizer.id_to_token, source_ids))
+            result["source_tokens"] = tf.where(
+                source_ids == PAD_ID,
+                "",
+                tf.gather(self.model.source_tokenizer.id_to_token, source_ids),
+            )
         return result
 
     def translate(self, strings, beam_size: int = 1):
@@ -108,13 +138,17 @@ class Translator(tf.Module):
         strings = tf.convert_to_tensor(strings, tf.string)
         if beam_size <= 1:
             return self.greedy(strings, self.decode.max_length)
-        outputs, _ = self.beam(strings, beam_size, self.decode.max_length, self.decode.length_penalty, 1)
+        outputs, _ = self.beam(
+            strings, beam_size, self.decode.max_length, self.decode.length_penalty, 1
+        )
         return outputs[:, 0]
 
     # --- shared steps -------------------------------------------------------------------------
 
     def _source_ids(self, strings):
-        source_ids = self.model.source_tokenizer.tokenize(strings, max_length=self.decode.max_input_length)
+        source_ids = self.model.source_tokenizer.tokenize(
+            strings, max_length=self.decode.max_input_length
+        )
         # One extra padding column: an empty batch or a batch of "" would give a zero-length
         # source, which the LSTM cannot take; a masked column changes nothing else.
         return tf.pad(source_ids, [[0, 0], [0, 1]])
@@ -160,13 +194,17 @@ class LabelPredictor(tf.Module):
     def classify(self, strings):
         """`{"labels" (batch,) string, "probabilities" (batch, L) float32, "classes" (batch, L)
         string}`: the most probable label, and every label's probability in `classes` order."""
-        ids = self.model.source_tokenizer.tokenize_ragged(strings)[:, -self.max_tokens:]
+        ids = self.model.source_tokenizer.tokenize_ragged(strings)[:, -self.max_tokens :]
         ids = tf.pad(ids.to_tensor(PAD_ID), [[0, 0], [0, 1]])  # >= 1 column (empty inputs / batch)
-        probabilities = tf.nn.softmax(tf.cast(self.model({"source_ids": ids}, training=False), tf.float32))
+        probabilities = tf.nn.softmax(
+            tf.cast(self.model({"source_ids": ids}, training=False), tf.float32)
+        )
         batch_size = tf.shape(strings)[0]
-        return {"labels": tf.gather(self.labels, tf.argmax(probabilities, axis=-1)),
-                "probabilities": probabilities,
-                "classes": tf.tile(self.labels[None, :], [batch_size, 1])}
+        return {
+            "labels": tf.gather(self.labels, tf.argmax(probabilities, axis=-1)),
+            "probabilities": probabilities,
+            "classes": tf.tile(self.labels[None, :], [batch_size, 1]),
+        }
 
 
 class TextGenerator(tf.Module):
@@ -188,7 +226,9 @@ class TextGenerator(tf.Module):
     def greedy(self, prompts, max_length):
         """`(batch,)` prompts → `(batch,)` texts."""
         prompt_ids, state, start_ids = self._start(prompts)
-        ids = greedy_search(self.model.step_function(), state, start_ids, END_ID, self._clamp(max_length))
+        ids = greedy_search(
+            self.model.step_function(), state, start_ids, END_ID, self._clamp(max_length)
+        )
         return self._join(prompt_ids, ids)
 
     @tf.function(input_signature=[STRINGS, INT, INT, FLOAT, INT])
@@ -197,8 +237,16 @@ class TextGenerator(tf.Module):
         continuation's summed log-probability (length-normalized as `beam_search`)."""
         prompt_ids, state, start_ids = self._start(prompts)
         beam_size = tf.clip_by_value(beam_size, 1, self.decode.max_beam_size)
-        ids, scores = beam_search(self.model.step_function(), state, start_ids, END_ID, self._clamp(max_length),
-                                  beam_size, alpha=length_penalty, num_results=num_results)
+        ids, scores = beam_search(
+            self.model.step_function(),
+            state,
+            start_ids,
+            END_ID,
+            self._clamp(max_length),
+            beam_size,
+            alpha=length_penalty,
+            num_results=num_results,
+        )
         batch_size, k = tf.shape(ids)[0], tf.shape(ids)[1]
         texts = self._join(tf.repeat(prompt_ids, k, axis=0), tf.reshape(ids, [batch_size * k, -1]))
         return tf.reshape(texts, [batch_size, k]), scores
@@ -207,8 +255,16 @@ class TextGenerator(tf.Module):
     def sample(self, prompts, temperature, top_k, seed, max_length):
         """`(batch,)` prompts → `(batch,)` texts drawn at `temperature` from the `top_k` best."""
         prompt_ids, state, start_ids = self._start(prompts)
-        ids = sample(self.model.step_function(), state, start_ids, END_ID, self._clamp(max_length),
-                     temperature=temperature, top_k=top_k, seed=seed)
+        ids = sample(
+            self.model.step_function(),
+            state,
+            start_ids,
+            END_ID,
+            self._clamp(max_length),
+            temperature=temperature,
+            top_k=top_k,
+            seed=seed,
+        )
         return self._join(prompt_ids, ids)
 
     @tf.function(input_signature=[STRINGS])
@@ -217,21 +273,31 @@ class TextGenerator(tf.Module):
         text a sentence started from a zero state (texts cut to `decode.max_length_limit` tokens).
         Returns `tokens (batch, T)`, `token_log_probs (batch, T)`, `log_prob (batch,)`,
         `num_tokens (batch,)` and `perplexity (batch,) = exp(-log_prob / num_tokens)`."""
-        ids = self.model.target_tokenizer.tokenize_ragged(texts)[:, :self.decode.max_length_limit]
+        ids = self.model.target_tokenizer.tokenize_ragged(texts)[:, : self.decode.max_length_limit]
         inputs, outputs = lm_shift(ids)
         inputs = _at_least_one_column(inputs.to_tensor(PAD_ID))
         outputs = _at_least_one_column(outputs.to_tensor(PAD_ID))
         logits, _ = self.model.forward(inputs, training=False)
         log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
-        token_log_probs = tf.where(outputs == PAD_ID, 0.0, tf.gather(log_probs, outputs, batch_dims=2))
+        token_log_probs = tf.where(
+            outputs == PAD_ID, 0.0, tf.gather(log_probs, outputs, batch_dims=2)
+        )
         log_prob = tf.reduce_sum(token_log_probs, axis=1)
         num_tokens = tf.reduce_sum(tf.cast(outputs != PAD_ID, tf.int32), axis=1)
-        return {"tokens": tf.where(outputs == PAD_ID, "", tf.gather(self.model.target_tokenizer.id_to_token, outputs)),
-                "token_log_probs": token_log_probs, "log_prob": log_prob, "num_tokens": num_tokens,
-                "perplexity": tf.exp(-log_prob / tf.cast(tf.maximum(num_tokens, 1), tf.float32))}
+        return {
+            "tokens": tf.where(
+                outputs == PAD_ID, "", tf.gather(self.model.target_tokenizer.id_to_token, outputs)
+            ),
+            "token_log_probs": token_log_probs,
+            "log_prob": log_prob,
+            "num_tokens": num_tokens,
+            "perplexity": tf.exp(-log_prob / tf.cast(tf.maximum(num_tokens, 1), tf.float32)),
+        }
 
     def _start(self, prompts):
-        ids = self.model.target_tokenizer.tokenize_ragged(prompts)[:, -self.decode.max_input_length:]
+        ids = self.model.target_tokenizer.tokenize_ragged(prompts)[
+            :, -self.decode.max_input_length :
+        ]
         begin = tf.RaggedTensor.from_tensor(tf.fill([ids.nrows(), 1], BEGIN_ID))
         # one padding column more: the recurrent layers cannot run a single step on an empty batch
         prompt_ids = tf.pad(tf.concat([begin, ids], axis=1).to_tensor(PAD_ID), [[0, 0], [0, 1]])

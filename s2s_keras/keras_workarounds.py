@@ -51,7 +51,9 @@ def patch_multi_worker_log_reduction() -> None:
         return
 
     def reduce_per_replica(values, strategy, reduction):
-        if reduction not in ("auto", "mean") or not tf_trainer._collective_all_reduce_multi_worker(strategy):
+        if reduction not in ("auto", "mean") or not tf_trainer._collective_all_reduce_multi_worker(
+            strategy
+        ):
             return original(values, strategy, reduction)
 
         def reduce(value):
@@ -60,6 +62,7 @@ def patch_multi_worker_log_reduction() -> None:
             if strategy.experimental_local_results(value)[0].shape.rank == 0:
                 return strategy.reduce("MEAN", value, axis=None)
             return original(value, strategy, reduction)
+
         return tree.map_structure(reduce, values)
 
     reduce_per_replica.s2s_patched = True

@@ -18,7 +18,9 @@ class MaskedAccuracy(keras.metrics.Mean):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_true = keras.ops.cast(y_true, "int32")
-        correct = keras.ops.cast(keras.ops.equal(keras.ops.argmax(y_pred, axis=-1), y_true), "float32")
+        correct = keras.ops.cast(
+            keras.ops.equal(keras.ops.argmax(y_pred, axis=-1), y_true), "float32"
+        )
         mask = keras.ops.cast(keras.ops.not_equal(y_true, PAD_ID), "float32")
         if sample_weight is not None:
             mask = mask * keras.ops.cast(sample_weight, "float32")
@@ -36,8 +38,10 @@ def edit_distance(a: typing.Sequence, b: typing.Sequence) -> int:
     return previous[-1]
 
 
-def error_rates(hypotheses: typing.Mapping[str, typing.Sequence[str]],
-                references: typing.Mapping[str, typing.Sequence[typing.Sequence[str]]]) -> dict:
+def error_rates(
+    hypotheses: typing.Mapping[str, typing.Sequence[str]],
+    references: typing.Mapping[str, typing.Sequence[typing.Sequence[str]]],
+) -> dict:
     """Multi-reference G2P scoring as published.
 
     `hypotheses[source]` is one token list; `references[source]` is a list of token lists.
@@ -47,7 +51,9 @@ def error_rates(hypotheses: typing.Mapping[str, typing.Sequence[str]],
     """
     missing = set(references) - set(hypotheses)
     if missing:
-        raise ValueError(f"error_rates: no hypothesis for {len(missing)} source(s), e.g. {sorted(missing)[:3]}")
+        raise ValueError(
+            f"error_rates: no hypothesis for {len(missing)} source(s), e.g. {sorted(missing)[:3]}"
+        )
     wrong = errors = length = 0
     for source, refs in references.items():
         hypothesis = list(hypotheses[source])
@@ -56,5 +62,8 @@ def error_rates(hypotheses: typing.Mapping[str, typing.Sequence[str]],
         errors += distance
         length += closest
     words = len(references)
-    return {"wer": wrong / words if words else 0.0, "per": errors / length if length else 0.0,
-            "num_words": words}
+    return {
+        "wer": wrong / words if words else 0.0,
+        "per": errors / length if length else 0.0,
+        "num_words": words,
+    }

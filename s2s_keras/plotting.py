@@ -16,6 +16,7 @@ def _pyplot():
 
     matplotlib.use("Agg")  # files only; no display on servers
     from matplotlib import pyplot
+
     return pyplot
 
 
@@ -28,11 +29,13 @@ def plot_attention(model_path: str, word: str, output: str, beam_size: int | Non
     text = predictor([word], beam_size, 1)[0][0][0]
     scored = predictor.score([word], [text])
     if "alignment" not in scored:
-        raise ValueError(f"{model_path}: the model has no attention (model.attention=none), "
-                         f"so there is no alignment to plot")
+        raise ValueError(
+            f"{model_path}: the model has no attention (model.attention=none), "
+            f"so there is no alignment to plot"
+        )
     source = [t.decode("utf-8") for t in scored["source_tokens"][0] if t]
     target = [t.decode("utf-8") for t in scored["tokens"][0] if t]
-    weights = scored["alignment"][0][:len(target), :len(source)]
+    weights = scored["alignment"][0][: len(target), : len(source)]
 
     pyplot = _pyplot()
     figure, axes = pyplot.subplots(figsize=(1.0 + 0.45 * len(source), 1.0 + 0.4 * len(target)))
@@ -46,8 +49,12 @@ def plot_attention(model_path: str, word: str, output: str, beam_size: int | Non
     figure.tight_layout()
     _save(figure, output)
     pyplot.close(figure)
-    return {"output": text, "source_tokens": source, "target_tokens": target,
-            "alignment": np.round(weights, 4).tolist()}
+    return {
+        "output": text,
+        "source_tokens": source,
+        "target_tokens": target,
+        "alignment": np.round(weights, 4).tolist(),
+    }
 
 
 def plot_history(run_dir: str, output: str) -> dict:
@@ -60,8 +67,11 @@ def plot_history(run_dir: str, output: str) -> dict:
         rows = list(csv.DictReader(handle))
     if not rows:
         raise ValueError(f"{path}: no epochs recorded yet")
-    columns = {name: [float(row[name]) for row in rows]
-               for name in rows[0] if name != "epoch" and _complete(rows, name)}
+    columns = {
+        name: [float(row[name]) for row in rows]
+        for name in rows[0]
+        if name != "epoch" and _complete(rows, name)
+    }
     epochs = [int(row["epoch"]) + 1 for row in rows]
 
     pyplot = _pyplot()
@@ -69,7 +79,9 @@ def plot_history(run_dir: str, output: str) -> dict:
     for axis, metric in zip(axes, ("loss", "masked_accuracy")):
         for prefix, style in (("", "-o"), ("val_", "--s")):
             if prefix + metric in columns:
-                axis.plot(epochs, columns[prefix + metric], style, label=(prefix or "train_") + metric)
+                axis.plot(
+                    epochs, columns[prefix + metric], style, label=(prefix or "train_") + metric
+                )
         axis.set_xlabel("epoch")
         axis.set_title(metric)
         axis.grid(alpha=0.3)
@@ -87,7 +99,7 @@ def plot_trials(scores, objective: str, output: str) -> None:
     figure, axes = pyplot.subplots(figsize=(6, 3.5))
     trials = range(1, len(scores) + 1)
     axes.plot(trials, scores, "o-", label=objective)
-    axes.plot(trials, [min(scores[:i + 1]) for i in range(len(scores))], "--", label="best so far")
+    axes.plot(trials, [min(scores[: i + 1]) for i in range(len(scores))], "--", label="best so far")
     axes.set_xlabel("trial")
     axes.set_ylabel(objective)
     axes.legend()

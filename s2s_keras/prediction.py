@@ -27,8 +27,10 @@ class Predictor:
 
     def __call__(self, words, beam_size=None, num_results=1):
         outputs, scores = self._nbest(words, beam_size, num_results)
-        return [[(text.decode("utf-8"), float(score)) for text, score in zip(row_texts, row_scores)]
-                for row_texts, row_scores in zip(outputs.numpy(), np.asarray(scores))]
+        return [
+            [(text.decode("utf-8"), float(score)) for text, score in zip(row_texts, row_scores)]
+            for row_texts, row_scores in zip(outputs.numpy(), np.asarray(scores))
+        ]
 
     def score(self, *texts) -> dict:
         result = self._score(*(tf.constant(part, tf.string) for part in texts))
@@ -45,9 +47,13 @@ class LabelPredictions:
 
     def __call__(self, texts, beam_size=None, num_results=1):
         result = self._classify(tf.constant(texts, tf.string))
-        classes = [label.decode("utf-8") for label in result["classes"].numpy()[0]] if len(texts) else []
-        return [(label.decode("utf-8"), dict(zip(classes, map(float, row))))
-                for label, row in zip(result["labels"].numpy(), result["probabilities"].numpy())]
+        classes = (
+            [label.decode("utf-8") for label in result["classes"].numpy()[0]] if len(texts) else []
+        )
+        return [
+            (label.decode("utf-8"), dict(zip(classes, map(float, row))))
+            for label, row in zip(result["labels"].numpy(), result["probabilities"].numpy())
+        ]
 
 
 def load_predictor(path: str | list) -> Predictor:
@@ -59,8 +65,10 @@ def load_predictor(path: str | list) -> Predictor:
     if len(paths) > 1:
         not_runs = [p for p in paths if not os.path.isfile(os.path.join(p, "config.json"))]
         if not_runs:
-            raise FileNotFoundError(f"--model {', '.join(map(repr, not_runs))}: an ensemble is made of run dirs "
-                                    f"(with config.json and model.keras); `s2s export` them to serve it as one SavedModel")
+            raise FileNotFoundError(
+                f"--model {', '.join(map(repr, not_runs))}: an ensemble is made of run dirs "
+                f"(with config.json and model.keras); `s2s export` them to serve it as one SavedModel"
+            )
     path = paths[0]
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         import tensorflow_text  # noqa: F401  (registers the ops the serving graph uses)
@@ -79,12 +87,16 @@ def load_predictor(path: str | list) -> Predictor:
             if beam_size is not None:  # else the exported default
                 options["beam_size"] = tf.fill([n], beam_size)
             # The restored function (not `.signatures`) applies the exported defaults.
-            result = (loaded.generate if task == "lm" else loaded.nbest)(inputs=tf.constant(words, tf.string),
-                                                                         **options)
+            result = (loaded.generate if task == "lm" else loaded.nbest)(
+                inputs=tf.constant(words, tf.string), **options
+            )
             return result["outputs"], result["scores"]
 
-        score = ((lambda t: loaded.score(inputs=t)) if task == "lm"
-                 else (lambda s, t: loaded.score(sources=s, targets=t)))
+        score = (
+            (lambda t: loaded.score(inputs=t))
+            if task == "lm"
+            else (lambda s, t: loaded.score(sources=s, targets=t))
+        )
         predictor = Predictor(nbest_saved_model, score, task)
         predictor.loaded = loaded  # must outlive its functions (it owns the variables)
         return predictor
@@ -102,19 +114,28 @@ def load_predictor(path: str | list) -> Predictor:
         config, model = Config(), keras.saving.load_model(path)
         task = _task_of(model)
     else:
-        raise FileNotFoundError(f"--model {path!r}: expected a run dir, a .keras file or a SavedModel "
-                                f"version dir (with saved_model.pb)")
+        raise FileNotFoundError(
+            f"--model {path!r}: expected a run dir, a .keras file or a SavedModel "
+            f"version dir (with saved_model.pb)"
+        )
     if task == "classify":
         inference = LabelPredictor(model, classifier_max_tokens(model, config.decode))
         predictor = LabelPredictions(inference.classify)
         predictor.inference = inference  # a tf.function method holds its object only weakly
         return predictor
-    translator = TextGenerator(model, config.decode) if task == "lm" else Translator(model, config.decode)
+    translator = (
+        TextGenerator(model, config.decode) if task == "lm" else Translator(model, config.decode)
+    )
 
     def nbest_keras(words, beam_size, num_results):
         beam_size = config.decode.beam_size if beam_size is None else beam_size
-        return translator.beam(tf.constant(words, tf.string), beam_size, config.decode.max_length,
-                               config.decode.length_penalty, num_results)
+        return translator.beam(
+            tf.constant(words, tf.string),
+            beam_size,
+            config.decode.max_length,
+            config.decode.length_penalty,
+            num_results,
+        )
 
     return Predictor(nbest_keras, translator.score, task)
 
@@ -122,4 +143,10 @@ def load_predictor(path: str | list) -> Predictor:
 def _task_of(model) -> str:
     from s2s_keras.models import Classifier, LanguageModel
 
-    return "classify" if isinstance(model, Classifier) else "lm" if isinstance(model, LanguageModel) else "seq2seq"
+    return (
+        "classify"
+        if isinstance(model, Classifier)
+        else "lm"
+        if isinstance(model, LanguageModel)
+        else "seq2seq"
+    )

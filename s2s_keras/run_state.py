@@ -44,8 +44,16 @@ class RunState(keras.callbacks.Callback):
         self.monitor = monitor
         self.patience = patience
         self.backup_every_steps = backup_every_steps
-        self.state = {"epoch": 0, "step": 0, "global_step": 0, "best": None, "wait": 0, "stopped": False,
-                      "history": {}, "train_seconds": 0.0}
+        self.state = {
+            "epoch": 0,
+            "step": 0,
+            "global_step": 0,
+            "best": None,
+            "wait": 0,
+            "stopped": False,
+            "history": {},
+            "train_seconds": 0.0,
+        }
         self._clock = None  # when the time since the last backup started counting
 
     @property
@@ -71,16 +79,22 @@ class RunState(keras.callbacks.Callback):
         if target < 0:
             return self.state
         if target not in candidates:
-            raise ValueError(f"{os.path.dirname(self.path)}: no backup at step {target}, which every worker "
-                             f"has reached (this worker has {sorted(candidates)}); the backups are out of step")
+            raise ValueError(
+                f"{os.path.dirname(self.path)}: no backup at step {target}, which every worker "
+                f"has reached (this worker has {sorted(candidates)}); the backups are out of step"
+            )
         path = candidates[target]
         with np.load(path) as data:
             state = json.loads(str(data["state"]))
             values = [data[f"v{index}"] for index in range(len(data.files) - 1)]
         variables = _state_variables(model)
-        if len(variables) != len(values) or any(v.shape != value.shape for v, value in zip(variables, values)):
-            raise ValueError(f"{path} was written by another model (its variables differ); "
-                             f"delete {os.path.dirname(path)} to start over")
+        if len(variables) != len(values) or any(
+            v.shape != value.shape for v, value in zip(variables, values)
+        ):
+            raise ValueError(
+                f"{path} was written by another model (its variables differ); "
+                f"delete {os.path.dirname(path)} to start over"
+            )
         for variable, value in zip(variables, values):
             variable.assign(value)
         state.setdefault("train_seconds", 0.0)  # backups written before it was recorded
@@ -127,8 +141,10 @@ class RunState(keras.callbacks.Callback):
     def save(self) -> None:
         self._count_time()
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        arrays = {f"v{index}": np.asarray(variable.numpy())
-                  for index, variable in enumerate(_state_variables(self.model))}
+        arrays = {
+            f"v{index}": np.asarray(variable.numpy())
+            for index, variable in enumerate(_state_variables(self.model))
+        }
         temporary = self.path + ".tmp.npz"
         np.savez(temporary, state=json.dumps(self.state), **arrays)
         # Atomic renames: a kill at any point leaves the newest complete backup, the one before

@@ -31,29 +31,40 @@ def _as_arrays(inputs: dict) -> dict:
 
 def _decode_strings(value: np.ndarray) -> np.ndarray:
     if value.dtype == object:
-        return np.vectorize(lambda x: x.decode("utf-8") if isinstance(x, bytes) else x, otypes=[object])(value)
+        return np.vectorize(
+            lambda x: x.decode("utf-8") if isinstance(x, bytes) else x, otypes=[object]
+        )(value)
     return value
 
 
 class RestClient:
     """`POST {url}/v1/models/{model}:predict` with `{"signature_name", "inputs": {...}}`."""
 
-    def __init__(self, url: str = "http://localhost:8501", model: str = "g2p", timeout: float = 30.0):
+    def __init__(
+        self, url: str = "http://localhost:8501", model: str = "g2p", timeout: float = 30.0
+    ):
         self.endpoint = f"{url.rstrip('/')}/v1/models/{model}:predict"
         self.timeout = timeout
 
     def predict(self, signature: str = "serving_default", **inputs) -> dict:
-        body = {"signature_name": signature,
-                "inputs": {name: value.tolist() for name, value in _as_arrays(inputs).items()}}
-        request = urllib.request.Request(self.endpoint, data=json.dumps(body).encode("utf-8"),
-                                         headers={"Content-Type": "application/json"})
+        body = {
+            "signature_name": signature,
+            "inputs": {name: value.tolist() for name, value in _as_arrays(inputs).items()},
+        }
+        request = urllib.request.Request(
+            self.endpoint,
+            data=json.dumps(body).encode("utf-8"),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=self.timeout) as response:
             outputs = json.loads(response.read().decode("utf-8"))["outputs"]
         # Columnar responses hold the bare value when the signature has a single output.
         if not isinstance(outputs, dict):
             outputs = {"outputs": outputs}
-        return {name: np.asarray(value, dtype=object if _is_text(value) else None)
-                for name, value in outputs.items()}
+        return {
+            name: np.asarray(value, dtype=object if _is_text(value) else None)
+            for name, value in outputs.items()
+        }
 
 
 def _is_text(value) -> bool:
@@ -83,7 +94,10 @@ class GrpcClient:
         for name, value in _as_arrays(inputs).items():
             request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
         response = self.stub.Predict(request, timeout=self.timeout)
-        return {name: _decode_strings(tf.make_ndarray(proto)) for name, proto in response.outputs.items()}
+        return {
+            name: _decode_strings(tf.make_ndarray(proto))
+            for name, proto in response.outputs.items()
+        }
 
     def close(self) -> None:
         self.channel.close()
@@ -95,8 +109,11 @@ def main(argv=None) -> int:
     where.add_argument("--rest", help="e.g. http://localhost:8501")
     where.add_argument("--grpc", help="e.g. localhost:8500")
     parser.add_argument("--model", default="g2p")
-    parser.add_argument("--signature", default="serving_default",
-                        choices=("serving_default", "nbest", "greedy", "sample"))
+    parser.add_argument(
+        "--signature",
+        default="serving_default",
+        choices=("serving_default", "nbest", "greedy", "sample"),
+    )
     parser.add_argument("--beam-size", type=int)
     parser.add_argument("--num-results", type=int)
     parser.add_argument("--temperature", type=float)
@@ -109,8 +126,12 @@ def main(argv=None) -> int:
             inputs[name] = [getattr(args, name)] * len(args.words)
     outputs = client.predict(args.signature, **inputs)
     for index, word in enumerate(args.words):
-        print(json.dumps({"input": word, **{k: np.asarray(v[index]).tolist() for k, v in outputs.items()}},
-                         ensure_ascii=False))
+        print(
+            json.dumps(
+                {"input": word, **{k: np.asarray(v[index]).tolist() for k, v in outputs.items()}},
+                ensure_ascii=False,
+            )
+        )
     return 0
 
 

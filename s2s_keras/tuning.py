@@ -51,13 +51,26 @@ DEFAULT_SPACE = {
 # Fields a task does not have (config validation refuses them) leave its default space.
 TASK_SPACES = {
     "seq2seq": DEFAULT_SPACE,
-    "classify": {**{k: v for k, v in DEFAULT_SPACE.items() if k not in ("model.attention", "model.reverse_source")},
-                 "model.pooling": {"choice": ["last", "mean", "attention"]}},
-    "lm": {k: v for k, v in DEFAULT_SPACE.items()
-           if k not in ("model.attention", "model.bidirectional", "model.reverse_source")},
+    "classify": {
+        **{
+            k: v
+            for k, v in DEFAULT_SPACE.items()
+            if k not in ("model.attention", "model.reverse_source")
+        },
+        "model.pooling": {"choice": ["last", "mean", "attention"]},
+    },
+    "lm": {
+        k: v
+        for k, v in DEFAULT_SPACE.items()
+        if k not in ("model.attention", "model.bidirectional", "model.reverse_source")
+    },
 }
 OBJECTIVES = {"val_loss": "min", "val_wer": "min", "val_accuracy": "max"}
-TASK_OBJECTIVES = {"seq2seq": ("val_loss", "val_wer"), "classify": ("val_loss", "val_accuracy"), "lm": ("val_loss",)}
+TASK_OBJECTIVES = {
+    "seq2seq": ("val_loss", "val_wer"),
+    "classify": ("val_loss", "val_accuracy"),
+    "lm": ("val_loss",),
+}
 TUNERS = ("random", "hyperband", "bayesian")
 
 
@@ -77,11 +90,17 @@ def check_space(space: dict, base: Config) -> None:
     for key, spec in space.items():
         kinds = set(spec) & {"choice", "int", "float", "boolean"}
         if len(kinds) != 1:
-            raise ValueError(f"search space {key!r}: expected exactly one of choice/int/float/boolean, "
-                             f"got {sorted(spec)}")
+            raise ValueError(
+                f"search space {key!r}: expected exactly one of choice/int/float/boolean, "
+                f"got {sorted(spec)}"
+            )
         kind = kinds.pop()
-        sample = {"choice": lambda: spec["choice"][0], "int": lambda: spec["int"][0],
-                  "float": lambda: spec["float"][0], "boolean": lambda: False}[kind]()
+        sample = {
+            "choice": lambda: spec["choice"][0],
+            "int": lambda: spec["int"][0],
+            "float": lambda: spec["float"][0],
+            "boolean": lambda: False,
+        }[kind]()
         try:
             base.override([f"{key}={_as_text(sample)}"])
         except ConfigError as error:
@@ -100,7 +119,9 @@ def _hyperparameter(hp: kt.HyperParameters, key: str, spec: dict):
         return hp.Int(key, low, high, step=spec.get("step", 1))
     if "float" in spec:
         low, high = spec["float"]
-        return hp.Float(key, low, high, step=spec.get("step"), sampling=spec.get("sampling", "linear"))
+        return hp.Float(
+            key, low, high, step=spec.get("step"), sampling=spec.get("sampling", "linear")
+        )
     return hp.Boolean(key)
 
 
@@ -117,12 +138,16 @@ class Seq2SeqHyperModel(kt.HyperModel):
     def __init__(self, base: Config, space: dict, objective: str = "val_loss"):
         super().__init__(name=base.task)
         if objective not in TASK_OBJECTIVES[base.task]:
-            raise ValueError(f"--objective {objective}: task {base.task} offers {TASK_OBJECTIVES[base.task]}")
+            raise ValueError(
+                f"--objective {objective}: task {base.task} offers {TASK_OBJECTIVES[base.task]}"
+            )
         check_space(space, base)
         self.base, self.space, self.objective = base, space, objective
         self.corpus, self.source_vocabulary, self.target_vocabulary, self.lengths = load_data(base)
         if not self.corpus.valid:
-            raise ValueError("tuning needs a validation split (data.valid_fraction > 0 or tsv:...,valid=PATH)")
+            raise ValueError(
+                "tuning needs a validation split (data.valid_fraction > 0 or tsv:...,valid=PATH)"
+            )
         # (batch size, data config) -> datasets, shared by trials. The datasets hold the first
         # trial's tokenizers; every trial's tokenizers are built from the same vocabularies.
         self._data = {}
@@ -156,24 +181,47 @@ class Seq2SeqHyperModel(kt.HyperModel):
         return self._data[key]
 
 
-def make_tuner(kind: str, hypermodel: Seq2SeqHyperModel, run_dir: str, max_trials: int,
-               strategy: str = "one_device", seed: int = 0) -> kt.Tuner:
+def make_tuner(
+    kind: str,
+    hypermodel: Seq2SeqHyperModel,
+    run_dir: str,
+    max_trials: int,
+    strategy: str = "one_device",
+    seed: int = 0,
+) -> kt.Tuner:
     if kind not in TUNERS:
         raise ValueError(f"--tuner: expected one of {TUNERS}, got {kind!r}")
     objective = kt.Objective(hypermodel.objective, direction=OBJECTIVES[hypermodel.objective])
-    common = dict(objective=objective, directory=run_dir, project_name="search", overwrite=False,
-                  seed=seed, distribution_strategy=get_strategy(strategy))
+    common = dict(
+        objective=objective,
+        directory=run_dir,
+        project_name="search",
+        overwrite=False,
+        seed=seed,
+        distribution_strategy=get_strategy(strategy),
+    )
     if kind == "random":
         return kt.RandomSearch(hypermodel, max_trials=max_trials, **common)
     if kind == "bayesian":
         return kt.BayesianOptimization(hypermodel, max_trials=max_trials, **common)
     # Hyperband budgets by epochs, not trials: max_epochs is the base config's epochs.
-    return kt.Hyperband(hypermodel, max_epochs=max(2, hypermodel.base.train.epochs), factor=3,
-                        hyperband_iterations=1, **common)
+    return kt.Hyperband(
+        hypermodel,
+        max_epochs=max(2, hypermodel.base.train.epochs),
+        factor=3,
+        hyperband_iterations=1,
+        **common,
+    )
 
 
-def tune(base: Config, run_dir: str, tuner_kind: str = "random", max_trials: int = 10,
-         objective: str = "val_loss", space: dict | None = None) -> dict:
+def tune(
+    base: Config,
+    run_dir: str,
+    tuner_kind: str = "random",
+    max_trials: int = 10,
+    objective: str = "val_loss",
+    space: dict | None = None,
+) -> dict:
     """Runs (or resumes) a search in `run_dir/search`, then writes `run_dir/trials.csv`,
     `run_dir/trials.png` and the best trial as a run directory `run_dir/best` (`config.json`
     + `model.keras`) that `s2s evaluate` and `s2s export` take.
@@ -185,18 +233,24 @@ def tune(base: Config, run_dir: str, tuner_kind: str = "random", max_trials: int
         raise ValueError(f"--objective: expected one of {sorted(OBJECTIVES)}, got {objective!r}")
     strategy = base.train.strategy
     if strategy in ("multi_worker", "tpu"):
-        raise ValueError(f"--strategy {strategy}: Keras Tuner runs each trial on one machine; use "
-                         f"auto, one_device or mirrored, and parallel tuner workers (see below)")
+        raise ValueError(
+            f"--strategy {strategy}: Keras Tuner runs each trial on one machine; use "
+            f"auto, one_device or mirrored, and parallel tuner workers (see below)"
+        )
     configure_devices(base.train.cpu_devices)  # before anything starts TensorFlow's runtime
     keras.utils.set_random_seed(base.train.seed)
-    hypermodel = Seq2SeqHyperModel(base, space if space is not None else load_space(None, base.task), objective)
+    hypermodel = Seq2SeqHyperModel(
+        base, space if space is not None else load_space(None, base.task), objective
+    )
     tuner = make_tuner(tuner_kind, hypermodel, run_dir, max_trials, strategy, seed=base.train.seed)
     tuner.search(callbacks=[keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"))])
     if _is_worker():
         return {"worker": os.environ["KERASTUNER_TUNER_ID"]}  # the chief writes the results
 
-    trials = sorted((t for t in tuner.oracle.trials.values() if t.score is not None),
-                    key=lambda t: (len(t.trial_id), t.trial_id))  # numeric order of "9" < "10"
+    trials = sorted(
+        (t for t in tuner.oracle.trials.values() if t.score is not None),
+        key=lambda t: (len(t.trial_id), t.trial_id),
+    )  # numeric order of "9" < "10"
     if not trials:
         raise ValueError(f"no trial finished in {run_dir}; see the trial logs above")
     rows = _write_trials(trials, hypermodel, run_dir)
@@ -210,25 +264,41 @@ def tune(base: Config, run_dir: str, tuner_kind: str = "random", max_trials: int
     if hasattr(best_model, "carry_state"):
         best_model.carry_state(None)
     best_model.save(os.path.join(best_dir, "model.keras"))
-    return {"best_trial": best_trial.trial_id, "best_score": best_trial.score, "trials": rows,
-            "best_dir": best_dir}
+    return {
+        "best_trial": best_trial.trial_id,
+        "best_score": best_trial.score,
+        "trials": rows,
+        "best_dir": best_dir,
+    }
 
 
 def _is_worker() -> bool:
     """Keras Tuner's parallel mode (KERASTUNER_TUNER_ID / _ORACLE_IP / _ORACLE_PORT): the chief
     runs the oracle, the workers run trials."""
-    return "KERASTUNER_ORACLE_IP" in os.environ and os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief"
+    return (
+        "KERASTUNER_ORACLE_IP" in os.environ
+        and os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief"
+    )
 
 
 def _write_trials(trials, hypermodel, run_dir) -> list:
     keys = list(hypermodel.space)
-    rows = [{"trial": t.trial_id, hypermodel.objective: t.score,
-             **{k: t.hyperparameters.values.get(k) for k in keys}} for t in trials]
+    rows = [
+        {
+            "trial": t.trial_id,
+            hypermodel.objective: t.score,
+            **{k: t.hyperparameters.values.get(k) for k in keys},
+        }
+        for t in trials
+    ]
     with open(os.path.join(run_dir, "trials.csv"), "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["trial", hypermodel.objective, *keys])
         writer.writeheader()
         writer.writerows(rows)
 
-    plot_trials([row[hypermodel.objective] for row in rows], hypermodel.objective,
-                os.path.join(run_dir, "trials.png"))
+    plot_trials(
+        [row[hypermodel.objective] for row in rows],
+        hypermodel.objective,
+        os.path.join(run_dir, "trials.png"),
+    )
     return rows

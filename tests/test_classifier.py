@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import REPO, run_cli, run_python
+
 from s2s_keras import Seq2Seq
 from s2s_keras.inference import LabelPredictor
 from s2s_keras.models import Classifier
@@ -63,8 +63,16 @@ def test_attention_pooling_weights_sum_to_one_and_are_zero_on_padding():
 def test_the_encoder_is_the_seq2seq_encoder():
     """Same layers, same names: Seq2Seq encoder weights load into a Classifier and encode alike."""
     keras.utils.set_random_seed(5)
-    seq2seq = Seq2Seq(list("abcdef"), ["X", "Y"], embedding_size=8, hidden_units=8, num_layers=2,
-                      bidirectional=True, bridge="dense", reverse_source=False)
+    seq2seq = Seq2Seq(
+        list("abcdef"),
+        ["X", "Y"],
+        embedding_size=8,
+        hidden_units=8,
+        num_layers=2,
+        bidirectional=True,
+        bridge="dense",
+        reverse_source=False,
+    )
     model = classifier(bidirectional=True)
     encoder = ["source_embedding"] + [layer.name for layer in seq2seq.encoder_layers]
     for name in encoder:
@@ -84,7 +92,9 @@ def test_label_predictor_probabilities_cut_and_hostile_inputs():
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
     labels = np.array(model.labels)[probabilities.argmax(axis=1)]
     assert [label.decode() for label in result["labels"].numpy()] == labels.tolist()
-    np.testing.assert_allclose(probabilities[0], probabilities[1], atol=1e-6)  # only the last 3 tokens count
+    np.testing.assert_allclose(
+        probabilities[0], probabilities[1], atol=1e-6
+    )  # only the last 3 tokens count
     assert result["classes"].numpy().tolist()[0] == [b"neg", b"pos", b"neutral"]
     assert predictor.classify(tf.constant([], tf.string))["probabilities"].shape == (0, 3)
 
@@ -110,31 +120,60 @@ def test_cli_trains_evaluates_predicts_and_exports_a_classifier(tmp_path):
     (tmp_path / "valid.tsv").write_text("".join(f"{t}\t{l}\n" for t, l in rows[900:1000]))
     (tmp_path / "test.tsv").write_text("".join(f"{t}\t{l}\n" for t, l in rows[1000:]))
     run_dir = tmp_path / "run"
-    data = f"tsv:{tmp_path / 'train.tsv'},valid={tmp_path / 'valid.tsv'},test={tmp_path / 'test.tsv'}"
-    run_cli("train", "--task", "classify", "--data", data,
-            "--preset", "tiny", "--set", "data.source_split=whitespace", "--set", "model.pooling=attention",
-            "--set", "model.bidirectional=true", "--set", "train.epochs=6", "--set", "train.batch_size=32",
-            "--set", "data.max_source_tokens=8", "--set", "data.streaming=true",
-            "--run-dir", str(run_dir))
+    data = (
+        f"tsv:{tmp_path / 'train.tsv'},valid={tmp_path / 'valid.tsv'},test={tmp_path / 'test.tsv'}"
+    )
+    run_cli(
+        "train",
+        "--task",
+        "classify",
+        "--data",
+        data,
+        "--preset",
+        "tiny",
+        "--set",
+        "data.source_split=whitespace",
+        "--set",
+        "model.pooling=attention",
+        "--set",
+        "model.bidirectional=true",
+        "--set",
+        "train.epochs=6",
+        "--set",
+        "train.batch_size=32",
+        "--set",
+        "data.max_source_tokens=8",
+        "--set",
+        "data.streaming=true",
+        "--run-dir",
+        str(run_dir),
+    )
     config = json.loads((run_dir / "config.json").read_text())
     assert config["task"] == "classify"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["train_sources_cut"] == sum(len(t.split()) > 8 for t, _ in rows[:900]) > 0
-    result = json.loads(run_cli("evaluate", "--run-dir", str(run_dir), "--split", "test").stdout.splitlines()[-1])
+    result = json.loads(
+        run_cli("evaluate", "--run-dir", str(run_dir), "--split", "test").stdout.splitlines()[-1]
+    )
     assert result["accuracy"] >= 0.95 and result["num_examples"] == 200
     assert sum(sum(row.values()) for row in result["confusion"].values()) == 200
     out = run_cli("predict", "--model", str(run_dir), "the film was superb", "an awful plot").stdout
     assert [line.split("\t")[1] for line in out.splitlines()] == ["pos", "neg"]
-    version = run_cli("export", "--run-dir", str(run_dir), "--export-base", str(tmp_path / "export")).stdout.strip()
+    version = run_cli(
+        "export", "--run-dir", str(run_dir), "--export-base", str(tmp_path / "export")
+    ).stdout.strip()
     from test_export import audit_ops
 
     assert audit_ops(version) <= {"NormalizeUTF8", "CaseFoldUTF8"}, audit_ops(version)
-    answer = run_python(f"""
+    answer = run_python(
+        f"""
 import json, tensorflow as tf, tensorflow_text
 loaded = tf.saved_model.load({version!r})
 out = loaded.signatures["serving_default"](inputs=tf.constant(["i loved this film", "boring", ""]))
 print(json.dumps({{k: v.numpy().tolist() for k, v in out.items()}}, default=lambda b: b.decode()))
-""", cwd=REPO)
+""",
+        cwd=REPO,
+    )
     answer = json.loads(answer.splitlines()[-1])
     assert answer["labels"][:2] == ["pos", "neg"] and len(answer["probabilities"]) == 3
 
@@ -142,7 +181,18 @@ print(json.dumps({{k: v.numpy().tolist() for k, v in out.items()}}, default=lamb
 def test_a_label_only_in_the_test_split_is_an_error(tmp_path):
     (tmp_path / "train.tsv").write_text("good film\tpos\nbad film\tneg\n")
     (tmp_path / "test.tsv").write_text("fine film\tmixed\n")
-    result = run_cli("train", "--task", "classify", "--preset", "tiny", "--set", "data.source_split=whitespace",
-                     "--data", f"tsv:{tmp_path / 'train.tsv'},test={tmp_path / 'test.tsv'}",
-                     "--run-dir", str(tmp_path / "run"), check=False)
+    result = run_cli(
+        "train",
+        "--task",
+        "classify",
+        "--preset",
+        "tiny",
+        "--set",
+        "data.source_split=whitespace",
+        "--data",
+        f"tsv:{tmp_path / 'train.tsv'},test={tmp_path / 'test.tsv'}",
+        "--run-dir",
+        str(tmp_path / "run"),
+        check=False,
+    )
     assert result.returncode == 2 and "['mixed'] of the test split never occur" in result.stderr

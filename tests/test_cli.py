@@ -11,9 +11,28 @@ def config_of(*argv):
 
 
 def test_shortcut_flags_are_config_overrides():
-    config = config_of("--preset", "tiny", "--task", "lm", "--data", "ptb", "--max-pairs", "50",
-                       "--precision", "float32", "--strategy", "one_device", "--set", "data.bptt_length=5")
-    assert (config.task, config.data.source, config.data.max_pairs, config.data.bptt_length) == ("lm", "ptb", 50, 5)
+    config = config_of(
+        "--preset",
+        "tiny",
+        "--task",
+        "lm",
+        "--data",
+        "ptb",
+        "--max-pairs",
+        "50",
+        "--precision",
+        "float32",
+        "--strategy",
+        "one_device",
+        "--set",
+        "data.bptt_length=5",
+    )
+    assert (config.task, config.data.source, config.data.max_pairs, config.data.bptt_length) == (
+        "lm",
+        "ptb",
+        50,
+        5,
+    )
     assert (config.train.precision, config.train.strategy) == ("float32", "one_device")
     assert config_of("--preset", "sentiment").task == "classify"
 

@@ -1,5 +1,5 @@
-import pytest
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from s2s_keras.decoding import greedy_search
@@ -17,6 +17,7 @@ def scripted(table):
         rows, t = state
         logits = tf.one_hot(tf.gather_nd(table, tf.stack([rows, t], axis=1)), VOCAB) * 5.0
         return logits, (rows, t + 1)
+
     return step
 
 
@@ -26,7 +27,9 @@ def scripted_state(rows):
 
 def test_greedy_follows_scripted_logits_and_pads_after_end():
     step = scripted([[4, 5, END_ID, 4, 4], [5, END_ID, 4, 4, 4]])
-    out = greedy_search(step, scripted_state(2), tf.constant([START_ID, START_ID]), END_ID, max_length=5)
+    out = greedy_search(
+        step, scripted_state(2), tf.constant([START_ID, START_ID]), END_ID, max_length=5
+    )
     assert out.numpy().tolist() == [[4, 5, END_ID], [5, END_ID, 0]]
 
 
@@ -40,15 +43,22 @@ def test_greedy_steps_only_the_unfinished_rows(monkeypatch):
     def counting(token_ids, state):
         sizes.append(int(tf.shape(token_ids)[0]))
         return step(token_ids, state)
+
     out = greedy_search(counting, scripted_state(3), tf.fill([3], START_ID), END_ID, max_length=9)
-    assert out.numpy().tolist() == [[END_ID, 0, 0, 0, 0], [4, 4, END_ID, 0, 0], [4, 4, 4, 4, END_ID]]
+    assert out.numpy().tolist() == [
+        [END_ID, 0, 0, 0, 0],
+        [4, 4, END_ID, 0, 0],
+        [4, 4, 4, 4, END_ID],
+    ]
     assert sizes == [3, 2, 2, 1, 1]  # a row leaves the batch after its end token
 
 
 def test_greedy_stops_at_max_length_and_clamps_nonpositive():
     step = scripted([[4, 4, 4, 4, 4]])
     start = tf.constant([START_ID])
-    assert greedy_search(step, scripted_state(1), start, END_ID, max_length=3).numpy().tolist() == [[4, 4, 4]]
+    assert greedy_search(step, scripted_state(1), start, END_ID, max_length=3).numpy().tolist() == [
+        [4, 4, 4]
+    ]
     assert greedy_search(step, scripted_state(1), start, END_ID, max_length=0).shape == (1, 1)
 
 
@@ -62,6 +72,7 @@ def test_greedy_feeds_back_its_own_choice():
     def step(token_ids, state):  # next token = previous + 1, end after 5
         next_ids = tf.where(token_ids >= 5, END_ID, tf.maximum(token_ids + 1, 4))
         return tf.one_hot(next_ids, VOCAB), state
+
     out = greedy_search(step, (), tf.constant([START_ID]), END_ID, max_length=10)
     assert out.numpy().tolist() == [[4, 5, END_ID]]
 
@@ -69,9 +80,15 @@ def test_greedy_feeds_back_its_own_choice():
 def test_greedy_equals_argmax_of_teacher_forced_logits(tiny_model):
     source_ids = tiny_model.source_tokenizer.tokenize(tf.constant(["abc", "fed", "a", "bbbbbb"]))
     start = tf.fill([4], START_ID)
-    output_ids = greedy_search(tiny_model.decode_step, tiny_model.encode(source_ids), start, END_ID, 7).numpy()
-    target_in = np.concatenate([np.full((len(output_ids), 1), START_ID), output_ids[:, :-1]], axis=1)
-    logits = tiny_model({"source_ids": source_ids, "target_in_ids": tf.constant(target_in, tf.int32)})
+    output_ids = greedy_search(
+        tiny_model.decode_step, tiny_model.encode(source_ids), start, END_ID, 7
+    ).numpy()
+    target_in = np.concatenate(
+        [np.full((len(output_ids), 1), START_ID), output_ids[:, :-1]], axis=1
+    )
+    logits = tiny_model(
+        {"source_ids": source_ids, "target_in_ids": tf.constant(target_in, tf.int32)}
+    )
     argmax = np.argmax(logits.numpy(), axis=-1)
     real = output_ids != 0
     assert real.sum() > 4
@@ -94,6 +111,7 @@ def markov(tables):
 
     def step(token_ids, rows):
         return tf.gather_nd(log_tables, tf.stack([rows, token_ids], axis=1)), rows
+
     return step, log_tables
 
 
@@ -113,7 +131,7 @@ def dist(end=0.0, a=0.0, b=0.0):
 
 
 # From <s>: A .6, B .4. After A: A .35 B .35 </s> .3. After B: </s> 1.
-TRAP = table(start=dist(a=.6, b=.4), a=dist(end=.3, a=.35, b=.35), b=dist(end=1.0))
+TRAP = table(start=dist(a=0.6, b=0.4), a=dist(end=0.3, a=0.35, b=0.35), b=dist(end=1.0))
 
 
 def random_tables(seed, rows, concentration=1.0):
@@ -144,7 +162,9 @@ def test_beam_finds_what_greedy_misses():
     assert scores.numpy()[0, 0] == pytest.approx(np.log(0.4), abs=1e-5)
 
 
-@pytest.mark.parametrize("compact_min_rows", [1, 16])  # greedy with and without dropping finished rows
+@pytest.mark.parametrize(
+    "compact_min_rows", [1, 16]
+)  # greedy with and without dropping finished rows
 def test_beam_width_one_equals_greedy_on_many_random_tables(compact_min_rows, monkeypatch):
     import s2s_keras.decoding.greedy as greedy
 
@@ -164,8 +184,16 @@ def test_beam_width_one_equals_greedy_on_many_random_tables(compact_min_rows, mo
 def test_nbest_scores_are_summed_log_probs_normalized(alpha):
     tables = random_tables(1, 3)
     step, _ = markov(tables)
-    ids, scores = beam_search(step, tf.range(3), tf.fill([3], START_ID), END_ID, max_length=8,
-                              beam_size=4, alpha=alpha, num_results=3)
+    ids, scores = beam_search(
+        step,
+        tf.range(3),
+        tf.fill([3], START_ID),
+        END_ID,
+        max_length=8,
+        beam_size=4,
+        alpha=alpha,
+        num_results=3,
+    )
     ids, scores = ids.numpy(), scores.numpy()
     assert ids.shape[:2] == (3, 3) and scores.shape == (3, 3)
     for row in range(3):
@@ -183,27 +211,43 @@ def test_nbest_scores_are_summed_log_probs_normalized(alpha):
 
 
 def test_beam_rows_are_independent_and_clamped_parameters():
-    favourite_a = table(start=dist(a=.9, b=.1), a=dist(end=1.0))
-    favourite_b = table(start=dist(a=.1, b=.9), b=dist(end=1.0))
+    favourite_a = table(start=dist(a=0.9, b=0.1), a=dist(end=1.0))
+    favourite_b = table(start=dist(a=0.1, b=0.9), b=dist(end=1.0))
     step, _ = markov([favourite_a, favourite_b])
-    ids, _ = beam_search(step, tf.constant([0, 1]), tf.fill([2], START_ID), END_ID, max_length=5,
-                         beam_size=3, num_results=1)
+    ids, _ = beam_search(
+        step,
+        tf.constant([0, 1]),
+        tf.fill([2], START_ID),
+        END_ID,
+        max_length=5,
+        beam_size=3,
+        num_results=1,
+    )
     assert ids.numpy()[:, 0, :2].tolist() == [[A, END_ID], [B, END_ID]]
-    ids, scores = beam_search(step, tf.constant([0]), tf.constant([START_ID]), END_ID, max_length=0,
-                              beam_size=0, num_results=9)
+    ids, scores = beam_search(
+        step,
+        tf.constant([0]),
+        tf.constant([START_ID]),
+        END_ID,
+        max_length=0,
+        beam_size=0,
+        num_results=9,
+    )
     assert ids.shape[:2] == (1, 1) and ids.shape[2] == 1  # beam 1, one step
-    empty, empty_scores = beam_search(step, tf.zeros([0], tf.int32), tf.zeros([0], tf.int32), END_ID,
-                                      max_length=5, beam_size=3)
+    empty, empty_scores = beam_search(
+        step, tf.zeros([0], tf.int32), tf.zeros([0], tf.int32), END_ID, max_length=5, beam_size=3
+    )
     assert empty.shape[0] == 0 and empty_scores.shape == (0, 3)
 
 
 def test_unfinished_hypotheses_fill_the_nbest_at_max_length():
-    never_ends = table(start=dist(a=.5, b=.5), a=dist(a=.5, b=.5), b=dist(a=.5, b=.5))
+    never_ends = table(start=dist(a=0.5, b=0.5), a=dist(a=0.5, b=0.5), b=dist(a=0.5, b=0.5))
     step, _ = markov([never_ends])
-    ids, scores = beam_search(step, tf.constant([0]), tf.constant([START_ID]), END_ID, max_length=3,
-                              beam_size=2)
+    ids, scores = beam_search(
+        step, tf.constant([0]), tf.constant([START_ID]), END_ID, max_length=3, beam_size=2
+    )
     assert ids.shape == (1, 2, 3) and (ids.numpy() != 0).all()
-    np.testing.assert_allclose(scores.numpy(), [[3 * np.log(.5)] * 2], atol=1e-5)
+    np.testing.assert_allclose(scores.numpy(), [[3 * np.log(0.5)] * 2], atol=1e-5)
 
 
 def test_sampling_is_seeded_and_degenerates_to_greedy():
@@ -215,8 +259,13 @@ def test_sampling_is_seeded_and_degenerates_to_greedy():
         out = sample(step, rows, start, END_ID, max_length=10, seed=3, **kwargs).numpy()
         np.testing.assert_array_equal(out, greedy)
     first = sample(step, rows, start, END_ID, max_length=10, seed=11).numpy()
-    np.testing.assert_array_equal(first, sample(step, rows, start, END_ID, max_length=10, seed=11).numpy())
-    draws = {tuple(sample(step, rows, start, END_ID, max_length=10, seed=s).numpy().ravel()) for s in range(6)}
+    np.testing.assert_array_equal(
+        first, sample(step, rows, start, END_ID, max_length=10, seed=11).numpy()
+    )
+    draws = {
+        tuple(sample(step, rows, start, END_ID, max_length=10, seed=s).numpy().ravel())
+        for s in range(6)
+    }
     assert len(draws) > 1
     with pytest.raises(tf.errors.InvalidArgumentError, match="temperature must be > 0"):
         sample(step, rows, start, END_ID, max_length=10, temperature=0.0)
@@ -227,19 +276,25 @@ def test_beam_stops_once_the_results_cannot_change(alpha):
     """With num_results < beam_size the search may stop before beam_size hypotheses have
     finished, once no alive one can beat the returned ones — and returns the same hypotheses."""
     # After A: </s> .9 — the best hypothesis "A </s>" ends at step 2; the alternatives wander.
-    tables = [table(start=dist(a=.95, b=.05), a=dist(end=.9, a=.05, b=.05), b=dist(a=.5, b=.5))] * 2
+    tables = [
+        table(start=dist(a=0.95, b=0.05), a=dist(end=0.9, a=0.05, b=0.05), b=dist(a=0.5, b=0.5))
+    ] * 2
     tables += list(random_tables(5, 6))
     step, _ = markov(tables)
     rows, start = tf.range(8), tf.fill([8], START_ID)
-    full_ids, full_scores = beam_search(step, rows, start, END_ID, max_length=30, beam_size=4, alpha=alpha)
-    ids, scores = beam_search(step, rows[:2], start[:2], END_ID, max_length=30, beam_size=4, alpha=alpha,
-                              num_results=1)
+    full_ids, full_scores = beam_search(
+        step, rows, start, END_ID, max_length=30, beam_size=4, alpha=alpha
+    )
+    ids, scores = beam_search(
+        step, rows[:2], start[:2], END_ID, max_length=30, beam_size=4, alpha=alpha, num_results=1
+    )
     assert ids.shape[2] == 2 < full_ids.shape[2]  # stopped at step 2
     np.testing.assert_array_equal(ids.numpy()[:, 0], full_ids.numpy()[:2, 0, :2])
     np.testing.assert_allclose(scores.numpy()[:, 0], full_scores.numpy()[:2, 0], rtol=1e-6)
     for k in (1, 2, 3):  # random tables: every k gives the full search's k best
-        ids, scores = beam_search(step, rows, start, END_ID, max_length=30, beam_size=4, alpha=alpha,
-                                  num_results=k)
+        ids, scores = beam_search(
+            step, rows, start, END_ID, max_length=30, beam_size=4, alpha=alpha, num_results=k
+        )
         width = ids.shape[2]
         assert width <= full_ids.shape[2]
         np.testing.assert_array_equal(ids.numpy(), full_ids.numpy()[:, :k, :width])
@@ -248,7 +303,7 @@ def test_beam_stops_once_the_results_cannot_change(alpha):
 
 
 def test_beam_rows_leave_the_batch_when_done_and_do_not_depend_on_each_other():
-    quick = table(start=dist(a=.9, end=.1), a=dist(end=1.0))  # every hypothesis ends by step 2
+    quick = table(start=dist(a=0.9, end=0.1), a=dist(end=1.0))  # every hypothesis ends by step 2
     tables = [quick, *random_tables(7, 3)]
     step, _ = markov(tables)
     sizes = []
@@ -256,13 +311,17 @@ def test_beam_rows_leave_the_batch_when_done_and_do_not_depend_on_each_other():
     def counting(token_ids, rows):
         sizes.append(int(tf.shape(token_ids)[0]))
         return step(token_ids, rows)
+
     rows, start = tf.range(4), tf.fill([4], START_ID)
-    ids, scores = beam_search(counting, rows, start, END_ID, max_length=20, beam_size=3, num_results=2)
+    ids, scores = beam_search(
+        counting, rows, start, END_ID, max_length=20, beam_size=3, num_results=2
+    )
     assert sizes[0] == 4 * 3 and sizes[-1] < sizes[0] and sizes == sorted(sizes, reverse=True)
     assert sizes[2] <= 3 * 3  # the quick row left after its second step
     for row in range(4):  # alone, each row gets what it got in the batch
-        alone_ids, alone_scores = beam_search(step, rows[row:row + 1], start[:1], END_ID, max_length=20,
-                                              beam_size=3, num_results=2)
+        alone_ids, alone_scores = beam_search(
+            step, rows[row : row + 1], start[:1], END_ID, max_length=20, beam_size=3, num_results=2
+        )
         width = alone_ids.shape[2]
         np.testing.assert_array_equal(alone_ids.numpy()[0], ids.numpy()[row, :, :width])
         assert (ids.numpy()[row, :, width:] == 0).all()

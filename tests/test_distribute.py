@@ -4,7 +4,6 @@ import json
 import os
 
 import pytest
-
 from conftest import REPO, run_cli, run_python
 from test_end_to_end import reversal_pairs
 
@@ -15,11 +14,12 @@ def test_mirrored_over_two_logical_cpus_trains_evaluates_exports(tmp_path):
     pairs = reversal_pairs(300, seed=3)
     (tmp_path / "train.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in pairs))
     run_dir = tmp_path / "run"
-    out = run_python(f"""
+    out = run_python(
+        f"""
 import numpy as np
 from s2s_keras.config import preset
 from s2s_keras.training import train
-config = preset("tiny").override(["data.source=tsv:{tmp_path / 'train.tsv'}", "train.strategy=mirrored",
+config = preset("tiny").override(["data.source=tsv:{tmp_path / "train.tsv"}", "train.strategy=mirrored",
                                   "train.cpu_devices=2", "train.epochs=2", "model.attention=bahdanau",
                                   "model.bidirectional=true", "model.dropout=0.1"])
 model = train(config, {str(run_dir)!r}, verbose=0)
@@ -27,19 +27,26 @@ replicas = [v.value.values for v in model.trainable_variables]
 assert all(len(r) == 2 for r in replicas), [len(r) for r in replicas]
 assert all(np.array_equal(r[0].numpy(), r[1].numpy()) for r in replicas)
 print("replicas identical", len(replicas))
-""", cwd=REPO)
+""",
+        cwd=REPO,
+    )
     assert "replicas identical" in out
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["replicas"] == 2 and len(summary["history"]["loss"]) == 2
-    result = json.loads(run_cli("evaluate", "--run-dir", str(run_dir), "--split", "valid").stdout.splitlines()[-1])
+    result = json.loads(
+        run_cli("evaluate", "--run-dir", str(run_dir), "--split", "valid").stdout.splitlines()[-1]
+    )
     assert result["num_words"] > 0 and 0 <= result["wer"] <= 1
-    version = run_cli("export", "--run-dir", str(run_dir), "--export-base", str(tmp_path / "sm")).stdout.strip()
+    version = run_cli(
+        "export", "--run-dir", str(run_dir), "--export-base", str(tmp_path / "sm")
+    ).stdout.strip()
     assert os.path.isfile(os.path.join(version, "saved_model.pb"))
     assert run_cli("predict", "--model", version, "abc").stdout.startswith("abc\t")
 
 
 def test_strategy_errors_name_what_is_missing(tmp_path):
-    env_free = run_python("""
+    env_free = run_python(
+        """
 import os
 os.environ.pop("TF_CONFIG", None)
 from s2s_keras.distribute import get_strategy
@@ -57,7 +64,9 @@ try:
     get_strategy("mirrored", cpu_devices=3)
 except ValueError as error:
     print(error)
-""", cwd=REPO)
+""",
+        cwd=REPO,
+    )
     assert "TF_CONFIG is not set" in env_free
     assert "--strategy tpu: no TPU found" in env_free
     assert "train.cpu_devices=3: TensorFlow has already started" in env_free
@@ -82,14 +91,40 @@ def start_workers(tmp_path, run_dir, *settings):
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     processes = []
     for index in range(2):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_DETERMINISTIC_OPS="1",
-                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "s2s_keras.cli", "train", "--data", f"tsv:{tmp_path / 'train.tsv'}",
-             "--preset", "tiny", "--set", "train.epochs=2", "--set", "model.attention=luong_general",
-             *[arg for setting in settings for arg in ("--set", setting)],
-             "--strategy", "multi_worker", "--run-dir", str(run_dir)],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        env = dict(
+            os.environ,
+            TF_CPP_MIN_LOG_LEVEL="2",
+            TF_DETERMINISTIC_OPS="1",
+            TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+        )
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "s2s_keras.cli",
+                    "train",
+                    "--data",
+                    f"tsv:{tmp_path / 'train.tsv'}",
+                    "--preset",
+                    "tiny",
+                    "--set",
+                    "train.epochs=2",
+                    "--set",
+                    "model.attention=luong_general",
+                    *[arg for setting in settings for arg in ("--set", setting)],
+                    "--strategy",
+                    "multi_worker",
+                    "--run-dir",
+                    str(run_dir),
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     return processes
 
 
@@ -111,16 +146,21 @@ def test_multi_worker_training_with_two_processes(tmp_path):
 
     # The chief (worker 0) wrote the run dir; worker 1 only its own corner of it.
     assert sorted(os.listdir(run_dir / "workers")) == ["worker-1"]
-    weights = run_python(f"""
+    weights = run_python(
+        f"""
 import keras, numpy as np, s2s_keras
-chief = keras.saving.load_model({str(run_dir / 'model.keras')!r}).get_weights()
-other = keras.saving.load_model({str(run_dir / 'workers' / 'worker-1' / 'model.keras')!r}).get_weights()
+chief = keras.saving.load_model({str(run_dir / "model.keras")!r}).get_weights()
+other = keras.saving.load_model({str(run_dir / "workers" / "worker-1" / "model.keras")!r}).get_weights()
 print("identical", all(np.array_equal(a, b) for a, b in zip(chief, other)))
-""", cwd=REPO)
+""",
+        cwd=REPO,
+    )
     assert "identical True" in weights
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["replicas"] == 2 and np.isfinite(summary["history"]["val_loss"]).all()
-    version = run_cli("export", "--run-dir", str(run_dir), "--export-base", str(tmp_path / "sm")).stdout.strip()
+    version = run_cli(
+        "export", "--run-dir", str(run_dir), "--export-base", str(tmp_path / "sm")
+    ).stdout.strip()
     assert run_cli("predict", "--model", version, "abc").stdout.startswith("abc\t")
 
 
@@ -129,7 +169,6 @@ def test_a_killed_worker_and_its_peer_restart_and_resume(tmp_path):
     import time
 
     import numpy as np
-
     from test_run_state import read_state
 
     pairs = reversal_pairs(1500, seed=6)
@@ -155,4 +194,6 @@ def test_a_killed_worker_and_its_peer_restart_and_resume(tmp_path):
     assert "resuming from" in outputs[0][0] and "resuming from" in outputs[1][0]
     whole = json.loads((tmp_path / "whole" / "summary.json").read_text())
     again = json.loads((run_dir / "summary.json").read_text())
-    np.testing.assert_allclose(again["history"]["val_loss"], whole["history"]["val_loss"], rtol=1e-5)
+    np.testing.assert_allclose(
+        again["history"]["val_loss"], whole["history"]["val_loss"], rtol=1e-5
+    )

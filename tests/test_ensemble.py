@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import run_cli
+
 from s2s_keras import Seq2Seq
 from s2s_keras.config import DecodeConfig, preset
 from s2s_keras.decoding import greedy_search
@@ -27,8 +27,14 @@ def seq2seq(seed, **kwargs):
 
 def classifier(seed, vocabulary="abcdef", **kwargs):
     keras.utils.set_random_seed(seed)
-    return Classifier(list(vocabulary), ["neg", "pos"], source_split="characters", embedding_size=8,
-                      hidden_units=8, **kwargs)
+    return Classifier(
+        list(vocabulary),
+        ["neg", "pos"],
+        source_split="characters",
+        embedding_size=8,
+        hidden_units=8,
+        **kwargs,
+    )
 
 
 def language_model(seed, words="abcdef", **kwargs):
@@ -39,7 +45,10 @@ def language_model(seed, words="abcdef", **kwargs):
 @pytest.fixture(scope="module")
 def members():
     # Different architectures on the same tokens: allowed.
-    return [seq2seq(1, num_layers=2), seq2seq(2, num_layers=1, attention="luong_general", bidirectional=True, bridge="dense")]
+    return [
+        seq2seq(1, num_layers=2),
+        seq2seq(2, num_layers=1, attention="luong_general", bidirectional=True, bridge="dense"),
+    ]
 
 
 def softmax(logits):
@@ -49,20 +58,27 @@ def softmax(logits):
 def test_teacher_forced_probabilities_are_the_members_mean(members):
     ensemble = Ensemble(members)
     source_ids = ensemble.source_tokenizer.tokenize(tf.constant(SOURCES[:4]))
-    target_in = tf.constant([[START_ID, 4, 5], [START_ID, 6, 4], [START_ID, 5, 5], [START_ID, 7, 6]])
+    target_in = tf.constant(
+        [[START_ID, 4, 5], [START_ID, 6, 4], [START_ID, 5, 5], [START_ID, 7, 6]]
+    )
     logits, alignment = ensemble.teacher_forced(source_ids, target_in)
     mean = np.mean([softmax(m.teacher_forced(source_ids, target_in)[0]) for m in members], axis=0)
     np.testing.assert_allclose(softmax(logits), mean, atol=1e-6)
-    np.testing.assert_allclose(np.exp(logits.numpy()), mean, atol=1e-6)  # log of the mean, not logits
+    np.testing.assert_allclose(
+        np.exp(logits.numpy()), mean, atol=1e-6
+    )  # log of the mean, not logits
     assert alignment is None
 
 
 def test_greedy_equals_argmax_of_the_ensembles_teacher_forced_probabilities(members):
     ensemble = Ensemble(members)
     source_ids = ensemble.source_tokenizer.tokenize(tf.constant(SOURCES[:4]))
-    output_ids = greedy_search(ensemble.step_function(), ensemble.encode(source_ids), tf.fill([4], START_ID),
-                               END_ID, 7).numpy()
-    target_in = np.concatenate([np.full((len(output_ids), 1), START_ID), output_ids[:, :-1]], axis=1)
+    output_ids = greedy_search(
+        ensemble.step_function(), ensemble.encode(source_ids), tf.fill([4], START_ID), END_ID, 7
+    ).numpy()
+    target_in = np.concatenate(
+        [np.full((len(output_ids), 1), START_ID), output_ids[:, :-1]], axis=1
+    )
     logits, _ = ensemble.teacher_forced(source_ids, tf.constant(target_in, tf.int32))
     real = output_ids != 0
     assert real.sum() > 4
@@ -75,15 +91,21 @@ def test_translator_decodes_and_scores_through_the_ensemble(members):
     strings = tf.constant(SOURCES)
     greedy = translator.greedy(strings, 6).numpy()
     outputs, _ = translator.beam(strings, 1, 6, 0.0, 1)
-    assert outputs.numpy()[:, 0].tolist() == greedy.tolist()  # beam 1 is greedy, on the ensemble too
+    assert (
+        outputs.numpy()[:, 0].tolist() == greedy.tolist()
+    )  # beam 1 is greedy, on the ensemble too
     assert greedy[-1] == b""  # an empty source still gives ""
     # Forced decoding of those outputs: each token's probability is the mean of the members'.
     targets = tf.constant([s.decode() for s in greedy[:4]])
     scored = translator.score(strings[:4], targets)
-    alone = [Translator(m, DecodeConfig()) for m in members]  # (a tf.function holds its object weakly)
+    alone = [
+        Translator(m, DecodeConfig()) for m in members
+    ]  # (a tf.function holds its object weakly)
     singles = [translator_i.score(strings[:4], targets) for translator_i in alone]
     token_probs = np.exp(np.stack([s["token_log_probs"].numpy() for s in singles]))
-    np.testing.assert_allclose(np.exp(scored["token_log_probs"].numpy()), token_probs.mean(axis=0), atol=1e-5)
+    np.testing.assert_allclose(
+        np.exp(scored["token_log_probs"].numpy()), token_probs.mean(axis=0), atol=1e-5
+    )
     assert "alignment" not in scored
 
 
@@ -92,9 +114,13 @@ def test_classifier_probabilities_are_the_members_mean():
     strings = tf.constant(["abc", "fed cab", ""])
     predictor = LabelPredictor(Ensemble(models), max_tokens=10)
     ensemble = predictor.classify(strings)
-    alone = [LabelPredictor(m, max_tokens=10) for m in models]  # (a tf.function holds its object weakly)
+    alone = [
+        LabelPredictor(m, max_tokens=10) for m in models
+    ]  # (a tf.function holds its object weakly)
     singles = [member.classify(strings)["probabilities"].numpy() for member in alone]
-    np.testing.assert_allclose(ensemble["probabilities"].numpy(), np.mean(singles, axis=0), atol=1e-6)
+    np.testing.assert_allclose(
+        ensemble["probabilities"].numpy(), np.mean(singles, axis=0), atol=1e-6
+    )
     best = np.array([b"neg", b"pos"])[np.mean(singles, axis=0).argmax(axis=1)]
     assert ensemble["labels"].numpy().tolist() == best.tolist()
 
@@ -103,11 +129,19 @@ def test_members_that_read_or_write_other_tokens_are_refused_by_name():
     with pytest.raises(ValueError, match=r"b\.keras: source_tokenizer"):
         Ensemble([classifier(1), classifier(2, vocabulary="abcdeg")], names=["a.keras", "b.keras"])
     keras.utils.set_random_seed(3)
-    other_labels = Classifier(list("abcdef"), ["neg", "pos", "mixed"], source_split="characters",
-                              embedding_size=8, hidden_units=8)
+    other_labels = Classifier(
+        list("abcdef"),
+        ["neg", "pos", "mixed"],
+        source_split="characters",
+        embedding_size=8,
+        hidden_units=8,
+    )
     with pytest.raises(ValueError, match=r"c: labels \['neg', 'pos', 'mixed'\]"):
         Ensemble([classifier(1), other_labels], names=["a", "c"])
-    with pytest.raises(ValueError, match="all be Seq2Seq, all Classifier or all LanguageModel; got member 0: Classifier, member 1: Seq2Seq"):
+    with pytest.raises(
+        ValueError,
+        match="all be Seq2Seq, all Classifier or all LanguageModel; got member 0: Classifier, member 1: Seq2Seq",
+    ):
         Ensemble([classifier(1), seq2seq(1)])
     with pytest.raises(ValueError, match="s: Seq2Seq, lm: LanguageModel"):
         Ensemble([seq2seq(1), language_model(1)], names=["s", "lm"])
@@ -147,17 +181,35 @@ def test_cli_evaluates_and_exports_an_ensemble_of_runs(tmp_path):
     exact = np.mean([h.decode() == t for h, (_, t) in zip(expected, rows)])
     assert exact >= 0.5 and result["exact_match"] == pytest.approx(exact), (expected, result)
     first = Translator(ensemble.members[0], preset("tiny").decode)
-    assert first.translate([s for s, _ in rows[:2]], beam_size=1).numpy().tolist() != expected[:2].tolist()
-    version = run_cli("export", "--run-dir", *run_dirs, "--export-base", str(tmp_path / "export")).stdout.strip()
+    assert (
+        first.translate([s for s, _ in rows[:2]], beam_size=1).numpy().tolist()
+        != expected[:2].tolist()
+    )
+    version = run_cli(
+        "export", "--run-dir", *run_dirs, "--export-base", str(tmp_path / "export")
+    ).stdout.strip()
     extra = sorted(p.name for p in (tmp_path / "export" / "1" / "assets.extra").iterdir())
-    assert {"member-0.keras", "member-1.keras", "member-0.config.json", "member-1.config.json",
-            "config.json"} <= set(extra) and "model.keras" not in extra
+    assert {
+        "member-0.keras",
+        "member-1.keras",
+        "member-0.config.json",
+        "member-1.config.json",
+        "config.json",
+    } <= set(extra) and "model.keras" not in extra
     loaded = tf.saved_model.load(version)
     served = loaded.greedy(inputs=tf.constant([s for s, _ in rows]))["outputs"].numpy()
     assert served.tolist() == expected.tolist()
     # `s2s predict --model A --model B`: the same ensemble from the run dirs.
-    out = run_cli("predict", "--model", run_dirs[0], "--model", run_dirs[1], "--beam-size", "1",
-                  *(s for s, _ in rows)).stdout
+    out = run_cli(
+        "predict",
+        "--model",
+        run_dirs[0],
+        "--model",
+        run_dirs[1],
+        "--beam-size",
+        "1",
+        *(s for s, _ in rows),
+    ).stdout
     assert [line.split("\t")[1] for line in out.splitlines()] == [e.decode() for e in expected]
     with pytest.raises(FileNotFoundError, match=r"--model '.*/1': an ensemble is made of run dirs"):
         load_predictor([run_dirs[0], version])
@@ -179,21 +231,31 @@ def test_an_exported_classifier_ensemble_serves_the_members_mean(tmp_path):
     models = [classifier(1), classifier(2, num_layers=2)]
     strings = tf.constant(["abc", "fed", ""])
     alone = [LabelPredictor(m, max_tokens=config.decode.max_input_length) for m in models]
-    mean = np.mean([predictor.classify(strings)["probabilities"].numpy() for predictor in alone], axis=0)
-    loaded = tf.saved_model.load(export(Ensemble(models), config, str(tmp_path / "export"), [config, config]))
+    mean = np.mean(
+        [predictor.classify(strings)["probabilities"].numpy() for predictor in alone], axis=0
+    )
+    loaded = tf.saved_model.load(
+        export(Ensemble(models), config, str(tmp_path / "export"), [config, config])
+    )
     served = loaded.serving_default(inputs=strings)
     np.testing.assert_allclose(served["probabilities"].numpy(), mean, atol=1e-6)
-    assert sorted(p.name for p in (tmp_path / "export" / "1" / "assets.extra").glob("member-*")) == [
-        "member-0.config.json", "member-0.keras", "member-1.config.json", "member-1.keras"]
+    assert sorted(
+        p.name for p in (tmp_path / "export" / "1" / "assets.extra").glob("member-*")
+    ) == ["member-0.config.json", "member-0.keras", "member-1.config.json", "member-1.keras"]
 
 
 @pytest.fixture(scope="module")
 def language_models():
     # Different architectures on the same vocabulary: allowed.
-    return [language_model(1, num_layers=2), language_model(2, num_layers=1, cell="gru", tie_embeddings=True)]
+    return [
+        language_model(1, num_layers=2),
+        language_model(2, num_layers=1, cell="gru", tie_embeddings=True),
+    ]
 
 
-def test_language_model_ensemble_forward_start_and_carried_state_average_the_members(language_models):
+def test_language_model_ensemble_forward_start_and_carried_state_average_the_members(
+    language_models,
+):
     ensemble = Ensemble(language_models)
     ids = tf.constant([[END_ID, 4, 5, 6, 7, 8], [END_ID, 9, 8, 7, 0, 0]])
     logits, states = ensemble.forward(ids)
@@ -212,10 +274,15 @@ def test_language_model_ensemble_forward_start_and_carried_state_average_the_mem
     stream = tf.constant([[END_ID, 4, 5, 6, 7, 8], [9, 8, 7, END_ID, 4, 4]])
     ensemble.carry_state(2)
     try:
-        chunks = [ensemble({"input_ids": stream[:, :4]}).numpy(), ensemble({"input_ids": stream[:, 4:]}).numpy()]
+        chunks = [
+            ensemble({"input_ids": stream[:, :4]}).numpy(),
+            ensemble({"input_ids": stream[:, 4:]}).numpy(),
+        ]
     finally:
         ensemble.carry_state(None)
-    np.testing.assert_allclose(np.concatenate(chunks, axis=1), ensemble.forward(stream)[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        np.concatenate(chunks, axis=1), ensemble.forward(stream)[0].numpy(), atol=1e-5
+    )
 
 
 def test_language_model_ensemble_generates_the_argmax_and_scores_the_mean(language_models):
@@ -225,32 +292,42 @@ def test_language_model_ensemble_generates_the_argmax_and_scores_the_mean(langua
     generated = greedy_search(ensemble.step_function(), state, start, END_ID, 6).numpy()[0].tolist()
     logits = ensemble.forward(tf.constant([prompt + generated]))[0].numpy()[0]
     logits[:, [0, 2]] = -np.inf  # padding and <s>: never emitted
-    assert logits[2:2 + len(generated)].argmax(axis=-1).tolist() == generated
+    assert logits[2 : 2 + len(generated)].argmax(axis=-1).tolist() == generated
     generator = TextGenerator(ensemble, DecodeConfig(max_length=6))
     texts = tf.constant(["a b", "f e d c", ""])
     outputs, _ = generator.beam(texts, 1, 6, 0.0, 1)
-    assert outputs.numpy()[:, 0].tolist() == generator.greedy(texts, 6).numpy().tolist()  # beam 1 is greedy
+    assert (
+        outputs.numpy()[:, 0].tolist() == generator.greedy(texts, 6).numpy().tolist()
+    )  # beam 1 is greedy
     scored = generator.score(texts)
-    alone = [TextGenerator(m, DecodeConfig()) for m in language_models]  # (tf.function holds its object weakly)
+    alone = [
+        TextGenerator(m, DecodeConfig()) for m in language_models
+    ]  # (tf.function holds its object weakly)
     token_probs = np.exp([g.score(texts)["token_log_probs"].numpy() for g in alone])
     real = scored["num_tokens"].numpy()
     for row, n in enumerate(real):
-        np.testing.assert_allclose(np.exp(scored["token_log_probs"].numpy()[row, :n]),
-                                   token_probs.mean(axis=0)[row, :n], atol=1e-6)
+        np.testing.assert_allclose(
+            np.exp(scored["token_log_probs"].numpy()[row, :n]),
+            token_probs.mean(axis=0)[row, :n],
+            atol=1e-6,
+        )
 
 
 def test_language_model_ensemble_perplexity_with_carried_state(language_models):
     """`s2s evaluate`'s measure: the stream in `batch_size` rows, chunks of `bptt_length`, each
     member's state carried — equal to one pass over each row of the ensemble's mean."""
     ensemble = Ensemble(language_models)
-    config = preset("tiny").override(["task=lm", "data.source_split=whitespace", "data.bptt_length=3",
-                                      "train.batch_size=2"])
+    config = preset("tiny").override(
+        ["task=lm", "data.source_split=whitespace", "data.bptt_length=3", "train.batch_size=2"]
+    )
     texts = ["a b c", "d e", "a a b b", "f"]
     result = evaluate_language_model(ensemble, config, [(t, t) for t in texts])
-    stream = [END_ID] + [i for t in texts for i in [4 + "abcdef".index(w) for w in t.split()] + [END_ID]]
+    stream = [END_ID] + [
+        i for t in texts for i in [4 + "abcdef".index(w) for w in t.split()] + [END_ID]
+    ]
     steps = (len(stream) - 1) // 2
-    inputs = np.reshape(stream[:2 * steps], (2, steps))
-    targets = np.reshape(stream[1:2 * steps + 1], (2, steps))
+    inputs = np.reshape(stream[: 2 * steps], (2, steps))
+    targets = np.reshape(stream[1 : 2 * steps + 1], (2, steps))
     log_probs = ensemble.forward(tf.constant(inputs))[0].numpy()
     nll = -np.take_along_axis(log_probs, targets[..., None], axis=-1).mean()
     assert result["tokens"] == targets.size
@@ -258,17 +335,28 @@ def test_language_model_ensemble_perplexity_with_carried_state(language_models):
     assert not any(m._carry for m in language_models)  # carrying turned off again
 
 
-def test_an_exported_language_model_ensemble_generates_and_scores_as_in_process(tmp_path, language_models):
+def test_an_exported_language_model_ensemble_generates_and_scores_as_in_process(
+    tmp_path, language_models
+):
     import tensorflow_text  # noqa: F401
 
     from s2s_keras.export import export
 
-    config = preset("tiny").override(["task=lm", "data.source_split=whitespace", "decode.max_length=6"])
+    config = preset("tiny").override(
+        ["task=lm", "data.source_split=whitespace", "decode.max_length=6"]
+    )
     ensemble = Ensemble(language_models)
     generator = TextGenerator(ensemble, config.decode)
     texts = tf.constant(["a b", "f e", ""])
-    loaded = tf.saved_model.load(export(ensemble, config, str(tmp_path / "export"), [config, config]))
-    assert loaded.serving_default(inputs=texts)["outputs"].numpy().tolist() == \
-        generator.greedy(texts, 6).numpy().tolist()
-    np.testing.assert_allclose(loaded.score(inputs=texts)["log_prob"].numpy(),
-                               generator.score(texts)["log_prob"].numpy(), atol=1e-5)
+    loaded = tf.saved_model.load(
+        export(ensemble, config, str(tmp_path / "export"), [config, config])
+    )
+    assert (
+        loaded.serving_default(inputs=texts)["outputs"].numpy().tolist()
+        == generator.greedy(texts, 6).numpy().tolist()
+    )
+    np.testing.assert_allclose(
+        loaded.score(inputs=texts)["log_prob"].numpy(),
+        generator.score(texts)["log_prob"].numpy(),
+        atol=1e-5,
+    )

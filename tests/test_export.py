@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import REPO, run_python
+
 from s2s_keras.config import preset
 from s2s_keras.export import WARMUP_FILE, export, warmup_requests
 from s2s_keras.inference import Translator
@@ -25,8 +25,14 @@ def exported(tmp_path_factory):
     from s2s_keras import Seq2Seq
 
     keras.utils.set_random_seed(3)
-    model = Seq2Seq(list("abcdehlorw"), ["X", "Y", "Z", "W"], embedding_size=8, hidden_units=8,
-                    num_layers=2, reverse_source=True)
+    model = Seq2Seq(
+        list("abcdehlorw"),
+        ["X", "Y", "Z", "W"],
+        embedding_size=8,
+        hidden_units=8,
+        num_layers=2,
+        reverse_source=True,
+    )
     base = tmp_path_factory.mktemp("saved_models") / "g2p"
     return model, export(model, preset("tiny"), str(base)), base
 
@@ -58,8 +64,11 @@ def test_fresh_process_without_our_package_answers_every_signature(exported):
     words = ["hello", "World", "", "a" * 500, "zz☃é", "   "]
     decode = preset("tiny").decode
     translator = Translator(model, decode)
-    expected, _ = translator.beam(tf.constant(words), decode.beam_size, decode.max_length, decode.length_penalty, 1)
-    out = run_python(f"""
+    expected, _ = translator.beam(
+        tf.constant(words), decode.beam_size, decode.max_length, decode.length_penalty, 1
+    )
+    out = run_python(
+        f"""
 import sys, json
 sys.modules["s2s_keras"] = sys.modules["pipelines"] = None  # any import of our package fails
 import tensorflow as tf, tensorflow_text  # noqa: F401
@@ -83,7 +92,9 @@ for name in {list(SIGNATURES)!r}:
     for key, value in getattr(loaded, name)(**args).items():
         assert value.shape[0] == 0, (name, key, value.shape)
 print(json.dumps([t.decode("utf-8") for t in best["outputs"].numpy()]))
-""", cwd=os.path.dirname(path))
+""",
+        cwd=os.path.dirname(path),
+    )
     outputs = json.loads(out.strip().splitlines()[-1])
     assert outputs == [t.decode("utf-8") for t in expected[:, 0].numpy()]
     assert outputs[2] == "" and outputs[5] == ""  # empty / blank sources give ""
@@ -102,9 +113,13 @@ def test_signature_defs_carry_defaults_for_omitted_parameters(exported):
     """TF Serving fills omitted inputs from SignatureDef.defaults: `{"instances": ["word"]}`."""
     signature_defs = meta_graph(exported[1]).signature_def
     assert set(SIGNATURES) <= set(signature_defs)
-    expected = {"nbest": {"beam_size", "max_length", "length_penalty", "num_results"},
-                "sample": {"temperature", "top_k", "seed", "max_length"}, "greedy": {"max_length"},
-                "serving_default": set(), "score": set()}
+    expected = {
+        "nbest": {"beam_size", "max_length", "length_penalty", "num_results"},
+        "sample": {"temperature", "top_k", "seed", "max_length"},
+        "greedy": {"max_length"},
+        "serving_default": set(),
+        "score": set(),
+    }
     for name, parameters in expected.items():
         assert set(signature_defs[name].defaults) == parameters, name
         assert set(signature_defs[name].inputs) - parameters in ({"inputs"}, {"sources", "targets"})
@@ -112,7 +127,9 @@ def test_signature_defs_carry_defaults_for_omitted_parameters(exported):
 
 def test_score_is_the_sum_of_teacher_forced_log_probs(exported, loaded):
     model, _, _ = exported
-    result = loaded.signatures["score"](sources=tf.constant(["hello"]), targets=tf.constant(["X Y"]))
+    result = loaded.signatures["score"](
+        sources=tf.constant(["hello"]), targets=tf.constant(["X Y"])
+    )
     source_ids = model.source_tokenizer.tokenize(tf.constant(["hello"]))
     logits = model({"source_ids": source_ids, "target_in_ids": tf.constant([[2, 4, 5]])})
     log_probs = tf.nn.log_softmax(logits).numpy()[0]
@@ -142,31 +159,57 @@ def audit_ops(path) -> set:
     assert not forced_xla
     assert not [op for op in ops if op.startswith("Cudnn")]
     # Registered in a process with only core TensorFlow (no tensorflow_text)?
-    out = run_python(f"""
+    out = run_python(
+        f"""
 from tensorflow.python.framework import op_def_registry
 import json
 print(json.dumps([op for op in {sorted(ops)!r} if op_def_registry.get(op) is None]))
-""", cwd=REPO)
+""",
+        cwd=REPO,
+    )
     return set(json.loads(out.strip().splitlines()[-1]))
 
 
 def test_saved_model_cli_runs_the_export(exported):
     _, path, _ = exported
-    code = ("import sys, tensorflow_text; from tensorflow.python.tools import saved_model_cli;"
-            "sys.argv = ['saved_model_cli'] + sys.argv[1:]; saved_model_cli.main()")
+    code = (
+        "import sys, tensorflow_text; from tensorflow.python.tools import saved_model_cli;"
+        "sys.argv = ['saved_model_cli'] + sys.argv[1:]; saved_model_cli.main()"
+    )
     result = subprocess.run(
-        [sys.executable, "-c", code, "run", "--dir", path, "--tag_set", "serve", "--signature_def",
-         "serving_default", "--input_exprs", "inputs=['hello', 'world']"],
-        capture_output=True, text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        [
+            sys.executable,
+            "-c",
+            code,
+            "run",
+            "--dir",
+            path,
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--input_exprs",
+            "inputs=['hello', 'world']",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "Result for output key outputs" in result.stdout and "Result for output key scores" in result.stdout
+    assert (
+        "Result for output key outputs" in result.stdout
+        and "Result for output key scores" in result.stdout
+    )
 
 
 def test_warmup_records_replay_into_predict_responses(exported, loaded):
     _, path, _ = exported
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-    records = list(tf.data.TFRecordDataset(os.path.join(path, "assets.extra", WARMUP_FILE)).as_numpy_iterator())
+    records = list(
+        tf.data.TFRecordDataset(os.path.join(path, "assets.extra", WARMUP_FILE)).as_numpy_iterator()
+    )
     assert 0 < len(records) <= 1000
     seen = set()
     for record in records:
@@ -185,21 +228,41 @@ def test_warmup_records_replay_into_predict_responses(exported, loaded):
 
 def test_tfsm_layer_in_a_keras_app_without_our_package(exported):
     _, path, _ = exported
-    out = run_python(f"""
+    out = run_python(
+        f"""
 import sys
 sys.modules["s2s_keras"] = sys.modules["pipelines"] = None
 import keras, tensorflow as tf, tensorflow_text  # noqa: F401
 layer = keras.layers.TFSMLayer({path!r}, call_endpoint="serving_default")
 result = layer(tf.constant(["hello", "world"]))
 print(sorted(result), result["outputs"].shape)
-""", cwd=REPO)
+""",
+        cwd=REPO,
+    )
     assert "['outputs', 'scores'] (2,)" in out
 
 
 def hostile_inputs():
-    inputs = [b"", b" ", b"\t\n", b"\x00", b"\x7f\x1b[31m", "😀🎉".encode(), "שלום".encode(), "مرحبا".encode(),
-              "\u202eevil".encode(), b"\xff\xfe\xfd", b"\xc3", b"ok\xe2\x82", "Ǆ ﬁ Ⅻ".encode(), b"a" * 10_000,
-              ("é" * 300).encode(), b"hello world", "\ufeffbom".encode(), b"\r\n\r\n"]
+    inputs = [
+        b"",
+        b" ",
+        b"\t\n",
+        b"\x00",
+        b"\x7f\x1b[31m",
+        "😀🎉".encode(),
+        "שלום".encode(),
+        "مرحبا".encode(),
+        "\u202eevil".encode(),
+        b"\xff\xfe\xfd",
+        b"\xc3",
+        b"ok\xe2\x82",
+        "Ǆ ﬁ Ⅻ".encode(),
+        b"a" * 10_000,
+        ("é" * 300).encode(),
+        b"hello world",
+        "\ufeffbom".encode(),
+        b"\r\n\r\n",
+    ]
     rng = np.random.default_rng(0)
     while len(inputs) < 120:
         inputs.append(bytes(rng.integers(0, 256, size=int(rng.integers(0, 40)), dtype=np.uint8)))
@@ -211,12 +274,20 @@ def test_hostile_inputs_and_parameters_give_dense_valid_utf8(loaded):
     inputs = tf.constant(hostile_inputs())
     n = int(inputs.shape[0])
     assert n >= 100
-    results = [sig.serving_default(inputs=inputs), sig.greedy(inputs=inputs),
-               sig.nbest(inputs=inputs, beam_size=tf.fill([n], 0), max_length=tf.fill([n], -5)),
-               sig.nbest(inputs=inputs, beam_size=tf.fill([n], 10_000), max_length=tf.fill([n], 10**9),
-                            length_penalty=tf.fill([n], -3.0), num_results=tf.fill([n], 99)),
-               sig.sample(inputs=inputs, top_k=tf.fill([n], -1), seed=tf.fill([n], 2**31 - 1)),
-               sig.score(sources=inputs, targets=inputs)]
+    results = [
+        sig.serving_default(inputs=inputs),
+        sig.greedy(inputs=inputs),
+        sig.nbest(inputs=inputs, beam_size=tf.fill([n], 0), max_length=tf.fill([n], -5)),
+        sig.nbest(
+            inputs=inputs,
+            beam_size=tf.fill([n], 10_000),
+            max_length=tf.fill([n], 10**9),
+            length_penalty=tf.fill([n], -3.0),
+            num_results=tf.fill([n], 99),
+        ),
+        sig.sample(inputs=inputs, top_k=tf.fill([n], -1), seed=tf.fill([n], 2**31 - 1)),
+        sig.score(sources=inputs, targets=inputs),
+    ]
     for result in results:
         for name, value in result.items():
             assert value.shape[0] == n, (name, value.shape)
@@ -236,13 +307,24 @@ def test_hostile_inputs_and_parameters_give_dense_valid_utf8(loaded):
 
 
 def test_concurrent_calls_match_serial_calls(loaded):
-    words = [tf.constant([w]) for w in ["hello", "world", "lower", "hold", "ear", "word", "road", "rode"]]
+    words = [
+        tf.constant([w]) for w in ["hello", "world", "lower", "hold", "ear", "word", "road", "rode"]
+    ]
     serving, nbest = loaded.signatures["serving_default"], loaded.nbest
-    serial = [(serving(inputs=w)["outputs"].numpy().tolist(), nbest(inputs=w)["scores"].numpy().tolist())
-              for w in words]
+    serial = [
+        (serving(inputs=w)["outputs"].numpy().tolist(), nbest(inputs=w)["scores"].numpy().tolist())
+        for w in words
+    ]
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(lambda w: (serving(inputs=w)["outputs"].numpy().tolist(),
-                                          nbest(inputs=w)["scores"].numpy().tolist()), w)
-                   for w in words * 4]
+        futures = [
+            pool.submit(
+                lambda w: (
+                    serving(inputs=w)["outputs"].numpy().tolist(),
+                    nbest(inputs=w)["scores"].numpy().tolist(),
+                ),
+                w,
+            )
+            for w in words * 4
+        ]
         parallel = [f.result() for f in futures]
     assert parallel == serial * 4

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import REPO, run_cli, run_python
+
 from s2s_keras.config import DecodeConfig
 from s2s_keras.data import make_stream_dataset
 from s2s_keras.decoding import greedy_search
@@ -37,7 +37,9 @@ def test_decode_steps_reproduce_the_forward_logits_and_reload(cell, tmp_path):
         np.testing.assert_allclose(step.numpy()[0, 3:], logits[0, t, 3:], atol=1e-5)
         np.testing.assert_array_less(step.numpy()[0, [0, 2]], -1e8)  # padding and <s>
     model.save(tmp_path / "lm.keras")
-    np.testing.assert_array_equal(keras.saving.load_model(tmp_path / "lm.keras")({"input_ids": ids}).numpy(), logits)
+    np.testing.assert_array_equal(
+        keras.saving.load_model(tmp_path / "lm.keras")({"input_ids": ids}).numpy(), logits
+    )
 
 
 def test_start_reads_the_prompt_but_its_last_token():
@@ -56,10 +58,26 @@ def test_stream_batches_continue_each_other_row_by_row():
     batches = list(make_stream_dataset(texts, tokenizer, batch_size=2, bptt_length=3))
     inputs = np.concatenate([b[0]["input_ids"].numpy() for b in batches], axis=1)
     targets = np.concatenate([b[1].numpy() for b in batches], axis=1)
-    stream = [3, 4, 5, 6, 3, 7, 8, 3, 4, 4, 5, 5, 3, 6, 3]  # </s> a b c </s> d e </s> a a b b </s> c </s>
+    stream = [
+        3,
+        4,
+        5,
+        6,
+        3,
+        7,
+        8,
+        3,
+        4,
+        4,
+        5,
+        5,
+        3,
+        6,
+        3,
+    ]  # </s> a b c </s> d e </s> a a b b </s> c </s>
     steps = (len(stream) - 1) // 2
-    np.testing.assert_array_equal(inputs, np.reshape(stream[:2 * steps], (2, steps)))
-    np.testing.assert_array_equal(targets, np.reshape(stream[1:2 * steps + 1], (2, steps)))
+    np.testing.assert_array_equal(inputs, np.reshape(stream[: 2 * steps], (2, steps)))
+    np.testing.assert_array_equal(targets, np.reshape(stream[1 : 2 * steps + 1], (2, steps)))
     assert [b[0]["input_ids"].shape[1] for b in batches] == [3, 3, 1]
 
 
@@ -72,8 +90,11 @@ def test_carried_state_makes_chunks_equal_one_long_pass():
     second = model({"input_ids": ids[:, 4:]}, training=False).numpy()
     np.testing.assert_allclose(np.concatenate([first, second], axis=1), whole, atol=1e-5)
     model.reset_carry()
-    np.testing.assert_allclose(model({"input_ids": ids[:, 4:]}, training=False).numpy(),
-                               model.forward(ids[:, 4:])[0].numpy(), atol=1e-6)  # zero state again
+    np.testing.assert_allclose(
+        model({"input_ids": ids[:, 4:]}, training=False).numpy(),
+        model.forward(ids[:, 4:])[0].numpy(),
+        atol=1e-6,
+    )  # zero state again
     model.carry_state(None)
     assert len(model.weights) == len(language_model().weights)  # the carry is not a weight
 
@@ -86,7 +107,7 @@ def test_greedy_is_the_argmax_of_its_own_forward_pass_and_score_sums_log_probs()
     ids = prompt + generated
     logits = model.forward(tf.constant([ids]))[0].numpy()[0]
     logits[:, [0, 2]] = -np.inf  # padding and <s>: never emitted (see decode_step)
-    assert logits[2:2 + len(generated)].argmax(axis=-1).tolist() == generated
+    assert logits[2 : 2 + len(generated)].argmax(axis=-1).tolist() == generated
     text = "a b c"
     generator = TextGenerator(model, DecodeConfig())
     scored = generator.score(tf.constant([text]))
@@ -113,8 +134,15 @@ def test_beam_and_sampling_continue_the_prompt_and_take_hostile_input():
 def text_corpus(count, seed):
     """Sentences from a tiny grammar: the next word is predictable from the previous one."""
     rng = np.random.default_rng(seed)
-    follow = {"the": ["cat", "dog"], "cat": ["sat", "ran"], "dog": ["sat", "ran"], "sat": ["down"],
-              "ran": ["away"], "down": [], "away": []}
+    follow = {
+        "the": ["cat", "dog"],
+        "cat": ["sat", "ran"],
+        "dog": ["sat", "ran"],
+        "sat": ["down"],
+        "ran": ["away"],
+        "down": [],
+        "away": [],
+    }
     lines = []
     for _ in range(count):
         words = ["the"]
@@ -132,12 +160,32 @@ def test_cli_trains_evaluates_generates_and_exports_a_language_model(bptt_length
     (tmp_path / "valid.tsv").write_text("".join(f"{line}\t{line}\n" for line in lines[450:500]))
     (tmp_path / "test.tsv").write_text("".join(f"{line}\t{line}\n" for line in lines[500:]))
     run_dir = tmp_path / "run"
-    data = f"tsv:{tmp_path / 'train.tsv'},valid={tmp_path / 'valid.tsv'},test={tmp_path / 'test.tsv'}"
-    run_cli("train", "--task", "lm", "--data", data,
-            "--preset", "tiny", "--set", "data.source_split=whitespace", "--set", f"data.bptt_length={bptt_length}",
-            "--set", f"data.streaming={str(bool(bptt_length)).lower()}",  # BPTT from a streamed file too
-            "--set", "train.epochs=8", "--set", "train.batch_size=8", "--set", "train.learning_rate=0.02",
-            "--run-dir", str(run_dir))
+    data = (
+        f"tsv:{tmp_path / 'train.tsv'},valid={tmp_path / 'valid.tsv'},test={tmp_path / 'test.tsv'}"
+    )
+    run_cli(
+        "train",
+        "--task",
+        "lm",
+        "--data",
+        data,
+        "--preset",
+        "tiny",
+        "--set",
+        "data.source_split=whitespace",
+        "--set",
+        f"data.bptt_length={bptt_length}",
+        "--set",
+        f"data.streaming={str(bool(bptt_length)).lower()}",  # BPTT from a streamed file too
+        "--set",
+        "train.epochs=8",
+        "--set",
+        "train.batch_size=8",
+        "--set",
+        "train.learning_rate=0.02",
+        "--run-dir",
+        str(run_dir),
+    )
     history = (run_dir / "history.csv").read_text().splitlines()
     assert "val_perplexity" in history[0]
     if bptt_length:  # every token of the stream but the last few that cannot fill 8 rows
@@ -145,7 +193,9 @@ def test_cli_trains_evaluates_generates_and_exports_a_language_model(bptt_length
         tokens = sum(len(line.split()) + 1 for line in lines[:450])
         assert summary["stream_tokens_per_epoch"] + summary["stream_dropped_tokens"] == tokens
         assert summary["stream_dropped_tokens"] < 8
-    result = json.loads(run_cli("evaluate", "--run-dir", str(run_dir), "--split", "test").stdout.splitlines()[-1])
+    result = json.loads(
+        run_cli("evaluate", "--run-dir", str(run_dir), "--split", "test").stdout.splitlines()[-1]
+    )
     # 4 words per sentence + </s>; branching 2 at two of 5 positions → the best model reaches
     # perplexity 2^(2/5) ≈ 1.32; a uniform guess over the 11 ids is 11.
     assert result["perplexity"] < 1.6, result
@@ -153,15 +203,20 @@ def test_cli_trains_evaluates_generates_and_exports_a_language_model(bptt_length
     assert out.split("\t")[1].strip() in ("the cat sat down", "the cat ran away")
     if not bptt_length:
         return  # the export does not depend on how the model was trained: once is enough
-    version = run_cli("export", "--run-dir", str(run_dir), "--export-base", str(tmp_path / "export")).stdout.strip()
-    answer = run_python(f"""
+    version = run_cli(
+        "export", "--run-dir", str(run_dir), "--export-base", str(tmp_path / "export")
+    ).stdout.strip()
+    answer = run_python(
+        f"""
 import json, tensorflow as tf, tensorflow_text
 loaded = tf.saved_model.load({version!r})
 texts = tf.constant(["the dog", ""])
 out = {{name: {{k: v.numpy().tolist() for k, v in getattr(loaded, name)(inputs=texts).items()}}
        for name in ("serving_default", "generate", "sample", "score")}}
 print(json.dumps(out, default=lambda b: b.decode()))
-""", cwd=REPO)
+""",
+        cwd=REPO,
+    )
     answer = json.loads(answer.splitlines()[-1])
     assert answer["serving_default"]["outputs"][0] in ("the dog sat down", "the dog ran away")
     assert len(answer["generate"]["outputs"][0]) == 5  # the exported beam width: n-best

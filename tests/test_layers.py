@@ -30,8 +30,15 @@ def sigmoid(x):
 
 def one_layer_model(cell, **options):
     keras.utils.set_random_seed(3)
-    model = Seq2Seq(list("abcdef"), ["X", "Y", "Z"], cell=cell, embedding_size=4, hidden_units=UNITS,
-                    num_layers=1, **options)
+    model = Seq2Seq(
+        list("abcdef"),
+        ["X", "Y", "Z"],
+        cell=cell,
+        embedding_size=4,
+        hidden_units=UNITS,
+        num_layers=1,
+        **options,
+    )
     rng = np.random.default_rng(0)
     for weight in model.weights:  # random biases and h0 too, so every term is exercised
         weight.assign(rng.normal(0, 0.5, weight.shape).astype("float32"))
@@ -51,7 +58,12 @@ def test_lstm_state_follows_the_gate_equations():
     n = UNITS
     for x in source_vectors(model):
         z = x @ W + h @ U + b
-        i, f, c_tilde, o = sigmoid(z[:n]), sigmoid(z[n:2 * n]), np.tanh(z[2 * n:3 * n]), sigmoid(z[3 * n:])
+        i, f, c_tilde, o = (
+            sigmoid(z[:n]),
+            sigmoid(z[n : 2 * n]),
+            np.tanh(z[2 * n : 3 * n]),
+            sigmoid(z[3 * n :]),
+        )
         c = f * c + i * c_tilde
         h = o * np.tanh(c)
     [[h_model, c_model]] = model.encode(tf.constant(IDS))
@@ -62,7 +74,12 @@ def test_lstm_state_follows_the_gate_equations():
     decoder = model.decoder_layers[0].cell
     y = model.target_embedding.embeddings.numpy()[2]  # <s>
     z = y @ decoder.kernel.numpy() + h @ decoder.recurrent_kernel.numpy() + decoder.bias.numpy()
-    i, f, c_tilde, o = sigmoid(z[:n]), sigmoid(z[n:2 * n]), np.tanh(z[2 * n:3 * n]), sigmoid(z[3 * n:])
+    i, f, c_tilde, o = (
+        sigmoid(z[:n]),
+        sigmoid(z[n : 2 * n]),
+        np.tanh(z[2 * n : 3 * n]),
+        sigmoid(z[3 * n :]),
+    )
     h1 = o * np.tanh(f * c + i * c_tilde)
     expected = h1 @ model.output_projection.kernel.numpy() + model.output_projection.bias.numpy()
     logits, _ = model.decode_step(tf.constant([2]), model.encode(tf.constant(IDS)))
@@ -78,8 +95,8 @@ def test_gru_state_follows_its_equations():
     for x in source_vectors(model):
         gx, gh = x @ W + b_x, h @ U + b_h
         z = sigmoid(gx[:n] + gh[:n])
-        r = sigmoid(gx[n:2 * n] + gh[n:2 * n])
-        h_tilde = np.tanh(gx[2 * n:] + r * gh[2 * n:])
+        r = sigmoid(gx[n : 2 * n] + gh[n : 2 * n])
+        h_tilde = np.tanh(gx[2 * n :] + r * gh[2 * n :])
         h = z * h + (1 - z) * h_tilde
     [[h_model]] = model.encode(tf.constant(IDS))
     np.testing.assert_allclose(h_model.numpy()[0], h, atol=1e-5)
@@ -144,5 +161,7 @@ def test_luong_dot_needs_equal_sizes():
 def test_learned_initial_state_starts_at_zero_and_repeats_per_row():
     layer = LearnedInitialState([2, 3])
     states = layer(tf.zeros((4, 7), tf.int32))
-    assert [s.shape for s in states] == [(4, 2), (4, 3)] and all(np.all(s.numpy() == 0) for s in states)
+    assert [s.shape for s in states] == [(4, 2), (4, 3)] and all(
+        np.all(s.numpy() == 0) for s in states
+    )
     assert len(layer.trainable_weights) == 2

@@ -14,14 +14,19 @@ LENGTHS = [6, 3, 1, 0]  # full, padded, one step, empty
 
 
 def _pair(dtype="float32", **kwargs):
-    ours = LSTM(UNITS, return_sequences=True, return_state=True, use_cudnn=False, dtype=dtype, **kwargs)
-    theirs = keras.layers.LSTM(UNITS, return_sequences=True, return_state=True, use_cudnn=False, dtype=dtype,
-                               **kwargs)
+    ours = LSTM(
+        UNITS, return_sequences=True, return_state=True, use_cudnn=False, dtype=dtype, **kwargs
+    )
+    theirs = keras.layers.LSTM(
+        UNITS, return_sequences=True, return_state=True, use_cudnn=False, dtype=dtype, **kwargs
+    )
     x = tf.random.stateless_normal([BATCH, STEPS, FEATURES], seed=[1, 2])
     ours(x)
     theirs(x)
     rng = np.random.default_rng(0)
-    theirs.set_weights([rng.uniform(-0.5, 0.5, w.shape).astype("float32") for w in ours.get_weights()])
+    theirs.set_weights(
+        [rng.uniform(-0.5, 0.5, w.shape).astype("float32") for w in ours.get_weights()]
+    )
     ours.set_weights(theirs.get_weights())
     return ours, theirs, x
 
@@ -36,10 +41,15 @@ def _outputs_and_gradients(layer, x, mask, initial_state, training=None):
         tape.watch([x, *initial_state])
         outputs, h, c = layer(x, mask=mask, initial_state=initial_state, training=training)
         # weights every output differently, so that each one's gradient matters
-        loss = (tf.reduce_sum(tf.cast(outputs, tf.float32) * tf.range(1.0, UNITS + 1.0))
-                + tf.reduce_sum(tf.cast(h, tf.float32) ** 2) + tf.reduce_sum(tf.cast(c, tf.float32) * 3.0))
+        loss = (
+            tf.reduce_sum(tf.cast(outputs, tf.float32) * tf.range(1.0, UNITS + 1.0))
+            + tf.reduce_sum(tf.cast(h, tf.float32) ** 2)
+            + tf.reduce_sum(tf.cast(c, tf.float32) * 3.0)
+        )
     gradients = tape.gradient(loss, [x, *initial_state, *layer.trainable_weights])
-    return [tf.cast(tf.convert_to_tensor(v), tf.float32).numpy() for v in (outputs, h, c, *gradients)]
+    return [
+        tf.cast(tf.convert_to_tensor(v), tf.float32).numpy() for v in (outputs, h, c, *gradients)
+    ]
 
 
 @pytest.mark.parametrize("go_backwards", [False, True])
@@ -51,8 +61,10 @@ def test_outputs_states_and_gradients_equal_keras(go_backwards, left_padded, tra
     ours, theirs, x = _pair(go_backwards=go_backwards)
     initial_state = [tf.random.stateless_normal([BATCH, UNITS], seed=[3, i]) for i in range(2)]
     mask = _mask(left_padded)
-    for mine, reference in zip(_outputs_and_gradients(ours, x, mask, initial_state, training),
-                               _outputs_and_gradients(theirs, x, mask, initial_state, training)):
+    for mine, reference in zip(
+        _outputs_and_gradients(ours, x, mask, initial_state, training),
+        _outputs_and_gradients(theirs, x, mask, initial_state, training),
+    ):
         np.testing.assert_allclose(mine, reference, rtol=1e-5, atol=1e-5)
 
 
@@ -63,7 +75,9 @@ def test_inference_packs_right_padded_rows(monkeypatch):
 
     calls = []
     packed = lstm._packed_recurrence
-    monkeypatch.setattr(lstm, "_packed_recurrence", lambda *args: calls.append(args[3]) or packed(*args))
+    monkeypatch.setattr(
+        lstm, "_packed_recurrence", lambda *args: calls.append(args[3]) or packed(*args)
+    )
     ours, theirs, x = _pair()
     for left_padded in (False, True):
         mine = ours(x, mask=_mask(left_padded), training=False)
@@ -110,14 +124,20 @@ def test_steps_reproduce_the_sequence(dtype):
     ours, _, x = _pair(dtype=dtype)
     compute = ours.compute_dtype
     h = c = tf.zeros([BATCH, UNITS], compute)
-    outputs, last_h, last_c = lstm_sequence(tf.cast(x, compute), h, c, None, lstm_weights(ours.cell))
+    outputs, last_h, last_c = lstm_sequence(
+        tf.cast(x, compute), h, c, None, lstm_weights(ours.cell)
+    )
     [step] = cell_steppers([ours])
     state = [h, c]
     for t in range(STEPS):
         output, [state] = step_cells([step], tf.cast(x[:, t], compute), [state])
         tolerance = 1e-6 if dtype == "float32" else 2e-2
-        np.testing.assert_allclose(tf.cast(output, tf.float32), tf.cast(outputs[:, t], tf.float32), atol=tolerance)
-    np.testing.assert_allclose(tf.cast(state[1], tf.float32), tf.cast(last_c, tf.float32), atol=tolerance)
+        np.testing.assert_allclose(
+            tf.cast(output, tf.float32), tf.cast(outputs[:, t], tf.float32), atol=tolerance
+        )
+    np.testing.assert_allclose(
+        tf.cast(state[1], tf.float32), tf.cast(last_c, tf.float32), atol=tolerance
+    )
 
 
 def test_step_equals_the_gate_equations():
@@ -127,8 +147,12 @@ def test_step_equals_the_gate_equations():
     c = np.random.default_rng(2).normal(size=(BATCH, UNITS)).astype("float32")
     z = x[:, 0].numpy() @ kernel + h @ recurrent + bias
     sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
-    i, f, g, o = sigmoid(z[:, :UNITS]), sigmoid(z[:, UNITS:2 * UNITS]), np.tanh(z[:, 2 * UNITS:3 * UNITS]), \
-        sigmoid(z[:, 3 * UNITS:])
+    i, f, g, o = (
+        sigmoid(z[:, :UNITS]),
+        sigmoid(z[:, UNITS : 2 * UNITS]),
+        np.tanh(z[:, 2 * UNITS : 3 * UNITS]),
+        sigmoid(z[:, 3 * UNITS :]),
+    )
     expected_c = f * c + i * g
     new_h, new_c = lstm_step(x[:, 0], tf.constant(h), tf.constant(c), lstm_weights(ours.cell))
     np.testing.assert_allclose(new_c, expected_c, atol=1e-5)
@@ -145,7 +169,9 @@ def test_recurrent_dropout_while_training_falls_back_to_keras_loop():
 
 def test_saves_and_reloads(tmp_path):
     ours, _, x = _pair()
-    model = keras.Sequential([keras.Input((STEPS, FEATURES)), LSTM(UNITS, return_sequences=True, use_cudnn=False)])
+    model = keras.Sequential(
+        [keras.Input((STEPS, FEATURES)), LSTM(UNITS, return_sequences=True, use_cudnn=False)]
+    )
     model.layers[0].set_weights(ours.get_weights()[:3])
     model.save(tmp_path / "m.keras")
     again = keras.saving.load_model(tmp_path / "m.keras")
@@ -164,7 +190,9 @@ def test_default_preset_trains_and_decodes_on_the_fast_path(monkeypatch):
     from s2s_keras.training import build_model, compile_model
 
     config = preset("small")
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, hidden_units=8, embedding_size=8))
+    config = dataclasses.replace(
+        config, model=dataclasses.replace(config.model, hidden_units=8, embedding_size=8)
+    )
     assert config.train.precision == "mixed_bfloat16" and config.model.cell == "lstm"
     model = build_model(config, list("abcdef"), ["X", "Y", "Z"])
     compile_model(model, config, steps_per_epoch=1)
@@ -174,15 +202,27 @@ def test_default_preset_trains_and_decodes_on_the_fast_path(monkeypatch):
 
     monkeypatch.setattr(keras.layers.RNN, "inner_loop", refuse)
     monkeypatch.setattr(keras.layers.LSTMCell, "call", refuse)
-    inputs = {"source_ids": tf.constant([[4, 5, 6, 0], [7, 8, 0, 0]]),
-              "target_in_ids": tf.constant([[START_ID, 4, 5], [START_ID, 6, 0]])}
-    history = model.fit(tf.data.Dataset.from_tensors((inputs, tf.constant([[4, 5, END_ID], [6, END_ID, 0]]))),
-                        epochs=1, verbose=0)
+    inputs = {
+        "source_ids": tf.constant([[4, 5, 6, 0], [7, 8, 0, 0]]),
+        "target_in_ids": tf.constant([[START_ID, 4, 5], [START_ID, 6, 0]]),
+    }
+    history = model.fit(
+        tf.data.Dataset.from_tensors((inputs, tf.constant([[4, 5, END_ID], [6, END_ID, 0]]))),
+        epochs=1,
+        verbose=0,
+    )
     assert np.isfinite(history.history["loss"][0])
-    assert all(isinstance(layer, LSTM) and layer.compute_dtype == "bfloat16"
-               for layer in model.encoder_layers + model.decoder_layers)
-    ids = greedy_search(model.step_function(), model.encode(inputs["source_ids"]), tf.constant([START_ID] * 2),
-                        END_ID, 5)
+    assert all(
+        isinstance(layer, LSTM) and layer.compute_dtype == "bfloat16"
+        for layer in model.encoder_layers + model.decoder_layers
+    )
+    ids = greedy_search(
+        model.step_function(),
+        model.encode(inputs["source_ids"]),
+        tf.constant([START_ID] * 2),
+        END_ID,
+        5,
+    )
     assert ids.shape[0] == 2
 
 
@@ -206,8 +246,12 @@ def test_first_decoding_step_gathers_its_input_projection_from_a_table(dtype, mo
     monkeypatch.setattr(recurrent, "TABLE_MAX_ROWS", 0)  # the embed-then-multiply step
     [multiply] = cell_steppers([ours], embedding)
     tolerance = 1e-6 if dtype == "float32" else 1e-2
-    for got, expected in zip(step_cells([step], ids, state)[1][0], step_cells([multiply], ids, state)[1][0]):
-        np.testing.assert_allclose(tf.cast(got, tf.float32), tf.cast(expected, tf.float32), atol=tolerance)
+    for got, expected in zip(
+        step_cells([step], ids, state)[1][0], step_cells([multiply], ids, state)[1][0]
+    ):
+        np.testing.assert_allclose(
+            tf.cast(got, tf.float32), tf.cast(expected, tf.float32), atol=tolerance
+        )
     looked_up = tf.cast(tf.gather(embedding.embeddings.value, ids), compute)
     expected = tf.cast(tf.matmul(looked_up, weights[0]), tf.float32) + weights[2]
     np.testing.assert_allclose(tf.gather(table, ids), expected, atol=tolerance)

@@ -12,9 +12,9 @@ def test_edit_distance():
 
 def test_multi_reference_wer_and_per():
     references = {
-        "read": [["R", "EH", "D"], ["R", "IY", "D"]],   # hypothesis matches the 2nd reference
-        "the": [["DH", "AH"], ["DH", "IY"]],            # 1 substitution from either (length 2)
-        "cat": [["K", "AE", "T"]],                      # 1 deletion (length 3)
+        "read": [["R", "EH", "D"], ["R", "IY", "D"]],  # hypothesis matches the 2nd reference
+        "the": [["DH", "AH"], ["DH", "IY"]],  # 1 substitution from either (length 2)
+        "cat": [["K", "AE", "T"]],  # 1 deletion (length 3)
     }
     hypotheses = {"read": ["R", "IY", "D"], "the": ["DH", "EH"], "cat": ["K", "AE"]}
     result = error_rates(hypotheses, references)
@@ -38,7 +38,7 @@ def test_masked_accuracy_ignores_padding():
     metric = MaskedAccuracy()
     y_true = np.array([[4, 5, 0, 0]])
     logits = np.zeros((1, 4, 6), "float32")
-    logits[0, 0, 4] = logits[0, 1, 3] = 1.0   # first right, second wrong
-    logits[0, 2, 0] = logits[0, 3, 0] = 1.0   # "correct" on padding must not count
+    logits[0, 0, 4] = logits[0, 1, 3] = 1.0  # first right, second wrong
+    logits[0, 2, 0] = logits[0, 3, 0] = 1.0  # "correct" on padding must not count
     metric.update_state(y_true, logits)
     assert float(metric.result()) == pytest.approx(0.5)

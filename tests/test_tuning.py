@@ -9,27 +9,41 @@ from s2s_keras.tuning import DEFAULT_SPACE, check_space, load_space, tune
 
 pytestmark = pytest.mark.slow
 
-SPACE = {"model.hidden_units": {"choice": [8, 16]},
-         "train.learning_rate": {"float": [3e-3, 3e-2], "sampling": "log"},
-         "model.reverse_source": {"boolean": True},
-         "model.cell": {"choice": ["lstm", "gru"]},
-         "model.bidirectional": {"boolean": True},
-         "model.attention": {"choice": ["none", "bahdanau"]}}
+SPACE = {
+    "model.hidden_units": {"choice": [8, 16]},
+    "train.learning_rate": {"float": [3e-3, 3e-2], "sampling": "log"},
+    "model.reverse_source": {"boolean": True},
+    "model.cell": {"choice": ["lstm", "gru"]},
+    "model.bidirectional": {"boolean": True},
+    "model.attention": {"choice": ["none", "bahdanau"]},
+}
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     rng = random.Random(0)
-    words = sorted({"".join(rng.choice("abcd") for _ in range(rng.randint(1, 4))) for _ in range(400)})
+    words = sorted(
+        {"".join(rng.choice("abcd") for _ in range(rng.randint(1, 4))) for _ in range(400)}
+    )
     path = tmp_path_factory.mktemp("data") / "pairs.tsv"
     path.write_text("".join(f"{w}\t{' '.join(reversed(w.upper()))}\n" for w in words))
-    return preset("tiny").override([f"data.source=tsv:{path}", "data.valid_fraction=0.2", "train.epochs=2",
-                                    "model.embedding_size=8"])
+    return preset("tiny").override(
+        [
+            f"data.source=tsv:{path}",
+            "data.valid_fraction=0.2",
+            "train.epochs=2",
+            "model.embedding_size=8",
+        ]
+    )
 
 
-@pytest.mark.parametrize("tuner, objective, trials", [("random", "val_wer", 2), ("bayesian", "val_loss", 2),
-                                                      ("hyperband", "val_wer", None)])
-def test_each_tuner_and_objective_searches_and_saves_the_best(base, tmp_path, tuner, objective, trials):
+@pytest.mark.parametrize(
+    "tuner, objective, trials",
+    [("random", "val_wer", 2), ("bayesian", "val_loss", 2), ("hyperband", "val_wer", None)],
+)
+def test_each_tuner_and_objective_searches_and_saves_the_best(
+    base, tmp_path, tuner, objective, trials
+):
     result = tune(base, str(tmp_path), tuner, trials or 1, objective, SPACE)
     rows = result["trials"]
     assert len(rows) >= (trials or 2)
@@ -48,16 +62,18 @@ def test_each_tuner_and_objective_searches_and_saves_the_best(base, tmp_path, tu
 
 def test_search_resumes_and_best_model_exports(base, tmp_path):
     first = tune(base, str(tmp_path), "random", 2, "val_loss", SPACE)
-    again = tune(base, str(tmp_path), "random", 2, "val_loss", SPACE)   # nothing left to do
+    again = tune(base, str(tmp_path), "random", 2, "val_loss", SPACE)  # nothing left to do
     assert [r["trial"] for r in again["trials"]] == [r["trial"] for r in first["trials"]]
-    more = tune(base, str(tmp_path), "random", 3, "val_loss", SPACE)   # one more trial
+    more = tune(base, str(tmp_path), "random", 3, "val_loss", SPACE)  # one more trial
     assert len(more["trials"]) == 3
 
     from s2s_keras.export import export
     from s2s_keras.training import load_run
 
     config, model = load_run(more["best_dir"])
-    assert os.path.isfile(os.path.join(export(model, config, str(tmp_path / "sm" / "best")), "saved_model.pb"))
+    assert os.path.isfile(
+        os.path.join(export(model, config, str(tmp_path / "sm" / "best")), "saved_model.pb")
+    )
 
 
 def test_space_is_validated_against_the_config(base, tmp_path):
@@ -80,19 +96,46 @@ def test_parallel_search_with_a_chief_and_two_workers(base, tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    sets = [arg for s in ("train.epochs=2", "model.embedding_size=8", "data.valid_fraction=0.2")
-            for arg in ("--set", s)]
+    sets = [
+        arg
+        for s in ("train.epochs=2", "model.embedding_size=8", "data.valid_fraction=0.2")
+        for arg in ("--set", s)
+    ]
     space = tmp_path / "space.json"
     space.write_text(json.dumps(SPACE))
-    command = [sys.executable, "-m", "s2s_keras.cli", "tune", "--data", base.data.source, "--preset", "tiny",
-               *sets, "--tuner", "random", "--max-trials", "4", "--objective", "val_loss",
-               "--space", str(space), "--run-dir", str(tmp_path / "run")]
+    command = [
+        sys.executable,
+        "-m",
+        "s2s_keras.cli",
+        "tune",
+        "--data",
+        base.data.source,
+        "--preset",
+        "tiny",
+        *sets,
+        "--tuner",
+        "random",
+        "--max-trials",
+        "4",
+        "--objective",
+        "val_loss",
+        "--space",
+        str(space),
+        "--run-dir",
+        str(tmp_path / "run"),
+    ]
     processes = {}
     for tuner_id in ("chief", "tuner0", "tuner1"):
-        env = dict(os.environ, KERASTUNER_TUNER_ID=tuner_id, KERASTUNER_ORACLE_IP="127.0.0.1",
-                   KERASTUNER_ORACLE_PORT=str(port), TF_CPP_MIN_LOG_LEVEL="2")
-        processes[tuner_id] = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                               text=True)
+        env = dict(
+            os.environ,
+            KERASTUNER_TUNER_ID=tuner_id,
+            KERASTUNER_ORACLE_IP="127.0.0.1",
+            KERASTUNER_ORACLE_PORT=str(port),
+            TF_CPP_MIN_LOG_LEVEL="2",
+        )
+        processes[tuner_id] = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
     outputs = {name: process.communicate(timeout=600) for name, process in processes.items()}
     for name, process in processes.items():
         assert process.returncode == 0, (name, outputs[name][1][-3000:])
@@ -109,13 +152,42 @@ def test_search_under_mirrored_strategy_on_two_logical_cpus(base, tmp_path):
     from conftest import REPO, run_cli
 
     space = tmp_path / "space.json"
-    space.write_text(json.dumps({"model.attention": {"choice": ["none", "bahdanau"]},
-                                 "model.bidirectional": {"boolean": True}}))
-    result = run_cli("tune", "--data", base.data.source, "--preset", "tiny", "--set", "train.epochs=1",
-                     "--set", "model.embedding_size=8", "--set", "data.valid_fraction=0.2",
-                     "--set", "train.cpu_devices=2", "--strategy", "mirrored", "--tuner", "random",
-                     "--max-trials", "2", "--objective", "val_wer", "--space", str(space),
-                     "--run-dir", str(tmp_path / "run"), cwd=REPO)
+    space.write_text(
+        json.dumps(
+            {
+                "model.attention": {"choice": ["none", "bahdanau"]},
+                "model.bidirectional": {"boolean": True},
+            }
+        )
+    )
+    result = run_cli(
+        "tune",
+        "--data",
+        base.data.source,
+        "--preset",
+        "tiny",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "model.embedding_size=8",
+        "--set",
+        "data.valid_fraction=0.2",
+        "--set",
+        "train.cpu_devices=2",
+        "--strategy",
+        "mirrored",
+        "--tuner",
+        "random",
+        "--max-trials",
+        "2",
+        "--objective",
+        "val_wer",
+        "--space",
+        str(space),
+        "--run-dir",
+        str(tmp_path / "run"),
+        cwd=REPO,
+    )
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(rows) == 2 and all(0 <= row["val_wer"] <= 1 for row in rows)
     assert os.path.isfile(tmp_path / "run" / "best" / "model.keras")
@@ -127,23 +199,48 @@ def test_the_same_hypermodel_tunes_a_classifier_and_a_language_model(tmp_path, t
     rows = []
     for _ in range(300):
         label = rng.choice(["pos", "neg"])
-        words = [rng.choice("abcd") for _ in range(rng.randint(2, 5))] + [{"pos": "good", "neg": "bad"}[label]]
+        words = [rng.choice("abcd") for _ in range(rng.randint(2, 5))] + [
+            {"pos": "good", "neg": "bad"}[label]
+        ]
         rows.append((" ".join(words), label))
     path = tmp_path / "rows.tsv"
     path.write_text("".join(f"{text}\t{label}\n" for text, label in rows))
-    base = preset("tiny").override([f"task={task}", f"data.source=tsv:{path}", "data.valid_fraction=0.2",
-                                    "data.source_split=whitespace", "train.epochs=2", "model.embedding_size=8",
-                                    "model.reverse_source=false", "train.batch_size=16"]
-                                   + (["data.bptt_length=4"] if task == "lm" else []))
+    base = preset("tiny").override(
+        [
+            f"task={task}",
+            f"data.source=tsv:{path}",
+            "data.valid_fraction=0.2",
+            "data.source_split=whitespace",
+            "train.epochs=2",
+            "model.embedding_size=8",
+            "model.reverse_source=false",
+            "train.batch_size=16",
+        ]
+        + (["data.bptt_length=4"] if task == "lm" else [])
+    )
     check_space(load_space(None, task), base)  # the task's default space fits its config
-    space = {"model.hidden_units": {"choice": [8, 16]},
-             **({"model.pooling": {"choice": ["mean", "attention"]}} if task == "classify" else
-                {"model.tie_embeddings": {"boolean": True}, "model.hidden_units": {"choice": [8]}})}
+    space = {
+        "model.hidden_units": {"choice": [8, 16]},
+        **(
+            {"model.pooling": {"choice": ["mean", "attention"]}}
+            if task == "classify"
+            else {"model.tie_embeddings": {"boolean": True}, "model.hidden_units": {"choice": [8]}}
+        ),
+    }
     result = tune(base, str(tmp_path / "search"), "random", 2, objective, space)
-    assert len(result["trials"]) == 2 and os.path.isfile(tmp_path / "search" / "best" / "model.keras")
+    assert len(result["trials"]) == 2 and os.path.isfile(
+        tmp_path / "search" / "best" / "model.keras"
+    )
     best = json.loads((tmp_path / "search" / "best" / "config.json").read_text())
     assert best["task"] == task
     if task == "classify":
         assert result["best_score"] == max(row[objective] for row in result["trials"])
     with pytest.raises(ValueError, match="task lm offers"):
-        tune(base.override(["task=lm", "data.bptt_length=0"]), str(tmp_path / "x"), "random", 1, "val_wer", space)
+        tune(
+            base.override(["task=lm", "data.bptt_length=0"]),
+            str(tmp_path / "x"),
+            "random",
+            1,
+            "val_wer",
+            space,
+        )

@@ -15,8 +15,14 @@ StepFunction = typing.Callable[[tf.Tensor, typing.Any], typing.Tuple[tf.Tensor, 
 ChooseFunction = typing.Callable[[tf.Tensor, tf.Tensor], tf.Tensor]  # (logits, step) -> ids
 
 
-def decode_loop(step_fn: StepFunction, state, start_ids: tf.Tensor, end_id: int, max_length,
-                choose: ChooseFunction) -> tf.Tensor:
+def decode_loop(
+    step_fn: StepFunction,
+    state,
+    start_ids: tf.Tensor,
+    end_id: int,
+    max_length,
+    choose: ChooseFunction,
+) -> tf.Tensor:
     """Batched one-token-at-a-time decoding as one in-graph `tf.while_loop`.
 
     Knows nothing about the network: `step_fn(token_ids (batch,), state) -> (logits (batch, V),
@@ -48,12 +54,14 @@ def decode_loop(step_fn: StepFunction, state, start_ids: tf.Tensor, end_id: int,
         return step + 1, next_ids, state, finished, outputs
 
     steps, _, _, _, outputs = tf.while_loop(
-        condition, body, (tf.constant(0), start_ids, state, finished, outputs))
+        condition, body, (tf.constant(0), start_ids, state, finished, outputs)
+    )
     return outputs[:, :steps]
 
 
-def greedy_search(step_fn: StepFunction, state, start_ids: tf.Tensor, end_id: int,
-                  max_length) -> tf.Tensor:
+def greedy_search(
+    step_fn: StepFunction, state, start_ids: tf.Tensor, end_id: int, max_length
+) -> tf.Tensor:
     """At each step the most probable next token; returns `(batch, steps)` ids (see `decode_loop`).
 
     In a batch of at least `COMPACT_MIN_ROWS`, rows that have produced `end_id` leave it: each
@@ -77,8 +85,9 @@ def greedy_search(step_fn: StepFunction, state, start_ids: tf.Tensor, end_id: in
     def body(step, tokens, state, rows, outputs):
         logits, state = step_fn(tokens, state)
         next_ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        outputs = tf.tensor_scatter_nd_update(outputs, tf.stack([rows, tf.fill(tf.shape(rows), step)], axis=1),
-                                              next_ids)
+        outputs = tf.tensor_scatter_nd_update(
+            outputs, tf.stack([rows, tf.fill(tf.shape(rows), step)], axis=1), next_ids
+        )
         going_on = tf.where(tf.not_equal(next_ids, end_id))[:, 0]
         state = tf.nest.map_structure(lambda t: tf.gather(t, going_on), state)
         return step + 1, tf.gather(next_ids, going_on), state, tf.gather(rows, going_on), outputs
@@ -88,14 +97,28 @@ def greedy_search(step_fn: StepFunction, state, start_ids: tf.Tensor, end_id: in
 
     def compacting():
         steps, _, _, _, ids = tf.while_loop(
-            condition, body, (tf.constant(0), start_ids, state, tf.range(batch_size), outputs),
-            shape_invariants=(tf.TensorShape([]), tf.TensorShape([None]), tf.nest.map_structure(any_batch, state),
-                              tf.TensorShape([None]), outputs.shape))
+            condition,
+            body,
+            (tf.constant(0), start_ids, state, tf.range(batch_size), outputs),
+            shape_invariants=(
+                tf.TensorShape([]),
+                tf.TensorShape([None]),
+                tf.nest.map_structure(any_batch, state),
+                tf.TensorShape([None]),
+                outputs.shape,
+            ),
+        )
         return ids[:, :steps]
 
     def whole_batch():
-        return decode_loop(step_fn, state, start_ids, end_id, max_length,
-                           choose=lambda logits, step: tf.argmax(logits, axis=-1, output_type=tf.int32))
+        return decode_loop(
+            step_fn,
+            state,
+            start_ids,
+            end_id,
+            max_length,
+            choose=lambda logits, step: tf.argmax(logits, axis=-1, output_type=tf.int32),
+        )
 
     state = tf.nest.map_structure(tf.convert_to_tensor, state)
     return tf.cond(batch_size >= COMPACT_MIN_ROWS, compacting, whole_batch)

@@ -5,8 +5,25 @@ from s2s_keras.layers.attention_decoder import AttentionDecoder
 from s2s_keras.layers.attention_pooling import AttentionPooling
 from s2s_keras.layers.learned_initial_state import LearnedInitialState
 from s2s_keras.layers.lstm import LSTM
-from s2s_keras.layers.recurrent import cell_steppers, recurrent_cell, recurrent_layer, state_count, step_cells
+from s2s_keras.layers.recurrent import (
+    cell_steppers,
+    recurrent_cell,
+    recurrent_layer,
+    state_count,
+    step_cells,
+)
 from s2s_keras.layers.reverse_sequence import ReverseSequence
 
-__all__ = ["Attention", "AttentionDecoder", "AttentionPooling", "LSTM", "LearnedInitialState", "ReverseSequence",
-           "cell_steppers", "recurrent_cell", "recurrent_layer", "state_count", "step_cells"]
+__all__ = [
+    "Attention",
+    "AttentionDecoder",
+    "AttentionPooling",
+    "LSTM",
+    "LearnedInitialState",
+    "ReverseSequence",
+    "cell_steppers",
+    "recurrent_cell",
+    "recurrent_layer",
+    "state_count",
+    "step_cells",
+]

@@ -39,13 +39,21 @@ class Attention(keras.layers.Layer):
         ((2, 4), (2, 3))
     """
 
-    def __init__(self, units: int, memory_units: int, score: str = "luong_general",
-                 kernel_initializer="glorot_uniform", **kwargs):
+    def __init__(
+        self,
+        units: int,
+        memory_units: int,
+        score: str = "luong_general",
+        kernel_initializer="glorot_uniform",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if score not in SCORES:
             raise ValueError(f"Attention score: expected one of {SCORES}, got {score!r}")
         if score == "luong_dot" and memory_units != units:
-            raise ValueError(f"Attention luong_dot needs memory_units == units, got {memory_units} and {units}")
+            raise ValueError(
+                f"Attention luong_dot needs memory_units == units, got {memory_units} and {units}"
+            )
         self.units = units
         self.memory_units = memory_units
         self.score = score
@@ -54,16 +62,24 @@ class Attention(keras.layers.Layer):
     def build(self, input_shape=None):
         init = self.kernel_initializer
         if self.score == "luong_general":
-            self.key_kernel = self.add_weight(shape=(self.memory_units, self.units), initializer=init,
-                                              name="key_kernel")
+            self.key_kernel = self.add_weight(
+                shape=(self.memory_units, self.units), initializer=init, name="key_kernel"
+            )
         elif self.score == "bahdanau":
-            self.key_kernel = self.add_weight(shape=(self.memory_units, self.units), initializer=init,
-                                              name="key_kernel")
-            self.query_kernel = self.add_weight(shape=(self.units, self.units), initializer=init,
-                                                name="query_kernel")
-            self.score_vector = self.add_weight(shape=(self.units,), initializer=init, name="score_vector")
-        self.output_kernel = self.add_weight(shape=(self.memory_units + self.units, self.units),
-                                             initializer=init, name="output_kernel")
+            self.key_kernel = self.add_weight(
+                shape=(self.memory_units, self.units), initializer=init, name="key_kernel"
+            )
+            self.query_kernel = self.add_weight(
+                shape=(self.units, self.units), initializer=init, name="query_kernel"
+            )
+            self.score_vector = self.add_weight(
+                shape=(self.units,), initializer=init, name="score_vector"
+            )
+        self.output_kernel = self.add_weight(
+            shape=(self.memory_units + self.units, self.units),
+            initializer=init,
+            name="output_kernel",
+        )
         self.built = True
 
     def keys(self, memory):
@@ -79,7 +95,10 @@ class Attention(keras.layers.Layer):
         if self.score == "bahdanau":
             projected = keras.ops.matmul(query, keras.ops.cast(self.query_kernel, dtype))
             scores = keras.ops.sum(
-                keras.ops.tanh(keys + projected[:, None, :]) * keras.ops.cast(self.score_vector, dtype), axis=-1)
+                keras.ops.tanh(keys + projected[:, None, :])
+                * keras.ops.cast(self.score_vector, dtype),
+                axis=-1,
+            )
         else:
             scores = keras.ops.sum(keys * query[:, None, :], axis=-1)
         scores = keras.ops.where(memory_mask, keras.ops.cast(scores, "float32"), _MASKED)
@@ -87,14 +106,22 @@ class Attention(keras.layers.Layer):
         # Exactly 0 on padding even where a whole row is padding (the uniform softmax there).
         weights = keras.ops.where(memory_mask, weights, 0.0)
         context = keras.ops.sum(keras.ops.cast(weights, dtype)[:, :, None] * memory, axis=1)
-        attentional = keras.ops.tanh(keras.ops.matmul(keras.ops.concatenate([context, query], axis=-1),
-                                                      keras.ops.cast(self.output_kernel, dtype)))
+        attentional = keras.ops.tanh(
+            keras.ops.matmul(
+                keras.ops.concatenate([context, query], axis=-1),
+                keras.ops.cast(self.output_kernel, dtype),
+            )
+        )
         return attentional, weights
 
     def compute_output_shape(self, query_shape, *args):
         return (query_shape[0], self.units), (query_shape[0], None)
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "memory_units": self.memory_units,
-                "score": self.score,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "memory_units": self.memory_units,
+            "score": self.score,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+        }

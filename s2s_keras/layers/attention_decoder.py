@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 
 from s2s_keras.layers.attention import Attention
-from s2s_keras.layers.recurrent import recurrent_cell, state_count
+from s2s_keras.layers.recurrent import recurrent_cell
 
 
 @keras.saving.register_keras_serializable(package="s2s_keras")
@@ -35,9 +35,20 @@ class AttentionDecoder(keras.layers.Layer):
     weights (batch, T, S) float32)`.
     """
 
-    def __init__(self, cell: str, units: int, num_layers: int, input_size: int, memory_units: int,
-                 attention: str = "luong_general", dropout: float = 0.0, recurrent_dropout: float = 0.0,
-                 kernel_initializer=None, seed: int | None = None, **kwargs):
+    def __init__(
+        self,
+        cell: str,
+        units: int,
+        num_layers: int,
+        input_size: int,
+        memory_units: int,
+        attention: str = "luong_general",
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        kernel_initializer=None,
+        seed: int | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.cell = cell
         self.units = units
@@ -50,14 +61,34 @@ class AttentionDecoder(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.seed = seed
         # None: Keras's defaults (Glorot kernels, orthogonal recurrent kernels).
-        initializers = {} if self.kernel_initializer is None else {
-            "kernel_initializer": self.kernel_initializer, "recurrent_initializer": self.kernel_initializer}
-        self.cells = [recurrent_cell(cell, units, recurrent_dropout=recurrent_dropout, seed=seed,
-                                     dtype=self.dtype_policy, name=f"{cell}_cell_{index}", **initializers)
-                      for index in range(num_layers)]
-        self.attention = Attention(units, memory_units, attention,
-                                   kernel_initializer=self.kernel_initializer or "glorot_uniform",
-                                   dtype=self.dtype_policy, name="attention")
+        initializers = (
+            {}
+            if self.kernel_initializer is None
+            else {
+                "kernel_initializer": self.kernel_initializer,
+                "recurrent_initializer": self.kernel_initializer,
+            }
+        )
+        self.cells = [
+            recurrent_cell(
+                cell,
+                units,
+                recurrent_dropout=recurrent_dropout,
+                seed=seed,
+                dtype=self.dtype_policy,
+                name=f"{cell}_cell_{index}",
+                **initializers,
+            )
+            for index in range(num_layers)
+        ]
+        self.attention = Attention(
+            units,
+            memory_units,
+            attention,
+            kernel_initializer=self.kernel_initializer or "glorot_uniform",
+            dtype=self.dtype_policy,
+            name="attention",
+        )
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = True  # the target padding mask passes on to the outputs
 
@@ -72,20 +103,28 @@ class AttentionDecoder(keras.layers.Layer):
     def start_state(self, layer_states, memory, memory_mask):
         """The decoding state: per-layer cell states, `h̃_0 = 0`, and the encoder memory."""
         batch_size = keras.ops.shape(memory)[0]
-        return {"layers": [list(states) for states in layer_states],
-                "attentional": keras.ops.zeros((batch_size, self.units), self.compute_dtype),
-                "memory": memory, "keys": self.attention.keys(memory), "memory_mask": memory_mask}
+        return {
+            "layers": [list(states) for states in layer_states],
+            "attentional": keras.ops.zeros((batch_size, self.units), self.compute_dtype),
+            "memory": memory,
+            "keys": self.attention.keys(memory),
+            "memory_mask": memory_mask,
+        }
 
     def step(self, x, state, training=False, dropout_masks=None):
         """`x (batch, input_size)` → `(h̃ (batch, units), weights (batch, S), new state)`."""
-        x = keras.ops.concatenate([keras.ops.cast(x, self.compute_dtype), state["attentional"]], axis=-1)
+        x = keras.ops.concatenate(
+            [keras.ops.cast(x, self.compute_dtype), state["attentional"]], axis=-1
+        )
         layers = []
         for index, (cell, states) in enumerate(zip(self.cells, state["layers"])):
             if index and dropout_masks is not None:
                 x = x * dropout_masks[index - 1]
             x, states = cell(x, list(states), training=training)
             layers.append(list(states) if isinstance(states, (list, tuple)) else [states])
-        attentional, weights = self.attention(x, state["keys"], state["memory"], state["memory_mask"])
+        attentional, weights = self.attention(
+            x, state["keys"], state["memory"], state["memory_mask"]
+        )
         return attentional, weights, {**state, "layers": layers, "attentional": attentional}
 
     def call(self, embedded, memory, memory_mask, initial_state, training=None, mask=None):
@@ -96,10 +135,12 @@ class AttentionDecoder(keras.layers.Layer):
         steps = keras.ops.transpose(keras.ops.cast(embedded, self.compute_dtype), (1, 0, 2))
         masks = None
         if training and self.dropout > 0 and self.num_layers > 1:
-            ones = keras.ops.ones((self.num_layers - 1, *keras.ops.shape(steps)[:2], self.units),
-                                  self.compute_dtype)
+            ones = keras.ops.ones(
+                (self.num_layers - 1, *keras.ops.shape(steps)[:2], self.units), self.compute_dtype
+            )
             masks = keras.ops.transpose(
-                keras.random.dropout(ones, self.dropout, seed=self.seed_generator), (1, 0, 2, 3))
+                keras.random.dropout(ones, self.dropout, seed=self.seed_generator), (1, 0, 2, 3)
+            )
         if training and self.recurrent_dropout > 0:
             # Draw each cell's recurrent mask once, outside the loop (the cell caches it).
             for cell, states in zip(self.cells, state["layers"]):
@@ -111,28 +152,44 @@ class AttentionDecoder(keras.layers.Layer):
 
         def body(t, carry, outputs, alignments):
             dropout_masks = None if masks is None else masks[t]
-            attentional, weights, new_state = self.step(steps[t], {**carry, **memory_parts},
-                                                        training=training, dropout_masks=dropout_masks)
+            attentional, weights, new_state = self.step(
+                steps[t], {**carry, **memory_parts}, training=training, dropout_masks=dropout_masks
+            )
             carry = {"layers": new_state["layers"], "attentional": attentional}
             return t + 1, carry, outputs.write(t, attentional), alignments.write(t, weights)
 
-        _, _, outputs, alignments = tf.while_loop(lambda t, *_: t < length, body,
-                                                  (tf.constant(0), state, outputs, alignments))
+        _, _, outputs, alignments = tf.while_loop(
+            lambda t, *_: t < length, body, (tf.constant(0), state, outputs, alignments)
+        )
         attentional = outputs.stack()
         weights = alignments.stack()
         for cell in self.cells:
             cell.reset_recurrent_dropout_mask()
-        return (keras.ops.transpose(attentional, (1, 0, 2)), keras.ops.transpose(weights, (1, 0, 2)))
+        return (
+            keras.ops.transpose(attentional, (1, 0, 2)),
+            keras.ops.transpose(weights, (1, 0, 2)),
+        )
 
     def compute_mask(self, embedded, mask=None):
         return mask, None
 
     def compute_output_shape(self, embedded_shape, *args, **kwargs):
-        return ((embedded_shape[0], embedded_shape[1], self.units), (embedded_shape[0], embedded_shape[1], None))
+        return (
+            (embedded_shape[0], embedded_shape[1], self.units),
+            (embedded_shape[0], embedded_shape[1], None),
+        )
 
     def get_config(self):
-        return {**super().get_config(), "cell": self.cell, "units": self.units, "num_layers": self.num_layers,
-                "input_size": self.input_size, "memory_units": self.memory_units,
-                "attention": self.attention_score, "dropout": self.dropout,
-                "recurrent_dropout": self.recurrent_dropout,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer), "seed": self.seed}
+        return {
+            **super().get_config(),
+            "cell": self.cell,
+            "units": self.units,
+            "num_layers": self.num_layers,
+            "input_size": self.input_size,
+            "memory_units": self.memory_units,
+            "attention": self.attention_score,
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "seed": self.seed,
+        }

@@ -28,8 +28,12 @@ class AttentionPooling(keras.layers.Layer):
         super().__init__(**kwargs)
         self.units = units
         init = {} if kernel_initializer is None else {"kernel_initializer": kernel_initializer}
-        self.hidden = keras.layers.Dense(units, activation="tanh", dtype=self.dtype_policy, name="hidden", **init)
-        self.query = keras.layers.Dense(1, use_bias=False, dtype=self.dtype_policy, name="query", **init)
+        self.hidden = keras.layers.Dense(
+            units, activation="tanh", dtype=self.dtype_policy, name="hidden", **init
+        )
+        self.query = keras.layers.Dense(
+            1, use_bias=False, dtype=self.dtype_policy, name="query", **init
+        )
         self.supports_masking = True
 
     def build(self, input_shape):
@@ -47,8 +51,10 @@ class AttentionPooling(keras.layers.Layer):
         return pooled, weights
 
     def compute_output_spec(self, x, mask=None):
-        return (keras.KerasTensor((x.shape[0], x.shape[2]), dtype=self.compute_dtype),
-                keras.KerasTensor((x.shape[0], x.shape[1]), dtype="float32"))
+        return (
+            keras.KerasTensor((x.shape[0], x.shape[2]), dtype=self.compute_dtype),
+            keras.KerasTensor((x.shape[0], x.shape[1]), dtype="float32"),
+        )
 
     def compute_mask(self, x, mask=None):
         return None

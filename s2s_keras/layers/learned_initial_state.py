@@ -30,15 +30,20 @@ class LearnedInitialState(keras.layers.Layer):
         self.state_sizes = [int(size) for size in state_sizes]
 
     def build(self, input_shape=None):
-        self.states = [self.add_weight(shape=(size,), initializer="zeros", name=f"h0_{index}")
-                       for index, size in enumerate(self.state_sizes)]
+        self.states = [
+            self.add_weight(shape=(size,), initializer="zeros", name=f"h0_{index}")
+            for index, size in enumerate(self.state_sizes)
+        ]
         self.built = True
 
     def call(self, ids):
         batch_size = keras.ops.shape(ids)[0]
-        return [keras.ops.broadcast_to(keras.ops.cast(state, self.compute_dtype)[None, :],
-                                       (batch_size, size))
-                for state, size in zip(self.states, self.state_sizes)]
+        return [
+            keras.ops.broadcast_to(
+                keras.ops.cast(state, self.compute_dtype)[None, :], (batch_size, size)
+            )
+            for state, size in zip(self.states, self.state_sizes)
+        ]
 
     def compute_output_shape(self, input_shape):
         return [(input_shape[0], size) for size in self.state_sizes]

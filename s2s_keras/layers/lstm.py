@@ -32,17 +32,23 @@ import tensorflow as tf
 def has_lstm_equations(cell) -> bool:
     """Whether an `LSTMCell` computes exactly `_gates` (tanh / sigmoid, with a bias): what
     `lstm_step` and `lstm_sequence` may stand in for."""
-    return (isinstance(cell, keras.layers.LSTMCell) and cell.use_bias and cell.activation is keras.activations.tanh
-            and cell.recurrent_activation is keras.activations.sigmoid)
+    return (
+        isinstance(cell, keras.layers.LSTMCell)
+        and cell.use_bias
+        and cell.activation is keras.activations.tanh
+        and cell.recurrent_activation is keras.activations.sigmoid
+    )
 
 
 def lstm_weights(cell) -> tuple:
     """`(W_x, W_h, b)` of an `LSTMCell`, read once: the kernels in the cell's compute dtype
     (one cast each, outside any time loop), the bias in float32."""
     dtype = cell.compute_dtype
-    return (tf.cast(tf.convert_to_tensor(cell.kernel.value), dtype),
-            tf.cast(tf.convert_to_tensor(cell.recurrent_kernel.value), dtype),
-            tf.cast(tf.convert_to_tensor(cell.bias.value), tf.float32))
+    return (
+        tf.cast(tf.convert_to_tensor(cell.kernel.value), dtype),
+        tf.cast(tf.convert_to_tensor(cell.recurrent_kernel.value), dtype),
+        tf.cast(tf.convert_to_tensor(cell.bias.value), tf.float32),
+    )
 
 
 def _gates(z, c) -> tuple:
@@ -83,25 +89,51 @@ def lstm_projected_step(projected, h, c, weights) -> tuple:
     """`lstm_step` from the projected input `x W_x + b (batch, 4·units)` float32."""
     _, recurrent_kernel, _ = weights
     dtype = h.dtype
-    z = projected + tf.cast(tf.matmul(tf.cast(h, recurrent_kernel.dtype), recurrent_kernel), tf.float32)
+    z = projected + tf.cast(
+        tf.matmul(tf.cast(h, recurrent_kernel.dtype), recurrent_kernel), tf.float32
+    )
     h, c, _ = _gates(z, tf.cast(c, tf.float32))
     return tf.cast(h, dtype), tf.cast(c, dtype)
 
 
-def lstm_sequence(x, h0, c0, mask, weights, go_backwards: bool = False, zero_masked_outputs: bool = False,
-                  training: bool = True) -> tuple:
+def lstm_sequence(
+    x,
+    h0,
+    c0,
+    mask,
+    weights,
+    go_backwards: bool = False,
+    zero_masked_outputs: bool = False,
+    training: bool = True,
+) -> tuple:
     """`x (batch, T, in)`, initial `h0, c0 (batch, units)` (compute dtype), `mask (batch, T)`
     bool or None → `(outputs (batch, T, units), h, c)` in the compute dtype of `h0`.
     `zero_masked_outputs`: masked steps output zeros (Keras' `zero_output_for_mask`, which
     `Bidirectional` sets) instead of the previous output. `training=False` with a right-padded
     mask runs the packed loop (`_packed_recurrence`): the same numbers, each step on the rows
     still inside their length only; its gradients come from TensorFlow's own differentiation."""
-    return lstm_projected_sequence(project_inputs(x, weights), h0, c0, mask, weights, go_backwards,
-                                   zero_masked_outputs, training)
+    return lstm_projected_sequence(
+        project_inputs(x, weights),
+        h0,
+        c0,
+        mask,
+        weights,
+        go_backwards,
+        zero_masked_outputs,
+        training,
+    )
 
 
-def lstm_projected_sequence(projected, h0, c0, mask, weights, go_backwards: bool = False,
-                            zero_masked_outputs: bool = False, training: bool = True) -> tuple:
+def lstm_projected_sequence(
+    projected,
+    h0,
+    c0,
+    mask,
+    weights,
+    go_backwards: bool = False,
+    zero_masked_outputs: bool = False,
+    training: bool = True,
+) -> tuple:
     """`lstm_sequence` from the projected inputs `x W_x + b (batch, T, 4·units)` float32."""
     _, recurrent_kernel, _ = weights
     if go_backwards:
@@ -116,9 +148,11 @@ def lstm_projected_sequence(projected, h0, c0, mask, weights, go_backwards: bool
     else:  # inference: a batch of mixed lengths (decoding requests) packs; left padding cannot
         lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
         right_padded = tf.reduce_all(tf.equal(mask, tf.sequence_mask(lengths, tf.shape(mask)[1])))
-        h_seq, h, c = tf.cond(right_padded,
-                              lambda: _packed_recurrence(projected, h0, c0, lengths, recurrent_kernel),
-                              lambda: _recurrence(projected, h0, c0, keep, recurrent_kernel))
+        h_seq, h, c = tf.cond(
+            right_padded,
+            lambda: _packed_recurrence(projected, h0, c0, lengths, recurrent_kernel),
+            lambda: _recurrence(projected, h0, c0, keep, recurrent_kernel),
+        )
     outputs = tf.transpose(h_seq, [1, 0, 2])
     if keep is not None:
         # Keras outputs zeros at masked steps, or (default) the previous output: zeros before
@@ -148,8 +182,9 @@ def _packed_recurrence(projected, h0, c0, lengths, recurrent_kernel):
         c = tf.ensure_shape(tf.concat([tf.cast(c_new, dtype), c[n:]], 0), c0.shape)
         return t + 1, h, c, h_seq.write(t, h)
 
-    _, h, c, h_seq = tf.while_loop(lambda t, *_: t < steps, body,
-                                   (tf.constant(0), h0, c0, tf.TensorArray(dtype, size=steps)))
+    _, h, c, h_seq = tf.while_loop(
+        lambda t, *_: t < steps, body, (tf.constant(0), h0, c0, tf.TensorArray(dtype, size=steps))
+    )
     inverse = tf.math.invert_permutation(order)
     return tf.gather(h_seq.stack(), inverse, axis=1), tf.gather(h, inverse), tf.gather(c, inverse)
 
@@ -170,15 +205,23 @@ def _recurrence(projected, h0, c0, keep, recurrent_kernel):
             h_new, c_new = tf.cast(h_new, dtype), tf.cast(c_new, dtype)
             if keep is not None:
                 h_new, c_new = tf.where(keep[t], h_new, h), tf.where(keep[t], c_new, c)
-            return (t + 1, h_new, c_new, h_seq.write(t, h_new), c_seq.write(t, c_new),
-                    gate_seq.write(t, tf.concat(gates, axis=-1)))
+            return (
+                t + 1,
+                h_new,
+                c_new,
+                h_seq.write(t, h_new),
+                c_seq.write(t, c_new),
+                gate_seq.write(t, tf.concat(gates, axis=-1)),
+            )
 
         def array(dtype):
             return tf.TensorArray(dtype, size=steps)
 
         _, h, c, h_seq, c_seq, gate_seq = tf.while_loop(
-            lambda t, *_: t < steps, body,
-            (tf.constant(0), h0, c0, array(dtype), array(dtype), array(tf.float32)))
+            lambda t, *_: t < steps,
+            body,
+            (tf.constant(0), h0, c0, array(dtype), array(dtype), array(tf.float32)),
+        )
         h_seq, c_seq, gate_seq = h_seq.stack(), c_seq.stack(), gate_seq.stack()
 
         def gradient(d_h_seq, d_h, d_c):
@@ -196,8 +239,15 @@ def _recurrence(projected, h0, c0, keep, recurrent_kernel):
                     d_h, d_c = d_h - pass_h, d_c - pass_c
                 tanh_c = tf.tanh(f * c_prev[t] + i * g)
                 d_c = d_c + d_h * o * (1 - tanh_c * tanh_c)
-                d_z = tf.concat([d_c * g * i * (1 - i), d_c * c_prev[t] * f * (1 - f), d_c * i * (1 - g * g),
-                                 d_h * tanh_c * o * (1 - o)], axis=-1)
+                d_z = tf.concat(
+                    [
+                        d_c * g * i * (1 - i),
+                        d_c * c_prev[t] * f * (1 - f),
+                        d_c * i * (1 - g * g),
+                        d_h * tanh_c * o * (1 - o),
+                    ],
+                    axis=-1,
+                )
                 d_h = tf.cast(tf.matmul(tf.cast(d_z, dtype), transposed), tf.float32)
                 d_c = d_c * f
                 if keep is not None:
@@ -205,12 +255,22 @@ def _recurrence(projected, h0, c0, keep, recurrent_kernel):
                 return s + 1, d_h, d_c, d_z_seq.write(t, d_z)
 
             _, d_h0, d_c0, d_z_seq = tf.while_loop(
-                lambda s, *_: s < steps, back,
-                (tf.constant(0), tf.cast(d_h, tf.float32), tf.cast(d_c, tf.float32), array(tf.float32)))
+                lambda s, *_: s < steps,
+                back,
+                (
+                    tf.constant(0),
+                    tf.cast(d_h, tf.float32),
+                    tf.cast(d_c, tf.float32),
+                    array(tf.float32),
+                ),
+            )
             d_z_seq = d_z_seq.stack()
             h_prev = tf.concat([h0[None], h_seq[:-1]], 0)
-            d_recurrent = tf.matmul(tf.reshape(h_prev, [-1, units]),
-                                    tf.cast(tf.reshape(d_z_seq, [-1, 4 * units]), dtype), transpose_a=True)
+            d_recurrent = tf.matmul(
+                tf.reshape(h_prev, [-1, units]),
+                tf.cast(tf.reshape(d_z_seq, [-1, 4 * units]), dtype),
+                transpose_a=True,
+            )
             return d_z_seq, tf.cast(d_h0, dtype), tf.cast(d_c0, dtype), d_recurrent
 
         return (h_seq, h, c), gradient
@@ -228,9 +288,20 @@ class LSTM(keras.layers.LSTM):
         cell = self.cell
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
-        if self.unroll or not has_lstm_equations(cell) or (training and (cell.dropout or cell.recurrent_dropout)):
+        if (
+            self.unroll
+            or not has_lstm_equations(cell)
+            or (training and (cell.dropout or cell.recurrent_dropout))
+        ):
             return super().inner_loop(sequences, initial_state, mask=mask, training=training)
-        outputs, h, c = lstm_sequence(sequences, initial_state[0], initial_state[1], mask, lstm_weights(cell),
-                                      go_backwards=self.go_backwards, zero_masked_outputs=self.zero_output_for_mask,
-                                      training=bool(training))
+        outputs, h, c = lstm_sequence(
+            sequences,
+            initial_state[0],
+            initial_state[1],
+            mask,
+            lstm_weights(cell),
+            go_backwards=self.go_backwards,
+            zero_masked_outputs=self.zero_output_for_mask,
+            training=bool(training),
+        )
         return h, outputs, [h, c]

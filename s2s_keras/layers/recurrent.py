@@ -5,14 +5,29 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from s2s_keras.layers.lstm import (LSTM, TABLE_MAX_ROWS, has_lstm_equations, input_table, lstm_projected_step,
-                                   lstm_step, lstm_weights)
+from s2s_keras.layers.lstm import (
+    LSTM,
+    TABLE_MAX_ROWS,
+    has_lstm_equations,
+    input_table,
+    lstm_projected_step,
+    lstm_step,
+    lstm_weights,
+)
 
 # cell name → (sequence layer, single-step cell, number of state tensors)
 _CELLS = {
-    "lstm": (LSTM, keras.layers.LSTMCell, 2),  # state [h, c]; Keras' LSTM with a faster loop (layers/lstm.py)
+    "lstm": (
+        LSTM,
+        keras.layers.LSTMCell,
+        2,
+    ),  # state [h, c]; Keras' LSTM with a faster loop (layers/lstm.py)
     "gru": (keras.layers.GRU, keras.layers.GRUCell, 1),  # state [h]; Keras's reset_after=True form
-    "rnn": (keras.layers.SimpleRNN, keras.layers.SimpleRNNCell, 1),  # h_t = tanh(W_hx x + W_hh h + b)
+    "rnn": (
+        keras.layers.SimpleRNN,
+        keras.layers.SimpleRNNCell,
+        1,
+    ),  # h_t = tanh(W_hx x + W_hh h + b)
 }
 
 
@@ -41,7 +56,11 @@ def _reads_a_table(layer, embedding) -> bool:
     """Whether the decoding step of `layer` (reading `embedding`'s output directly) may take its
     projected inputs from `input_table`: our LSTM with the plain gate equations and an embedding
     of at most `TABLE_MAX_ROWS` rows."""
-    return isinstance(layer, LSTM) and has_lstm_equations(layer.cell) and embedding.input_dim <= TABLE_MAX_ROWS
+    return (
+        isinstance(layer, LSTM)
+        and has_lstm_equations(layer.cell)
+        and embedding.input_dim <= TABLE_MAX_ROWS
+    )
 
 
 def cell_steppers(layers, embedding=None) -> list:
@@ -55,25 +74,40 @@ def cell_steppers(layers, embedding=None) -> list:
         if index == 0 and embedding is not None and _reads_a_table(layer, embedding):
             weights = lstm_weights(layer.cell)
 
-            def step(token_ids, state, weights=weights, table=input_table(embedding.embeddings.value, weights)):
+            def step(
+                token_ids,
+                state,
+                weights=weights,
+                table=input_table(embedding.embeddings.value, weights),
+            ):
                 h, c = lstm_projected_step(tf.gather(table, token_ids), state[0], state[1], weights)
                 return h, [h, c]
+
             steppers.append(step)
             continue
-        if isinstance(layer, LSTM) and has_lstm_equations(layer.cell):  # the math of its sequence loop
+        if isinstance(layer, LSTM) and has_lstm_equations(
+            layer.cell
+        ):  # the math of its sequence loop
+
             def step(x, state, weights=lstm_weights(layer.cell)):
                 h, c = lstm_step(x, state[0], state[1], weights)
                 return h, [h, c]
         else:
+
             def step(x, state, cell=layer.cell):
                 output, cell_state = cell(x, list(state), training=False)
-                return output, list(cell_state) if isinstance(cell_state, (list, tuple)) else [cell_state]
+                return output, list(cell_state) if isinstance(cell_state, (list, tuple)) else [
+                    cell_state
+                ]
+
         if index == 0 and embedding is not None:
+
             def step(token_ids, state, vector_step=step):
                 # The embedding's own table, looked up without attaching a padding mask (a cell
                 # does not take masks; a step never sees padding that matters).
                 x = keras.ops.take(embedding.embeddings, token_ids, axis=0)
                 return vector_step(keras.ops.cast(x, embedding.compute_dtype), state)
+
         steppers.append(step)
     return steppers
 

@@ -43,33 +43,75 @@ class Classifier(RecurrentEncoderMixin, DistributedBuildFix, keras.Model):
         (1, 2)
     """
 
-    def __init__(self, source_vocabulary: typing.Sequence[str], labels: typing.Sequence[str],
-                 source_split: str = "whitespace", source_lowercase: bool = True,
-                 cell: str = "lstm", learn_initial_state: bool = False, embedding_size: int = 128,
-                 hidden_units: int = 128, num_layers: int = 1, dropout: float = 0.0,
-                 recurrent_dropout: float = 0.0, bidirectional: bool = False, pooling: str = "mean",
-                 reverse_source: bool = False, init_scale: float = 0.0, precision: str = "float32",
-                 max_source_tokens: int = 0, **kwargs):
-        for name, value, known in (("precision", precision, PRECISIONS), ("cell", cell, CELLS),
-                                   ("pooling", pooling, POOLINGS)):
+    def __init__(
+        self,
+        source_vocabulary: typing.Sequence[str],
+        labels: typing.Sequence[str],
+        source_split: str = "whitespace",
+        source_lowercase: bool = True,
+        cell: str = "lstm",
+        learn_initial_state: bool = False,
+        embedding_size: int = 128,
+        hidden_units: int = 128,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        bidirectional: bool = False,
+        pooling: str = "mean",
+        reverse_source: bool = False,
+        init_scale: float = 0.0,
+        precision: str = "float32",
+        max_source_tokens: int = 0,
+        **kwargs,
+    ):
+        for name, value, known in (
+            ("precision", precision, PRECISIONS),
+            ("cell", cell, CELLS),
+            ("pooling", pooling, POOLINGS),
+        ):
             if value not in known:
                 raise ValueError(f"Classifier {name}: expected one of {known}, got {value!r}")
         if len(labels) < 2 or len(set(labels)) != len(labels):
-            raise ValueError(f"Classifier labels: expected at least 2 distinct labels, got {list(labels)!r}")
+            raise ValueError(
+                f"Classifier labels: expected at least 2 distinct labels, got {list(labels)!r}"
+            )
         # === Layers ===
-        self._build_source_embedding(source_vocabulary, source_split, source_lowercase, embedding_size,
-                                     reverse_source, init_scale, precision)
-        self._build_encoder_layers(cell, hidden_units, num_layers, bidirectional, learn_initial_state,
-                                   recurrent_dropout, init_scale, precision)
+        self._build_source_embedding(
+            source_vocabulary,
+            source_split,
+            source_lowercase,
+            embedding_size,
+            reverse_source,
+            init_scale,
+            precision,
+        )
+        self._build_encoder_layers(
+            cell,
+            hidden_units,
+            num_layers,
+            bidirectional,
+            learn_initial_state,
+            recurrent_dropout,
+            init_scale,
+            precision,
+        )
         self.between_layers = keras.layers.Dropout(dropout, name="between_layers_dropout")
         features = hidden_units * (2 if bidirectional else 1)
         inits = uniform_initializers(init_scale)
-        self.attention_pooling = AttentionPooling(
-            features, kernel_initializer=inits["initializer"], dtype=precision,
-            name="attention_pooling") if pooling == "attention" else None
+        self.attention_pooling = (
+            AttentionPooling(
+                features,
+                kernel_initializer=inits["initializer"],
+                dtype=precision,
+                name="attention_pooling",
+            )
+            if pooling == "attention"
+            else None
+        )
         self.pooled_dropout = keras.layers.Dropout(dropout, name="pooled_dropout")
-        self.label_projection = keras.layers.Dense(len(labels), dtype="float32", name="label_projection",
-                                                   **inits["kernels"])
+        self.label_projection = keras.layers.Dense(
+            len(labels), dtype="float32", name="label_projection", **inits["kernels"]
+        )
 
         self.pooling = pooling  # read by _pool while the graph is built
 
@@ -114,15 +156,24 @@ class Classifier(RecurrentEncoderMixin, DistributedBuildFix, keras.Model):
 
     def get_config(self):
         return {
-            "name": self.name, "trainable": self.trainable,
-            "source_vocabulary": self.source_vocabulary, "labels": self.labels,
-            "source_split": self.source_split, "source_lowercase": self.source_lowercase,
-            "cell": self.cell, "learn_initial_state": self.learn_initial_state,
-            "embedding_size": self.embedding_size, "hidden_units": self.hidden_units,
-            "num_layers": self.num_layers, "dropout": self.dropout,
-            "recurrent_dropout": self.recurrent_dropout, "bidirectional": self.bidirectional,
-            "pooling": self.pooling, "reverse_source": self.reverse_source,
-            "init_scale": self.init_scale, "precision": self.precision,
+            "name": self.name,
+            "trainable": self.trainable,
+            "source_vocabulary": self.source_vocabulary,
+            "labels": self.labels,
+            "source_split": self.source_split,
+            "source_lowercase": self.source_lowercase,
+            "cell": self.cell,
+            "learn_initial_state": self.learn_initial_state,
+            "embedding_size": self.embedding_size,
+            "hidden_units": self.hidden_units,
+            "num_layers": self.num_layers,
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "bidirectional": self.bidirectional,
+            "pooling": self.pooling,
+            "reverse_source": self.reverse_source,
+            "init_scale": self.init_scale,
+            "precision": self.precision,
             "max_source_tokens": self.max_source_tokens,
         }
 

@@ -34,8 +34,11 @@ from s2s_keras.models.language_model import LanguageModel
 from s2s_keras.models.seq2seq import Seq2Seq
 
 # The model kinds an ensemble may be made of, and the tokenizers their members must share.
-_SIDES = {Seq2Seq: ("source_tokenizer", "target_tokenizer"), Classifier: ("source_tokenizer",),
-          LanguageModel: ("target_tokenizer",)}
+_SIDES = {
+    Seq2Seq: ("source_tokenizer", "target_tokenizer"),
+    Classifier: ("source_tokenizer",),
+    LanguageModel: ("target_tokenizer",),
+}
 
 
 class Ensemble:
@@ -68,8 +71,10 @@ class Ensemble:
         kinds = {type(m) for m in members}
         if len(kinds) != 1 or next(iter(kinds)) not in _SIDES:
             found = ", ".join(f"{n}: {type(m).__name__}" for n, m in zip(names, members))
-            raise ValueError(f"Ensemble: models must all be Seq2Seq, all Classifier or all LanguageModel; "
-                             f"got {found}")
+            raise ValueError(
+                f"Ensemble: models must all be Seq2Seq, all Classifier or all LanguageModel; "
+                f"got {found}"
+            )
         self.members = list(members)
         first = members[0]
         is_classifier = isinstance(first, Classifier)
@@ -77,17 +82,27 @@ class Ensemble:
         differences = []
         for name, member in zip(names[1:], members[1:]):
             for side in sides:
-                if _tokenizer_config(getattr(member, side)) != _tokenizer_config(getattr(first, side)):
-                    differences.append(f"{name}: {side} (vocabulary, split or lower-casing) differs from {names[0]}'s")
+                if _tokenizer_config(getattr(member, side)) != _tokenizer_config(
+                    getattr(first, side)
+                ):
+                    differences.append(
+                        f"{name}: {side} (vocabulary, split or lower-casing) differs from {names[0]}'s"
+                    )
             if is_classifier:
                 if member.labels != first.labels:
-                    differences.append(f"{name}: labels {member.labels} != {names[0]}'s {first.labels}")
+                    differences.append(
+                        f"{name}: labels {member.labels} != {names[0]}'s {first.labels}"
+                    )
                 if member.max_source_tokens != first.max_source_tokens:
-                    differences.append(f"{name}: max_source_tokens {member.max_source_tokens} != "
-                                       f"{names[0]}'s {first.max_source_tokens}")
+                    differences.append(
+                        f"{name}: max_source_tokens {member.max_source_tokens} != "
+                        f"{names[0]}'s {first.max_source_tokens}"
+                    )
         if differences:
-            raise ValueError("Ensemble: the models must read and write the same tokens:\n  "
-                             + "\n  ".join(differences))
+            raise ValueError(
+                "Ensemble: the models must read and write the same tokens:\n  "
+                + "\n  ".join(differences)
+            )
         # Tokenization is the first member's (the same as every member's, checked above).
         for side in sides:
             setattr(self, side, getattr(first, side))
@@ -118,7 +133,9 @@ class Ensemble:
 
         def step(token_ids, state):
             outputs = [step_i(token_ids, state_i) for step_i, state_i in zip(steps, state)]
-            return _log_mean_probabilities([logits for logits, _ in outputs]), tuple(s for _, s in outputs)
+            return _log_mean_probabilities([logits for logits, _ in outputs]), tuple(
+                s for _, s in outputs
+            )
 
         return step
 
@@ -133,9 +150,13 @@ class Ensemble:
         """`(log mean probabilities (batch, T, V), a tuple of each member's final states)`;
         `initial_state` is such a tuple (None: every member from zeros)."""
         states = (None,) * len(self.members) if initial_state is None else initial_state
-        outputs = [member.forward(input_ids, initial_state=state, training=training)
-                   for member, state in zip(self.members, states, strict=True)]
-        return _log_mean_probabilities([logits for logits, _ in outputs]), tuple(s for _, s in outputs)
+        outputs = [
+            member.forward(input_ids, initial_state=state, training=training)
+            for member, state in zip(self.members, states, strict=True)
+        ]
+        return _log_mean_probabilities([logits for logits, _ in outputs]), tuple(
+            s for _, s in outputs
+        )
 
     def start(self, prompt_ids):
         """`(a tuple of each member's state after the prompt, the prompt's last token (batch,))`."""

@@ -48,25 +48,47 @@ class LanguageModel(TargetSideMixin, DistributedBuildFix, keras.Model):
         (1, 3, 6)
     """
 
-    def __init__(self, vocabulary: typing.Sequence[str], split: str = "whitespace", lowercase: bool = False,
-                 cell: str = "lstm", embedding_size: int = 200, hidden_units: int = 200, num_layers: int = 2,
-                 dropout: float = 0.0, recurrent_dropout: float = 0.0, tie_embeddings: bool = False,
-                 init_scale: float = 0.0, precision: str = "float32", **kwargs):
+    def __init__(
+        self,
+        vocabulary: typing.Sequence[str],
+        split: str = "whitespace",
+        lowercase: bool = False,
+        cell: str = "lstm",
+        embedding_size: int = 200,
+        hidden_units: int = 200,
+        num_layers: int = 2,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        tie_embeddings: bool = False,
+        init_scale: float = 0.0,
+        precision: str = "float32",
+        **kwargs,
+    ):
         for name, value, known in (("precision", precision, PRECISIONS), ("cell", cell, CELLS)):
             if value not in known:
                 raise ValueError(f"LanguageModel {name}: expected one of {known}, got {value!r}")
         if tie_embeddings and embedding_size != hidden_units:
-            raise ValueError(f"LanguageModel tie_embeddings: needs embedding_size == hidden_units, "
-                             f"got {embedding_size} and {hidden_units}")
+            raise ValueError(
+                f"LanguageModel tie_embeddings: needs embedding_size == hidden_units, "
+                f"got {embedding_size} and {hidden_units}"
+            )
         # === Layers === (the names of Seq2Seq's decoder side)
         inits = uniform_initializers(init_scale)
-        self._build_target_embedding(vocabulary, split, lowercase, embedding_size, tie_embeddings, init_scale,
-                                     precision)
+        self._build_target_embedding(
+            vocabulary, split, lowercase, embedding_size, tie_embeddings, init_scale, precision
+        )
         self.between_layers = keras.layers.Dropout(dropout, name="between_layers_dropout")
         self.decoder_layers = [
-            recurrent_layer(cell, hidden_units, recurrent_dropout=recurrent_dropout, dtype=precision,
-                            name=f"decoder_{cell}_{index}", **inits["recurrent"])
-            for index in range(num_layers)]
+            recurrent_layer(
+                cell,
+                hidden_units,
+                recurrent_dropout=recurrent_dropout,
+                dtype=precision,
+                name=f"decoder_{cell}_{index}",
+                **inits["recurrent"],
+            )
+            for index in range(num_layers)
+        ]
         self._build_output_projection(tie_embeddings, init_scale)
 
         # === Functional graph ===
@@ -98,8 +120,12 @@ class LanguageModel(TargetSideMixin, DistributedBuildFix, keras.Model):
         for index, layer in enumerate(self.decoder_layers):
             if index:
                 x = self.between_layers(x, training=training)
-            x, *layer_state = layer(x, mask=mask, training=training,
-                                    initial_state=None if initial_state is None else initial_state[index])
+            x, *layer_state = layer(
+                x,
+                mask=mask,
+                training=training,
+                initial_state=None if initial_state is None else initial_state[index],
+            )
             states.append(layer_state)
         x = self.between_layers(x, training=training)
         return self._project(x), states
@@ -108,7 +134,9 @@ class LanguageModel(TargetSideMixin, DistributedBuildFix, keras.Model):
         if self._carry is None or isinstance(inputs["input_ids"], keras.KerasTensor):
             return super().call(inputs, training=training, mask=mask)
         carried = self._carry["train" if training else "evaluate"]
-        logits, states = self.forward(inputs["input_ids"], _nest(carried, self._state_shape()), training)
+        logits, states = self.forward(
+            inputs["input_ids"], _nest(carried, self._state_shape()), training
+        )
         for variable, value in zip(carried, [s for layer in states for s in layer]):
             variable.assign(tf.stop_gradient(tf.cast(value, variable.dtype)))
         return logits
@@ -118,14 +146,19 @@ class LanguageModel(TargetSideMixin, DistributedBuildFix, keras.Model):
         if batch_size is None:
             self._carry = None
             return
-        self._carry = {kind: [tf.Variable(tf.zeros([batch_size, units]), trainable=False)
-                              for layer in self._state_shape() for units in layer]
-                       for kind in ("train", "evaluate")}
+        self._carry = {
+            kind: [
+                tf.Variable(tf.zeros([batch_size, units]), trainable=False)
+                for layer in self._state_shape()
+                for units in layer
+            ]
+            for kind in ("train", "evaluate")
+        }
 
     def reset_carry(self, kind: str | None = None) -> None:
         """Zeroes the carried state of `kind` (`train`/`evaluate`; None: both)."""
         if self._carry is not None:
-            for name in ([kind] if kind else list(self._carry)):
+            for name in [kind] if kind else list(self._carry):
                 for variable in self._carry[name]:
                     variable.assign(tf.zeros_like(variable))
 
@@ -147,29 +180,45 @@ class LanguageModel(TargetSideMixin, DistributedBuildFix, keras.Model):
 
     def step_function(self):
         """`decode_step` with the layers' weights read (and cast) once, here."""
-        steppers = cell_steppers(self.decoder_layers, self.target_embedding)  # the first takes token ids
+        steppers = cell_steppers(
+            self.decoder_layers, self.target_embedding
+        )  # the first takes token ids
 
         def step(token_ids, state):
             x, new_state = step_cells(steppers, token_ids, state)
             logits = self._project(x)
-            never = tf.one_hot(PAD_ID, tf.shape(logits)[-1]) + tf.one_hot(START_ID, tf.shape(logits)[-1])
+            never = tf.one_hot(PAD_ID, tf.shape(logits)[-1]) + tf.one_hot(
+                START_ID, tf.shape(logits)[-1]
+            )
             return logits - 1e9 * never, new_state
 
         return step
 
     def _state_shape(self):
         """Per layer, the sizes of its state tensors."""
-        return [[size for size in layer.cell.state_size] if isinstance(layer.cell.state_size, (list, tuple))
-                else [layer.cell.state_size] for layer in self.decoder_layers]
+        return [
+            [size for size in layer.cell.state_size]
+            if isinstance(layer.cell.state_size, (list, tuple))
+            else [layer.cell.state_size]
+            for layer in self.decoder_layers
+        ]
 
     def get_config(self):
         return {
-            "name": self.name, "trainable": self.trainable, "vocabulary": self.vocabulary,
-            "split": self.split, "lowercase": self.lowercase, "cell": self.cell,
-            "embedding_size": self.embedding_size, "hidden_units": self.hidden_units,
-            "num_layers": self.num_layers, "dropout": self.dropout,
-            "recurrent_dropout": self.recurrent_dropout, "tie_embeddings": self.tie_embeddings,
-            "init_scale": self.init_scale, "precision": self.precision,
+            "name": self.name,
+            "trainable": self.trainable,
+            "vocabulary": self.vocabulary,
+            "split": self.split,
+            "lowercase": self.lowercase,
+            "cell": self.cell,
+            "embedding_size": self.embedding_size,
+            "hidden_units": self.hidden_units,
+            "num_layers": self.num_layers,
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "tie_embeddings": self.tie_embeddings,
+            "init_scale": self.init_scale,
+            "precision": self.precision,
         }
 
     @classmethod
@@ -181,6 +230,6 @@ def _nest(flat, shape):
     """Flat list of state tensors → per-layer lists."""
     nested, index = [], 0
     for layer in shape:
-        nested.append(flat[index:index + len(layer)])
+        nested.append(flat[index : index + len(layer)])
         index += len(layer)
     return nested

@@ -16,9 +16,12 @@ def uniform_initializers(init_scale: float) -> dict:
     if init_scale <= 0:
         return {"kernels": {}, "recurrent": {}, "embeddings": {}, "initializer": None}
     init = keras.initializers.RandomUniform(-init_scale, init_scale)
-    return {"kernels": {"kernel_initializer": init},
-            "recurrent": {"kernel_initializer": init, "recurrent_initializer": init},
-            "embeddings": {"embeddings_initializer": init}, "initializer": init}
+    return {
+        "kernels": {"kernel_initializer": init},
+        "recurrent": {"kernel_initializer": init, "recurrent_initializer": init},
+        "embeddings": {"embeddings_initializer": init},
+        "initializer": init,
+    }
 
 
 class RecurrentEncoderMixin:
@@ -32,33 +35,70 @@ class RecurrentEncoderMixin:
     source mask (batch, S))`; a bidirectional layer's states are forward and backward
     concatenated."""
 
-    def _build_source_embedding(self, vocabulary, split: str, lowercase: bool, embedding_size: int,
-                                reverse_source: bool, init_scale: float, precision: str) -> None:
+    def _build_source_embedding(
+        self,
+        vocabulary,
+        split: str,
+        lowercase: bool,
+        embedding_size: int,
+        reverse_source: bool,
+        init_scale: float,
+        precision: str,
+    ) -> None:
         """The source tokenizer, reverser (or None) and embedding."""
         self.source_tokenizer = Tokenizer(vocabulary, split, lowercase, name="source_tokenizer")
         self.source_reverser = ReverseSequence(name="source_reverser") if reverse_source else None
         self.source_embedding = keras.layers.Embedding(
-            self.source_tokenizer.vocabulary_size, embedding_size, mask_zero=True,
-            dtype=precision, name="source_embedding", **uniform_initializers(init_scale)["embeddings"])
+            self.source_tokenizer.vocabulary_size,
+            embedding_size,
+            mask_zero=True,
+            dtype=precision,
+            name="source_embedding",
+            **uniform_initializers(init_scale)["embeddings"],
+        )
 
-    def _build_encoder_layers(self, cell: str, units: int, depth: int, bidirectional: bool,
-                              learn_initial_state: bool, recurrent_dropout: float, init_scale: float,
-                              precision: str) -> None:
+    def _build_encoder_layers(
+        self,
+        cell: str,
+        units: int,
+        depth: int,
+        bidirectional: bool,
+        learn_initial_state: bool,
+        recurrent_dropout: float,
+        init_scale: float,
+        precision: str,
+    ) -> None:
         """The stacked recurrent layers (and learned initial states). A separate step from
         `_build_source_embedding`: the order in which a model creates its layers is the order of
         its variables, which `.keras` files rely on for the optimizer's slots."""
         directions = 2 if bidirectional else 1
         self.encoder_layers = []
         for index in range(depth):
-            layer = recurrent_layer(cell, units, recurrent_dropout=recurrent_dropout, dtype=precision,
-                                    name=f"encoder_{cell}_{index}", **uniform_initializers(init_scale)["recurrent"])
+            layer = recurrent_layer(
+                cell,
+                units,
+                recurrent_dropout=recurrent_dropout,
+                dtype=precision,
+                name=f"encoder_{cell}_{index}",
+                **uniform_initializers(init_scale)["recurrent"],
+            )
             if bidirectional:
-                layer = keras.layers.Bidirectional(layer, dtype=precision, name=f"encoder_bi{cell}_{index}")
+                layer = keras.layers.Bidirectional(
+                    layer, dtype=precision, name=f"encoder_bi{cell}_{index}"
+                )
             self.encoder_layers.append(layer)
-        self.initial_states = [
-            LearnedInitialState([units] * state_count(cell) * directions, dtype=precision,
-                                name=f"encoder_initial_state_{index}")
-            for index in range(depth)] if learn_initial_state else []
+        self.initial_states = (
+            [
+                LearnedInitialState(
+                    [units] * state_count(cell) * directions,
+                    dtype=precision,
+                    name=f"encoder_initial_state_{index}",
+                )
+                for index in range(depth)
+            ]
+            if learn_initial_state
+            else []
+        )
 
     def _run_encoder(self, source_ids, training=None):
         source_mask = keras.ops.not_equal(source_ids, PAD_ID)
@@ -74,8 +114,10 @@ class RecurrentEncoderMixin:
             x, *layer_states = layer(x, mask=mask, initial_state=initial_state, training=training)
             if isinstance(layer, keras.layers.Bidirectional):
                 half = len(layer_states) // 2
-                layer_states = [keras.ops.concatenate([forward, backward], axis=-1)
-                                for forward, backward in zip(layer_states[:half], layer_states[half:])]
+                layer_states = [
+                    keras.ops.concatenate([forward, backward], axis=-1)
+                    for forward, backward in zip(layer_states[:half], layer_states[half:])
+                ]
             states.append(layer_states)
         if self.source_reverser is not None:
             lengths = keras.ops.sum(keras.ops.cast(mask, "int32"), axis=1)

@@ -10,7 +10,13 @@ import keras
 
 from s2s_keras.config import ATTENTIONS, BRIDGES, CELLS, PRECISIONS
 from s2s_keras.keras_workarounds import DistributedBuildFix
-from s2s_keras.layers import AttentionDecoder, cell_steppers, recurrent_layer, state_count, step_cells
+from s2s_keras.layers import (
+    AttentionDecoder,
+    cell_steppers,
+    recurrent_layer,
+    state_count,
+    step_cells,
+)
 from s2s_keras.models.recurrent_encoder import RecurrentEncoderMixin, uniform_initializers
 from s2s_keras.models.target_side import TargetSideMixin
 from s2s_keras.text import PAD_ID
@@ -67,60 +73,131 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
         (1, 2, 7)
     """
 
-    def __init__(self, source_vocabulary: typing.Sequence[str], target_vocabulary: typing.Sequence[str],
-                 source_split: str = "characters", target_split: str = "whitespace",
-                 source_lowercase: bool = True, target_lowercase: bool = False,
-                 cell: str = "lstm", learn_initial_state: bool = False,
-                 embedding_size: int = 128, hidden_units: int = 256, num_layers: int = 2,
-                 encoder_num_layers: int = 0,
-                 dropout: float = 0.0, recurrent_dropout: float = 0.0, bidirectional: bool = False,
-                 bridge: str = "copy", attention: str = "none", reverse_source: bool = False,
-                 tie_embeddings: bool = False, init_scale: float = 0.0, precision: str = "float32",
-                 **kwargs):
-        for name, value, known in (("precision", precision, PRECISIONS), ("cell", cell, CELLS),
-                                   ("bridge", bridge, BRIDGES), ("attention", attention, ATTENTIONS)):
+    def __init__(
+        self,
+        source_vocabulary: typing.Sequence[str],
+        target_vocabulary: typing.Sequence[str],
+        source_split: str = "characters",
+        target_split: str = "whitespace",
+        source_lowercase: bool = True,
+        target_lowercase: bool = False,
+        cell: str = "lstm",
+        learn_initial_state: bool = False,
+        embedding_size: int = 128,
+        hidden_units: int = 256,
+        num_layers: int = 2,
+        encoder_num_layers: int = 0,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        bidirectional: bool = False,
+        bridge: str = "copy",
+        attention: str = "none",
+        reverse_source: bool = False,
+        tie_embeddings: bool = False,
+        init_scale: float = 0.0,
+        precision: str = "float32",
+        **kwargs,
+    ):
+        for name, value, known in (
+            ("precision", precision, PRECISIONS),
+            ("cell", cell, CELLS),
+            ("bridge", bridge, BRIDGES),
+            ("attention", attention, ATTENTIONS),
+        ):
             if value not in known:
                 raise ValueError(f"Seq2Seq {name}: expected one of {known}, got {value!r}")
         if bidirectional and bridge == "copy" and hidden_units % 2:
-            raise ValueError(f"Seq2Seq: bidirectional with bridge='copy' needs an even hidden_units, "
-                             f"got {hidden_units}")
+            raise ValueError(
+                f"Seq2Seq: bidirectional with bridge='copy' needs an even hidden_units, "
+                f"got {hidden_units}"
+            )
         encoder_depth = encoder_num_layers or num_layers
         if encoder_depth != num_layers and bridge == "copy":
-            raise ValueError(f"Seq2Seq: encoder_num_layers={encoder_depth} and num_layers={num_layers} differ; "
-                             f"bridge='copy' needs equal depths (use 'dense' or 'zero')")
+            raise ValueError(
+                f"Seq2Seq: encoder_num_layers={encoder_depth} and num_layers={num_layers} differ; "
+                f"bridge='copy' needs equal depths (use 'dense' or 'zero')"
+            )
         if tie_embeddings and embedding_size != hidden_units:
-            raise ValueError(f"Seq2Seq tie_embeddings: needs embedding_size == hidden_units, "
-                             f"got {embedding_size} and {hidden_units}")
+            raise ValueError(
+                f"Seq2Seq tie_embeddings: needs embedding_size == hidden_units, "
+                f"got {embedding_size} and {hidden_units}"
+            )
         # === Layers ===
         inits = uniform_initializers(init_scale)
         init, kernels, recurrent = inits["initializer"], inits["kernels"], inits["recurrent"]
         directions = 2 if bidirectional else 1
         encoder_units = hidden_units // 2 if bidirectional and bridge == "copy" else hidden_units
         states_per_layer = state_count(cell)
-        self._build_source_embedding(source_vocabulary, source_split, source_lowercase, embedding_size,
-                                     reverse_source, init_scale, precision)
-        self._build_target_embedding(target_vocabulary, target_split, target_lowercase, embedding_size,
-                                     tie_embeddings, init_scale, precision)
-        self._build_encoder_layers(cell, encoder_units, encoder_depth, bidirectional, learn_initial_state,
-                                   recurrent_dropout, init_scale, precision)
-        self.bridge_layers = [
-            keras.layers.Dense(hidden_units, dtype=precision, name=f"bridge_{index}_{part}", **kernels)
-            for index in range(num_layers) for part in range(states_per_layer)] if bridge == "dense" else []
+        self._build_source_embedding(
+            source_vocabulary,
+            source_split,
+            source_lowercase,
+            embedding_size,
+            reverse_source,
+            init_scale,
+            precision,
+        )
+        self._build_target_embedding(
+            target_vocabulary,
+            target_split,
+            target_lowercase,
+            embedding_size,
+            tie_embeddings,
+            init_scale,
+            precision,
+        )
+        self._build_encoder_layers(
+            cell,
+            encoder_units,
+            encoder_depth,
+            bidirectional,
+            learn_initial_state,
+            recurrent_dropout,
+            init_scale,
+            precision,
+        )
+        self.bridge_layers = (
+            [
+                keras.layers.Dense(
+                    hidden_units, dtype=precision, name=f"bridge_{index}_{part}", **kernels
+                )
+                for index in range(num_layers)
+                for part in range(states_per_layer)
+            ]
+            if bridge == "dense"
+            else []
+        )
         self._zero_bridge = bridge == "zero"
         self._decoder_shape = (hidden_units, num_layers)
         self.between_layers = keras.layers.Dropout(dropout, name="between_layers_dropout")
         if attention == "none":
             self.attention_decoder = None
             self.decoder_layers = [
-                recurrent_layer(cell, hidden_units, recurrent_dropout=recurrent_dropout, dtype=precision,
-                                name=f"decoder_{cell}_{index}", **recurrent)
-                for index in range(num_layers)]
+                recurrent_layer(
+                    cell,
+                    hidden_units,
+                    recurrent_dropout=recurrent_dropout,
+                    dtype=precision,
+                    name=f"decoder_{cell}_{index}",
+                    **recurrent,
+                )
+                for index in range(num_layers)
+            ]
         else:
             self.decoder_layers = []
             self.attention_decoder = AttentionDecoder(
-                cell, hidden_units, num_layers, embedding_size, encoder_units * directions, attention,
-                dropout=dropout, recurrent_dropout=recurrent_dropout, kernel_initializer=init,
-                dtype=precision, name="attention_decoder")
+                cell,
+                hidden_units,
+                num_layers,
+                embedding_size,
+                encoder_units * directions,
+                attention,
+                dropout=dropout,
+                recurrent_dropout=recurrent_dropout,
+                kernel_initializer=init,
+                dtype=precision,
+                name="attention_decoder",
+            )
             self.attention_decoder.build()
             self.attentional_dropout = keras.layers.Dropout(dropout, name="attentional_dropout")
         self._build_output_projection(tie_embeddings, init_scale)
@@ -129,8 +206,11 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
         source_ids = keras.Input(shape=(None,), dtype="int32", name="source_ids")
         target_in_ids = keras.Input(shape=(None,), dtype="int32", name="target_in_ids")
         logits = self._decode_sequence(target_in_ids, self._encode(source_ids))
-        super().__init__(inputs={"source_ids": source_ids, "target_in_ids": target_in_ids},
-                         outputs=logits, **kwargs)
+        super().__init__(
+            inputs={"source_ids": source_ids, "target_in_ids": target_in_ids},
+            outputs=logits,
+            **kwargs,
+        )
 
         # === Config ===
         self.source_vocabulary = list(source_vocabulary)
@@ -173,11 +253,14 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
         """`decode_step` with the decoder layers' weights read (and cast) once, here: make it
         outside a decoding loop, pass it to the decoders."""
         if self.attention_decoder is None:
-            steppers = cell_steppers(self.decoder_layers, self.target_embedding)  # the first takes token ids
+            steppers = cell_steppers(
+                self.decoder_layers, self.target_embedding
+            )  # the first takes token ids
 
             def step(token_ids, state):
                 x, new_state = step_cells(steppers, token_ids, state)
                 return self._project(x), new_state
+
             return step
 
         def step(token_ids, state):
@@ -212,18 +295,31 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
         """Per encoder layer `[h(, c)]` → per decoder layer `[h(, c)]` of `hidden_units` each."""
         if self.bridge_layers:  # dense
             parts = len(encoder_states[0])
-            if len(self.bridge_layers) == len(encoder_states) * parts:  # equal depths: layer to layer
-                return [[self.bridge_layers[index * parts + part](state) for part, state in enumerate(states)]
-                        for index, states in enumerate(encoder_states)]
+            if (
+                len(self.bridge_layers) == len(encoder_states) * parts
+            ):  # equal depths: layer to layer
+                return [
+                    [
+                        self.bridge_layers[index * parts + part](state)
+                        for part, state in enumerate(states)
+                    ]
+                    for index, states in enumerate(encoder_states)
+                ]
             # Unequal depths: each decoder layer reads the states of every encoder layer.
-            joined = [keras.ops.concatenate([states[part] for states in encoder_states], axis=-1)
-                      for part in range(parts)]
-            return [[self.bridge_layers[index * parts + part](joined[part]) for part in range(parts)]
-                    for index in range(len(self.bridge_layers) // parts)]
+            joined = [
+                keras.ops.concatenate([states[part] for states in encoder_states], axis=-1)
+                for part in range(parts)
+            ]
+            return [
+                [self.bridge_layers[index * parts + part](joined[part]) for part in range(parts)]
+                for index in range(len(self.bridge_layers) // parts)
+            ]
         if self._zero_bridge:
             units, depth = self._decoder_shape
             # zeros (batch, units) built from a state: the batch size is symbolic here
-            zeros = keras.ops.repeat(keras.ops.zeros_like(encoder_states[0][0][:, :1]), units, axis=1)
+            zeros = keras.ops.repeat(
+                keras.ops.zeros_like(encoder_states[0][0][:, :1]), units, axis=1
+            )
             return [[zeros] * len(encoder_states[0]) for _ in range(depth)]
         return encoder_states
 
@@ -245,17 +341,29 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
 
     def get_config(self):
         return {
-            "name": self.name, "trainable": self.trainable,
-            "source_vocabulary": self.source_vocabulary, "target_vocabulary": self.target_vocabulary,
-            "source_split": self.source_split, "target_split": self.target_split,
-            "source_lowercase": self.source_lowercase, "target_lowercase": self.target_lowercase,
-            "cell": self.cell, "learn_initial_state": self.learn_initial_state,
-            "embedding_size": self.embedding_size, "hidden_units": self.hidden_units,
-            "num_layers": self.num_layers, "encoder_num_layers": self.encoder_num_layers,
-            "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
-            "bidirectional": self.bidirectional, "bridge": self.bridge, "attention": self.attention,
-            "reverse_source": self.reverse_source, "tie_embeddings": self.tie_embeddings,
-            "init_scale": self.init_scale, "precision": self.precision,
+            "name": self.name,
+            "trainable": self.trainable,
+            "source_vocabulary": self.source_vocabulary,
+            "target_vocabulary": self.target_vocabulary,
+            "source_split": self.source_split,
+            "target_split": self.target_split,
+            "source_lowercase": self.source_lowercase,
+            "target_lowercase": self.target_lowercase,
+            "cell": self.cell,
+            "learn_initial_state": self.learn_initial_state,
+            "embedding_size": self.embedding_size,
+            "hidden_units": self.hidden_units,
+            "num_layers": self.num_layers,
+            "encoder_num_layers": self.encoder_num_layers,
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "bidirectional": self.bidirectional,
+            "bridge": self.bridge,
+            "attention": self.attention,
+            "reverse_source": self.reverse_source,
+            "tie_embeddings": self.tie_embeddings,
+            "init_scale": self.init_scale,
+            "precision": self.precision,
         }
 
     @classmethod

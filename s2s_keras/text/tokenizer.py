@@ -49,27 +49,42 @@ class Tokenizer(keras.layers.Layer):
         [b'ca']
     """
 
-    def __init__(self, vocabulary: typing.Sequence[str], split: str = "characters",
-                 lowercase: bool = True, **kwargs):
+    def __init__(
+        self,
+        vocabulary: typing.Sequence[str],
+        split: str = "characters",
+        lowercase: bool = True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if split not in SPLIT_MODES:
             raise ValueError(f"Tokenizer split: expected one of {SPLIT_MODES}, got {split!r}")
         clashes = [token for token in vocabulary if token in RESERVED]
         if clashes:
-            raise ValueError(f"Tokenizer vocabulary must not contain reserved tokens {RESERVED}: {clashes}")
+            raise ValueError(
+                f"Tokenizer vocabulary must not contain reserved tokens {RESERVED}: {clashes}"
+            )
         self.vocabulary = list(vocabulary)
         self.split_mode = split
         self.lowercase = lowercase
         self.lookup = keras.layers.StringLookup(
-            vocabulary=[START, END, *self.vocabulary], mask_token=PAD, oov_token=UNK,
-            num_oov_indices=1, dtype="int64")
+            vocabulary=[START, END, *self.vocabulary],
+            mask_token=PAD,
+            oov_token=UNK,
+            num_oov_indices=1,
+            dtype="int64",
+        )
         # id -> token, for detokenization (reserved ids are masked out there).
         self.id_to_token = tf.constant([PAD, UNK, START, END, *self.vocabulary])
         self.wordpiece = None
         if split == "wordpiece":
             self.wordpiece = tf_text.FastWordpieceTokenizer(
-                [UNK, *self.vocabulary], suffix_indicator=SUFFIX, token_out_type=tf.string,
-                unknown_token=UNK, no_pretokenization=False)
+                [UNK, *self.vocabulary],
+                suffix_indicator=SUFFIX,
+                token_out_type=tf.string,
+                unknown_token=UNK,
+                no_pretokenization=False,
+            )
         self.built = True
 
     @property
@@ -79,8 +94,12 @@ class Tokenizer(keras.layers.Layer):
 
     def normalize(self, strings: tf.Tensor) -> tf.Tensor:
         strings = tf.strings.unicode_transcode(
-            strings, input_encoding="UTF-8", output_encoding="UTF-8", errors="replace",
-            replacement_char=0xFFFD)
+            strings,
+            input_encoding="UTF-8",
+            output_encoding="UTF-8",
+            errors="replace",
+            replacement_char=0xFFFD,
+        )
         strings = tf_text.normalize_utf8(strings, "NFKC")
         if self.lowercase:
             strings = tf_text.case_fold_utf8(strings)
@@ -112,13 +131,17 @@ class Tokenizer(keras.layers.Layer):
     def detokenize(self, ids: tf.Tensor) -> tf.Tensor:
         """Joins the tokens before the first end id; padding and start ids are dropped."""
         ids = tf.convert_to_tensor(ids, tf.int32)
-        before_end = tf.cumsum(tf.cast(tf.equal(ids, END_ID), tf.int32), axis=1, exclusive=True) == 0
+        before_end = (
+            tf.cumsum(tf.cast(tf.equal(ids, END_ID), tf.int32), axis=1, exclusive=True) == 0
+        )
         keep = before_end & (ids != PAD_ID) & (ids != START_ID) & (ids != END_ID)
         tokens = tf.ragged.boolean_mask(tf.gather(self.id_to_token, ids), keep)
         separator = "" if self.split_mode == "characters" else " "
         text = tf.strings.reduce_join(tokens, axis=1, separator=separator)
         if self.split_mode == "wordpiece":
-            text = tf.strings.regex_replace(tf.strings.regex_replace(text, " " + SUFFIX, ""), "^" + SUFFIX, "")
+            text = tf.strings.regex_replace(
+                tf.strings.regex_replace(text, " " + SUFFIX, ""), "^" + SUFFIX, ""
+            )
         return text
 
     def get_config(self):
@@ -145,8 +168,11 @@ class TokenCounter:
 
     def __init__(self, split: str, lowercase: bool):
         self.split = split
-        self.splitter = Tokenizer(vocabulary=[], split="whitespace" if split == "wordpiece" else split,
-                                  lowercase=lowercase)
+        self.splitter = Tokenizer(
+            vocabulary=[],
+            split="whitespace" if split == "wordpiece" else split,
+            lowercase=lowercase,
+        )
         if split == "wordpiece":
             # The words BERT's vocabulary tool learns from (its `bert_vocab_from_dataset`).
             from tensorflow_text.python.ops.bert_tokenizer import BasicTokenizer
@@ -168,15 +194,22 @@ class TokenCounter:
         if self.split == "wordpiece":
             from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib
 
-            learned = wordpiece_tokenizer_learner_lib.learn(collections.Counter(counts), vocabulary_size,
-                                                            reserved_tokens=[UNK])
+            learned = wordpiece_tokenizer_learner_lib.learn(
+                collections.Counter(counts), vocabulary_size, reserved_tokens=[UNK]
+            )
             return [token for token in learned if token not in RESERVED]
         tokens = [t for t, c in counts.items() if c >= min_count and t not in RESERVED]
         return sorted(tokens, key=lambda t: (-counts[t], t))
 
 
-def build_vocabulary(texts: typing.Iterable[str], split: str, lowercase: bool,
-                     min_count: int = 1, batch_size: int = 4096, vocabulary_size: int = 8000) -> list[str]:
+def build_vocabulary(
+    texts: typing.Iterable[str],
+    split: str,
+    lowercase: bool,
+    min_count: int = 1,
+    batch_size: int = 4096,
+    vocabulary_size: int = 8000,
+) -> list[str]:
     """Tokens of `texts` by descending count (ties: code point order), through the same
     normalization and splitting graph as `Tokenizer`; reserved tokens are left out. For
     `wordpiece`, a WordPiece vocabulary of about `vocabulary_size` pieces learned from the
