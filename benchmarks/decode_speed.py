@@ -93,7 +93,8 @@ def saved_model_benchmarks(path, words, latency_count):
 
 
 def model_arrays(model) -> dict:
-    """The Keras model's weights by the names `torch_reference.TorchSeq2Seq.load_keras_weights` reads."""
+    """The Keras model's weights by the names `torch_reference.TorchSeq2Seq.load_keras_weights`
+    reads."""
     arrays = {
         "source_embedding": model.source_embedding.embeddings.numpy(),
         "target_embedding": model.target_embedding.embeddings.numpy(),
@@ -123,8 +124,8 @@ def torch_benchmarks(model, words, max_length, reference_outputs, batch_size=256
     ]
     if unsupported or model.encoder_num_layers not in (0, model.num_layers):  # 0: num_layers
         raise ValueError(
-            f"decode_speed.py: the PyTorch reference is a plain LSTM encoder-decoder; this model has "
-            f"{unsupported or ['encoder_num_layers']} (use --skip-torch)"
+            "decode_speed.py: the PyTorch reference is a plain LSTM encoder-decoder; this model "
+            f"has {unsupported or ['encoder_num_layers']} (use --skip-torch)"
         )
     ids = model.source_tokenizer.tokenize(tf.constant(words)).numpy()
     meta = {

@@ -1,7 +1,9 @@
-"""Trains a preset on its data and reports test and validation quality (the README's results tables).
+"""Trains a preset on its data and reports test and validation quality (the README's results
+tables).
 
     .venv/bin/python benchmarks/quality.py --preset attention [--set train.epochs=12] \
-        [--data SPEC] [--run-dir runs/quality-attention] [--output benchmarks/results/quality-attention.json]
+        [--data SPEC] [--run-dir runs/quality-attention] \
+        [--output benchmarks/results/quality-attention.json]
 
 Runs `s2s train --preset P` (on the preset's own `data.source` unless `--data`) and
 `s2s evaluate --split test` / `--split valid` as separate processes, like a user would, and writes

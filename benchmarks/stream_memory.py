@@ -1,6 +1,7 @@
 """Peak memory of `s2s train --set data.streaming=true` on a small and a 100x larger corpus.
 
-    .venv/bin/python benchmarks/stream_memory.py --json [--pairs 20000 2000000] [--set KEY=VALUE ...]
+    .venv/bin/python benchmarks/stream_memory.py --json [--pairs 20000 2000000] \
+        [--set KEY=VALUE ...]
 
 (`python -m s2s_keras.cli train ...` is `s2s train ...`.)
 

@@ -1,4 +1,5 @@
-"""The PyTorch reference of `train_speed.py` and `decode_speed.py`, run by them in a process of its own.
+"""The PyTorch reference of `train_speed.py` and `decode_speed.py`, run by them in a process of
+its own.
 
     .venv/bin/python benchmarks/torch_reference.py train BATCHES.npz    # prints one JSON object
     .venv/bin/python benchmarks/torch_reference.py decode MODEL.npz     # prints one JSON object
@@ -79,7 +80,8 @@ class TorchSeq2Seq(torch.nn.Module):
         return self.projection(outputs.data), labels, outputs.data.dtype
 
     def greedy(self, source_ids, max_length: int, start_id: int, end_id: int):
-        """Argmax decoding, one step for the whole batch per output token; ids after a row's end are 0."""
+        """Argmax decoding, one step for the whole batch per output token; ids after a row's end
+        are 0."""
         state = self.encode(source_ids)
         tokens = torch.full((source_ids.shape[0],), start_id, dtype=torch.long)
         finished = torch.zeros(source_ids.shape[0], dtype=torch.bool)
@@ -183,7 +185,8 @@ def step_matmul_gflops(dtype, batch: int, units: int, chained: int = 40, calls: 
 
 
 def decode_benchmark(arrays: dict, meta: dict) -> dict:
-    """Greedy words/s at `meta["batch_size"]` over `arrays["source_ids"]`, fp32 and bf16 autocast."""
+    """Greedy words/s at `meta["batch_size"]` over `arrays["source_ids"]`, fp32 and bf16
+    autocast."""
     torch.set_num_threads(os.cpu_count())
     network = TorchSeq2Seq(meta).eval()
     network.load_keras_weights(arrays)

@@ -1,9 +1,9 @@
 """Training speed in tokens/second, next to a PyTorch reference and the keras-io recipe.
 
     .venv/bin/pip install -r benchmarks/requirements.txt      # torch, for the reference
-    .venv/bin/python benchmarks/train_speed.py --units 256 --layers 1 --batch-size 128 --pairs 40000 \
-        [--precision mixed_bfloat16|float32|both] [--set KEY=VALUE ...] [--skip-torch] [--skip-kerasio] \
-        [--intra-op-threads N] [--inter-op-threads N] --json
+    .venv/bin/python benchmarks/train_speed.py --units 256 --layers 1 --batch-size 128 \
+        --pairs 40000 [--precision mixed_bfloat16|float32|both] [--set KEY=VALUE ...] \
+        [--skip-torch] [--skip-kerasio] [--intra-op-threads N] [--inter-op-threads N] --json
 
 Measures, in one invocation on the same training pairs (CMUdict, `data.max_pairs = --pairs`, the
 training split of those):
@@ -28,9 +28,10 @@ training split of those):
   - in a fresh process too, the keras-io `lstm_seq2seq` style: one-hot encoder/decoder inputs
     and targets padded to the corpus' maximum lengths (padding is the one-hot of id 0, as the
     recipe pads with spaces, and is trained on, unmasked), `LSTM(return_state=True)` encoder,
-    decoder `LSTM` started from its states (stacked the same way for `--layers` > 1), `Dense(softmax)`, rmsprop +
-    categorical_crossentropy, `fit(batch_size=--batch-size, epochs=2)`, on the same pairs (no
-    validation split, as ours), at the same precisions as ours; the second epoch is reported;
+    decoder `LSTM` started from its states (stacked the same way for `--layers` > 1),
+    `Dense(softmax)`, rmsprop + categorical_crossentropy, `fit(batch_size=--batch-size,
+    epochs=2)`, on the same pairs (no validation split, as ours), at the same precisions as
+    ours; the second epoch is reported;
   - useful FLOP/s: an analytic count per real token (per LSTM layer 2·4H·(in+H) forward, the
     projection 2·H·V on target tokens, training = 3× forward) over the measured time, for ours
     and PyTorch, and the machine's matmul peak (4096×4096 `tf.matmul`, 5 chained per
@@ -288,8 +289,8 @@ def kerasio_benchmark(batches, meta: dict) -> dict:
 
 
 def in_own_process(arguments: list) -> dict:
-    """Runs a reference (`torch_reference.py train BATCHES`, `train_speed.py --kerasio-worker BATCHES`)
-    in a fresh Python process and returns the JSON it prints."""
+    """Runs a reference (`torch_reference.py train BATCHES`, `train_speed.py --kerasio-worker
+    BATCHES`) in a fresh Python process and returns the JSON it prints."""
     completed = subprocess.run([sys.executable, *arguments], capture_output=True, text=True)
     if completed.returncode != 0:
         raise SystemExit(f"{' '.join(arguments)} failed:\n{completed.stderr[-3000:]}")

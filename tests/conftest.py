@@ -23,7 +23,8 @@ def tiny_model():
 
 
 def run_python(code: str, cwd: str) -> str:
-    """Runs `code` in a fresh interpreter (a clean process: nothing imported but what it imports)."""
+    """Runs `code` in a fresh interpreter (a clean process: nothing imported but what it
+    imports)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH="")
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=600

@@ -116,9 +116,9 @@ def sentiment_rows(count, seed):
 @pytest.mark.slow
 def test_cli_trains_evaluates_predicts_and_exports_a_classifier(tmp_path):
     rows = sentiment_rows(1200, seed=1)
-    (tmp_path / "train.tsv").write_text("".join(f"{t}\t{l}\n" for t, l in rows[:900]))
-    (tmp_path / "valid.tsv").write_text("".join(f"{t}\t{l}\n" for t, l in rows[900:1000]))
-    (tmp_path / "test.tsv").write_text("".join(f"{t}\t{l}\n" for t, l in rows[1000:]))
+    (tmp_path / "train.tsv").write_text("".join(f"{t}\t{label}\n" for t, label in rows[:900]))
+    (tmp_path / "valid.tsv").write_text("".join(f"{t}\t{label}\n" for t, label in rows[900:1000]))
+    (tmp_path / "test.tsv").write_text("".join(f"{t}\t{label}\n" for t, label in rows[1000:]))
     run_dir = tmp_path / "run"
     data = (
         f"tsv:{tmp_path / 'train.tsv'},valid={tmp_path / 'valid.tsv'},test={tmp_path / 'test.tsv'}"

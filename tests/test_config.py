@@ -85,7 +85,8 @@ def test_paper_and_attention_presets():
         (["model.bridge=zero"], "model.bridge: expected copy or dense when model.attention=none"),
         (
             ["model.bidirectional=true", "model.bridge=dense", "model.attention=luong_dot"],
-            "model.attention: expected luong_general or bahdanau when the encoder outputs 512 features",
+            "model.attention: expected luong_general or bahdanau when the encoder outputs "
+            "512 features",
         ),
         (
             ["model.bidirectional=true", "model.hidden_units=33"],
@@ -97,7 +98,8 @@ def test_paper_and_attention_presets():
         ),
         (
             ["model.encoder_num_layers=3"],
-            "model.bridge: expected dense or zero when model.encoder_num_layers (3) != model.num_layers (2)",
+            "model.bridge: expected dense or zero when model.encoder_num_layers (3) != "
+            "model.num_layers (2)",
         ),
         (["train.optimizer=adagrad"], "train.optimizer: expected one of"),
         (["train.label_smoothing=1"], "train.label_smoothing: expected a rate in [0, 1)"),

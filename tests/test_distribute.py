@@ -19,8 +19,9 @@ def test_mirrored_over_two_logical_cpus_trains_evaluates_exports(tmp_path):
 import numpy as np
 from s2s_keras.config import preset
 from s2s_keras.training import train
-config = preset("tiny").override(["data.source=tsv:{tmp_path / "train.tsv"}", "train.strategy=mirrored",
-                                  "train.cpu_devices=2", "train.epochs=2", "model.attention=bahdanau",
+config = preset("tiny").override(["data.source=tsv:{tmp_path / "train.tsv"}",
+                                  "train.strategy=mirrored", "train.cpu_devices=2",
+                                  "train.epochs=2", "model.attention=bahdanau",
                                   "model.bidirectional=true", "model.dropout=0.1"])
 model = train(config, {str(run_dir)!r}, verbose=0)
 replicas = [v.value.values for v in model.trainable_variables]
@@ -150,7 +151,9 @@ def test_multi_worker_training_with_two_processes(tmp_path):
         f"""
 import keras, numpy as np, s2s_keras
 chief = keras.saving.load_model({str(run_dir / "model.keras")!r}).get_weights()
-other = keras.saving.load_model({str(run_dir / "workers" / "worker-1" / "model.keras")!r}).get_weights()
+other = keras.saving.load_model(
+    {str(run_dir / "workers" / "worker-1" / "model.keras")!r}
+).get_weights()
 print("identical", all(np.array_equal(a, b) for a, b in zip(chief, other)))
 """,
         cwd=REPO,

@@ -1,4 +1,5 @@
-"""A real (tiny) training run through the CLI: learns string reversal, evaluates, exports, predicts."""
+"""A real (tiny) training run through the CLI: learns string reversal, evaluates, exports,
+predicts."""
 
 import json
 import os

@@ -140,7 +140,8 @@ def test_members_that_read_or_write_other_tokens_are_refused_by_name():
         Ensemble([classifier(1), other_labels], names=["a", "c"])
     with pytest.raises(
         ValueError,
-        match="all be Seq2Seq, all Classifier or all LanguageModel; got member 0: Classifier, member 1: Seq2Seq",
+        match="all be Seq2Seq, all Classifier or all LanguageModel; got member 0: Classifier, "
+        "member 1: Seq2Seq",
     ):
         Ensemble([classifier(1), seq2seq(1)])
     with pytest.raises(ValueError, match="s: Seq2Seq, lm: LanguageModel"):

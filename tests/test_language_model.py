@@ -1,4 +1,5 @@
-"""Language modelling: the decoder stack alone, truncated BPTT, generation and scoring, CLI, export."""
+"""Language modelling: the decoder stack alone, truncated BPTT, generation and scoring, CLI,
+export."""
 
 import json
 

@@ -131,7 +131,8 @@ def test_streamed_training_equals_in_memory_and_logs_padding_per_epoch(tmp_path)
         streamed["pairs"] == in_memory["pairs"]
         and streamed["skipped_lines"] == in_memory["skipped_lines"] == 1
     )
-    # The shuffle window holds the whole corpus here, so both see the same batches in the same order.
+    # The shuffle window holds the whole corpus here, so both see the same batches in the same
+    # order.
     for key in ("loss", "val_loss", "padding_fraction"):
         assert streamed["history"][key] == pytest.approx(in_memory["history"][key], rel=1e-5), key
 
@@ -336,7 +337,8 @@ def test_a_classifier_trains_from_a_language_model_run(tmp_path, capsys):
     assert "(a LanguageModel): its vocabulary; text tokens unknown to it: " in log
     assert "(0.00%)" not in log  # "fine" is not in the language model's vocabulary
     assert (
-        "copied target_embedding → source_embedding, decoder_lstm_0 → encoder_bilstm_0/forward_encoder_lstm_0; "
+        "copied target_embedding → source_embedding, "
+        "decoder_lstm_0 → encoder_bilstm_0/forward_encoder_lstm_0; "
         "fresh: encoder_bilstm_0/backward_encoder_lstm_0/lstm_cell, label_projection"
     ) in log
 
@@ -403,7 +405,8 @@ def test_a_language_model_reads_the_text_of_the_training_split_only(tmp_path):
         classifier_corpus.split(name) for name in ("train", "valid", "test")
     ]
     assert corpus.valid and corpus.test
-    # Every text has a word of its own: a valid/test text's is neither in the vocabulary nor trained on.
+    # Every text has a word of its own: a valid/test text's is neither in the vocabulary nor
+    # trained on.
     assert set(vocabulary) == {word for text, _ in corpus.train for word in text.split()}
     targets = np.concatenate(
         [

@@ -1,4 +1,5 @@
-"""Tokenizers and vocabularies as Keras layers (the same objects in tf.data, training and export)."""
+"""Tokenizers and vocabularies as Keras layers (the same objects in tf.data, training and
+export)."""
 
 from s2s_keras.text.tokenizer import (
     END_ID,

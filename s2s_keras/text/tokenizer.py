@@ -23,8 +23,9 @@ class Tokenizer(keras.layers.Layer):
     """Normalizes strings, splits them into tokens and maps tokens to ids (and back).
 
     Normalization: invalid UTF-8 bytes become U+FFFD, then Unicode NFKC, then (if `lowercase`)
-    Unicode case folding (`tf_text.case_fold_utf8`), then surrounding whitespace is stripped. The same graph
-    ops run when the vocabulary is built, in the tf.data pipeline and in the SavedModel.
+    Unicode case folding (`tf_text.case_fold_utf8`), then surrounding whitespace is stripped.
+    The same graph ops run when the vocabulary is built, in the tf.data pipeline and in the
+    SavedModel.
 
     Ids: 0 padding, 1 unknown (`[UNK]`), 2 start (`<s>`), 3 end (`</s>`), then `vocabulary`
     in order. Tokens never seen in training map to the unknown id.
