@@ -8,7 +8,7 @@
 Measures, in one invocation on the same training pairs (CMUdict, `data.max_pairs = --pairs`, the
 training split of those):
   - ours: the real training path — `load_data` → `build_model` → `datasets` →
-    `split_dataset(epoch_range=(0, 2), padding=PaddingCounter(2))` → `compile_model` →
+    `datasets(...).epochs(0, 2, PaddingCounter(2))` → `compile_model` →
     `model.fit(epochs=2, steps_per_epoch=...)` under the strategy `train` picks — of the `small`
     preset with `model.hidden_units=--units`, `model.num_layers=--layers`, `model.dropout=0`,
     `train.batch_size=--batch-size`, `train.precision` (Adam, clip norm 5, reversed source,
@@ -21,7 +21,7 @@ training split of those):
     encoder whose final (h, c) starts an nn.LSTM decoder, nn.Linear, CrossEntropyLoss ignoring
     id 0, Adam at our rate, clip_grad_norm 5, the source reversed within its length), with
     packed sequences, trained on EXACTLY the batches of our timed epoch (the same
-    `split_dataset` epoch, read once into numpy; checked equal to ours by their padding and
+    `datasets(...).epochs` epoch, read once into numpy; checked equal to ours by their padding and
     position counts): ~20 batches of warm-up,
     then one timed epoch, at fp32 and under bf16 autocast (loss in float32; `lstm_output_dtype`
     says whether autocast reached the LSTMs or only the projection);
@@ -76,7 +76,7 @@ from s2s_keras.config import preset  # noqa: E402
 from s2s_keras.data import PaddingCounter  # noqa: E402
 from s2s_keras.distribute import get_strategy  # noqa: E402
 from s2s_keras.text import PAD_ID  # noqa: E402
-from s2s_keras.training import build_model, compile_model, datasets, load_data, split_dataset  # noqa: E402
+from s2s_keras.training import build_model, compile_model, datasets, load_data  # noqa: E402
 
 PRECISIONS = {
     "float32": ["float32"],
@@ -148,14 +148,12 @@ def ours_benchmark(config, corpus, source_vocabulary, target_vocabulary, lengths
     keras.utils.set_random_seed(config.train.seed)
     with strategy.scope():
         model = build_model(config, source_vocabulary, target_vocabulary)
-    _, _, stats = datasets(config, corpus, model, lengths)
-    steps = stats["batches"]
+    data = datasets(config, corpus, model, lengths)
+    steps = data.batches
     with strategy.scope():
         compile_model(model, config, steps_per_epoch=steps)
     padding = PaddingCounter(2)
-    stream = split_dataset(
-        config, corpus.train, model, shuffle=True, epoch_range=(0, 2), padding=padding
-    )
+    stream = data.epochs(0, 2, padding)
     timer = EpochTimes()
     model.fit(stream, epochs=2, steps_per_epoch=steps, callbacks=[timer], verbose=0, shuffle=False)
     padded, total, batches = (int(n) for n in padding.counts[1].numpy())
@@ -178,7 +176,7 @@ def ours_benchmark(config, corpus, source_vocabulary, target_vocabulary, lengths
 def epoch_batches(config, corpus, model) -> list:
     """The batches of our timed epoch (epoch 1 of `epoch_range=(0, 2)`: its order depends on
     (seed, epoch) alone) as numpy `(source_ids, target_in_ids, target_out_ids)`."""
-    dataset = split_dataset(config, corpus.train, model, shuffle=True, epoch_range=(1, 2))
+    dataset = datasets(config, corpus, model).epochs(1, 2)
     return [
         (inputs["source_ids"].numpy(), inputs["target_in_ids"].numpy(), target_out.numpy())
         for inputs, target_out in dataset

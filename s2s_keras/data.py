@@ -1,9 +1,11 @@
-"""(source, target) string pairs → padded, length-bucketed id batches for teacher forcing.
+"""(source, target) string pairs → padded, length-bucketed id batches.
 
-Each seq2seq element is `({"source_ids": (batch, S), "target_in_ids": (batch, T)}, target_out_ids
+What a batch holds is the task's `Examples` (`s2s_keras.tasks`); for seq2seq (`TeacherForcing`)
+each element is `({"source_ids": (batch, S), "target_in_ids": (batch, T)}, target_out_ids
 (batch, T))` with `target_in = <s> + y` and `target_out = y + </s>` (the teacher-forcing shift),
-0 = padding; classification and language-model elements are built the same way (see
-`make_dataset`), and `make_stream_dataset` cuts contiguous text for truncated BPTT.
+0 = padding. `make_stream_dataset` cuts contiguous text for truncated BPTT instead.
+`TrainingData` is what a task hands the fit loop: the per-epoch stream, the validation batches,
+the steps per epoch and the statistics of the data preparation (`bucketed_training_data`).
 Pairs are tokenized once (cached), shuffled with a seed, grouped into buckets of similar length
 (`bucket_width` tokens wide) so that little of each batch is padding, then prefetched. A streamed
 training split (`pipelines.corpus.PairStream`, `data.streaming`) is read from its files on every
@@ -13,8 +15,11 @@ pass instead: tokenized as it is read, shuffled within a window of `shuffle_buff
 from __future__ import annotations
 
 import bisect
+import collections
 import collections.abc
+import dataclasses
 import itertools
+import typing
 
 import numpy as np
 import tensorflow as tf
@@ -30,12 +35,29 @@ def teacher_forcing_shift(target_ids: tf.RaggedTensor):
     return tf.concat([start, target_ids], axis=1), tf.concat([target_ids, end], axis=1)
 
 
-def encode_pairs(
-    sources: tf.Tensor, targets: tf.Tensor, source_tokenizer: Tokenizer, target_tokenizer: Tokenizer
-):
-    """Batch of strings → ragged `(source_ids, target_in_ids, target_out_ids)`."""
-    target_in, target_out = teacher_forcing_shift(target_tokenizer.tokenize_ragged(targets))
-    return source_tokenizer.tokenize_ragged(sources), target_in, target_out
+class TeacherForcing:
+    """Seq2seq examples (see `tasks.base.Examples`): ragged `(source_ids, target_in_ids,
+    target_out_ids)` per batch of strings."""
+
+    counted = (0, 2)  # target_in pads where target_out does
+
+    def __init__(self, source_tokenizer: Tokenizer, target_tokenizer: Tokenizer):
+        self.source_tokenizer = source_tokenizer
+        self.target_tokenizer = target_tokenizer
+
+    def encode(self, sources, targets):
+        target_in, target_out = teacher_forcing_shift(
+            self.target_tokenizer.tokenize_ragged(targets)
+        )
+        return self.source_tokenizer.tokenize_ragged(sources), target_in, target_out
+
+    def to_model(self, source, target_in, target_out):
+        return {"source_ids": source, "target_in_ids": target_in}, target_out
+
+
+def teacher_forcing_lengths(source_lengths, target_lengths) -> np.ndarray:
+    """Bucketing lengths of seq2seq pairs: `max(source tokens, target tokens + 1)`."""
+    return np.maximum(np.asarray(source_lengths), np.asarray(target_lengths) + 1)
 
 
 STRING_BATCH = 4096  # strings per tokenizer call: far cheaper than one string per call
@@ -62,21 +84,6 @@ def count_batches(lengths: collections.abc.Mapping, boundaries: list, batch_size
     for length, examples in lengths.items():
         per_bucket[bisect.bisect_right(boundaries, length)] += examples
     return sum(-(-examples // batch_sizes[bucket]) for bucket, examples in per_bucket.items())
-
-
-def example_lengths(
-    source_lengths, target_lengths, task: str = "seq2seq", max_source_tokens: int = 0
-) -> collections.Counter:
-    """Histogram of bucketing lengths from token counts per pair (see `count_batches`): seq2seq
-    `max(source, target + 1)`; classify the (cut) source; lm `source + 1` (`</s>` added)."""
-    sources = np.asarray(source_lengths)
-    if task == "classify":
-        lengths = np.minimum(sources, max_source_tokens) if max_source_tokens else sources
-    elif task == "lm":
-        lengths = sources + 1
-    else:
-        lengths = np.maximum(sources, np.asarray(target_lengths) + 1)
-    return collections.Counter(lengths.tolist())
 
 
 class PaddingCounter:
@@ -119,8 +126,7 @@ class PaddingCounter:
 
 def make_dataset(
     pairs,
-    source_tokenizer: Tokenizer,
-    target_tokenizer: Tokenizer | None,
+    examples,
     batch_size: int,
     shuffle: bool,
     seed: int = 0,
@@ -130,9 +136,6 @@ def make_dataset(
     epoch_range: tuple[int, int] | None = None,
     batch_tokens: int = 0,
     padding: PaddingCounter | None = None,
-    task: str = "seq2seq",
-    labels=None,
-    max_source_tokens: int = 0,
 ) -> tf.data.Dataset:
     """Batches of one pass over `pairs` (reshuffled each time it is iterated), or with
     `epoch_range=(first, stop)` the batches of epochs `first .. stop-1` one after the other, where
@@ -146,17 +149,11 @@ def make_dataset(
     (`batch_tokens // bucket length`, at least 1) instead of `batch_size` examples.
     `padding` (with `epoch_range`) counts each epoch's padding (see `PaddingCounter`).
 
-    `task` picks the examples (same tokenization, bucketing and batching for all):
-    `seq2seq` `({"source_ids", "target_in_ids"}, target_out_ids)`; `classify`
-    `({"source_ids"}, label id (batch,))` with ids in the order of `labels` and sources cut to
-    their last `max_source_tokens` tokens (0: uncut); `lm` (sentences of the source column, see
-    `LanguageModel`) `({"input_ids": </s> + y}, y + </s>)`."""
+    `examples` (a task's `Examples`, e.g. `TeacherForcing`) turns strings into model examples;
+    tokenization, bucketing and batching are the same for every task."""
     in_memory = isinstance(pairs, collections.abc.Sequence)
     if in_memory and not pairs:
         raise ValueError("make_dataset: no pairs (is the split empty?)")
-    encode, as_inputs, counted_parts = _task_examples(
-        task, source_tokenizer, target_tokenizer, labels, max_source_tokens
-    )
 
     def densify(*ragged):
         # After unbatch each element is a rank-0-ragged tensor; padded_batch wants plain tensors.
@@ -178,9 +175,10 @@ def make_dataset(
             lambda: string_batches(pairs), output_signature=(tf.TensorSpec([None], tf.string),) * 2
         )
         buffer = shuffle_buffer
-    examples = strings.map(encode, num_parallel_calls=tf.data.AUTOTUNE).unbatch().map(densify)
+    encoded = strings.map(examples.encode, num_parallel_calls=tf.data.AUTOTUNE)
+    encoded = encoded.unbatch().map(densify)
     if in_memory:
-        examples = examples.cache()  # tokenized once; a stream is tokenized as it is read
+        encoded = encoded.cache()  # tokenized once; a stream is tokenized as it is read
     boundaries, bucket_batch_sizes = buckets(
         bucket_width, max_bucket_length, batch_size, batch_tokens
     )
@@ -192,26 +190,27 @@ def make_dataset(
         )
 
     def arrange(epoch, epoch_seed, reshuffle: bool):
-        dataset = examples
+        dataset = encoded
         if shuffle:
             dataset = dataset.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=reshuffle)
         dataset = dataset.bucket_by_sequence_length(
             element_length_func=length,
             bucket_boundaries=boundaries,
             bucket_batch_sizes=bucket_batch_sizes,
-            padding_values=tuple(PAD_ID for _ in examples.element_spec),
+            padding_values=tuple(PAD_ID for _ in encoded.element_spec),
         )
         if shuffle:
-            # Buckets fill at different rates; mixing whole batches keeps lengths from arriving in runs.
+            # Buckets fill at different rates; mixing whole batches keeps lengths from arriving
+            # in runs.
             dataset = dataset.shuffle(64, seed=epoch_seed + 1, reshuffle_each_iteration=reshuffle)
 
         if padding is None:
-            return dataset.map(as_inputs)
+            return dataset.map(examples.to_model)
 
         def counted(index, batch):
-            parts = [batch[i] for i in counted_parts]
+            parts = [batch[i] for i in examples.counted]
             with tf.control_dependencies([padding.count(epoch, index, *parts)]):
-                return as_inputs(*(tf.identity(ids) for ids in batch))
+                return examples.to_model(*(tf.identity(ids) for ids in batch))
 
         return dataset.enumerate().map(counted)
 
@@ -223,52 +222,6 @@ def make_dataset(
             lambda epoch: arrange(epoch, tf.cast(seed, tf.int64) + 7919 * epoch, reshuffle=False)
         )
     return _distributable(dataset)
-
-
-def _task_examples(task: str, source_tokenizer, target_tokenizer, labels, max_source_tokens: int):
-    """`(encode(sources, targets) -> ragged/dense tensors, to_model(*batch) -> (inputs, targets),
-    the positions of the batch's parts whose padding counts)`: source and target ids, not
-    `target_in` (it pads where `target_out` does) and not a label (no padding)."""
-    if task == "seq2seq":
-
-        def encode(source, target):
-            return encode_pairs(source, target, source_tokenizer, target_tokenizer)
-
-        return (
-            encode,
-            lambda source, target_in, target_out: (
-                {"source_ids": source, "target_in_ids": target_in},
-                target_out,
-            ),
-            (0, 2),
-        )
-    if task == "classify":
-        if not labels:
-            raise ValueError("make_dataset: task 'classify' needs the labels")
-        table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(tf.constant(list(labels)), tf.range(len(labels))),
-            -1,
-        )
-
-        def encode(source, target):
-            ids = source_tokenizer.tokenize_ragged(source)
-            if max_source_tokens:
-                ids = ids[:, -max_source_tokens:]
-            label = table.lookup(target)
-            check = tf.debugging.assert_non_negative(
-                label, message="make_dataset: a label not in `labels`"
-            )
-            with tf.control_dependencies([check]):
-                return ids, tf.identity(label)
-
-        return encode, lambda source, label: ({"source_ids": source}, label), (0,)
-    if task == "lm":
-
-        def encode(source, target):
-            return lm_shift(source_tokenizer.tokenize_ragged(source))
-
-        return encode, lambda inputs, outputs: ({"input_ids": inputs}, outputs), (1,)
-    raise ValueError(f"make_dataset: unknown task {task!r}")
 
 
 def lm_shift(ids: tf.RaggedTensor):
@@ -366,3 +319,65 @@ def batch_statistics(dataset: tf.data.Dataset) -> dict:
             padded += int(tf.reduce_sum(tf.cast(ids == PAD_ID, tf.int64)))
             total += int(tf.size(ids, out_type=tf.int64))
     return {"batches": batches, "padding_fraction": padded / total if total else 0.0}
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """What the fit loop trains on, from a task (`Task.datasets`).
+
+    Attributes:
+        batches: steps per epoch (the same every epoch).
+        valid: the validation batches (with a known length), or None without a valid split.
+        make: `make(pairs, shuffle, epoch_range, padding) -> tf.data.Dataset` of any split.
+        corpus: the corpus whose training split `epochs` reads.
+        statistics: what the data preparation reports in summary.json (besides padding).
+    """
+
+    batches: int
+    valid: tf.data.Dataset | None
+    make: typing.Callable
+    corpus: typing.Any
+    statistics: dict = dataclasses.field(default_factory=dict)
+
+    def epochs(self, first: int, stop: int, padding: PaddingCounter | None = None):
+        """The training batches of epochs `first .. stop-1` (see `make_dataset`)."""
+        return self.make(self.corpus.train, True, (first, stop), padding)
+
+    def split(self, pairs) -> tf.data.Dataset:
+        """One unshuffled pass over `pairs` (evaluation)."""
+        return self.make(pairs, False, None, None)
+
+
+def length_histogram(lengths_of, source_tokenizer, target_tokenizer, pairs) -> collections.Counter:
+    """`{bucketing length: pairs}` of `pairs`, measured with the tokenizers (one pass);
+    `lengths_of(source lengths, target lengths or None)` gives a batch's bucketing lengths."""
+    lengths = collections.Counter()
+    for sources, targets in string_batches(pairs):
+        source_lengths = source_tokenizer.tokenize_ragged(sources).row_lengths()
+        target_lengths = (
+            target_tokenizer.tokenize_ragged(targets).row_lengths() if target_tokenizer else None
+        )
+        lengths.update(lengths_of(source_lengths, target_lengths).tolist())
+    return lengths
+
+
+def bucketed_training_data(data, batch_size: int, corpus, examples, lengths) -> TrainingData:
+    """Length-bucketed batches of `examples` (`data` a `DataConfig`); `lengths`: the training
+    split's bucketing-length histogram (`length_histogram`), which gives the steps per epoch."""
+    bucketing = buckets(data.bucket_width, data.max_bucket_length, batch_size, data.batch_tokens)
+
+    def make(pairs, shuffle, epoch_range, padding):
+        return make_dataset(
+            pairs, examples, batch_size, shuffle=shuffle, seed=data.seed,
+            bucket_width=data.bucket_width, max_bucket_length=data.max_bucket_length,
+            shuffle_buffer=data.shuffle_buffer, batch_tokens=data.batch_tokens,
+            epoch_range=epoch_range, padding=padding,
+        )  # fmt: skip
+
+    valid = None
+    if corpus.valid:
+        valid = make(corpus.valid, False, None, None)
+        valid = valid.apply(
+            tf.data.experimental.assert_cardinality(batch_statistics(valid)["batches"])
+        )
+    return TrainingData(count_batches(lengths, *bucketing), valid, make, corpus)

@@ -92,13 +92,13 @@ def evaluate_language_model(model, config, pairs) -> dict:
     `train.batch_size` streams with the state carried across batches (as it was trained; the
     standard PTB measure — only the first token of each stream starts from a zero state);
     otherwise each sentence from a zero state. Returns `{"perplexity", "nll_per_token", "tokens"}`."""
-    from s2s_keras.training import split_dataset
+    from s2s_keras.tasks import get_task
 
     streams = config.data.bptt_length > 0
     if streams:
         model.carry_state(config.train.batch_size)
     try:
-        dataset = split_dataset(config, pairs, model, shuffle=False)
+        dataset = get_task(config.task).split_batches(config, model, pairs)
 
         @tf.function
         def step(inputs, targets):

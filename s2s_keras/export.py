@@ -43,21 +43,20 @@ import re
 import shutil
 import tempfile
 
-import numpy as np
 import tensorflow as tf
 
 from s2s_keras.config import Config, DecodeConfig
-from s2s_keras.inference import LabelPredictor, TextGenerator, Translator
 from s2s_keras.models.ensemble import Ensemble
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 
 
-def _vector(dtype, name):
+def vector(dtype, name):
+    """A signature input: one value per example (`[None]`)."""
     return tf.TensorSpec([None], dtype, name=name)
 
 
-def _per_request(values, default, inputs, name):
+def per_request(values, default, inputs, name):
     """One value for the batch from an optional per-input vector (see module docstring)."""
     count = tf.size(values)
     check = tf.debugging.assert_equal(
@@ -71,10 +70,11 @@ def _per_request(values, default, inputs, name):
         )
 
 
-class _Serving(tf.Module):
-    """What every exported module tracks. The inference object is reached only through the
-    functions' closures, not as an attribute: tracking it would store the compiled model's
-    optimizer state and every weight a second time (the SavedModel was 4x the weights)."""
+class Serving(tf.Module):
+    """The exported module: a task's signatures (`Task.serving_module` subclasses it and calls
+    `publish`). The inference object is reached only through the functions' closures, not as an
+    attribute: tracking it would store the compiled model's optimizer state and every weight a
+    second time (the SavedModel was 4x the weights)."""
 
     def __init__(self, model):
         super().__init__(name="s2s_serving")
@@ -91,7 +91,7 @@ class _Serving(tf.Module):
             if hasattr(model, side)
         ]
 
-    def _publish(self, signatures: dict) -> None:
+    def publish(self, signatures: dict) -> None:
         self.serving_signatures = signatures
         # Also as attributes: `tf.saved_model.load(path).nbest(inputs=...)` keeps the defaults,
         # which the restored `.signatures[...]` concrete functions do not.
@@ -99,189 +99,75 @@ class _Serving(tf.Module):
             setattr(self, name, function)
 
 
-def _decoding_functions(decoder, d: DecodeConfig) -> dict:
-    """`{"greedy", "nbest", "sample"}` signatures over a `Translator` or a `TextGenerator` (the
-    same decoding methods), with per-request parameters defaulting to the exported `decode`."""
+def decoding_signatures(decoder, d: DecodeConfig) -> dict:
+    """`{"greedy", "nbest", "sample"}` signatures over an `inference.SequenceDecoder`, with
+    per-request parameters defaulting to the exported `decode`."""
     no_ints, no_floats = tf.constant([], tf.int32), tf.constant([], tf.float32)
 
     @tf.function(
         input_signature=[
-            _vector(tf.string, "inputs"),
-            _vector(tf.int32, "beam_size"),
-            _vector(tf.int32, "max_length"),
-            _vector(tf.float32, "length_penalty"),
-            _vector(tf.int32, "num_results"),
+            vector(tf.string, "inputs"),
+            vector(tf.int32, "beam_size"),
+            vector(tf.int32, "max_length"),
+            vector(tf.float32, "length_penalty"),
+            vector(tf.int32, "num_results"),
         ]
     )
     def nbest(
         inputs, beam_size=no_ints, max_length=no_ints, length_penalty=no_floats, num_results=no_ints
     ):
-        width = _per_request(beam_size, d.beam_size, inputs, "beam_size")
+        width = per_request(beam_size, d.beam_size, inputs, "beam_size")
         outputs, scores = decoder.beam(
             inputs,
             width,
-            _per_request(max_length, d.max_length, inputs, "max_length"),
-            _per_request(length_penalty, d.length_penalty, inputs, "length_penalty"),
-            _per_request(num_results, width, inputs, "num_results"),
+            per_request(max_length, d.max_length, inputs, "max_length"),
+            per_request(length_penalty, d.length_penalty, inputs, "length_penalty"),
+            per_request(num_results, width, inputs, "num_results"),
         )
         return {"outputs": outputs, "scores": scores}
 
-    @tf.function(input_signature=[_vector(tf.string, "inputs"), _vector(tf.int32, "max_length")])
+    @tf.function(input_signature=[vector(tf.string, "inputs"), vector(tf.int32, "max_length")])
     def greedy(inputs, max_length=no_ints):
-        return {
-            "outputs": decoder.greedy(
-                inputs, _per_request(max_length, d.max_length, inputs, "max_length")
-            )
-        }
+        length = per_request(max_length, d.max_length, inputs, "max_length")
+        return {"outputs": decoder.greedy(inputs, length)}
 
     @tf.function(
         input_signature=[
-            _vector(tf.string, "inputs"),
-            _vector(tf.float32, "temperature"),
-            _vector(tf.int32, "top_k"),
-            _vector(tf.int32, "seed"),
-            _vector(tf.int32, "max_length"),
+            vector(tf.string, "inputs"),
+            vector(tf.float32, "temperature"),
+            vector(tf.int32, "top_k"),
+            vector(tf.int32, "seed"),
+            vector(tf.int32, "max_length"),
         ]
     )
     def sample(inputs, temperature=no_floats, top_k=no_ints, seed=no_ints, max_length=no_ints):
         return {
             "outputs": decoder.sample(
                 inputs,
-                _per_request(temperature, 1.0, inputs, "temperature"),
-                _per_request(top_k, 0, inputs, "top_k"),
-                _per_request(seed, 0, inputs, "seed"),
-                _per_request(max_length, d.max_length, inputs, "max_length"),
+                per_request(temperature, 1.0, inputs, "temperature"),
+                per_request(top_k, 0, inputs, "top_k"),
+                per_request(seed, 0, inputs, "seed"),
+                per_request(max_length, d.max_length, inputs, "max_length"),
             )
         }
 
     return {"greedy": greedy, "nbest": nbest, "sample": sample}
 
 
-class ServingModule(_Serving):
-    """The exported object of a seq2seq model: a `Translator` and one `tf.function` per signature."""
-
-    def __init__(self, translator: Translator):
-        super().__init__(translator.model)
-        d: DecodeConfig = translator.decode
-
-        @tf.function(input_signature=[_vector(tf.string, "inputs")])
-        def serving_default(inputs):
-            outputs, scores = translator.beam(
-                inputs, d.beam_size, d.max_length, d.length_penalty, 1
-            )
-            return {"outputs": outputs[:, 0], "scores": scores[:, 0]}
-
-        @tf.function(input_signature=[_vector(tf.string, "sources"), _vector(tf.string, "targets")])
-        def score(sources, targets):
-            return translator.score(sources, targets)
-
-        self._publish(
-            {
-                "serving_default": serving_default,
-                **_decoding_functions(translator, d),
-                "score": score,
-            }
-        )
-
-
-class ClassifierServing(_Serving):
-    """The exported object of a classifier: `serving_default` strings → labels + probabilities."""
-
-    def __init__(self, predictor: LabelPredictor):
-        super().__init__(predictor.model)
-
-        @tf.function(input_signature=[_vector(tf.string, "inputs")])
-        def serving_default(inputs):
-            return predictor.classify(inputs)
-
-        self._publish({"serving_default": serving_default})
-
-
-class LanguageModelServing(_Serving):
-    """The exported object of a language model: generation (greedy, beam, sampling) and scoring."""
-
-    def __init__(self, generator: TextGenerator):
-        super().__init__(generator.model)
-        decoding = _decoding_functions(generator, generator.decode)
-
-        @tf.function(input_signature=[_vector(tf.string, "inputs")])
-        def score(inputs):
-            return generator.score(inputs)
-
-        self._publish(
-            {
-                "serving_default": decoding["greedy"],
-                "generate": decoding["nbest"],
-                "sample": decoding["sample"],
-                "score": score,
-            }
-        )
-
-
-def serving_module(model, config: Config) -> _Serving:
+def serving_module(model, config: Config) -> Serving:
     """The exported module of `config.task`."""
-    if config.task == "classify":
-        return ClassifierServing(LabelPredictor(model, classifier_max_tokens(model, config.decode)))
-    if config.task == "lm":
-        return LanguageModelServing(TextGenerator(model, config.decode))
-    return ServingModule(Translator(model, config.decode))
+    from s2s_keras.tasks import get_task
 
-
-def classifier_max_tokens(model, decode: DecodeConfig) -> int:
-    """A classifier reads the last `max_source_tokens` tokens of an input (its training cut),
-    else the last `decode.max_input_length`."""
-    return model.max_source_tokens or decode.max_input_length
+    return get_task(config.task).serving_module(model, config)
 
 
 def warmup_requests(decode: DecodeConfig, task: str = "seq2seq") -> dict:
     """One example request per signature, replayed by the server at load (warmup) and by the
     contract tests. Every input is given, one value per example (the exported defaults), so they
     work with server-side batching and with clients that do not apply SignatureDef defaults."""
-    words = np.array([b"hello", b"world"])
+    from s2s_keras.tasks import get_task
 
-    def each(value, dtype):
-        return np.full(len(words), value, dtype)
-
-    if task == "classify":
-        return {"serving_default": {"inputs": np.array([b"a fine film", b"dull"])}}
-    if task == "lm":
-        return {
-            "serving_default": {"inputs": words, "max_length": each(decode.max_length, np.int32)},
-            "generate": {
-                "inputs": words,
-                "beam_size": each(decode.beam_size, np.int32),
-                "max_length": each(decode.max_length, np.int32),
-                "length_penalty": each(decode.length_penalty, np.float32),
-                "num_results": each(min(2, decode.beam_size), np.int32),
-            },
-            "sample": {
-                "inputs": words,
-                "temperature": each(0.7, np.float32),
-                "top_k": each(5, np.int32),
-                "seed": each(1, np.int32),
-                "max_length": each(decode.max_length, np.int32),
-            },
-            "score": {"inputs": np.array([b"hello world", b""])},
-        }
-    return {
-        "serving_default": {"inputs": words},
-        "nbest": {
-            "inputs": words,
-            "beam_size": each(decode.beam_size, np.int32),
-            "max_length": each(decode.max_length, np.int32),
-            "length_penalty": each(decode.length_penalty, np.float32),
-            "num_results": each(min(2, decode.beam_size), np.int32),
-        },
-        "greedy": {"inputs": words, "max_length": each(decode.max_length, np.int32)},
-        "sample": {
-            "inputs": words,
-            "temperature": each(0.7, np.float32),
-            "top_k": each(5, np.int32),
-            "seed": each(1, np.int32),
-            "max_length": each(decode.max_length, np.int32),
-        },
-        "score": {"sources": words, "targets": np.array([b"HH AH L OW", b"W ER L D"])},
-    }
+    return get_task(task).warmup_requests(decode)
 
 
 def next_version(base: str) -> int:

@@ -3,6 +3,8 @@
 One inference object per task — `Translator` (seq2seq), `LabelPredictor` (classify),
 `TextGenerator` (lm) — is the single inference path: `s2s predict`, `s2s evaluate` and every
 signature of the SavedModel call its methods, which call the model's own layers and tokenizers.
+The two that decode share one core (`SequenceDecoder`): greedy, beam and sampling differ between
+them only in how decoding starts (`_start`) and how ids become text (`_finish`).
 """
 
 from __future__ import annotations
@@ -20,15 +22,101 @@ INT = tf.TensorSpec([], tf.int32)
 FLOAT = tf.TensorSpec([], tf.float32)
 
 
-class Translator(tf.Module):
-    """Decoding strategies around a `Seq2Seq`, as traced `tf.function`s.
+def with_padding_column(ids):
+    """`ids (batch, T)` and one masked column more: an empty batch, or a batch of "" only, would
+    otherwise have zero columns, which a recurrent layer cannot run over; a masked column changes
+    nothing else."""
+    return tf.pad(ids, [[0, 0], [0, 1]])
+
+
+def at_least_one_column(ids):
+    """`ids`, padded to one column when it has none (an empty batch of targets)."""
+    return tf.pad(ids, [[0, 0], [0, tf.maximum(1 - tf.shape(ids)[1], 0)]])
+
+
+def token_scores(logits, outputs, tokenizer) -> dict:
+    """`{"tokens", "token_log_probs", "log_prob"}` of `outputs (batch, T)` ids under `logits`
+    (padding positions hold "" and 0)."""
+    log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+    padding = outputs == PAD_ID
+    token_log_probs = tf.where(padding, 0.0, tf.gather(log_probs, outputs, batch_dims=2))
+    return {
+        "tokens": tf.where(padding, "", tf.gather(tokenizer.id_to_token, outputs)),
+        "token_log_probs": token_log_probs,
+        "log_prob": tf.reduce_sum(token_log_probs, axis=1),
+    }
+
+
+class SequenceDecoder(tf.Module):
+    """Greedy, beam and sampling decoding of a model with `step_function()`, as traced
+    `tf.function`s: strings `(batch,)` in, strings out. A subclass says how decoding starts —
+    `_start(strings) -> (state, start ids (batch,), context)` — and how ids become text —
+    `_finish(ids (batch, T), context) -> (batch,)` strings, `_repeat(context, k)` for beams.
+
+    `max_length` is clamped to `[1, decode.max_length_limit]`, `beam_size` to
+    `[1, decode.max_beam_size]`, `num_results` to `[1, beam_size]`, `length_penalty` to >= 0;
+    `temperature <= 0` is an InvalidArgument error.
+    """
+
+    def __init__(self, model, decode: DecodeConfig, name: str):
+        super().__init__(name=name)
+        self.model = model
+        self.decode = decode
+
+    @tf.function(input_signature=[STRINGS, INT])
+    def greedy(self, strings, max_length):
+        """`(batch,)` strings → `(batch,)` strings."""
+        state, start_ids, context = self._start(strings)
+        ids = greedy_search(self.model.step_function(), state, start_ids, END_ID,
+                            self._clamp(max_length))  # fmt: skip
+        return self._finish(ids, context)
+
+    @tf.function(input_signature=[STRINGS, INT, INT, FLOAT, INT])
+    def beam(self, strings, beam_size, max_length, length_penalty, num_results):
+        """`(batch,)` strings → `(outputs (batch, k) strings, scores (batch, k) float32)`, best
+        first (scores: summed log-probabilities, length-normalized as `beam_search`)."""
+        state, start_ids, context = self._start(strings)
+        beam_size = tf.clip_by_value(beam_size, 1, self.decode.max_beam_size)
+        ids, scores = beam_search(
+            self.model.step_function(), state, start_ids, END_ID, self._clamp(max_length),
+            beam_size, alpha=length_penalty, num_results=num_results,
+        )  # fmt: skip
+        batch_size, k = tf.shape(ids)[0], tf.shape(ids)[1]
+        flat = tf.reshape(ids, [batch_size * k, -1])
+        outputs = tf.reshape(self._finish(flat, self._repeat(context, k)), [batch_size, k])
+        return outputs, self._beam_scores(scores, context)
+
+    @tf.function(input_signature=[STRINGS, FLOAT, INT, INT, INT])
+    def sample(self, strings, temperature, top_k, seed, max_length):
+        """`(batch,)` strings → `(batch,)` strings drawn at `temperature` from the `top_k` best."""
+        state, start_ids, context = self._start(strings)
+        ids = sample(self.model.step_function(), state, start_ids, END_ID, self._clamp(max_length),
+                     temperature=temperature, top_k=top_k, seed=seed)  # fmt: skip
+        return self._finish(ids, context)
+
+    def _clamp(self, max_length):
+        return tf.clip_by_value(max_length, 1, self.decode.max_length_limit)
+
+    def _beam_scores(self, scores, context):
+        return scores
+
+    def _start(self, strings):
+        raise NotImplementedError
+
+    def _finish(self, ids, context):
+        raise NotImplementedError
+
+    def _repeat(self, context, k):
+        return tf.repeat(context, k, axis=0)
+
+
+class Translator(SequenceDecoder):
+    """Decoding strategies around a `Seq2Seq` (or a seq2seq `Ensemble`).
 
     Contract (the export's too): sources are normalized like the training data and cut to
     `decode.max_input_length` tokens; characters never seen in training map to the unknown id;
-    `max_length` is clamped to `[1, decode.max_length_limit]` and `beam_size` to
-    `[1, decode.max_beam_size]`, `num_results` to `[1, beam_size]`, `length_penalty` to >= 0;
-    `temperature <= 0` is an InvalidArgument error. An empty (or blank) source gives "" (score
-    0); an empty batch gives an empty batch.
+    the limits of `SequenceDecoder`. An empty (or blank) source gives "" (score 0); an empty
+    batch gives an empty batch.
 
     Example:
         >>> translator = Translator(model, DecodeConfig())                       # doctest: +SKIP
@@ -37,56 +125,7 @@ class Translator(tf.Module):
     """
 
     def __init__(self, model, decode: DecodeConfig):
-        super().__init__(name="translator")
-        self.model = model
-        self.decode = decode
-
-    # --- strategies ---------------------------------------------------------------------------
-
-    @tf.function(input_signature=[STRINGS, INT])
-    def greedy(self, strings, max_length):
-        """`(batch,)` strings → `(batch,)` strings."""
-        source_ids, state, start_ids, empty = self._start(strings)
-        ids = greedy_search(
-            self.model.step_function(), state, start_ids, END_ID, self._clamp_length(max_length)
-        )
-        return self._detokenize(ids, empty)
-
-    @tf.function(input_signature=[STRINGS, INT, INT, FLOAT, INT])
-    def beam(self, strings, beam_size, max_length, length_penalty, num_results):
-        """`(batch,)` strings → `(outputs (batch, k) strings, scores (batch, k) float32)`, best first."""
-        source_ids, state, start_ids, empty = self._start(strings)
-        beam_size = tf.clip_by_value(beam_size, 1, self.decode.max_beam_size)
-        ids, scores = beam_search(
-            self.model.step_function(),
-            state,
-            start_ids,
-            END_ID,
-            self._clamp_length(max_length),
-            beam_size,
-            alpha=length_penalty,
-            num_results=num_results,
-        )
-        batch_size, k = tf.shape(ids)[0], tf.shape(ids)[1]
-        flat = tf.reshape(ids, [batch_size * k, -1])
-        outputs = tf.reshape(self._detokenize(flat, tf.repeat(empty, k)), [batch_size, k])
-        return outputs, tf.where(empty[:, None], 0.0, scores)
-
-    @tf.function(input_signature=[STRINGS, FLOAT, INT, INT, INT])
-    def sample(self, strings, temperature, top_k, seed, max_length):
-        """`(batch,)` strings → `(batch,)` strings drawn at `temperature` from the `top_k` best."""
-        source_ids, state, start_ids, empty = self._start(strings)
-        ids = sample(
-            self.model.step_function(),
-            state,
-            start_ids,
-            END_ID,
-            self._clamp_length(max_length),
-            temperature=temperature,
-            top_k=top_k,
-            seed=seed,
-        )
-        return self._detokenize(ids, empty)
+        super().__init__(model, decode, name="translator")
 
     @tf.function(input_signature=[STRINGS, STRINGS])
     def score(self, sources, targets):
@@ -100,37 +139,20 @@ class Translator(tf.Module):
         alignment of that decoding."""
         sources = tf.convert_to_tensor(sources)
         targets = tf.convert_to_tensor(targets)
-        tf.debugging.assert_equal(
-            tf.shape(sources),
-            tf.shape(targets),
-            message="score: sources and targets must have the same length",
-        )
+        tf.debugging.assert_equal(tf.shape(sources), tf.shape(targets),
+                                  message="score: sources and targets must have the same length")  # fmt: skip
         source_ids = self._source_ids(sources)
-        target_ids = self.model.target_tokenizer.tokenize_ragged(targets)[
-            :, : self.decode.max_length_limit
-        ]
+        tokenizer = self.model.target_tokenizer
+        target_ids = tokenizer.tokenize_ragged(targets)[:, : self.decode.max_length_limit]
         target_in, target_out = teacher_forcing_shift(target_ids)
-        target_in = _at_least_one_column(target_in.to_tensor(PAD_ID))
-        target_out = _at_least_one_column(target_out.to_tensor(PAD_ID))
+        target_in = at_least_one_column(target_in.to_tensor(PAD_ID))
+        target_out = at_least_one_column(target_out.to_tensor(PAD_ID))
         logits, weights = self.model.teacher_forced(source_ids, target_in)
-        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
-        token_log_probs = tf.gather(log_probs, target_out, batch_dims=2)
-        token_log_probs = tf.where(target_out == PAD_ID, 0.0, token_log_probs)
-        tokens = tf.where(
-            target_out == PAD_ID, "", tf.gather(self.model.target_tokenizer.id_to_token, target_out)
-        )
-        result = {
-            "tokens": tokens,
-            "token_log_probs": token_log_probs,
-            "log_prob": tf.reduce_sum(token_log_probs, axis=1),
-        }
+        result = token_scores(logits, target_out, tokenizer)
         if weights is not None:
             result["alignment"] = tf.where((target_out == PAD_ID)[:, :, None], 0.0, weights)
-            result["source_tokens"] = tf.where(
-                source_ids == PAD_ID,
-                "",
-                tf.gather(self.model.source_tokenizer.id_to_token, source_ids),
-            )
+            source_tokens = tf.gather(self.model.source_tokenizer.id_to_token, source_ids)
+            result["source_tokens"] = tf.where(source_ids == PAD_ID, "", source_tokens)
         return result
 
     def translate(self, strings, beam_size: int = 1):
@@ -138,49 +160,86 @@ class Translator(tf.Module):
         strings = tf.convert_to_tensor(strings, tf.string)
         if beam_size <= 1:
             return self.greedy(strings, self.decode.max_length)
-        outputs, _ = self.beam(
-            strings, beam_size, self.decode.max_length, self.decode.length_penalty, 1
-        )
+        decode = self.decode
+        outputs, _ = self.beam(strings, beam_size, decode.max_length, decode.length_penalty, 1)
         return outputs[:, 0]
 
-    # --- shared steps -------------------------------------------------------------------------
-
     def _source_ids(self, strings):
-        source_ids = self.model.source_tokenizer.tokenize(
-            strings, max_length=self.decode.max_input_length
+        tokenizer = self.model.source_tokenizer
+        return with_padding_column(
+            tokenizer.tokenize(strings, max_length=self.decode.max_input_length)
         )
-        # One extra padding column: an empty batch or a batch of "" would give a zero-length
-        # source, which the LSTM cannot take; a masked column changes nothing else.
-        return tf.pad(source_ids, [[0, 0], [0, 1]])
 
     def _start(self, strings):
+        """The context is which sources are empty (they decode to "")."""
         source_ids = self._source_ids(strings)
-        state = self.model.encode(source_ids)
         start_ids = tf.fill([tf.shape(source_ids)[0]], START_ID)
         empty = tf.reduce_all(tf.equal(source_ids, PAD_ID), axis=1)
-        return source_ids, state, start_ids, empty
+        return self.model.encode(source_ids), start_ids, empty
 
-    def _clamp_length(self, max_length):
-        return tf.clip_by_value(max_length, 1, self.decode.max_length_limit)
-
-    def _detokenize(self, ids, empty):
+    def _finish(self, ids, empty):
         return tf.where(empty, "", self.model.target_tokenizer.detokenize(ids))
 
+    def _beam_scores(self, scores, empty):
+        return tf.where(empty[:, None], 0.0, scores)
 
-def _at_least_one_column(ids):
-    """An empty batch has zero columns; the LSTM cannot run zero steps, so pad one."""
-    return tf.pad(ids, [[0, 0], [0, tf.maximum(1 - tf.shape(ids)[1], 0)]])
+
+class TextGenerator(SequenceDecoder):
+    """A `LanguageModel`'s prompt → continuation decoding and scoring.
+
+    A prompt is read as `</s>` + its tokens (its last `decode.max_input_length` tokens); the
+    decoders (the same greedy / beam / sampling loops as seq2seq) continue it until `</s>` (the
+    end of the sentence) or `max_length` tokens (the limits of `SequenceDecoder`). Outputs are
+    the prompt followed by the continuation, detokenized. An empty prompt starts a sentence from
+    scratch.
+    """
+
+    def __init__(self, model, decode: DecodeConfig):
+        super().__init__(model, decode, name="text_generator")
+
+    @tf.function(input_signature=[STRINGS])
+    def score(self, texts):
+        """`log P(text) = Σ_t log p(y_t | y_<t)` over the text's tokens and the end token, each
+        text a sentence started from a zero state (texts cut to `decode.max_length_limit` tokens).
+        Returns `tokens (batch, T)`, `token_log_probs (batch, T)`, `log_prob (batch,)`,
+        `num_tokens (batch,)` and `perplexity (batch,) = exp(-log_prob / num_tokens)`."""
+        tokenizer = self.model.target_tokenizer
+        inputs, outputs = lm_shift(
+            tokenizer.tokenize_ragged(texts)[:, : self.decode.max_length_limit]
+        )
+        inputs = at_least_one_column(inputs.to_tensor(PAD_ID))
+        outputs = at_least_one_column(outputs.to_tensor(PAD_ID))
+        logits, _ = self.model.forward(inputs, training=False)
+        result = token_scores(logits, outputs, tokenizer)
+        num_tokens = tf.reduce_sum(tf.cast(outputs != PAD_ID, tf.int32), axis=1)
+        mean = -result["log_prob"] / tf.cast(tf.maximum(num_tokens, 1), tf.float32)
+        return {**result, "num_tokens": num_tokens, "perplexity": tf.exp(mean)}
+
+    def _start(self, prompts):
+        """The context is the prompt's ids (`</s>` first): outputs begin with the prompt."""
+        ids = self.model.target_tokenizer.tokenize_ragged(prompts)
+        ids = ids[:, -self.decode.max_input_length :]
+        begin = tf.RaggedTensor.from_tensor(tf.fill([ids.nrows(), 1], BEGIN_ID))
+        prompt_ids = with_padding_column(tf.concat([begin, ids], axis=1).to_tensor(PAD_ID))
+        state, start_ids = self.model.start(prompt_ids)
+        return state, start_ids, prompt_ids
+
+    def _finish(self, ids, prompt_ids):
+        # Column 0 is the begin token (= </s>, where detokenize would stop): drop it; padding
+        # between the prompt and the continuation is skipped by detokenize.
+        return self.model.target_tokenizer.detokenize(tf.concat([prompt_ids[:, 1:], ids], axis=1))
 
 
 class LabelPredictor(tf.Module):
     """Strings → labels for a `Classifier`, as one traced `tf.function`.
 
     Inputs are normalized like the training data and keep their LAST `max_tokens` tokens (the
-    training cut, see `export.classifier_max_tokens`). An empty
-    input or batch is fine (an empty input pools to zeros: the label prior the bias learned).
+    training cut, see `ClassifyTask.inference`). An empty input or batch is fine (an empty input
+    pools to zeros: the label prior the bias learned).
 
     Example:
-        >>> LabelPredictor(model, 400).classify(tf.constant(["a fine film"]))["labels"]  # doctest: +SKIP
+        >>> predictor = LabelPredictor(model, 400)                             # doctest: +SKIP
+        >>> predictor.classify(tf.constant(["a fine film"]))["labels"]         # doctest: +SKIP
         <tf.Tensor: shape=(1,), dtype=string, numpy=array([b'pos'], dtype=object)>
     """
 
@@ -195,119 +254,13 @@ class LabelPredictor(tf.Module):
         """`{"labels" (batch,) string, "probabilities" (batch, L) float32, "classes" (batch, L)
         string}`: the most probable label, and every label's probability in `classes` order."""
         ids = self.model.source_tokenizer.tokenize_ragged(strings)[:, -self.max_tokens :]
-        ids = tf.pad(ids.to_tensor(PAD_ID), [[0, 0], [0, 1]])  # >= 1 column (empty inputs / batch)
-        probabilities = tf.nn.softmax(
-            tf.cast(self.model({"source_ids": ids}, training=False), tf.float32)
+        logits = self.model(
+            {"source_ids": with_padding_column(ids.to_tensor(PAD_ID))}, training=False
         )
+        probabilities = tf.nn.softmax(tf.cast(logits, tf.float32))
         batch_size = tf.shape(strings)[0]
         return {
             "labels": tf.gather(self.labels, tf.argmax(probabilities, axis=-1)),
             "probabilities": probabilities,
             "classes": tf.tile(self.labels[None, :], [batch_size, 1]),
         }
-
-
-class TextGenerator(tf.Module):
-    """A `LanguageModel`'s prompt → continuation decoding and scoring, as traced `tf.function`s.
-
-    A prompt is read as `</s>` + its tokens (its last `decode.max_input_length` tokens); the
-    decoders (the same greedy / beam / sampling loops as seq2seq) continue it until `</s>` (the
-    end of the sentence) or `max_length` tokens (clamped to `[1, decode.max_length_limit]`).
-    Outputs are the prompt followed by the continuation, detokenized. An empty prompt starts a
-    sentence from scratch.
-    """
-
-    def __init__(self, model, decode: DecodeConfig):
-        super().__init__(name="text_generator")
-        self.model = model
-        self.decode = decode
-
-    @tf.function(input_signature=[STRINGS, INT])
-    def greedy(self, prompts, max_length):
-        """`(batch,)` prompts → `(batch,)` texts."""
-        prompt_ids, state, start_ids = self._start(prompts)
-        ids = greedy_search(
-            self.model.step_function(), state, start_ids, END_ID, self._clamp(max_length)
-        )
-        return self._join(prompt_ids, ids)
-
-    @tf.function(input_signature=[STRINGS, INT, INT, FLOAT, INT])
-    def beam(self, prompts, beam_size, max_length, length_penalty, num_results):
-        """`(batch,)` prompts → `(texts (batch, k), scores (batch, k))`, best first; scores are the
-        continuation's summed log-probability (length-normalized as `beam_search`)."""
-        prompt_ids, state, start_ids = self._start(prompts)
-        beam_size = tf.clip_by_value(beam_size, 1, self.decode.max_beam_size)
-        ids, scores = beam_search(
-            self.model.step_function(),
-            state,
-            start_ids,
-            END_ID,
-            self._clamp(max_length),
-            beam_size,
-            alpha=length_penalty,
-            num_results=num_results,
-        )
-        batch_size, k = tf.shape(ids)[0], tf.shape(ids)[1]
-        texts = self._join(tf.repeat(prompt_ids, k, axis=0), tf.reshape(ids, [batch_size * k, -1]))
-        return tf.reshape(texts, [batch_size, k]), scores
-
-    @tf.function(input_signature=[STRINGS, FLOAT, INT, INT, INT])
-    def sample(self, prompts, temperature, top_k, seed, max_length):
-        """`(batch,)` prompts → `(batch,)` texts drawn at `temperature` from the `top_k` best."""
-        prompt_ids, state, start_ids = self._start(prompts)
-        ids = sample(
-            self.model.step_function(),
-            state,
-            start_ids,
-            END_ID,
-            self._clamp(max_length),
-            temperature=temperature,
-            top_k=top_k,
-            seed=seed,
-        )
-        return self._join(prompt_ids, ids)
-
-    @tf.function(input_signature=[STRINGS])
-    def score(self, texts):
-        """`log P(text) = Σ_t log p(y_t | y_<t)` over the text's tokens and the end token, each
-        text a sentence started from a zero state (texts cut to `decode.max_length_limit` tokens).
-        Returns `tokens (batch, T)`, `token_log_probs (batch, T)`, `log_prob (batch,)`,
-        `num_tokens (batch,)` and `perplexity (batch,) = exp(-log_prob / num_tokens)`."""
-        ids = self.model.target_tokenizer.tokenize_ragged(texts)[:, : self.decode.max_length_limit]
-        inputs, outputs = lm_shift(ids)
-        inputs = _at_least_one_column(inputs.to_tensor(PAD_ID))
-        outputs = _at_least_one_column(outputs.to_tensor(PAD_ID))
-        logits, _ = self.model.forward(inputs, training=False)
-        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
-        token_log_probs = tf.where(
-            outputs == PAD_ID, 0.0, tf.gather(log_probs, outputs, batch_dims=2)
-        )
-        log_prob = tf.reduce_sum(token_log_probs, axis=1)
-        num_tokens = tf.reduce_sum(tf.cast(outputs != PAD_ID, tf.int32), axis=1)
-        return {
-            "tokens": tf.where(
-                outputs == PAD_ID, "", tf.gather(self.model.target_tokenizer.id_to_token, outputs)
-            ),
-            "token_log_probs": token_log_probs,
-            "log_prob": log_prob,
-            "num_tokens": num_tokens,
-            "perplexity": tf.exp(-log_prob / tf.cast(tf.maximum(num_tokens, 1), tf.float32)),
-        }
-
-    def _start(self, prompts):
-        ids = self.model.target_tokenizer.tokenize_ragged(prompts)[
-            :, -self.decode.max_input_length :
-        ]
-        begin = tf.RaggedTensor.from_tensor(tf.fill([ids.nrows(), 1], BEGIN_ID))
-        # one padding column more: the recurrent layers cannot run a single step on an empty batch
-        prompt_ids = tf.pad(tf.concat([begin, ids], axis=1).to_tensor(PAD_ID), [[0, 0], [0, 1]])
-        state, start_ids = self.model.start(prompt_ids)
-        return prompt_ids, state, start_ids
-
-    def _clamp(self, max_length):
-        return tf.clip_by_value(max_length, 1, self.decode.max_length_limit)
-
-    def _join(self, prompt_ids, ids):
-        # Column 0 is the begin token (= </s>, where detokenize would stop): drop it; padding
-        # between the prompt and the continuation is skipped by detokenize.
-        return self.model.target_tokenizer.detokenize(tf.concat([prompt_ids[:, 1:], ids], axis=1))

@@ -1,8 +1,9 @@
 """`s2s predict` / `s2s plot attention --model PATH`: one object whatever PATH is (run dir,
-`.keras` file or SavedModel version dir): `predictor(words, beam_size, num_results)` for n-best
-lists and `predictor.score(sources, targets)` for forced decoding (and attention alignments).
-A classifier gives a `LabelPredictions` (`predictor(texts)` → label + probabilities), a language
-model a `Predictor` whose inputs are prompts and whose `score(texts)` takes one argument."""
+`.keras` file or SavedModel version dir), made by the model's task (`Task.predictor`,
+`Task.saved_model_predictor`): a `SequencePredictor` (seq2seq, lm: `predictor(words, beam_size,
+num_results)` n-best lists, `predictor.score(...)` forced decoding and attention alignments) or
+a `LabelPredictions` (classify: `predictor(texts)` → label + probabilities). Each prints its
+own `lines(...)` for the CLI."""
 
 from __future__ import annotations
 
@@ -14,16 +15,44 @@ import tensorflow as tf
 from s2s_keras.config import Config
 
 
-class Predictor:
+class SequencePredictor:
     """`predictor(words, beam_size, num_results)` → per word a list of `(text, score)`, best first
     (`beam_size=None`: the model's `decode.beam_size`); `predictor.score(sources, targets)` → the
     `score` signature's outputs as NumPy arrays (`alignment` and `source_tokens` for attention
     models). For a language model the words are prompts and `score(texts)` takes the texts."""
 
-    def __init__(self, nbest, score, task: str = "seq2seq"):
+    def __init__(self, nbest, score):
         self._nbest = nbest
         self._score = score
-        self.task = task
+
+    @classmethod
+    def of_decoder(cls, decoder) -> "SequencePredictor":
+        """Over an `inference.SequenceDecoder` (a Keras model's)."""
+        decode = decoder.decode
+
+        def nbest(words, beam_size, num_results):
+            beam_size = decode.beam_size if beam_size is None else beam_size
+            return decoder.beam(tf.constant(words, tf.string), beam_size, decode.max_length,
+                                decode.length_penalty, num_results)  # fmt: skip
+
+        return cls(nbest, decoder.score)
+
+    @classmethod
+    def of_saved_model(cls, loaded, beam_function, score) -> "SequencePredictor":
+        """Over a loaded SavedModel's beam signature (`nbest` or `generate`) and `score`."""
+
+        def nbest(words, beam_size, num_results):
+            n = len(words)
+            options = {"num_results": tf.fill([n], num_results)}
+            if beam_size is not None:  # else the exported default
+                options["beam_size"] = tf.fill([n], beam_size)
+            # The restored function (not `.signatures`) applies the exported defaults.
+            result = beam_function(inputs=tf.constant(words, tf.string), **options)
+            return result["outputs"], result["scores"]
+
+        predictor = cls(nbest, score)
+        predictor.loaded = loaded  # must outlive its functions (it owns the variables)
+        return predictor
 
     def __call__(self, words, beam_size=None, num_results=1):
         outputs, scores = self._nbest(words, beam_size, num_results)
@@ -36,11 +65,19 @@ class Predictor:
         result = self._score(*(tf.constant(part, tf.string) for part in texts))
         return {name: value.numpy() for name, value in result.items()}
 
+    def lines(self, words, beam_size=None, num_results=1) -> list:
+        """`word<TAB>output` (with `num_results > 1`: `word<TAB>output<TAB>score` each)."""
+        lines = []
+        for word, results in zip(words, self(words, beam_size, num_results)):
+            if num_results == 1:
+                lines.append(f"{word}\t{results[0][0]}")
+            else:
+                lines += [f"{word}\t{text}\t{score:.4f}" for text, score in results]
+        return lines
+
 
 class LabelPredictions:
     """`predictor(texts)` → per text `(best label, {label: probability})`."""
-
-    task = "classify"
 
     def __init__(self, classify):
         self._classify = classify
@@ -55,19 +92,30 @@ class LabelPredictions:
             for label, row in zip(result["labels"].numpy(), result["probabilities"].numpy())
         ]
 
+    def lines(self, texts, beam_size=None, num_results=1) -> list:
+        """`text<TAB>label<TAB>probability`."""
+        return [
+            f"{text}\t{label}\t{probabilities[label]:.4f}"
+            for text, (label, probabilities) in zip(texts, self(texts))
+        ]
 
-def load_predictor(path: str | list) -> Predictor:
+
+def load_predictor(path: str | list):
     """PATH: a run dir (`model.keras` + `config.json`), a `.keras` file (decode settings from
-    `config.py`'s defaults), or a SavedModel version dir (its `nbest` and `score` signatures,
-    which is what TF Serving clients call); a list of several run dirs: their `Ensemble` (decode
-    settings from the first)."""
+    `config.py`'s defaults), or a SavedModel version dir (its signatures, which is what TF
+    Serving clients call); a list of several run dirs: their `Ensemble` (decode settings from
+    the first)."""
+    from s2s_keras.run_dir import is_run_dir
+    from s2s_keras.tasks import get_task, task_of_model
+
     paths = [path] if isinstance(path, str) else list(path)
     if len(paths) > 1:
-        not_runs = [p for p in paths if not os.path.isfile(os.path.join(p, "config.json"))]
+        not_runs = [p for p in paths if not is_run_dir(p)]
         if not_runs:
             raise FileNotFoundError(
                 f"--model {', '.join(map(repr, not_runs))}: an ensemble is made of run dirs "
-                f"(with config.json and model.keras); `s2s export` them to serve it as one SavedModel"
+                f"(with config.json and model.keras); `s2s export` them to serve it as one "
+                f"SavedModel"
             )
     path = paths[0]
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
@@ -75,78 +123,22 @@ def load_predictor(path: str | list) -> Predictor:
 
         loaded = tf.saved_model.load(path)
         with open(os.path.join(path, "assets.extra", "config.json")) as handle:
-            task = Config.from_json(handle.read()).task
-        if task == "classify":
-            predictor = LabelPredictions(lambda texts: loaded.serving_default(inputs=texts))
-            predictor.loaded = loaded
-            return predictor
-
-        def nbest_saved_model(words, beam_size, num_results):
-            n = len(words)
-            options = {"num_results": tf.fill([n], num_results)}
-            if beam_size is not None:  # else the exported default
-                options["beam_size"] = tf.fill([n], beam_size)
-            # The restored function (not `.signatures`) applies the exported defaults.
-            result = (loaded.generate if task == "lm" else loaded.nbest)(
-                inputs=tf.constant(words, tf.string), **options
-            )
-            return result["outputs"], result["scores"]
-
-        score = (
-            (lambda t: loaded.score(inputs=t))
-            if task == "lm"
-            else (lambda s, t: loaded.score(sources=s, targets=t))
-        )
-        predictor = Predictor(nbest_saved_model, score, task)
-        predictor.loaded = loaded  # must outlive its functions (it owns the variables)
-        return predictor
+            task = get_task(Config.from_json(handle.read()).task)
+        return task.saved_model_predictor(loaded)
 
     import keras
 
-    from s2s_keras.export import classifier_max_tokens
-    from s2s_keras.inference import LabelPredictor, TextGenerator, Translator
-    from s2s_keras.training import load_runs
+    from s2s_keras.run_dir import load_runs
 
     if os.path.isdir(path):
         config, model, _ = load_runs(paths)
-        task = config.task
+        task = get_task(config.task)
     elif path.endswith(".keras") and os.path.isfile(path):
         config, model = Config(), keras.saving.load_model(path)
-        task = _task_of(model)
+        task = task_of_model(model)
     else:
         raise FileNotFoundError(
             f"--model {path!r}: expected a run dir, a .keras file or a SavedModel "
             f"version dir (with saved_model.pb)"
         )
-    if task == "classify":
-        inference = LabelPredictor(model, classifier_max_tokens(model, config.decode))
-        predictor = LabelPredictions(inference.classify)
-        predictor.inference = inference  # a tf.function method holds its object only weakly
-        return predictor
-    translator = (
-        TextGenerator(model, config.decode) if task == "lm" else Translator(model, config.decode)
-    )
-
-    def nbest_keras(words, beam_size, num_results):
-        beam_size = config.decode.beam_size if beam_size is None else beam_size
-        return translator.beam(
-            tf.constant(words, tf.string),
-            beam_size,
-            config.decode.max_length,
-            config.decode.length_penalty,
-            num_results,
-        )
-
-    return Predictor(nbest_keras, translator.score, task)
-
-
-def _task_of(model) -> str:
-    from s2s_keras.models import Classifier, LanguageModel
-
-    return (
-        "classify"
-        if isinstance(model, Classifier)
-        else "lm"
-        if isinstance(model, LanguageModel)
-        else "seq2seq"
-    )
+    return task.predictor(model, config)

@@ -23,25 +23,30 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-BACKUP_DIR = "backup"
+from s2s_keras.run_dir import BACKUP_DIR, BEST_FILE
+
 STATE_FILE = "state.npz"
 PREVIOUS_FILE = "state.previous.npz"
-BEST_FILE = os.path.join("checkpoints", "best.keras")
 
 
 class RunState(keras.callbacks.Callback):
     """Callback: backs up every `backup_every_steps` steps (0: at epoch ends only) and at every
-    epoch end, keeps `checkpoints/best.keras` (lowest `monitor`), and stops training after
+    epoch end, keeps `checkpoints/best.keras` (best `monitor`: lowest, or highest with
+    `direction="max"`), and stops training after
     `patience` epochs without improvement.
 
     `restore(model)` loads a backup if the run dir holds one and returns the state (`epoch`
     finished epochs, `step` steps done in the next one, ...); call it after `compile`.
     """
 
-    def __init__(self, run_dir: str, monitor: str, patience: int, backup_every_steps: int):
+    def __init__(
+        self, run_dir: str, monitor: str, patience: int, backup_every_steps: int,
+        direction: str = "min",
+    ):  # fmt: skip
         super().__init__()
         self.run_dir = run_dir
         self.monitor = monitor
+        self.sign = -1.0 if direction == "max" else 1.0  # compare sign * value: lower is better
         self.patience = patience
         self.backup_every_steps = backup_every_steps
         self.state = {
@@ -126,7 +131,7 @@ class RunState(keras.callbacks.Callback):
         self.state.update(epoch=epoch + 1, step=0)
         value = logs.get(self.monitor)
         if value is not None:
-            if self.state["best"] is None or value < self.state["best"]:
+            if self.state["best"] is None or self.sign * value < self.sign * self.state["best"]:
                 self.state.update(best=float(value), wait=0)
                 best = os.path.join(self.run_dir, BEST_FILE)
                 os.makedirs(os.path.dirname(best), exist_ok=True)

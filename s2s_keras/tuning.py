@@ -2,7 +2,8 @@
 
 The search space is data: a JSON object mapping config keys (as in `--set`) to a
 hyperparameter spec. `Seq2SeqHyperModel` turns each trial's values into a `Config` and builds,
-compiles and fits through `s2s_keras.training` — there is no second model definition.
+compiles and fits it through `s2s_keras.training` — there is no second model definition and no
+second fit loop: each trial is a run directory, `run_dir/trials/<trial id>/`.
 
     {"model.hidden_units": {"choice": [128, 256, 512]},
      "model.num_layers": {"int": [1, 3]},
@@ -15,9 +16,10 @@ Every option of the model family (`model.cell`, `model.bidirectional`, `model.at
 can be searched. A trial whose combination of values the config rejects (say `luong_dot` with
 a `dense` bridge) fails with that config error and the tuner moves on to the next trial.
 
-Objectives: `val_loss`, or `val_wer` — word error rate of greedy decoding on the validation
-split, computed by `ValidationErrorRates` at the end of every epoch and logged like any metric
-(TensorBoard and the tuner both see it).
+Objectives are the task's (`Task.objectives`): `val_loss`; `val_wer` (seq2seq) — word error
+rate of greedy decoding on the validation split, computed by `ValidationErrorRates` at the end
+of every epoch and logged like any metric (TensorBoard and the tuner both see it);
+`val_accuracy` (classify).
 """
 
 from __future__ import annotations
@@ -25,59 +27,31 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
+import time
 
 import keras
 import keras_tuner as kt
+import tensorflow as tf
 
+from s2s_keras import run_dir as run_files
 from s2s_keras.config import Config, ConfigError
 from s2s_keras.distribute import configure_devices, get_strategy
-from s2s_keras.evaluation import ValidationErrorRates
 from s2s_keras.plotting import plot_trials
-from s2s_keras.training import build_model, compile_model, datasets, load_data, task_callbacks
+from s2s_keras.tasks import get_task
+from s2s_keras.tasks.base import RECURRENT_SPACE
+from s2s_keras.training import fit, load_data, prepare, summary
 
-# The default search space (edit a copy and pass it with `s2s tune --space FILE.json`).
-DEFAULT_SPACE = {
-    "model.cell": {"choice": ["lstm", "gru"]},
-    "model.bidirectional": {"boolean": True},
-    "model.attention": {"choice": ["none", "luong_general", "bahdanau"]},
-    "model.hidden_units": {"choice": [128, 256, 512]},
-    "model.num_layers": {"int": [1, 3]},
-    "model.embedding_size": {"choice": [64, 128, 256]},
-    "model.dropout": {"float": [0.0, 0.4], "step": 0.1},
-    "model.reverse_source": {"boolean": True},
-    "train.learning_rate": {"float": [3e-4, 1e-2], "sampling": "log"},
-    "train.batch_size": {"choice": [64, 128, 256]},
-}
-# Fields a task does not have (config validation refuses them) leave its default space.
-TASK_SPACES = {
-    "seq2seq": DEFAULT_SPACE,
-    "classify": {
-        **{
-            k: v
-            for k, v in DEFAULT_SPACE.items()
-            if k not in ("model.attention", "model.reverse_source")
-        },
-        "model.pooling": {"choice": ["last", "mean", "attention"]},
-    },
-    "lm": {
-        k: v
-        for k, v in DEFAULT_SPACE.items()
-        if k not in ("model.attention", "model.bidirectional", "model.reverse_source")
-    },
-}
-OBJECTIVES = {"val_loss": "min", "val_wer": "min", "val_accuracy": "max"}
-TASK_OBJECTIVES = {
-    "seq2seq": ("val_loss", "val_wer"),
-    "classify": ("val_loss", "val_accuracy"),
-    "lm": ("val_loss",),
-}
+# The default search space of seq2seq (each task has its own: `Task.tuning_space`); edit a copy
+# and pass it with `s2s tune --space FILE.json`.
+DEFAULT_SPACE = RECURRENT_SPACE
 TUNERS = ("random", "hyperband", "bayesian")
 
 
 def load_space(path: str | None, task: str = "seq2seq") -> dict:
     """The JSON search space at `path`, or the task's default space."""
     if path is None:
-        return dict(TASK_SPACES[task])
+        return dict(get_task(task).tuning_space)
     with open(path) as handle:
         try:
             return json.load(handle)
@@ -126,59 +100,82 @@ def _hyperparameter(hp: kt.HyperParameters, key: str, spec: dict):
 
 
 class Seq2SeqHyperModel(kt.HyperModel):
-    """`hp` → `Config` (base config + the space's values) → the `s2s train` builders, for every
-    task (`base.task`: seq2seq, classify, lm).
+    """`hp` → `Config` (base config + the space's values) → the `s2s train` path, for every
+    task (`base.task`): each trial is built by `training.prepare` (so `train.init_from` holds)
+    and trained by `training.fit` into its own run directory `run_dir/trials/<trial id>/`
+    (exact resume from its backups, padding counts, the best checkpoint by the objective).
 
     Args:
         base: the config every trial starts from (preset + `--set`).
         space: the search space (see module docstring).
-        objective: `"val_loss"`, `"val_wer"` (seq2seq) or `"val_accuracy"` (classify).
+        objective: one of the task's `objectives` (`val_loss`, `val_wer`, `val_accuracy`).
+        run_dir: where the trials' run directories go.
     """
 
-    def __init__(self, base: Config, space: dict, objective: str = "val_loss"):
+    def __init__(self, base: Config, space: dict, objective: str = "val_loss", run_dir: str = "."):
         super().__init__(name=base.task)
-        if objective not in TASK_OBJECTIVES[base.task]:
+        task = get_task(base.task)
+        if objective not in task.objectives:
             raise ValueError(
-                f"--objective {objective}: task {base.task} offers {TASK_OBJECTIVES[base.task]}"
+                f"--objective {objective}: task {base.task} offers {tuple(task.objectives)}"
             )
         check_space(space, base)
-        self.base, self.space, self.objective = base, space, objective
-        self.corpus, self.source_vocabulary, self.target_vocabulary, self.lengths = load_data(base)
-        if not self.corpus.valid:
+        self.base, self.space, self.objective, self.run_dir = base, space, objective, run_dir
+        self.loaded = load_data(base)  # the vocabulary pass, once for every trial
+        if not self.loaded[0].valid:
             raise ValueError(
                 "tuning needs a validation split (data.valid_fraction > 0 or tsv:...,valid=PATH)"
             )
-        # (batch size, data config) -> datasets, shared by trials. The datasets hold the first
-        # trial's tokenizers; every trial's tokenizers are built from the same vocabularies.
-        self._data = {}
+        self.trial_id = None  # set by the tuner as each trial begins (`_TrialDirectories`)
+        self._data = {}  # id(model) -> its TrainingData, from build to fit
 
     def config(self, hp: kt.HyperParameters) -> Config:
         values = {key: _hyperparameter(hp, key, spec) for key, spec in self.space.items()}
         return self.base.override(f"{key}={_as_text(value)}" for key, value in values.items())
 
+    def trial_dir(self) -> str:
+        return os.path.join(self.run_dir, "trials", str(self.trial_id))
+
     def build(self, hp):
         config = self.config(hp)
-        model = build_model(config, self.source_vocabulary, self.target_vocabulary)
-        _, _, stats = self._datasets(config, model)
-        compile_model(model, config, steps_per_epoch=stats["batches"])
+        model, data = prepare(config, self.loaded, tf.distribute.get_strategy())
+        self._data[id(model)] = data
         return model
 
-    def fit(self, hp, model, *args, callbacks=None, **kwargs):
+    def fit(
+        self, hp, model, *args, callbacks=None, epochs=None, initial_epoch=0, verbose=2, **kwargs
+    ):
         config = self.config(hp)
-        train, valid, _ = self._datasets(config, model)
-        callbacks = task_callbacks(config, model) + list(callbacks or [])
-        if self.objective == "val_wer":
-            # First, so that callbacks after it (checkpointing, the tuner's) see val_wer.
-            callbacks.insert(0, ValidationErrorRates(self.corpus.valid, config.decode))
-        kwargs.setdefault("epochs", config.train.epochs)
-        kwargs.setdefault("verbose", 2)
-        return model.fit(train, validation_data=valid, callbacks=callbacks, shuffle=False, **kwargs)
+        trial_dir = self.trial_dir()
+        run_files.start(trial_dir, config)
+        data = self._data.pop(id(model))
+        strategy = tf.distribute.get_strategy()
+        start = time.time()
+        run_state = fit(config, model, data, trial_dir, strategy, verbose, callbacks=callbacks or (),
+                        monitor=self.objective, epochs=epochs, initial_epoch=initial_epoch)  # fmt: skip
+        seconds = time.time() - start
+        replicas = strategy.num_replicas_in_sync
+        run_files.finish(
+            trial_dir, model, summary(config, model, data, run_state, seconds, replicas)
+        )
+        history = keras.callbacks.History()
+        history.history = run_state.state["history"]  # every epoch, also across a resume
+        return history
 
-    def _datasets(self, config, model):
-        key = (config.train.batch_size, config.data)
-        if key not in self._data:
-            self._data[key] = datasets(config, self.corpus, model, self.lengths)
-        return self._data[key]
+
+class _TrialDirectories:
+    """Tells the hypermodel which trial runs (its run directory's name)."""
+
+    def on_trial_begin(self, trial):
+        super().on_trial_begin(trial)
+        self.hypermodel.trial_id = trial.trial_id
+
+
+_TUNER_CLASSES = {
+    kind: type(base.__name__, (_TrialDirectories, base), {})
+    for kind, base in (("random", kt.RandomSearch), ("bayesian", kt.BayesianOptimization),
+                       ("hyperband", kt.Hyperband))
+}  # fmt: skip
 
 
 def make_tuner(
@@ -191,7 +188,8 @@ def make_tuner(
 ) -> kt.Tuner:
     if kind not in TUNERS:
         raise ValueError(f"--tuner: expected one of {TUNERS}, got {kind!r}")
-    objective = kt.Objective(hypermodel.objective, direction=OBJECTIVES[hypermodel.objective])
+    direction = get_task(hypermodel.base.task).objectives[hypermodel.objective]
+    objective = kt.Objective(hypermodel.objective, direction=direction)
     common = dict(
         objective=objective,
         directory=run_dir,
@@ -200,12 +198,10 @@ def make_tuner(
         seed=seed,
         distribution_strategy=get_strategy(strategy),
     )
-    if kind == "random":
-        return kt.RandomSearch(hypermodel, max_trials=max_trials, **common)
-    if kind == "bayesian":
-        return kt.BayesianOptimization(hypermodel, max_trials=max_trials, **common)
+    if kind != "hyperband":
+        return _TUNER_CLASSES[kind](hypermodel, max_trials=max_trials, **common)
     # Hyperband budgets by epochs, not trials: max_epochs is the base config's epochs.
-    return kt.Hyperband(
+    return _TUNER_CLASSES[kind](
         hypermodel,
         max_epochs=max(2, hypermodel.base.train.epochs),
         factor=3,
@@ -229,8 +225,6 @@ def tune(
     Parallel search: start one process with `KERASTUNER_TUNER_ID=chief` and workers with
     `KERASTUNER_TUNER_ID=tuner0`, `tuner1`, ... all with the same `KERASTUNER_ORACLE_IP` /
     `KERASTUNER_ORACLE_PORT` and `run_dir` (shared storage); the chief writes the results."""
-    if objective not in OBJECTIVES:
-        raise ValueError(f"--objective: expected one of {sorted(OBJECTIVES)}, got {objective!r}")
     strategy = base.train.strategy
     if strategy in ("multi_worker", "tpu"):
         raise ValueError(
@@ -239,11 +233,10 @@ def tune(
         )
     configure_devices(base.train.cpu_devices)  # before anything starts TensorFlow's runtime
     keras.utils.set_random_seed(base.train.seed)
-    hypermodel = Seq2SeqHyperModel(
-        base, space if space is not None else load_space(None, base.task), objective
-    )
+    space = space if space is not None else load_space(None, base.task)
+    hypermodel = Seq2SeqHyperModel(base, space, objective, run_dir)
     tuner = make_tuner(tuner_kind, hypermodel, run_dir, max_trials, strategy, seed=base.train.seed)
-    tuner.search(callbacks=[keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"))])
+    tuner.search()  # each trial's run directory has its own logs/ for TensorBoard
     if _is_worker():
         return {"worker": os.environ["KERASTUNER_TUNER_ID"]}  # the chief writes the results
 
@@ -257,13 +250,9 @@ def tune(
     best_trial = tuner.oracle.get_best_trials(1)[0]
     best_dir = os.path.join(run_dir, "best")
     os.makedirs(best_dir, exist_ok=True)
-    best_config = hypermodel.config(best_trial.hyperparameters)
-    with open(os.path.join(best_dir, "config.json"), "w") as handle:
-        handle.write(best_config.to_json())
-    best_model = tuner.load_model(best_trial)
-    if hasattr(best_model, "carry_state"):
-        best_model.carry_state(None)
-    best_model.save(os.path.join(best_dir, "model.keras"))
+    for name in (run_files.CONFIG_FILE, run_files.MODEL_FILE):  # the trial's best epoch
+        shutil.copyfile(os.path.join(run_dir, "trials", best_trial.trial_id, name),
+                        os.path.join(best_dir, name))  # fmt: skip
     return {
         "best_trial": best_trial.trial_id,
         "best_score": best_trial.score,

@@ -1,14 +1,17 @@
+import collections
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from s2s_keras.data import (
     PaddingCounter,
+    TeacherForcing,
     batch_statistics,
     buckets,
     count_batches,
-    example_lengths,
     make_dataset,
+    teacher_forcing_lengths,
 )
 from s2s_keras.text import END_ID, START_ID, Tokenizer
 
@@ -26,8 +29,7 @@ def test_teacher_forcing_shift_shapes_and_masks():
     source_tokenizer, target_tokenizer = tokenizers()
     dataset = make_dataset(
         PAIRS,
-        source_tokenizer,
-        target_tokenizer,
+        TeacherForcing(source_tokenizer, target_tokenizer),
         batch_size=2,
         shuffle=False,
         bucket_width=2,
@@ -53,8 +55,7 @@ def test_buckets_reduce_padding_and_statistics():
     pairs = [("a" * n, "X " * n) for n in range(1, 9)] * 4
     bucketed = make_dataset(
         pairs,
-        source_tokenizer,
-        target_tokenizer,
+        TeacherForcing(source_tokenizer, target_tokenizer),
         batch_size=4,
         shuffle=True,
         bucket_width=1,
@@ -64,8 +65,7 @@ def test_buckets_reduce_padding_and_statistics():
     assert stats["batches"] == 8 and stats["padding_fraction"] < 0.15
     one_bucket = make_dataset(
         pairs,
-        source_tokenizer,
-        target_tokenizer,
+        TeacherForcing(source_tokenizer, target_tokenizer),
         batch_size=32,
         shuffle=False,
         bucket_width=15,
@@ -79,7 +79,11 @@ def test_shuffle_is_seeded():
 
     def first_batch(seed):
         dataset = make_dataset(
-            PAIRS * 10, source_tokenizer, target_tokenizer, batch_size=4, shuffle=True, seed=seed
+            PAIRS * 10,
+            TeacherForcing(source_tokenizer, target_tokenizer),
+            batch_size=4,
+            shuffle=True,
+            seed=seed,
         )
         return next(iter(dataset))[0]["source_ids"].numpy().tolist()
 
@@ -90,8 +94,7 @@ def test_token_based_batches_hold_about_batch_tokens_and_drop_nothing():
     source_tokenizer, target_tokenizer = tokenizers()
     dataset = make_dataset(
         PAIRS,
-        source_tokenizer,
-        target_tokenizer,
+        TeacherForcing(source_tokenizer, target_tokenizer),
         batch_size=100,
         shuffle=False,
         bucket_width=2,
@@ -115,8 +118,7 @@ def test_epoch_streams_depend_only_on_seed_and_epoch():
     def batches(epoch_range):
         stream = make_dataset(
             PAIRS,
-            source_tokenizer,
-            target_tokenizer,
+            TeacherForcing(source_tokenizer, target_tokenizer),
             batch_size=2,
             shuffle=True,
             seed=3,
@@ -160,8 +162,10 @@ def test_a_stream_gives_the_same_examples_as_the_list():
     options = dict(
         batch_size=3, shuffle=True, seed=4, bucket_width=2, max_bucket_length=8, shuffle_buffer=5
     )
-    in_memory = make_dataset(PAIRS, source_tokenizer, target_tokenizer, **options)
-    streamed = make_dataset(Streamed(PAIRS), source_tokenizer, target_tokenizer, **options)
+    in_memory = make_dataset(PAIRS, TeacherForcing(source_tokenizer, target_tokenizer), **options)
+    streamed = make_dataset(
+        Streamed(PAIRS), TeacherForcing(source_tokenizer, target_tokenizer), **options
+    )
     assert examples(streamed) == examples(in_memory) and len(examples(streamed)) == len(PAIRS)
 
 
@@ -172,8 +176,7 @@ def test_streamed_epochs_depend_only_on_seed_and_epoch():
     def batches(epoch_range):
         stream = make_dataset(
             pairs,
-            source_tokenizer,
-            target_tokenizer,
+            TeacherForcing(source_tokenizer, target_tokenizer),
             batch_size=2,
             shuffle=True,
             seed=3,
@@ -197,14 +200,15 @@ def test_streamed_epochs_depend_only_on_seed_and_epoch():
 def test_batches_counted_from_lengths_match_the_dataset(batch_size, batch_tokens, bucket_width):
     source_tokenizer, target_tokenizer = tokenizers()
     pairs = PAIRS + [("abcdeabcde", "X Y Z X Y Z X Y Z")] * 3  # longer than max_bucket_length
-    lengths = example_lengths(
-        source_tokenizer.tokenize_ragged(tf.constant([s for s, _ in pairs])).row_lengths(),
-        target_tokenizer.tokenize_ragged(tf.constant([t for _, t in pairs])).row_lengths(),
+    lengths = collections.Counter(
+        teacher_forcing_lengths(
+            source_tokenizer.tokenize_ragged(tf.constant([s for s, _ in pairs])).row_lengths(),
+            target_tokenizer.tokenize_ragged(tf.constant([t for _, t in pairs])).row_lengths(),
+        ).tolist()
     )
     dataset = make_dataset(
         pairs,
-        source_tokenizer,
-        target_tokenizer,
+        TeacherForcing(source_tokenizer, target_tokenizer),
         batch_size=batch_size,
         shuffle=True,
         bucket_width=bucket_width,
@@ -220,8 +224,7 @@ def test_padding_counter_gives_each_epochs_padding_fraction():
     counter = PaddingCounter(epochs=3)
     stream = make_dataset(
         Streamed(PAIRS * 2),
-        source_tokenizer,
-        target_tokenizer,
+        TeacherForcing(source_tokenizer, target_tokenizer),
         batch_size=3,
         shuffle=True,
         seed=1,

@@ -143,7 +143,8 @@ def test_init_from_starts_from_the_pretrained_vocabularies_and_weights(tmp_path)
     import keras
     import tensorflow as tf
 
-    from s2s_keras.training import build_model, copy_weights, load_pretrained, train
+    from s2s_keras.fine_tuning import copy_weights, load_pretrained
+    from s2s_keras.training import build_model, train
 
     pretrained_dir = tmp_path / "pretrained"
     pretrained = train(
@@ -193,7 +194,8 @@ def test_init_from_starts_from_the_pretrained_vocabularies_and_weights(tmp_path)
 
 
 def test_init_from_names_what_does_not_fit(tmp_path):
-    from s2s_keras.training import load_pretrained, train
+    from s2s_keras.fine_tuning import load_pretrained
+    from s2s_keras.training import train
 
     pretrained_dir = tmp_path / "pretrained"
     data = f"data.source=tsv:{write_pairs(tmp_path, count=60)}"
@@ -244,7 +246,8 @@ def write_sentences(tmp_path, count: int = 60, unique_words: bool = False) -> st
 def language_model_run(tmp_path, data: str, *overrides) -> tuple:
     """`(model, run dir)`: a language model over WORDS but "fine" (untrained: its weights are
     its initialization), saved as a finished run (config.json + model.keras)."""
-    from s2s_keras.training import CONFIG_FILE, MODEL_FILE, build_model
+    from s2s_keras.run_dir import CONFIG_FILE, MODEL_FILE
+    from s2s_keras.training import build_model
 
     config = preset("tiny").override([data, "task=lm", "data.source_split=whitespace", *overrides])
     model = build_model(config, WORDS[:-1], None)
@@ -283,13 +286,14 @@ def test_init_from_a_language_model_gives_the_classifier_its_embedding_and_layer
 ):
     import tensorflow as tf
 
-    from s2s_keras.training import _vocabularies, build_model, copy_weights, load_pretrained
+    from s2s_keras.fine_tuning import copy_weights, load_pretrained, pretrained_vocabularies
+    from s2s_keras.training import build_model
 
     data = f"data.source=tsv:{write_sentences(tmp_path)}"
     language_model, run_dir = language_model_run(tmp_path, data, *shared)
     config = classifier_from(data, run_dir, f"model.bidirectional={bidirectional}", *shared)
     loaded = load_pretrained(config, ["neg", "pos"])
-    classifier = build_model(config, *_vocabularies(loaded, ["neg", "pos"]))
+    classifier = build_model(config, *pretrained_vocabularies(config, loaded, ["neg", "pos"]))
     log = copy_weights(loaded, classifier, "the language model")
     assert classifier.source_vocabulary == language_model.vocabulary
     np.testing.assert_array_equal(
@@ -344,7 +348,7 @@ def test_a_classifier_trains_from_a_language_model_run(tmp_path, capsys):
 
 
 def test_init_from_a_language_model_names_what_does_not_fit(tmp_path):
-    from s2s_keras.training import load_pretrained
+    from s2s_keras.fine_tuning import load_pretrained
 
     data = f"data.source=tsv:{write_sentences(tmp_path)}"
     _, run_dir = language_model_run(tmp_path, data)
@@ -395,7 +399,7 @@ def test_init_from_a_language_model_names_what_does_not_fit(tmp_path):
 
 def test_a_language_model_reads_the_text_of_the_training_split_only(tmp_path):
     from s2s_keras.text import PAD_ID, UNK_ID
-    from s2s_keras.training import build_model, load_data, split_dataset
+    from s2s_keras.training import build_model, datasets, load_data
 
     data = f"data.source=tsv:{write_sentences(tmp_path, count=100, unique_words=True)}"
     config = preset("tiny").override([data, "task=lm", "data.source_split=whitespace"])
@@ -411,8 +415,8 @@ def test_a_language_model_reads_the_text_of_the_training_split_only(tmp_path):
     targets = np.concatenate(
         [
             np.ravel(batch)
-            for _, batch in split_dataset(
-                config, corpus.train, build_model(config, vocabulary, None), shuffle=False
+            for _, batch in datasets(config, corpus, build_model(config, vocabulary, None)).split(
+                corpus.train
             )
         ]
     )

@@ -68,7 +68,7 @@ def test_search_resumes_and_best_model_exports(base, tmp_path):
     assert len(more["trials"]) == 3
 
     from s2s_keras.export import export
-    from s2s_keras.training import load_run
+    from s2s_keras.run_dir import load_run
 
     config, model = load_run(more["best_dir"])
     assert os.path.isfile(

@@ -1,0 +1,158 @@
+"""seq2seq: source → target sequence (`Seq2Seq`), teacher forcing, decoding, WER/PER/BLEU."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from s2s_keras.config import Config, DataConfig, DecodeConfig
+from s2s_keras.data import TeacherForcing, teacher_forcing_lengths
+from s2s_keras.evaluation import ValidationErrorRates, evaluate_pairs
+from s2s_keras.export import Serving, decoding_signatures, vector
+from s2s_keras.inference import Translator
+from s2s_keras.losses import SequenceCrossentropy
+from s2s_keras.metrics import MaskedAccuracy
+from s2s_keras.models import Seq2Seq
+from s2s_keras.prediction import SequencePredictor
+from s2s_keras.tasks.base import RECURRENT_SPACE, Task
+from s2s_keras.text import TokenCounter
+
+
+class Seq2SeqServing(Serving):
+    """Signatures of a seq2seq export: `serving_default` (beam, the exported width), `nbest`,
+    `greedy`, `sample`, `score` (see `export.py`)."""
+
+    def __init__(self, translator: Translator):
+        super().__init__(translator.model)
+        d: DecodeConfig = translator.decode
+
+        @tf.function(input_signature=[vector(tf.string, "inputs")])
+        def serving_default(inputs):
+            outputs, scores = translator.beam(
+                inputs, d.beam_size, d.max_length, d.length_penalty, 1
+            )
+            return {"outputs": outputs[:, 0], "scores": scores[:, 0]}
+
+        @tf.function(input_signature=[vector(tf.string, "sources"), vector(tf.string, "targets")])
+        def score(sources, targets):
+            return translator.score(sources, targets)
+
+        self.publish(
+            {
+                "serving_default": serving_default,
+                **decoding_signatures(translator, d),
+                "score": score,
+            }
+        )
+
+
+class Seq2SeqTask(Task):
+    name = "seq2seq"
+    model_class = Seq2Seq
+    objectives = {"val_wer": "min", "val_loss": "min"}
+    tuning_space = RECURRENT_SPACE
+    architecture = (
+        "cell", "learn_initial_state", "embedding_size", "hidden_units", "num_layers",
+        "bidirectional", "bridge", "attention", "reverse_source", "tie_embeddings",
+    )  # fmt: skip
+
+    def counters(self, data: DataConfig) -> tuple:
+        return (
+            TokenCounter(data.source_split, data.source_lowercase),
+            TokenCounter(data.target_split, data.target_lowercase),
+        )
+
+    def measures_lengths(self, data: DataConfig) -> bool:
+        return "wordpiece" not in (data.source_split, data.target_split)
+
+    def vocabularies(self, counters: tuple, corpus, data: DataConfig) -> tuple:
+        return tuple(counter.vocabulary(data.vocabulary_size) for counter in counters)
+
+    def build_model(self, config: Config, source_vocabulary, target_vocabulary):
+        """Every `model.*` field but `pooling` is a `Seq2Seq` argument of the same name."""
+        model = dataclasses.asdict(config.model)
+        del model["pooling"]
+        data = config.data
+        return Seq2Seq(
+            source_vocabulary, target_vocabulary,
+            source_split=data.source_split, target_split=data.target_split,
+            source_lowercase=data.source_lowercase, target_lowercase=data.target_lowercase,
+            precision=config.train.precision, **model,
+        )  # fmt: skip
+
+    def examples(self, config: Config, model) -> TeacherForcing:
+        return TeacherForcing(model.source_tokenizer, model.target_tokenizer)
+
+    def lengths(self, config: Config, source_lengths, target_lengths) -> np.ndarray:
+        return teacher_forcing_lengths(source_lengths, target_lengths)
+
+    def target_tokenizer(self, model):
+        return model.target_tokenizer
+
+    def loss_and_metrics(self, config: Config) -> tuple:
+        return SequenceCrossentropy(config.train.label_smoothing), [MaskedAccuracy()]
+
+    def callbacks(self, config: Config, model, corpus, monitor: str) -> list:
+        if monitor == "val_wer":
+            return [ValidationErrorRates(corpus.valid, config.decode)]
+        return []
+
+    def tokenized_columns(self, pretrained) -> list:
+        return [
+            ("source", pretrained.source_tokenizer, 0),
+            ("target", pretrained.target_tokenizer, 1),
+        ]
+
+    def inference(self, model, decode: DecodeConfig) -> Translator:
+        return Translator(model, decode)
+
+    def serving_module(self, model, config: Config) -> Seq2SeqServing:
+        return Seq2SeqServing(self.inference(model, config.decode))
+
+    def warmup_requests(self, decode: DecodeConfig) -> dict:
+        words = np.array([b"hello", b"world"])
+        return {
+            "serving_default": {"inputs": words},
+            **decoding_requests(words, decode, nbest="nbest"),
+            "score": {"sources": words, "targets": np.array([b"HH AH L OW", b"W ER L D"])},
+        }
+
+    def evaluate(self, model, config: Config, pairs, beam_size: int | None = None) -> dict:
+        beam_size = config.decode.beam_size if beam_size is None else beam_size
+        translator = self.inference(model, config.decode)
+        result = evaluate_pairs(translator, pairs, config.decode.batch_size, beam_size)
+        return {**result, "beam_size": beam_size}
+
+    def predictor(self, model, config: Config) -> SequencePredictor:
+        return SequencePredictor.of_decoder(self.inference(model, config.decode))
+
+    def saved_model_predictor(self, loaded) -> SequencePredictor:
+        return SequencePredictor.of_saved_model(
+            loaded,
+            loaded.nbest,
+            lambda sources, targets: loaded.score(sources=sources, targets=targets),
+        )
+
+
+def decoding_requests(words, decode: DecodeConfig, nbest: str) -> dict:
+    """Warmup requests of `decoding_signatures` (the beam one named `nbest`), every input given
+    one value per example (the exported defaults)."""
+
+    def each(value, dtype):
+        return np.full(len(words), value, dtype)
+
+    max_length = each(decode.max_length, np.int32)
+    return {
+        nbest: {
+            "inputs": words, "beam_size": each(decode.beam_size, np.int32), "max_length": max_length,
+            "length_penalty": each(decode.length_penalty, np.float32),
+            "num_results": each(min(2, decode.beam_size), np.int32),
+        },
+        "greedy": {"inputs": words, "max_length": max_length},
+        "sample": {
+            "inputs": words, "temperature": each(0.7, np.float32), "top_k": each(5, np.int32),
+            "seed": each(1, np.int32), "max_length": max_length,
+        },
+    }  # fmt: skip
