@@ -126,11 +126,13 @@ def prepare(config: Config, loaded: tuple, strategy, verbose: int = 0) -> tuple:
     pretrained = None
     if config.train.init_from:
         pretrained = load_pretrained(config, target_vocabulary)
-        source_vocabulary, target_vocabulary = pretrained_vocabularies(
-            config, pretrained, target_vocabulary
-        )
-        _log(verbose, f"init from {config.train.init_from} (a {type(pretrained).__name__}): its "
-                      f"vocabularies; {unknown_tokens(config, pretrained, corpus)}")  # fmt: skip
+        ours = target_vocabulary
+        source_vocabulary, target_vocabulary = pretrained_vocabularies(config, pretrained, ours)
+        # A language model has one vocabulary: a classifier started from it keeps its labels.
+        kept = "vocabularies" if target_vocabulary not in (None, ours) else "vocabulary"
+        unknown = unknown_tokens(config, pretrained, corpus)
+        kind = type(pretrained).__name__
+        _log(verbose, f"init from {config.train.init_from} (a {kind}): its {kept}; {unknown}")
     with strategy.scope():
         model = build_model(config, source_vocabulary, target_vocabulary)
         if pretrained is not None:

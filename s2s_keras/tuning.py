@@ -127,7 +127,7 @@ class Seq2SeqHyperModel(kt.HyperModel):
                 "tuning needs a validation split (data.valid_fraction > 0 or tsv:...,valid=PATH)"
             )
         self.trial_id = None  # set by the tuner as each trial begins (`_TrialDirectories`)
-        self._data = {}  # id(model) -> its TrainingData, from build to fit
+        self._built = {}  # id(model) -> (its TrainingData, the strategy it was built under)
 
     def config(self, hp: kt.HyperParameters) -> Config:
         values = {key: _hyperparameter(hp, key, spec) for key, spec in self.space.items()}
@@ -138,8 +138,9 @@ class Seq2SeqHyperModel(kt.HyperModel):
 
     def build(self, hp):
         config = self.config(hp)
-        model, data = prepare(config, self.loaded, tf.distribute.get_strategy())
-        self._data[id(model)] = data
+        strategy = tf.distribute.get_strategy()  # the tuner's: it builds in its scope
+        model, data = prepare(config, self.loaded, strategy)
+        self._built[id(model)] = data, strategy
         return model
 
     def fit(
@@ -148,8 +149,7 @@ class Seq2SeqHyperModel(kt.HyperModel):
         config = self.config(hp)
         trial_dir = self.trial_dir()
         run_files.start(trial_dir, config)
-        data = self._data.pop(id(model))
-        strategy = tf.distribute.get_strategy()
+        data, strategy = self._built.pop(id(model))
         start = time.time()
         run_state = fit(config, model, data, trial_dir, strategy, verbose, callbacks=callbacks or (),
                         monitor=self.objective, epochs=epochs, initial_epoch=initial_epoch)  # fmt: skip
@@ -236,7 +236,8 @@ def tune(
     space = space if space is not None else load_space(None, base.task)
     hypermodel = Seq2SeqHyperModel(base, space, objective, run_dir)
     tuner = make_tuner(tuner_kind, hypermodel, run_dir, max_trials, strategy, seed=base.train.seed)
-    tuner.search()  # each trial's run directory has its own logs/ for TensorBoard
+    # TensorBoard: all trials side by side in run_dir/logs (each trial's dir has its own too).
+    tuner.search(callbacks=[keras.callbacks.TensorBoard(os.path.join(run_dir, run_files.LOGS_DIR))])
     if _is_worker():
         return {"worker": os.environ["KERASTUNER_TUNER_ID"]}  # the chief writes the results
 

@@ -244,3 +244,80 @@ def test_the_same_hypermodel_tunes_a_classifier_and_a_language_model(tmp_path, t
             "val_wer",
             space,
         )
+
+
+class Killed(BaseException):
+    """A kill in the middle of a trial (not an `Exception`: Keras Tuner lets it through)."""
+
+
+def trial_dir(search_dir) -> str:
+    (name,) = os.listdir(os.path.join(search_dir, "trials"))
+    return os.path.join(search_dir, "trials", name)
+
+
+def trial_history(search_dir) -> dict:
+    with open(os.path.join(trial_dir(search_dir), "summary.json")) as handle:
+        return json.load(handle)
+
+
+def test_a_killed_trial_resumes_from_its_backup_to_the_uninterrupted_result(
+    base, tmp_path, monkeypatch
+):
+    from s2s_keras.run_state import RunState
+
+    base = base.override(["train.backup_every_steps=2"])
+    space = {"model.hidden_units": {"choice": [8, 16]}}
+    tune(base, str(tmp_path / "whole"), "random", 1, "val_loss", space)
+    whole = trial_history(tmp_path / "whole")
+    padding = whole["history"]["padding_fraction"]  # each epoch's, counted inside the trial
+    assert len(padding) == 2 and all(0.0 < value < 0.5 for value in padding)
+    assert whole["train_padding_fraction"] == pytest.approx(sum(padding) / 2)
+
+    step = RunState.on_train_batch_end
+
+    def killed_in_the_second_epoch(self, batch, logs=None):
+        step(self, batch, logs)
+        if self.state["epoch"] == 1 and self.state["step"] == 3:  # its last backup: step 2
+            raise Killed()
+
+    monkeypatch.setattr(RunState, "on_train_batch_end", killed_in_the_second_epoch)
+    with pytest.raises(Killed):
+        tune(base, str(tmp_path / "killed"), "random", 1, "val_loss", space)
+    assert os.path.isfile(os.path.join(trial_dir(tmp_path / "killed"), "backup", "state.npz"))
+    monkeypatch.setattr(RunState, "on_train_batch_end", step)
+    result = tune(base, str(tmp_path / "killed"), "random", 1, "val_loss", space)
+    resumed = trial_history(tmp_path / "killed")
+    assert len(result["trials"]) == 1 and resumed["epochs_run"] == 2
+    # (The training loss Keras logs for the resumed epoch averages only its steps after the kill.)
+    for key in ("val_loss", "padding_fraction"):
+        assert resumed["history"][key] == pytest.approx(whole["history"][key], rel=1e-5), key
+    import keras
+    import numpy as np
+
+    weights = [
+        keras.saving.load_model(
+            os.path.join(trial_dir(tmp_path / run), "model.keras")
+        ).get_weights()
+        for run in ("whole", "killed")
+    ]
+    for ours, theirs in zip(*weights, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_trials_start_from_train_init_from(base, tmp_path):
+    import keras
+    import numpy as np
+
+    from s2s_keras.training import train
+
+    pretrained = train(base, str(tmp_path / "pretrained"), verbose=0)
+    # A rate so small that a trial's weights stay the pretrained ones (a fresh model's would not).
+    started = base.override(
+        [f"train.init_from={tmp_path / 'pretrained'}", "train.learning_rate=1e-12"]
+    )
+    space = {"model.dropout": {"choice": [0.0, 0.1]}}  # dropout may differ from the pretrained run
+    tune(started, str(tmp_path / "search"), "random", 1, "val_loss", space)
+    trial = keras.saving.load_model(os.path.join(trial_dir(tmp_path / "search"), "model.keras"))
+    assert trial.source_tokenizer.vocabulary == pretrained.source_tokenizer.vocabulary
+    for ours, theirs in zip(trial.get_weights(), pretrained.get_weights(), strict=True):
+        np.testing.assert_allclose(ours, theirs, atol=1e-6)

@@ -1,4 +1,4 @@
-"""Token-by-token decoding (greedy search) and the loop that sampling shares."""
+"""Token-by-token decoding: the loop greedy search and sampling share, and greedy search."""
 
 from __future__ import annotations
 
@@ -22,13 +22,21 @@ def decode_loop(
     end_id: int,
     max_length,
     choose: ChooseFunction,
+    compact: bool = False,
 ) -> tf.Tensor:
-    """Batched one-token-at-a-time decoding as one in-graph `tf.while_loop`.
+    """Batched one-token-at-a-time decoding as one in-graph `tf.while_loop`, the one loop every
+    strategy but beam search shares (they differ in `choose` alone).
 
     Knows nothing about the network: `step_fn(token_ids (batch,), state) -> (logits (batch, V),
     state)` (e.g. `Seq2Seq.step_function()`); `state` is any nest of tensors with the batch first.
     `choose(logits, step) -> (batch,)` ids picks the next tokens. Stops when every sequence has
     produced `end_id` or after `max_length` steps (clamped to at least 1).
+
+    `compact`: rows that have produced `end_id` leave the batch — each step runs `step_fn` on the
+    unfinished rows only (their tokens and `state` gathered), so a batch costs the sum of its
+    rows' lengths, not the longest one times the batch size; `choose` then sees only those rows
+    (the same result for a `choose` that treats rows independently, as argmax does). Otherwise
+    every row stays to the end, a finished row emitting padding.
 
     Returns `(batch, steps)` int32 ids: each row is the chosen tokens up to and including its
     `end_id`, then 0 (padding); `steps <= max_length`.
@@ -36,26 +44,40 @@ def decode_loop(
     start_ids = tf.convert_to_tensor(start_ids, tf.int32)
     max_length = tf.maximum(tf.convert_to_tensor(max_length, tf.int32), 1)
     batch_size = tf.shape(start_ids)[0]
-    # Written into a preallocated (batch, max_length) buffer with a one-hot column mask, so that
-    # the loop variables keep fixed shapes and zero iterations are fine (no TensorArray.stack).
+    state = tf.nest.map_structure(tf.convert_to_tensor, state)
+    # Written into a preallocated (batch, max_length) buffer, so that the outputs keep a fixed
+    # shape and zero iterations are fine (no TensorArray.stack).
     outputs = tf.zeros([batch_size, max_length], tf.int32)
+    # rows: which rows of the batch the loop still carries (all of them unless `compact`)
+    rows = tf.range(batch_size)
     finished = tf.zeros([batch_size], tf.bool)
 
-    def condition(step, tokens, state, finished, outputs):
-        return (step < max_length) & ~tf.reduce_all(finished)
+    def condition(step, tokens, state, rows, finished, outputs):
+        return (step < max_length) & (tf.size(rows) > 0) & ~tf.reduce_all(finished)
 
-    def body(step, tokens, state, finished, outputs):
+    def body(step, tokens, state, rows, finished, outputs):
         logits, state = step_fn(tokens, state)
         next_ids = tf.cast(choose(logits, step), tf.int32)
+        if compact:
+            positions = tf.stack([rows, tf.fill(tf.shape(rows), step)], axis=1)
+            outputs = tf.tensor_scatter_nd_update(outputs, positions, next_ids)
+            going_on = tf.where(tf.not_equal(next_ids, end_id))[:, 0]
+            state = tf.nest.map_structure(lambda t: tf.gather(t, going_on), state)
+            next_ids, rows = tf.gather(next_ids, going_on), tf.gather(rows, going_on)
+            return step + 1, next_ids, state, rows, tf.gather(finished, going_on), outputs
         next_ids = tf.where(finished, tf.zeros_like(next_ids), next_ids)
-        column = tf.one_hot(step, max_length, dtype=tf.int32)
-        outputs += next_ids[:, None] * column[None, :]
-        finished |= tf.equal(next_ids, end_id)
-        return step + 1, next_ids, state, finished, outputs
+        outputs += next_ids[:, None] * tf.one_hot(step, max_length, dtype=tf.int32)[None, :]
+        return step + 1, next_ids, state, rows, finished | tf.equal(next_ids, end_id), outputs
 
-    steps, _, _, _, outputs = tf.while_loop(
-        condition, body, (tf.constant(0), start_ids, state, finished, outputs)
-    )
+    def any_batch(t):
+        return tf.TensorShape([None]).concatenate(t.shape[1:])
+
+    variables = (tf.constant(0), start_ids, state, rows, finished, outputs)
+    invariants = None
+    if compact:  # the rows carried shrink
+        shrinking = tf.nest.map_structure(any_batch, (start_ids, state, rows, finished))
+        invariants = (tf.TensorShape([]), *shrinking, outputs.shape)
+    steps, *_, outputs = tf.while_loop(condition, body, variables, shape_invariants=invariants)
     return outputs[:, :steps]
 
 
@@ -64,10 +86,8 @@ def greedy_search(
 ) -> tf.Tensor:
     """At each step the most probable next token; returns `(batch, steps)` ids (see `decode_loop`).
 
-    In a batch of at least `COMPACT_MIN_ROWS`, rows that have produced `end_id` leave it: each
-    step runs `step_fn` on the unfinished rows only (their tokens and `state` gathered — every
-    state tensor must have the batch first), so a batch costs the sum of its rows' lengths, not
-    the longest one times the batch size. The results are the same either way.
+    A batch of at least `COMPACT_MIN_ROWS` rows is decoded with `compact` (finished rows leave
+    it); the results are the same either way.
 
     Example:
         >>> step = lambda ids, s: (tf.one_hot(tf.fill(tf.shape(ids), 3), 5), s)
@@ -75,50 +95,11 @@ def greedy_search(
         [[3], [3]]
     """
     start_ids = tf.convert_to_tensor(start_ids, tf.int32)
-    max_length = tf.maximum(tf.convert_to_tensor(max_length, tf.int32), 1)
-    batch_size = tf.shape(start_ids)[0]
-    outputs = tf.zeros([batch_size, max_length], tf.int32)
 
-    def condition(step, tokens, state, rows, outputs):
-        return (step < max_length) & (tf.size(rows) > 0)
+    def argmax(logits, step):
+        return tf.argmax(logits, axis=-1, output_type=tf.int32)
 
-    def body(step, tokens, state, rows, outputs):
-        logits, state = step_fn(tokens, state)
-        next_ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        outputs = tf.tensor_scatter_nd_update(
-            outputs, tf.stack([rows, tf.fill(tf.shape(rows), step)], axis=1), next_ids
-        )
-        going_on = tf.where(tf.not_equal(next_ids, end_id))[:, 0]
-        state = tf.nest.map_structure(lambda t: tf.gather(t, going_on), state)
-        return step + 1, tf.gather(next_ids, going_on), state, tf.gather(rows, going_on), outputs
+    def loop(compact):
+        return lambda: decode_loop(step_fn, state, start_ids, end_id, max_length, argmax, compact)
 
-    def any_batch(t):
-        return tf.TensorShape([None]).concatenate(t.shape[1:])
-
-    def compacting():
-        steps, _, _, _, ids = tf.while_loop(
-            condition,
-            body,
-            (tf.constant(0), start_ids, state, tf.range(batch_size), outputs),
-            shape_invariants=(
-                tf.TensorShape([]),
-                tf.TensorShape([None]),
-                tf.nest.map_structure(any_batch, state),
-                tf.TensorShape([None]),
-                outputs.shape,
-            ),
-        )
-        return ids[:, :steps]
-
-    def whole_batch():
-        return decode_loop(
-            step_fn,
-            state,
-            start_ids,
-            end_id,
-            max_length,
-            choose=lambda logits, step: tf.argmax(logits, axis=-1, output_type=tf.int32),
-        )
-
-    state = tf.nest.map_structure(tf.convert_to_tensor, state)
-    return tf.cond(batch_size >= COMPACT_MIN_ROWS, compacting, whole_batch)
+    return tf.cond(tf.shape(start_ids)[0] >= COMPACT_MIN_ROWS, loop(True), loop(False))

@@ -17,6 +17,7 @@ from s2s_keras.layers import (
     state_count,
     step_cells,
 )
+from s2s_keras.layers.bridge import make_bridge
 from s2s_keras.models.recurrent_encoder import RecurrentEncoderMixin, uniform_initializers
 from s2s_keras.models.target_side import TargetSideMixin
 from s2s_keras.text import PAD_ID
@@ -24,7 +25,7 @@ from s2s_keras.text import PAD_ID
 
 @keras.saving.register_keras_serializable(package="s2s_keras")
 class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras.Model):
-    """Recurrent encoder-decoder trained with teacher forcing; models `P(Y|X) = Π_t p(y_t | X, y_<t)`.
+    """Recurrent encoder-decoder trained with teacher forcing: `P(Y|X) = Π_t p(y_t | X, y_<t)`.
 
     Encoder: source ids → (optionally reversed) → embedding (mask_zero) → `encoder_num_layers`
     (default: `num_layers`) stacked recurrent layers (`cell`; bidirectional optionally; dropout
@@ -156,19 +157,12 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
             init_scale,
             precision,
         )
-        self.bridge_layers = (
-            [
-                keras.layers.Dense(
-                    hidden_units, dtype=precision, name=f"bridge_{index}_{part}", **kernels
-                )
-                for index in range(num_layers)
-                for part in range(states_per_layer)
-            ]
-            if bridge == "dense"
-            else []
+        self.encoder_bridge = make_bridge(
+            bridge, hidden_units, num_layers, states_per_layer, dtype=precision, **kernels
         )
-        self._zero_bridge = bridge == "zero"
-        self._decoder_shape = (hidden_units, num_layers)
+        # Held by the model too, here: the order in which a model takes its layers is the
+        # order of its variables, which `.keras` files rely on for the optimizer's slots.
+        self.bridge_layers = self.encoder_bridge.layers
         self.between_layers = keras.layers.Dropout(dropout, name="between_layers_dropout")
         if attention == "none":
             self.attention_decoder = None
@@ -287,41 +281,10 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
         return self.teacher_forced(source_ids, target_in_ids)[1]
 
     def _encode(self, source_ids, training=None):
-        """`(per-layer bridged states, memory (batch, S, features) in source order, memory mask)`."""
+        """`(per-layer bridged states, memory (batch, S, features) in source order, memory
+        mask)`."""
         states, memory, source_mask = self._run_encoder(source_ids, training=training)
-        return self._bridge(states), memory, source_mask
-
-    def _bridge(self, encoder_states):
-        """Per encoder layer `[h(, c)]` → per decoder layer `[h(, c)]` of `hidden_units` each."""
-        if self.bridge_layers:  # dense
-            parts = len(encoder_states[0])
-            if (
-                len(self.bridge_layers) == len(encoder_states) * parts
-            ):  # equal depths: layer to layer
-                return [
-                    [
-                        self.bridge_layers[index * parts + part](state)
-                        for part, state in enumerate(states)
-                    ]
-                    for index, states in enumerate(encoder_states)
-                ]
-            # Unequal depths: each decoder layer reads the states of every encoder layer.
-            joined = [
-                keras.ops.concatenate([states[part] for states in encoder_states], axis=-1)
-                for part in range(parts)
-            ]
-            return [
-                [self.bridge_layers[index * parts + part](joined[part]) for part in range(parts)]
-                for index in range(len(self.bridge_layers) // parts)
-            ]
-        if self._zero_bridge:
-            units, depth = self._decoder_shape
-            # zeros (batch, units) built from a state: the batch size is symbolic here
-            zeros = keras.ops.repeat(
-                keras.ops.zeros_like(encoder_states[0][0][:, :1]), units, axis=1
-            )
-            return [[zeros] * len(encoder_states[0]) for _ in range(depth)]
-        return encoder_states
+        return self.encoder_bridge(states), memory, source_mask
 
     def _decode_sequence(self, target_in_ids, encoded, training=None, with_alignment=False):
         """Logits; with `with_alignment`, `(logits, attention weights or None)`."""

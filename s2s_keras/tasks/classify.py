@@ -116,7 +116,7 @@ class ClassifyTask(Task):
 
     def build_model(self, config: Config, source_vocabulary, target_vocabulary):
         data, model = config.data, config.model
-        return Classifier(
+        return self.model_class(
             source_vocabulary, target_vocabulary, source_split=data.source_split,
             source_lowercase=data.source_lowercase, max_source_tokens=data.max_source_tokens,
             precision=config.train.precision,

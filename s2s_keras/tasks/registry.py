@@ -27,7 +27,7 @@ def task_names() -> tuple:
 def task_of_model(model):
     """The task whose model `model` is (an `Ensemble`: its members')."""
     kind = type(getattr(model, "members", [model])[0])
-    for task in _TASKS.values():
-        if issubclass(kind, task.model_class):
-            return task
+    exact = [task for task in _TASKS.values() if task.model_class is kind]
+    for task in exact or [task for task in _TASKS.values() if issubclass(kind, task.model_class)]:
+        return task
     raise ValueError(f"{kind.__name__} is the model of no task (known: {task_names()})")
