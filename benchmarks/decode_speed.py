@@ -45,8 +45,8 @@ from train_speed import matmul_peak_gflops, step_matmul_gflops, training_flops  
 
 import pipelines  # noqa: E402
 from s2s_keras.export import export  # noqa: E402
-from s2s_keras.text import END_ID, START_ID  # noqa: E402
 from s2s_keras.run_dir import load_run  # noqa: E402
+from s2s_keras.text import END_ID, START_ID  # noqa: E402
 
 
 def latencies_ms(call, words, count):

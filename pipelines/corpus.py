@@ -130,6 +130,20 @@ class Corpus:
         pairs = self.train + self.valid + self.test
         return len(pairs) - len(set(pairs))
 
+    def describe(self) -> str:
+        """The split sizes, duplicates and skipped lines, in one line for the training log."""
+        duplicates = self.duplicate_pairs()
+        duplicates = (
+            "exact duplicate pairs not counted when streaming"
+            if duplicates is None
+            else f"{duplicates} exact duplicate pairs kept"
+        )
+        streamed = " (streamed)" if self.streamed else ""
+        return (
+            f"train {len(self.train)}{streamed} valid {len(self.valid)} test {len(self.test)} "
+            f"pairs ({duplicates}); {self.skipped}"
+        )
+
     def split(self, name: str) -> list:
         """A split as a list (a streamed training split is read into memory here)."""
         if name == "all":

@@ -19,6 +19,17 @@ import json
 import typing
 from dataclasses import dataclass, field
 
+from s2s_keras.validation import (
+    ConfigError,
+    apply_rules,
+    check,
+    fraction,
+    integer,
+    number,
+    one_of,
+    parse_field,
+)
+
 SPLIT_MODES = ("characters", "whitespace", "wordpiece")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -30,41 +41,6 @@ BRIDGES = ("copy", "dense", "zero")
 POOLINGS = ("last", "mean", "attention")
 ON_BAD_LINE = ("error", "skip")
 STREAMABLE = ("tsv", "parallel", "jsonl")  # data.source kinds that data.streaming can read
-
-
-class ConfigError(ValueError):
-    """A config field received a value it cannot take; the message names the field."""
-
-
-def check(condition: bool, name: str, value, expected: str) -> None:
-    """Raises `ConfigError("<name>: expected <expected>, got <value>")` unless `condition`."""
-    if not condition:
-        raise ConfigError(f"{name}: expected {expected}, got {value!r}")
-
-
-def _one_of(options: tuple) -> tuple:
-    return (lambda value: value in options), f"one of {options}"
-
-
-def _integer(low: int, note: str = "") -> tuple:
-    return (lambda value: isinstance(value, int) and value >= low), f"an integer >= {low}{note}"
-
-
-def _number(low: float, strict: bool = False) -> tuple:
-    if strict:
-        return (lambda value: value > low), f"a number > {low:g}"
-    return (lambda value: value >= low), f"a number >= {low:g}"
-
-
-def _fraction(high: float, kind: str) -> tuple:
-    return (lambda value: 0.0 <= value < high), f"a {kind} in [0, {high:g})"
-
-
-def _apply(section: str, instance, rules: dict) -> None:
-    """Each field's own rule: `rules` maps a field to `(test(value) -> bool, expected)`."""
-    for name, (test, expected) in rules.items():
-        value = getattr(instance, name)
-        check(test(value), f"{section}.{name}", value, expected)
 
 
 @dataclass(frozen=True)
@@ -116,29 +92,36 @@ class DataConfig:
     bptt_length: int = 0
 
     _RULES: typing.ClassVar[dict] = {
-        "source_split": _one_of(SPLIT_MODES),
-        "target_split": _one_of(SPLIT_MODES),
-        "vocabulary_size": _integer(8),
-        "on_bad_line": _one_of(ON_BAD_LINE),
-        "valid_fraction": _fraction(0.5, "fraction"),
-        "test_fraction": _fraction(0.5, "fraction"),
-        "max_line_length": _integer(1),
-        "max_pairs": _integer(0),
-        "bucket_width": _integer(1),
-        "batch_tokens": _integer(0, " (0: off)"),
-        "shuffle_buffer": _integer(1),
-        "max_source_tokens": _integer(0, " (0: off)"),
-        "bptt_length": _integer(0, " (0: sentences)"),
+        "source_split": one_of(SPLIT_MODES),
+        "target_split": one_of(SPLIT_MODES),
+        "vocabulary_size": integer(8),
+        "on_bad_line": one_of(ON_BAD_LINE),
+        "valid_fraction": fraction(0.5, "fraction"),
+        "test_fraction": fraction(0.5, "fraction"),
+        "max_line_length": integer(1),
+        "max_pairs": integer(0),
+        "bucket_width": integer(1),
+        "batch_tokens": integer(0, " (0: off)"),
+        "shuffle_buffer": integer(1),
+        "max_source_tokens": integer(0, " (0: off)"),
+        "bptt_length": integer(0, " (0: sentences)"),
     }
 
     def __post_init__(self):
-        _apply("data", self, self._RULES)
-        check(self.max_bucket_length > self.bucket_width, "data.max_bucket_length",
-              self.max_bucket_length, "an integer > data.bucket_width")  # fmt: skip
+        apply_rules("data", self, self._RULES)
+        check(
+            self.max_bucket_length > self.bucket_width,
+            "data.max_bucket_length",
+            self.max_bucket_length,
+            "an integer > data.bucket_width",
+        )
         kind = self.source.partition(":")[0]
-        check(not self.streaming or kind in STREAMABLE, "data.streaming", self.streaming,
-              f"false for data.source {self.source!r} (only {', '.join(STREAMABLE)} files "
-              "stream)")  # fmt: skip
+        check(
+            not self.streaming or kind in STREAMABLE,
+            "data.streaming",
+            self.streaming,
+            f"false for data.source {self.source!r} (only {', '.join(STREAMABLE)} files stream)",
+        )
 
 
 @dataclass(frozen=True)
@@ -173,44 +156,64 @@ class ModelConfig:
     pooling: str = "mean"
 
     _RULES: typing.ClassVar[dict] = {
-        "embedding_size": _integer(1),
-        "hidden_units": _integer(1),
-        "num_layers": _integer(1),
-        "encoder_num_layers": _integer(0, " (0: model.num_layers)"),
-        "dropout": _fraction(1.0, "rate"),
-        "recurrent_dropout": _fraction(1.0, "rate"),
-        "cell": _one_of(CELLS),
-        "attention": _one_of(ATTENTIONS),
-        "bridge": _one_of(BRIDGES),
-        "pooling": _one_of(POOLINGS),
-        "init_scale": _number(0),
+        "embedding_size": integer(1),
+        "hidden_units": integer(1),
+        "num_layers": integer(1),
+        "encoder_num_layers": integer(0, " (0: model.num_layers)"),
+        "dropout": fraction(1.0, "rate"),
+        "recurrent_dropout": fraction(1.0, "rate"),
+        "cell": one_of(CELLS),
+        "attention": one_of(ATTENTIONS),
+        "bridge": one_of(BRIDGES),
+        "pooling": one_of(POOLINGS),
+        "init_scale": number(0),
     }
 
     def __post_init__(self):
-        _apply("model", self, self._RULES)
+        apply_rules("model", self, self._RULES)
         if self.encoder_num_layers not in (0, self.num_layers):
-            check(self.bridge != "copy", "model.bridge", self.bridge,
-                  f"dense or zero when model.encoder_num_layers ({self.encoder_num_layers}) != "
-                  f"model.num_layers ({self.num_layers})")  # fmt: skip
+            check(
+                self.bridge != "copy",
+                "model.bridge",
+                self.bridge,
+                f"dense or zero when model.encoder_num_layers ({self.encoder_num_layers}) != "
+                f"model.num_layers ({self.num_layers})",
+            )
         if self.bidirectional and self.bridge == "copy":
-            check(self.hidden_units % 2 == 0, "model.hidden_units", self.hidden_units,
-                  "an even number (model.bidirectional with model.bridge=copy splits it between "
-                  "the two directions)")  # fmt: skip
+            check(
+                self.hidden_units % 2 == 0,
+                "model.hidden_units",
+                self.hidden_units,
+                "an even number (model.bidirectional with model.bridge=copy splits it between "
+                "the two directions)",
+            )
         if self.bridge == "zero":
-            check(self.attention != "none", "model.bridge", self.bridge,
-                  "copy or dense when model.attention=none (a zero start state would ignore the "
-                  "source)")  # fmt: skip
+            check(
+                self.attention != "none",
+                "model.bridge",
+                self.bridge,
+                "copy or dense when model.attention=none (a zero start state would ignore the "
+                "source)",
+            )
         memory_size = self.hidden_units * (2 if self.bidirectional and self.bridge != "copy" else 1)
         if self.attention == "luong_dot":
-            check(memory_size == self.hidden_units, "model.attention", self.attention,
-                  f"luong_general or bahdanau when the encoder outputs {memory_size} features "
-                  f"and the decoder {self.hidden_units} (dot needs equal sizes; use "
-                  "model.bridge=copy with model.bidirectional)")  # fmt: skip
+            check(
+                memory_size == self.hidden_units,
+                "model.attention",
+                self.attention,
+                f"luong_general or bahdanau when the encoder outputs {memory_size} features "
+                f"and the decoder {self.hidden_units} (dot needs equal sizes; use "
+                "model.bridge=copy with model.bidirectional)",
+            )
         if self.tie_embeddings:
-            check(self.embedding_size == self.hidden_units, "model.tie_embeddings",
-                  self.tie_embeddings, f"model.embedding_size ({self.embedding_size}) == "
-                  f"model.hidden_units ({self.hidden_units}) to tie the decoder embedding to the "
-                  "output projection")  # fmt: skip
+            check(
+                self.embedding_size == self.hidden_units,
+                "model.tie_embeddings",
+                self.tie_embeddings,
+                f"model.embedding_size ({self.embedding_size}) == "
+                f"model.hidden_units ({self.hidden_units}) to tie the decoder embedding to the "
+                "output projection",
+            )
 
 
 @dataclass(frozen=True)
@@ -244,24 +247,24 @@ class TrainConfig:
     init_from: str = ""
 
     _RULES: typing.ClassVar[dict] = {
-        "epochs": _integer(1),
-        "batch_size": _integer(1),
-        "learning_rate": _number(0, strict=True),
-        "clip_norm": _number(0, strict=True),
-        "early_stopping_patience": _integer(0),
-        "backup_every_steps": _integer(0),
-        "strategy": _one_of(STRATEGIES),
-        "cpu_devices": _integer(0),
-        "precision": _one_of(PRECISIONS),
-        "lr_schedule": _one_of(LR_SCHEDULES),
-        "optimizer": _one_of(OPTIMIZERS),
-        "halving_start_epoch": _number(0),
-        "halving_every_epochs": _number(0, strict=True),
-        "label_smoothing": _fraction(1.0, "rate"),
+        "epochs": integer(1),
+        "batch_size": integer(1),
+        "learning_rate": number(0, strict=True),
+        "clip_norm": number(0, strict=True),
+        "early_stopping_patience": integer(0),
+        "backup_every_steps": integer(0),
+        "strategy": one_of(STRATEGIES),
+        "cpu_devices": integer(0),
+        "precision": one_of(PRECISIONS),
+        "lr_schedule": one_of(LR_SCHEDULES),
+        "optimizer": one_of(OPTIMIZERS),
+        "halving_start_epoch": number(0),
+        "halving_every_epochs": number(0, strict=True),
+        "label_smoothing": fraction(1.0, "rate"),
     }
 
     def __post_init__(self):
-        _apply("train", self, self._RULES)
+        apply_rules("train", self, self._RULES)
 
 
 @dataclass(frozen=True)
@@ -282,18 +285,26 @@ class DecodeConfig:
     batch_size: int = 256  # words per decoding batch in `s2s evaluate` (and val_wer)
 
     _RULES: typing.ClassVar[dict] = {
-        "max_length": _integer(1),
-        "max_input_length": _integer(1),
-        "length_penalty": _number(0),
-        "batch_size": _integer(1),
+        "max_length": integer(1),
+        "max_input_length": integer(1),
+        "length_penalty": number(0),
+        "batch_size": integer(1),
     }
 
     def __post_init__(self):
-        _apply("decode", self, self._RULES)
-        check(self.max_length_limit >= self.max_length, "decode.max_length_limit",
-              self.max_length_limit, "an integer >= decode.max_length")  # fmt: skip
-        check(1 <= self.beam_size <= self.max_beam_size, "decode.beam_size", self.beam_size,
-              "an integer in [1, decode.max_beam_size]")  # fmt: skip
+        apply_rules("decode", self, self._RULES)
+        check(
+            self.max_length_limit >= self.max_length,
+            "decode.max_length_limit",
+            self.max_length_limit,
+            "an integer >= decode.max_length",
+        )
+        check(
+            1 <= self.beam_size <= self.max_beam_size,
+            "decode.beam_size",
+            self.beam_size,
+            "an integer in [1, decode.max_beam_size]",
+        )
 
 
 @dataclass(frozen=True)
@@ -368,7 +379,7 @@ class Config:
                     f"--set {assignment!r}: unknown key {key!r}; "
                     f"known: {sorted(section_name + '.' + n for n in fields)}"
                 )
-            changes.setdefault(section_name, {})[field_name] = _parse(
+            changes.setdefault(section_name, {})[field_name] = parse_field(
                 raw.strip(), fields[field_name], key
             )
         sections = {
@@ -379,27 +390,6 @@ class Config:
 
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "decode": DecodeConfig}
-
-
-def _parse(raw: str, f: dataclasses.Field, key: str):
-    kind = (
-        f.type
-        if isinstance(f.type, type)
-        else {"int": int, "float": float, "bool": bool, "str": str}[f.type]
-    )
-    try:
-        if kind is bool:
-            lowered = raw.lower()
-            if lowered not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(raw)
-            return lowered in ("true", "1", "yes")
-        if kind is int:
-            return int(raw)
-        if kind is float:
-            return float(raw)
-        return raw
-    except ValueError:
-        raise ConfigError(f"{key}: expected {kind.__name__}, got {raw!r}") from None
 
 
 # The named configs; `s2s_keras.presets` holds them (imported here: `config.preset(...)`).

@@ -3,7 +3,7 @@
 What a batch holds is the task's `Examples` (`s2s_keras.tasks`); for seq2seq (`TeacherForcing`)
 each element is `({"source_ids": (batch, S), "target_in_ids": (batch, T)}, target_out_ids
 (batch, T))` with `target_in = <s> + y` and `target_out = y + </s>` (the teacher-forcing shift),
-0 = padding. `make_stream_dataset` cuts contiguous text for truncated BPTT instead.
+0 = padding. (Contiguous text for truncated BPTT: `tasks.lm.make_stream_dataset`.)
 `TrainingData` is what a task hands the fit loop: the per-epoch stream, the validation batches,
 the steps per epoch and the statistics of the data preparation (`bucketed_training_data`).
 Pairs are tokenized once (cached), shuffled with a seed, grouped into buckets of similar length
@@ -21,6 +21,7 @@ import dataclasses
 import itertools
 import typing
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -124,6 +125,20 @@ class PaddingCounter:
         return padded / total if total else 0.0
 
 
+class PaddingFraction(keras.callbacks.Callback):
+    """Writes the epoch's padding fraction (padding / all source and target positions of the
+    batches trained on, from a `PaddingCounter`) into its logs as `padding_fraction`: callbacks
+    after it (history.csv, TensorBoard, the run state's history) record it."""
+
+    def __init__(self, counter: PaddingCounter):
+        super().__init__()
+        self.counter = counter
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["padding_fraction"] = self.counter.fraction(epoch)
+
+
 def make_dataset(
     pairs,
     examples,
@@ -221,7 +236,7 @@ def make_dataset(
         dataset = tf.data.Dataset.range(first, stop).flat_map(
             lambda epoch: arrange(epoch, tf.cast(seed, tf.int64) + 7919 * epoch, reshuffle=False)
         )
-    return _distributable(dataset)
+    return distributable(dataset)
 
 
 def lm_shift(ids: tf.RaggedTensor):
@@ -232,65 +247,8 @@ def lm_shift(ids: tf.RaggedTensor):
     return tf.concat([end, ids], axis=1), tf.concat([ids, end], axis=1)
 
 
-def make_stream_dataset(
-    texts,
-    tokenizer: Tokenizer,
-    batch_size: int,
-    bptt_length: int,
-    epoch_range: tuple[int, int] | None = None,
-) -> tf.data.Dataset:
-    """Contiguous text for truncated BPTT (Zaremba et al. 2014), `texts` any iterable of strings
-    (read once): every text's tokens followed by
-    `</s>`, one after the other (after a first `</s>`), cut into `batch_size` equal streams laid
-    side by side; batch i is steps `[i·L, (i+1)·L)` of every stream, `({"input_ids": (batch, L)},
-    next tokens (batch, L))`, so that row r of batch i+1 continues row r of batch i (the last
-    batch may be shorter). Order is fixed (no shuffling: it would break the streams); with
-    `epoch_range`, that order once per epoch. The last `< batch_size` tokens are dropped (the
-    streams must be equal); `stream_statistics` reports how many."""
-    ids = _stream_ids(texts, tokenizer)
-    if len(ids) == 1:
-        raise ValueError("make_stream_dataset: no texts (is the split empty?)")
-    steps = (len(ids) - 1) // batch_size
-    if steps < 1:
-        raise ValueError(f"make_stream_dataset: {len(ids)} tokens cannot fill {batch_size} streams")
-    inputs = tf.reshape(ids[: batch_size * steps], [batch_size, steps])
-    outputs = tf.reshape(ids[1 : batch_size * steps + 1], [batch_size, steps])
-    starts = tf.range(0, steps, bptt_length)
-    chunks = tf.data.Dataset.from_tensor_slices(starts).map(
-        lambda start: (
-            {"input_ids": inputs[:, start : start + bptt_length]},
-            outputs[:, start : start + bptt_length],
-        )
-    )
-    if epoch_range is not None:
-        chunks = chunks.repeat(epoch_range[1] - epoch_range[0])
-    return _distributable(chunks)
-
-
-def stream_statistics(texts, tokenizer: Tokenizer, batch_size: int, bptt_length: int) -> dict:
-    """`batches` per epoch, `tokens` predicted per epoch, `dropped_tokens` (see `make_stream_dataset`)."""
-    total = len(_stream_ids(texts, tokenizer)) - 1
-    steps = total // batch_size
-    return {
-        "batches": -(-steps // bptt_length),
-        "tokens": steps * batch_size,
-        "dropped_tokens": total - steps * batch_size,
-        "padding_fraction": 0.0,
-    }
-
-
-def _stream_ids(texts, tokenizer: Tokenizer) -> tf.Tensor:
-    """`</s>`, then every text's ids and `</s>`: one int32 vector (the texts themselves are read
-    `STRING_BATCH` at a time from any iterable, so a streamed split is never held as text)."""
-    texts, pieces = iter(texts), [tf.constant([END_ID], tf.int32)]
-    while chunk := list(itertools.islice(texts, STRING_BATCH)):
-        pieces.append(
-            lm_shift(tokenizer.tokenize_ragged(tf.constant(chunk, tf.string)))[1].flat_values
-        )
-    return tf.concat(pieces, axis=0)
-
-
-def _distributable(dataset: tf.data.Dataset) -> tf.data.Dataset:
+def distributable(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """`dataset`, sharded by element under multi-worker training, prefetched."""
     # Multi-worker training shards by element (each worker takes its part of every global
     # batch), not by file: in memory there are no files, and a stream's shards are read in order.
     options = tf.data.Options()
@@ -368,11 +326,18 @@ def bucketed_training_data(data, batch_size: int, corpus, examples, lengths) -> 
 
     def make(pairs, shuffle, epoch_range, padding):
         return make_dataset(
-            pairs, examples, batch_size, shuffle=shuffle, seed=data.seed,
-            bucket_width=data.bucket_width, max_bucket_length=data.max_bucket_length,
-            shuffle_buffer=data.shuffle_buffer, batch_tokens=data.batch_tokens,
-            epoch_range=epoch_range, padding=padding,
-        )  # fmt: skip
+            pairs,
+            examples,
+            batch_size,
+            shuffle=shuffle,
+            seed=data.seed,
+            bucket_width=data.bucket_width,
+            max_bucket_length=data.max_bucket_length,
+            shuffle_buffer=data.shuffle_buffer,
+            batch_tokens=data.batch_tokens,
+            epoch_range=epoch_range,
+            padding=padding,
+        )
 
     valid = None
     if corpus.valid:

@@ -91,7 +91,8 @@ def evaluate_language_model(model, config, pairs) -> dict:
     sentence end predicted. With `data.bptt_length > 0` the texts are one contiguous stream in
     `train.batch_size` streams with the state carried across batches (as it was trained; the
     standard PTB measure — only the first token of each stream starts from a zero state);
-    otherwise each sentence from a zero state. Returns `{"perplexity", "nll_per_token", "tokens"}`."""
+    otherwise each sentence from a zero state. Returns `{"perplexity", "nll_per_token",
+    "tokens"}`."""
     from s2s_keras.tasks import get_task
 
     streams = config.data.bptt_length > 0

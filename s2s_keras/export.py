@@ -248,7 +248,8 @@ model_config_list {{
 }}
 """)
     with open(os.path.join(base, "batching_parameters.txt"), "w") as handle:
-        handle.write("""# --enable_batching --batching_parameters_file=/models/NAME/batching_parameters.txt
+        handle.write("""# --enable_batching \\
+#   --batching_parameters_file=/models/NAME/batching_parameters.txt
 # Every signature input is batched on dimension 0 (parameters are per-input vectors), so all
 # signatures can be batched. Decoding time grows with the longest input of a batch.
 max_batch_size { value: 256 }

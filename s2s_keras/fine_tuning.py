@@ -56,6 +56,20 @@ def pretrained_vocabularies(config: Config, pretrained, labels=None) -> tuple:
     return get_task(config.task).pretrained_vocabularies(pretrained, labels)
 
 
+def start_from(config: Config, corpus, labels=None) -> tuple:
+    """`(pretrained, source vocabulary, target vocabulary, log message)` of `train.init_from`
+    for a run on `corpus` (`labels`: the training split's, for a classifier)."""
+    pretrained = load_pretrained(config, labels)
+    source, target = pretrained_vocabularies(config, pretrained, labels)
+    # A language model has one vocabulary: a classifier started from it keeps this run's labels.
+    kept = "vocabularies" if target not in (None, labels) else "vocabulary"
+    message = (
+        f"init from {config.train.init_from} (a {type(pretrained).__name__}): its {kept}; "
+        f"{unknown_tokens(config, pretrained, corpus)}"
+    )
+    return pretrained, source, target, message
+
+
 def unknown_tokens(config: Config, pretrained, corpus) -> str:
     """How much of this run's training text the pretrained vocabularies map to `[UNK]`."""
     parts = []

@@ -67,8 +67,9 @@ class SequenceDecoder(tf.Module):
     def greedy(self, strings, max_length):
         """`(batch,)` strings → `(batch,)` strings."""
         state, start_ids, context = self._start(strings)
-        ids = greedy_search(self.model.step_function(), state, start_ids, END_ID,
-                            self._clamp(max_length))  # fmt: skip
+        ids = greedy_search(
+            self.model.step_function(), state, start_ids, END_ID, self._clamp(max_length)
+        )
         return self._finish(ids, context)
 
     @tf.function(input_signature=[STRINGS, INT, INT, FLOAT, INT])
@@ -78,9 +79,15 @@ class SequenceDecoder(tf.Module):
         state, start_ids, context = self._start(strings)
         beam_size = tf.clip_by_value(beam_size, 1, self.decode.max_beam_size)
         ids, scores = beam_search(
-            self.model.step_function(), state, start_ids, END_ID, self._clamp(max_length),
-            beam_size, alpha=length_penalty, num_results=num_results,
-        )  # fmt: skip
+            self.model.step_function(),
+            state,
+            start_ids,
+            END_ID,
+            self._clamp(max_length),
+            beam_size,
+            alpha=length_penalty,
+            num_results=num_results,
+        )
         batch_size, k = tf.shape(ids)[0], tf.shape(ids)[1]
         flat = tf.reshape(ids, [batch_size * k, -1])
         outputs = tf.reshape(self._finish(flat, self._repeat(context, k)), [batch_size, k])
@@ -90,8 +97,16 @@ class SequenceDecoder(tf.Module):
     def sample(self, strings, temperature, top_k, seed, max_length):
         """`(batch,)` strings → `(batch,)` strings drawn at `temperature` from the `top_k` best."""
         state, start_ids, context = self._start(strings)
-        ids = sample(self.model.step_function(), state, start_ids, END_ID, self._clamp(max_length),
-                     temperature=temperature, top_k=top_k, seed=seed)  # fmt: skip
+        ids = sample(
+            self.model.step_function(),
+            state,
+            start_ids,
+            END_ID,
+            self._clamp(max_length),
+            temperature=temperature,
+            top_k=top_k,
+            seed=seed,
+        )
         return self._finish(ids, context)
 
     def _clamp(self, max_length):
@@ -139,8 +154,11 @@ class Translator(SequenceDecoder):
         alignment of that decoding."""
         sources = tf.convert_to_tensor(sources)
         targets = tf.convert_to_tensor(targets)
-        tf.debugging.assert_equal(tf.shape(sources), tf.shape(targets),
-                                  message="score: sources and targets must have the same length")  # fmt: skip
+        tf.debugging.assert_equal(
+            tf.shape(sources),
+            tf.shape(targets),
+            message="score: sources and targets must have the same length",
+        )
         source_ids = self._source_ids(sources)
         tokenizer = self.model.target_tokenizer
         target_ids = tokenizer.tokenize_ragged(targets)[:, : self.decode.max_length_limit]

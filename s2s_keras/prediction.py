@@ -32,8 +32,13 @@ class SequencePredictor:
 
         def nbest(words, beam_size, num_results):
             beam_size = decode.beam_size if beam_size is None else beam_size
-            return decoder.beam(tf.constant(words, tf.string), beam_size, decode.max_length,
-                                decode.length_penalty, num_results)  # fmt: skip
+            return decoder.beam(
+                tf.constant(words, tf.string),
+                beam_size,
+                decode.max_length,
+                decode.length_penalty,
+                num_results,
+            )
 
         return cls(nbest, decoder.score)
 

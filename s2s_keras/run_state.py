@@ -40,9 +40,13 @@ class RunState(keras.callbacks.Callback):
     """
 
     def __init__(
-        self, run_dir: str, monitor: str, patience: int, backup_every_steps: int,
+        self,
+        run_dir: str,
+        monitor: str,
+        patience: int,
+        backup_every_steps: int,
         direction: str = "min",
-    ):  # fmt: skip
+    ):
         super().__init__()
         self.run_dir = run_dir
         self.monitor = monitor
@@ -160,7 +164,8 @@ class RunState(keras.callbacks.Callback):
 
 
 def _state_variables(model) -> list:
-    """Model variables (weights, dropout seed generators) + optimizer variables, in a fixed order."""
+    """Model variables (weights, dropout seed generators) + optimizer variables, in a fixed
+    order."""
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     return [*model.trainable_variables, *model.non_trainable_variables, *model.optimizer.variables]

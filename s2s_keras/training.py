@@ -24,10 +24,9 @@ import keras
 import pipelines
 from s2s_keras import run_dir as run_files
 from s2s_keras.config import Config, TrainConfig
-from s2s_keras.data import PaddingCounter, TrainingData, string_batches
+from s2s_keras.data import PaddingCounter, PaddingFraction, TrainingData, string_batches
 from s2s_keras.distribute import get_strategy
-from s2s_keras.fine_tuning import copy_weights, load_pretrained, pretrained_vocabularies
-from s2s_keras.fine_tuning import unknown_tokens
+from s2s_keras.fine_tuning import copy_weights, start_from
 from s2s_keras.run_state import RunState
 from s2s_keras.tasks import get_task
 
@@ -86,16 +85,7 @@ def load_data(config: Config, verbose: int = 0) -> tuple:
         target_lengths = target_counter.update(targets) if target_counter is not None else None
         if measure:
             lengths.update(task.lengths(config, source_lengths, target_lengths).tolist())
-    duplicates = corpus.duplicate_pairs()
-    duplicates = (
-        "exact duplicate pairs not counted when streaming"
-        if duplicates is None
-        else f"{duplicates} exact duplicate pairs kept"
-    )
-    streamed = " (streamed)" if corpus.streamed else ""
-    _log(verbose, f"data {config.data.source}{streamed}: train {len(corpus.train)} valid "
-                  f"{len(corpus.valid)} test {len(corpus.test)} pairs ({duplicates}); "
-                  f"{corpus.skipped}")  # fmt: skip
+    _log(verbose, f"data {config.data.source}: {corpus.describe()}")
     vocabularies = task.vocabularies(counters, corpus, config.data)
     return corpus, *vocabularies, lengths if measure else None
 
@@ -105,34 +95,16 @@ def datasets(config: Config, corpus, model, lengths=None) -> TrainingData:
     return get_task(config.task).datasets(config, corpus, model, lengths)
 
 
-class PaddingFraction(keras.callbacks.Callback):
-    """Writes the epoch's padding fraction (padding / all source and target positions of the
-    batches trained on, from a `PaddingCounter`) into its logs as `padding_fraction`: callbacks
-    after it (history.csv, TensorBoard, the run state's history) record it."""
-
-    def __init__(self, counter: PaddingCounter):
-        super().__init__()
-        self.counter = counter
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["padding_fraction"] = self.counter.fraction(epoch)
-
-
 def prepare(config: Config, loaded: tuple, strategy, verbose: int = 0) -> tuple:
     """`(model, TrainingData)` compiled under `strategy`, from `loaded = load_data(config)`:
     started from `train.init_from` (its vocabularies and weights) when it is set."""
     corpus, source_vocabulary, target_vocabulary, lengths = loaded
     pretrained = None
     if config.train.init_from:
-        pretrained = load_pretrained(config, target_vocabulary)
-        ours = target_vocabulary
-        source_vocabulary, target_vocabulary = pretrained_vocabularies(config, pretrained, ours)
-        # A language model has one vocabulary: a classifier started from it keeps its labels.
-        kept = "vocabularies" if target_vocabulary not in (None, ours) else "vocabulary"
-        unknown = unknown_tokens(config, pretrained, corpus)
-        kind = type(pretrained).__name__
-        _log(verbose, f"init from {config.train.init_from} (a {kind}): its {kept}; {unknown}")
+        pretrained, source_vocabulary, target_vocabulary, message = start_from(
+            config, corpus, target_vocabulary
+        )
+        _log(verbose, message)
     with strategy.scope():
         model = build_model(config, source_vocabulary, target_vocabulary)
         if pretrained is not None:
@@ -141,15 +113,27 @@ def prepare(config: Config, loaded: tuple, strategy, verbose: int = 0) -> tuple:
     data = datasets(config, corpus, model, lengths)
     with strategy.scope():
         compile_model(model, config, steps_per_epoch=data.batches)
-    _log(verbose, f"task {config.task}: {model.count_params()} parameters; {data.batches} steps per "
-                  f"epoch; strategy {type(strategy).__name__} ({strategy.num_replicas_in_sync} "
-                  f"replica(s))")  # fmt: skip
+    _log(
+        verbose,
+        f"task {config.task}: {model.count_params()} parameters; {data.batches} steps per "
+        f"epoch; strategy {type(strategy).__name__} ({strategy.num_replicas_in_sync} "
+        f"replica(s))",
+    )
     return model, data
 
 
-def fit(config: Config, model, data: TrainingData, run_dir: str, strategy, verbose: int = 1,
-        callbacks: tuple = (), monitor: str | None = None, epochs: int | None = None,
-        initial_epoch: int = 0) -> RunState:  # fmt: skip
+def fit(
+    config: Config,
+    model,
+    data: TrainingData,
+    run_dir: str,
+    strategy,
+    verbose: int = 1,
+    callbacks: tuple = (),
+    monitor: str | None = None,
+    epochs: int | None = None,
+    initial_epoch: int = 0,
+) -> RunState:
     """Trains `model` into `run_dir` (which `run_dir.start` prepared) and returns the run state.
 
     Resumes from the run dir's backup to the step: an epoch interrupted after `step` steps is
@@ -163,8 +147,9 @@ def fit(config: Config, model, data: TrainingData, run_dir: str, strategy, verbo
     monitor = monitor or ("val_loss" if data.valid is not None else "loss")
     direction = task.objectives.get(monitor, "min")
     train = config.train
-    run_state = RunState(run_dir, monitor, train.early_stopping_patience,
-                         train.backup_every_steps, direction)  # fmt: skip
+    run_state = RunState(
+        run_dir, monitor, train.early_stopping_patience, train.backup_every_steps, direction
+    )
     with strategy.scope():
         state = run_state.restore(model, strategy)
     if state["epoch"] or state["step"]:
@@ -199,7 +184,7 @@ def fit(config: Config, model, data: TrainingData, run_dir: str, strategy, verbo
             callbacks=everything,
             verbose=verbose,
             shuffle=False,
-        )  # fmt: skip  (the dataset shuffles)
+        )  # the dataset shuffles
     best = os.path.join(run_dir, run_files.BEST_FILE)
     if os.path.isfile(best):
         model.load_weights(best)  # the best epoch by `monitor`, as EarlyStopping would restore
@@ -207,8 +192,9 @@ def fit(config: Config, model, data: TrainingData, run_dir: str, strategy, verbo
     return run_state
 
 
-def summary(config: Config, model, data: TrainingData, run_state: RunState, seconds: float,
-            replicas: int) -> dict:  # fmt: skip
+def summary(
+    config: Config, model, data: TrainingData, run_state: RunState, seconds: float, replicas: int
+) -> dict:
     """summary.json of a finished run."""
     corpus, history = data.corpus, run_state.state["history"]
     padding = history.get("padding_fraction", [])  # each epoch's
@@ -244,8 +230,11 @@ def train(config: Config, run_dir: str, verbose: int = 1) -> keras.Model:
     seconds = time.time() - start
     replicas = strategy.num_replicas_in_sync
     run_files.finish(run_dir, model, summary(config, model, data, run_state, seconds, replicas))
-    _log(verbose, f"trained in {run_state.state['train_seconds']:.0f} s (this attempt "
-                  f"{seconds:.0f} s); saved {os.path.join(run_dir, run_files.MODEL_FILE)}")  # fmt: skip
+    _log(
+        verbose,
+        f"trained in {run_state.state['train_seconds']:.0f} s (this attempt "
+        f"{seconds:.0f} s); saved {os.path.join(run_dir, run_files.MODEL_FILE)}",
+    )
     return model
 
 

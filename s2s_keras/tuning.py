@@ -151,8 +151,18 @@ class Seq2SeqHyperModel(kt.HyperModel):
         run_files.start(trial_dir, config)
         data, strategy = self._built.pop(id(model))
         start = time.time()
-        run_state = fit(config, model, data, trial_dir, strategy, verbose, callbacks=callbacks or (),
-                        monitor=self.objective, epochs=epochs, initial_epoch=initial_epoch)  # fmt: skip
+        run_state = fit(
+            config,
+            model,
+            data,
+            trial_dir,
+            strategy,
+            verbose,
+            callbacks=callbacks or (),
+            monitor=self.objective,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+        )
         seconds = time.time() - start
         replicas = strategy.num_replicas_in_sync
         run_files.finish(
@@ -173,9 +183,12 @@ class _TrialDirectories:
 
 _TUNER_CLASSES = {
     kind: type(base.__name__, (_TrialDirectories, base), {})
-    for kind, base in (("random", kt.RandomSearch), ("bayesian", kt.BayesianOptimization),
-                       ("hyperband", kt.Hyperband))
-}  # fmt: skip
+    for kind, base in (
+        ("random", kt.RandomSearch),
+        ("bayesian", kt.BayesianOptimization),
+        ("hyperband", kt.Hyperband),
+    )
+}
 
 
 def make_tuner(
@@ -252,8 +265,9 @@ def tune(
     best_dir = os.path.join(run_dir, "best")
     os.makedirs(best_dir, exist_ok=True)
     for name in (run_files.CONFIG_FILE, run_files.MODEL_FILE):  # the trial's best epoch
-        shutil.copyfile(os.path.join(run_dir, "trials", best_trial.trial_id, name),
-                        os.path.join(best_dir, name))  # fmt: skip
+        shutil.copyfile(
+            os.path.join(run_dir, "trials", best_trial.trial_id, name), os.path.join(best_dir, name)
+        )
     return {
         "best_trial": best_trial.trial_id,
         "best_score": best_trial.score,

@@ -10,10 +10,10 @@ import tensorflow as tf
 from conftest import REPO, run_cli, run_python
 
 from s2s_keras.config import DecodeConfig
-from s2s_keras.data import make_stream_dataset
 from s2s_keras.decoding import greedy_search
 from s2s_keras.inference import TextGenerator
 from s2s_keras.models import LanguageModel
+from s2s_keras.tasks.lm import make_stream_dataset
 from s2s_keras.text import END_ID, Tokenizer
 
 WORDS = ["a", "b", "c", "d", "e"]

@@ -65,8 +65,9 @@ class ZeroBridge:
         return [[zeros] * len(encoder_states[0]) for _ in range(self.num_layers)]
 
 
-def make_bridge(kind: str, units: int, num_layers: int, states_per_layer: int, dtype=None,
-                **kwargs):  # fmt: skip
+def make_bridge(
+    kind: str, units: int, num_layers: int, states_per_layer: int, dtype=None, **kwargs
+):
     """The bridge `kind` (`copy`, `dense` or `zero`) to `num_layers` decoder layers of `units`."""
     if kind == "dense":
         return DenseBridge(units, num_layers, states_per_layer, dtype=dtype, **kwargs)

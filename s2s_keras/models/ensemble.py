@@ -3,9 +3,10 @@ probabilities averaged.
 
 Sutskever et al. (2014) reported their best translations from an ensemble of 5 deep LSTMs
 (BLEU 34.8 with beam 12, against 30.6 for a single one: different random initializations and
-minibatch orders make different errors). An `Ensemble` stands in for a `Seq2Seq`, a `Classifier` or a `LanguageModel`
-wherever inference takes one (`Translator`, `LabelPredictor`, `TextGenerator`, `s2s evaluate`'s
-perplexity, the export), so the decoders and signatures are the same code:
+minibatch orders make different errors). An `Ensemble` stands in for a `Seq2Seq`, a
+`Classifier` or a `LanguageModel` wherever inference takes one (`Translator`, `LabelPredictor`,
+`TextGenerator`, `s2s evaluate`'s perplexity, the export), so the decoders and signatures are
+the same code:
 
     p(y_t | X, y_<t) = 1/n Σ_i p_i(y_t | X, y_<t)
 
@@ -58,7 +59,8 @@ class Ensemble:
     Example:
         >>> ensemble = Ensemble([keras.saving.load_model(f"runs/g2p-seed-{i}/model.keras")
         ...                      for i in (1, 2, 3)])                          # doctest: +SKIP
-        >>> Translator(ensemble, DecodeConfig()).greedy(tf.constant(["hello"]), 40)  # doctest: +SKIP
+        >>> translator = Translator(ensemble, DecodeConfig())                 # doctest: +SKIP
+        >>> translator.greedy(tf.constant(["hello"]), 40)                     # doctest: +SKIP
         <tf.Tensor: shape=(1,), dtype=string, numpy=array([b'HH AH L OW'], dtype=object)>
     """
 
@@ -86,7 +88,8 @@ class Ensemble:
                     getattr(first, side)
                 ):
                     differences.append(
-                        f"{name}: {side} (vocabulary, split or lower-casing) differs from {names[0]}'s"
+                        f"{name}: {side} (vocabulary, split or lower-casing) differs from "
+                        f"{names[0]}'s"
                     )
             if is_classifier:
                 if member.labels != first.labels:

@@ -117,8 +117,10 @@ class Task:
         if lengths is None:
             lengths = length_histogram(
                 lambda sources, targets: self.lengths(config, sources, targets),
-                self.source_tokenizer(model), self.target_tokenizer(model), corpus.train,
-            )  # fmt: skip
+                self.source_tokenizer(model),
+                self.target_tokenizer(model),
+                corpus.train,
+            )
         examples = self.examples(config, model)
         return bucketed_training_data(
             config.data, config.train.batch_size, corpus, examples, lengths

@@ -15,7 +15,8 @@ from s2s_keras.prediction import LabelPredictions
 from s2s_keras.run_dir import read_config
 from s2s_keras.tasks.base import RECURRENT_SPACE, Examples, Task
 
-# What a language model shares with a classifier's encoder (a tied embedding is still the embedding).
+# What a language model shares with a classifier's encoder (a tied embedding is still the
+# embedding).
 LM_ARCHITECTURE = ("cell", "embedding_size", "hidden_units", "num_layers", "reverse_source")
 
 
@@ -85,16 +86,30 @@ class ClassifyTask(Task):
         "model.pooling": {"choice": ["last", "mean", "attention"]},
     }
     architecture = (
-        "cell", "learn_initial_state", "embedding_size", "hidden_units", "num_layers",
-        "bidirectional", "reverse_source", "pooling",
-    )  # fmt: skip
+        "cell",
+        "learn_initial_state",
+        "embedding_size",
+        "hidden_units",
+        "num_layers",
+        "bidirectional",
+        "reverse_source",
+        "pooling",
+    )
 
     def check_config(self, config: Config) -> None:
-        check(config.model.attention == "none", "model.attention", config.model.attention,
-              "none with task=classify (attention belongs to the seq2seq decoder; classify has "
-              "model.pooling=attention)")  # fmt: skip
-        check(config.train.label_smoothing == 0.0, "train.label_smoothing",
-              config.train.label_smoothing, "0 with task=classify")  # fmt: skip
+        check(
+            config.model.attention == "none",
+            "model.attention",
+            config.model.attention,
+            "none with task=classify (attention belongs to the seq2seq decoder; classify has "
+            "model.pooling=attention)",
+        )
+        check(
+            config.train.label_smoothing == 0.0,
+            "train.label_smoothing",
+            config.train.label_smoothing,
+            "0 with task=classify",
+        )
 
     def counters(self, data: DataConfig) -> tuple:
         return super().counters(data)[0], LabelSet()
@@ -105,24 +120,33 @@ class ClassifyTask(Task):
         source, label_set = counters
         labels = sorted(label_set.labels)
         if len(labels) < 2:
-            raise ValueError(f"task classify: the training split has {len(labels)} distinct label(s) "
-                             f"({labels}); a classifier needs at least 2")  # fmt: skip
+            raise ValueError(
+                f"task classify: the training split has {len(labels)} distinct label(s) "
+                f"({labels}); a classifier needs at least 2"
+            )
         for split in ("valid", "test"):
             unknown = sorted({label for _, label in corpus.split(split)} - set(labels))
             if unknown:
-                raise ValueError(f"task classify: label(s) {unknown[:5]} of the {split} split never "
-                                 f"occur in the training split (known: {labels[:10]})")  # fmt: skip
+                raise ValueError(
+                    f"task classify: label(s) {unknown[:5]} of the {split} split never "
+                    f"occur in the training split (known: {labels[:10]})"
+                )
         return source.vocabulary(data.vocabulary_size), labels
 
     def build_model(self, config: Config, source_vocabulary, target_vocabulary):
         data, model = config.data, config.model
         return self.model_class(
-            source_vocabulary, target_vocabulary, source_split=data.source_split,
-            source_lowercase=data.source_lowercase, max_source_tokens=data.max_source_tokens,
+            source_vocabulary,
+            target_vocabulary,
+            source_split=data.source_split,
+            source_lowercase=data.source_lowercase,
+            max_source_tokens=data.max_source_tokens,
             precision=config.train.precision,
-            **{name: getattr(model, name) for name in self.architecture + (
-                "dropout", "recurrent_dropout", "init_scale")},
-        )  # fmt: skip
+            **{
+                name: getattr(model, name)
+                for name in self.architecture + ("dropout", "recurrent_dropout", "init_scale")
+            },
+        )
 
     def examples(self, config: Config, model) -> Labels:
         return Labels(model.source_tokenizer, model.labels, config.data.max_source_tokens)
@@ -158,14 +182,24 @@ class ClassifyTask(Task):
         if not isinstance(pretrained, LanguageModel):
             return theirs
         shared = {name: theirs[name] for name in LM_ARCHITECTURE if name in theirs}
-        return {**shared, "reverse_source": False, "split": theirs["split"],
-                "lowercase": theirs["lowercase"]}  # fmt: skip
+        return {
+            **shared,
+            "reverse_source": False,
+            "split": theirs["split"],
+            "lowercase": theirs["lowercase"],
+        }
 
     def pretrained_problems(self, config: Config, pretrained, labels, path: str) -> list:
         if isinstance(pretrained, Classifier):
             unknown = sorted(set(labels or ()) - set(pretrained.labels))
-            return [f"labels {unknown[:5]} of the training split are not among the pretrained "
-                    f"model's {pretrained.labels[:10]}"] if unknown else []  # fmt: skip
+            return (
+                [
+                    f"labels {unknown[:5]} of the training split are not among the pretrained "
+                    f"model's {pretrained.labels[:10]}"
+                ]
+                if unknown
+                else []
+            )
         problems = []
         model = config.model
         if model.bidirectional and model.num_layers > 1:

@@ -54,9 +54,17 @@ class Seq2SeqTask(Task):
     objectives = {"val_wer": "min", "val_loss": "min"}
     tuning_space = RECURRENT_SPACE
     architecture = (
-        "cell", "learn_initial_state", "embedding_size", "hidden_units", "num_layers",
-        "bidirectional", "bridge", "attention", "reverse_source", "tie_embeddings",
-    )  # fmt: skip
+        "cell",
+        "learn_initial_state",
+        "embedding_size",
+        "hidden_units",
+        "num_layers",
+        "bidirectional",
+        "bridge",
+        "attention",
+        "reverse_source",
+        "tie_embeddings",
+    )
 
     def counters(self, data: DataConfig) -> tuple:
         return (
@@ -76,11 +84,15 @@ class Seq2SeqTask(Task):
         del model["pooling"]
         data = config.data
         return Seq2Seq(
-            source_vocabulary, target_vocabulary,
-            source_split=data.source_split, target_split=data.target_split,
-            source_lowercase=data.source_lowercase, target_lowercase=data.target_lowercase,
-            precision=config.train.precision, **model,
-        )  # fmt: skip
+            source_vocabulary,
+            target_vocabulary,
+            source_split=data.source_split,
+            target_split=data.target_split,
+            source_lowercase=data.source_lowercase,
+            target_lowercase=data.target_lowercase,
+            precision=config.train.precision,
+            **model,
+        )
 
     def examples(self, config: Config, model) -> TeacherForcing:
         return TeacherForcing(model.source_tokenizer, model.target_tokenizer)
@@ -146,13 +158,18 @@ def decoding_requests(words, decode: DecodeConfig, nbest: str) -> dict:
     max_length = each(decode.max_length, np.int32)
     return {
         nbest: {
-            "inputs": words, "beam_size": each(decode.beam_size, np.int32), "max_length": max_length,
+            "inputs": words,
+            "beam_size": each(decode.beam_size, np.int32),
+            "max_length": max_length,
             "length_penalty": each(decode.length_penalty, np.float32),
             "num_results": each(min(2, decode.beam_size), np.int32),
         },
         "greedy": {"inputs": words, "max_length": max_length},
         "sample": {
-            "inputs": words, "temperature": each(0.7, np.float32), "top_k": each(5, np.int32),
-            "seed": each(1, np.int32), "max_length": max_length,
+            "inputs": words,
+            "temperature": each(0.7, np.float32),
+            "top_k": each(5, np.int32),
+            "seed": each(1, np.int32),
+            "max_length": max_length,
         },
-    }  # fmt: skip
+    }
