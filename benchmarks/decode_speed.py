@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from batch_file import save_model_arrays, words_per_second  # noqa: E402  (benchmarks/, the script's directory)
 from train_speed import matmul_peak_gflops, step_matmul_gflops, training_flops  # noqa: E402
 
-import pipelines  # noqa: E402
+from s2s_keras import pipelines  # noqa: E402
 from s2s_keras.export import export  # noqa: E402
 from s2s_keras.run_dir import load_run  # noqa: E402
 from s2s_keras.text import END_ID, START_ID  # noqa: E402

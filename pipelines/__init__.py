@@ -11,13 +11,20 @@
 Every PATH may end in `.gz` (gzip) and may be a glob pattern (`data/train-*.tsv.gz`: shards, read
 in sorted order). Paths cannot contain commas.
 With `data.streaming`, the training split of a file source is re-read on every pass instead of
-held in memory (a `pipelines.corpus.PairStream`; see `parallel_text.load`).
+held in memory (a `s2s_keras.pipelines.corpus.PairStream`; see `parallel_text.load`).
 """
 
 from __future__ import annotations
 
-from pipelines import cmudict, movie_reviews, parallel_text, ptb, tfds_cmudict, tfds_source  # noqa: F401
-from pipelines.corpus import Corpus, DataError, SkipReport
+from s2s_keras.pipelines import (  # noqa: F401
+    cmudict,
+    movie_reviews,
+    parallel_text,
+    ptb,
+    tfds_cmudict,
+    tfds_source,
+)
+from s2s_keras.pipelines.corpus import Corpus, DataError, SkipReport
 
 __all__ = ["Corpus", "DataError", "SkipReport", "load_corpus", "parse_spec"]
 

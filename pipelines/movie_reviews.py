@@ -23,8 +23,8 @@ import csv
 import importlib.resources
 import sys
 
-from pipelines.corpus import Corpus, DataError, SkipReport, report_bad_line, split_pairs
 from s2s_keras.config import DataConfig
+from s2s_keras.pipelines.corpus import Corpus, DataError, SkipReport, report_bad_line, split_pairs
 
 _DATA = DataConfig  # defaults live in the config
 

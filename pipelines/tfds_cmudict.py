@@ -7,15 +7,18 @@ its pronunciations in one split, by a hash of the word). One example per word:
 `stress` (digits kept).
 
 Example:
-    >>> import pipelines, tensorflow_datasets as tfds                   # doctest: +SKIP
+    >>> import s2s_keras.pipelines, tensorflow_datasets as tfds                   # doctest: +SKIP
     >>> tfds.load("cmudict_g2p", split="test")                          # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import tensorflow_datasets as tfds
+import os
 
-from pipelines import cmudict
+import tensorflow_datasets as tfds
+from etils import epath
+
+from s2s_keras.pipelines import cmudict
 
 
 class CmudictG2pConfig(tfds.core.BuilderConfig):
@@ -26,6 +29,10 @@ class CmudictG2pConfig(tfds.core.BuilderConfig):
 
 class CmudictG2p(tfds.core.GeneratorBasedBuilder):
     """Grapheme-to-phoneme pairs of the CMU Pronouncing Dictionary (BSD-style licence, CMU)."""
+
+    # Its metadata folder is this one, however the package is installed (TFDS would otherwise
+    # derive it from the module name, s2s_keras/pipelines/, which an editable install lacks).
+    pkg_dir_path = epath.Path(os.path.dirname(os.path.abspath(__file__)))
 
     BUILDER_CONFIGS = [
         CmudictG2pConfig(

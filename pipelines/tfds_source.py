@@ -9,8 +9,8 @@ hash split as every recipe. Empty sides are malformed examples, named `tfds:NAME
 
 from __future__ import annotations
 
-from pipelines.corpus import Corpus, DataError, SkipReport, assemble, report_bad_line
 from s2s_keras.config import DataConfig
+from s2s_keras.pipelines.corpus import Corpus, DataError, SkipReport, assemble, report_bad_line
 
 _DATA = DataConfig  # defaults live in the config
 

@@ -218,7 +218,7 @@ def _tune(args) -> int:
 
 
 def _evaluate(args) -> int:
-    import pipelines
+    from s2s_keras import pipelines
     from s2s_keras.run_dir import load_runs
 
     config, model, _ = load_runs(args.run_dir)

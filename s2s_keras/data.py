@@ -8,8 +8,9 @@ each element is `({"source_ids": (batch, S), "target_in_ids": (batch, T)}, targe
 the steps per epoch and the statistics of the data preparation (`bucketed_training_data`).
 Pairs are tokenized once (cached), shuffled with a seed, grouped into buckets of similar length
 (`bucket_width` tokens wide) so that little of each batch is padding, then prefetched. A streamed
-training split (`pipelines.corpus.PairStream`, `data.streaming`) is read from its files on every
-pass instead: tokenized as it is read, shuffled within a window of `shuffle_buffer` examples.
+training split (`pipelines.corpus.PairStream`, `data.streaming`) is read from its files on
+every pass instead: tokenized as it is read, shuffled within a window of `shuffle_buffer`
+examples.
 """
 
 from __future__ import annotations

