@@ -42,6 +42,20 @@ def host() -> dict:
     }
 
 
+def commit(tree: str) -> str:
+    """The checked-out commit of `tree` (with `+changes` when its files differ from it)."""
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return head + ("+changes" if dirty else "")
+
+
 def measures(report: dict) -> dict:
     saved = report["saved_model"]
     return {
@@ -89,7 +103,7 @@ def main():
     report = {
         "host": host(),
         "run_dir": args.run_dir,
-        "baseline": trees["baseline"],
+        "commits": {name: commit(tree) for name, tree in trees.items()},
         "runs": runs,
         "median": medians,
         "this_over_baseline": {

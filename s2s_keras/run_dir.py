@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
+import keras
 import tensorflow as tf
 
 from s2s_keras.config import Config
+from s2s_keras.models import Ensemble
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
@@ -62,8 +65,6 @@ def start(run_dir: str, config: Config) -> None:
 
 def finish(run_dir: str, model, summary: dict) -> None:
     """Saves the trained model and `summary.json`; removes the backups (nothing to resume)."""
-    import shutil
-
     model.save(os.path.join(run_dir, MODEL_FILE))
     with open(os.path.join(run_dir, SUMMARY_FILE), "w") as handle:
         json.dump(summary, handle, indent=2)
@@ -72,8 +73,6 @@ def finish(run_dir: str, model, summary: dict) -> None:
 
 def load_run(run_dir: str) -> tuple:
     """`(config, model)` of a finished run directory."""
-    import keras
-
     model_path = os.path.join(run_dir, MODEL_FILE)
     for path in (os.path.join(run_dir, CONFIG_FILE), model_path):
         if not os.path.isfile(path):
@@ -86,8 +85,6 @@ def load_run(run_dir: str) -> tuple:
 def load_runs(run_dirs: list) -> tuple:
     """`(config, model, configs)` of one finished run directory, or of several as an `Ensemble`
     (`config` — data, decode settings — is the first run's)."""
-    from s2s_keras.models import Ensemble
-
     loaded = [load_run(run_dir) for run_dir in run_dirs]
     configs = [config for config, _ in loaded]
     if len(loaded) == 1:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from s2s_keras.config import Config, DataConfig, DecodeConfig
+from s2s_keras.data import TrainingData, bucketed_training_data, length_histogram
 from s2s_keras.text import TokenCounter
 
 # The search space every recurrent task starts from (keys as in `--set`; see `tuning.py`).
@@ -110,10 +111,8 @@ class Task:
         """The tokenizer of the target column, or None when the target is not tokenized."""
         return None
 
-    def datasets(self, config: Config, corpus, model, lengths=None):
+    def datasets(self, config: Config, corpus, model, lengths=None) -> TrainingData:
         """`data.TrainingData` of the run: bucketed batches of `examples` by default."""
-        from s2s_keras.data import bucketed_training_data, length_histogram
-
         if lengths is None:
             lengths = length_histogram(
                 lambda sources, targets: self.lengths(config, sources, targets),

@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from s2s_keras.config import Config, DataConfig, DecodeConfig, check
+from s2s_keras.data import string_batches
 from s2s_keras.evaluation import evaluate_classifier
 from s2s_keras.export import Serving, vector
 from s2s_keras.inference import LabelPredictor
@@ -158,8 +159,6 @@ class ClassifyTask(Task):
 
     def statistics(self, config: Config, corpus, model, data) -> dict:
         """How many training sources the `data.max_source_tokens` cut shortened."""
-        from s2s_keras.data import string_batches
-
         if not config.data.max_source_tokens:
             return {}
         cut = 0

@@ -18,6 +18,7 @@ from s2s_keras.data import (
     lm_shift,
     make_dataset,
 )
+from s2s_keras.evaluation import evaluate_language_model
 from s2s_keras.export import Serving, decoding_signatures, vector
 from s2s_keras.inference import TextGenerator
 from s2s_keras.losses import SequenceCrossentropy
@@ -306,8 +307,6 @@ class LanguageModelTask(Task):
         }
 
     def evaluate(self, model, config: Config, pairs, beam_size: int | None = None) -> dict:
-        from s2s_keras.evaluation import evaluate_language_model
-
         return evaluate_language_model(model, config, pairs)
 
     def predictor(self, model, config: Config) -> SequencePredictor:
