@@ -3,12 +3,15 @@
     .venv/bin/python benchmarks/decode_ab.py --baseline ../baseline --run-dir runs/bench-small \
         --rounds 2 --json > benchmarks/results/decode-ab.json
 
+    .venv/bin/python benchmarks/decode_ab.py --pool benchmarks/results/decode-ab-*.json
+
 Runs `benchmarks/decode_speed.py --skip-torch` (the SavedModel's greedy and beam 5 words/s at
 batch 1 and 256, single-word latency) from each tree in turn, A B A B ..., each in a process of
 its own with the same model and words, so that a change of the decoding code can be compared
 with what it replaced on the same machine in the same minutes. Reports every run and, per
 measure, the median of each side and their ratio (this tree over the baseline: above 1 is
-faster, for latency below 1 is faster).
+faster, for latency below 1 is faster). `--pool` reads such reports (of one host) and gives the
+medians and ratios over all their runs.
 """
 
 from __future__ import annotations
@@ -68,6 +71,34 @@ def measures(report: dict) -> dict:
     }
 
 
+def compare(runs: dict) -> dict:
+    """Per measure, each side's median over `runs` and this tree's over the baseline's."""
+    medians = {
+        name: {key: statistics.median(r[key] for r in rows) for key in rows[0]}
+        for name, rows in runs.items()
+    }
+    ratios = {key: medians["this"][key] / medians["baseline"][key] for key in medians["this"]}
+    return {"median": medians, "this_over_baseline": ratios}
+
+
+def pool(paths: list) -> dict:
+    reports = [json.load(open(path)) for path in paths]
+    hosts = {json.dumps(report["host"], sort_keys=True) for report in reports}
+    if len(hosts) != 1:
+        raise ValueError(f"--pool: the reports come from different hosts: {sorted(hosts)}")
+    runs = {
+        name: [row for report in reports for row in report["runs"][name]]
+        for name in ("baseline", "this")
+    }
+    return {
+        "host": reports[0]["host"],
+        "reports": paths,
+        "commits": [report.get("commits") for report in reports],
+        "rounds": len(runs["this"]),
+        **compare(runs),
+    }
+
+
 def run(tree: str, run_dir: str) -> dict:
     script = os.path.join(tree, "benchmarks", "decode_speed.py")
     command = [
@@ -86,29 +117,28 @@ def run(tree: str, run_dir: str) -> dict:
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--baseline", required=True, help="another checkout of the repository")
+    parser.add_argument("--baseline", help="another checkout of the repository")
+    parser.add_argument("--pool", nargs="+", help="reports of this script to combine")
     parser.add_argument("--run-dir", default="runs/bench-small")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.pool:
+        print(json.dumps(pool(args.pool), indent=None if args.json else 2))
+        return
+    if not args.baseline:
+        parser.error("--baseline is required (or --pool)")
     trees = {"baseline": os.path.abspath(args.baseline), "this": os.path.dirname(HERE)}
     runs = {name: [] for name in trees}
     for _ in range(args.rounds):
         for name, tree in trees.items():
             runs[name].append(run(tree, args.run_dir))
-    medians = {
-        name: {key: statistics.median(r[key] for r in rows) for key in rows[0]}
-        for name, rows in runs.items()
-    }
     report = {
         "host": host(),
         "run_dir": args.run_dir,
         "commits": {name: commit(tree) for name, tree in trees.items()},
         "runs": runs,
-        "median": medians,
-        "this_over_baseline": {
-            key: medians["this"][key] / medians["baseline"][key] for key in medians["this"]
-        },
+        **compare(runs),
     }
     print(json.dumps(report) if args.json else json.dumps(report, indent=2))
 

@@ -8,7 +8,9 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ start-up lines (CUDA probing on a CPU-only machine, oneDNN notes) are not
+# ours to show; `TF_CPP_MIN_LOG_LEVEL=0 s2s ...` shows them.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from s2s_keras.config import DEFAULT_PRESET, ON_BAD_LINE, PRECISIONS, PRESETS, STRATEGIES  # noqa: E402
 from s2s_keras.tasks import get_task, task_names  # noqa: E402
@@ -38,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model; writes a run directory")
     _config_arguments(train, "the preset to start from")
     train.add_argument("--on-bad-line", choices=ON_BAD_LINE, default=None)
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace what an earlier run wrote into --run-dir (a finished run, "
+        "an interrupted one, another config's) instead of refusing",
+    )
 
     tune = commands.add_parser("tune", help="hyperparameter search with Keras Tuner")
     _config_arguments(tune, "the config every trial starts from")
@@ -187,7 +195,7 @@ def _config(args):
 def _train(args) -> int:
     from s2s_keras.training import train
 
-    train(_config(args), args.run_dir)
+    train(_config(args), args.run_dir, overwrite=args.overwrite)
     return 0
 
 

@@ -204,6 +204,7 @@ def export(model, config: Config, base: str, member_configs: list | None = None)
             warmup_requests(config.decode, config.task),
         )
         _write_server_examples(base)
+        _readable_by_all(staging)  # mkdtemp made it 0700: a server running as another user
         while True:
             target = os.path.join(base, str(next_version(base)))
             try:
@@ -215,6 +216,16 @@ def export(model, config: Config, base: str, member_configs: list | None = None)
     finally:
         if os.path.isdir(staging):
             shutil.rmtree(staging)
+
+
+def _readable_by_all(root: str) -> None:
+    """Directories 0755, files 0644 (before the atomic rename that publishes the version)."""
+    os.chmod(root, 0o755)
+    for directory, folders, files in os.walk(root):
+        for name in folders:
+            os.chmod(os.path.join(directory, name), 0o755)
+        for name in files:
+            os.chmod(os.path.join(directory, name), 0o644)
 
 
 def write_warmup_requests(path: str, model_name: str, requests: dict) -> None:

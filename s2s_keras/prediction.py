@@ -105,6 +105,18 @@ class LabelPredictions:
         ]
 
 
+def _versions(base: str) -> list:
+    """The SavedModel version dirs under `base` (`<base>/<integer>/saved_model.pb`), in order."""
+    if not os.path.isdir(base):
+        return []
+    numbers = sorted(int(name) for name in os.listdir(base) if name.isdigit())
+    return [
+        os.path.join(base, str(n))
+        for n in numbers
+        if os.path.isfile(os.path.join(base, str(n), "saved_model.pb"))
+    ]
+
+
 def load_predictor(path: str | list):
     """PATH: a run dir (`model.keras` + `config.json`), a `.keras` file (decode settings from
     `config.py`'s defaults), or a SavedModel version dir (its signatures, which is what TF
@@ -134,6 +146,12 @@ def load_predictor(path: str | list):
     import keras
 
     from s2s_keras.run_dir import load_runs
+
+    versions = _versions(path)
+    if versions and not is_run_dir(path):
+        raise FileNotFoundError(
+            f"--model {path}: {path} holds SavedModel versions; give one, e.g. {versions[-1]}"
+        )
 
     if os.path.isdir(path):
         config, model, _ = load_runs(paths)

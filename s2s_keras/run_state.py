@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
+import zipfile
 
 import keras
 import numpy as np
@@ -64,6 +66,7 @@ class RunState(keras.callbacks.Callback):
             "train_seconds": 0.0,
         }
         self._clock = None  # when the time since the last backup started counting
+        self.restored_from = None  # the backup `restore` loaded
 
     @property
     def path(self) -> str:
@@ -77,11 +80,25 @@ class RunState(keras.callbacks.Callback):
         """Loads the newest backup; under a multi-worker strategy the newest one EVERY worker
         has (a worker killed while saving may be one backup behind the others: each keeps its
         previous backup too), so that all workers resume at the same step."""
-        candidates = {}
+        candidates, damaged = {}, []
         for path in (self.previous_path, self.path):
-            if os.path.isfile(path):
-                with np.load(path) as data:
-                    candidates[json.loads(str(data["state"]))["global_step"]] = path
+            if not os.path.isfile(path):
+                continue
+            try:
+                state, values = _read_backup(path)
+            except _DAMAGED as error:  # named and skipped for the other backup
+                damaged.append(f"{path}: {type(error).__name__}: {error}")
+                print(f"[s2s] skipping damaged backup {damaged[-1]}", file=sys.stderr, flush=True)
+                continue
+            candidates[state["global_step"]] = path, state, values
+        if damaged and not candidates:
+            directory = os.path.dirname(self.path)
+            raise ValueError(
+                f"{directory}: no usable backup to resume from:\n  "
+                + "\n  ".join(damaged)
+                + f"\nrestore a copy of one, or train again from the start with --overwrite "
+                f"(which removes {directory} and what the run wrote)"
+            )
         target = max(candidates, default=-1)
         if strategy is not None and _multi_worker(strategy):
             target = _agree_on_minimum(strategy, target)
@@ -92,10 +109,8 @@ class RunState(keras.callbacks.Callback):
                 f"{os.path.dirname(self.path)}: no backup at step {target}, which every worker "
                 f"has reached (this worker has {sorted(candidates)}); the backups are out of step"
             )
-        path = candidates[target]
-        with np.load(path) as data:
-            state = json.loads(str(data["state"]))
-            values = [data[f"v{index}"] for index in range(len(data.files) - 1)]
+        path, state, values = candidates[target]
+        self.restored_from = path
         variables = _state_variables(model)
         if len(variables) != len(values) or any(
             v.shape != value.shape for v, value in zip(variables, values)
@@ -161,6 +176,19 @@ class RunState(keras.callbacks.Callback):
         if os.path.isfile(self.path):
             os.replace(self.path, self.previous_path)
         os.replace(temporary, self.path)
+
+
+# What reading a damaged backup raises: a truncated or overwritten zip, a bad CRC, a missing
+# array or record.
+_DAMAGED = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+
+
+def _read_backup(path: str) -> tuple:
+    """`(state record, variable values)` of a backup, every array read (so checked)."""
+    with np.load(path) as data:
+        state = json.loads(str(data["state"]))
+        values = [np.array(data[f"v{index}"]) for index in range(len(data.files) - 1)]
+    return state, values
 
 
 def _state_variables(model) -> list:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import os
+import sys
 import time
 
 import keras
@@ -153,10 +154,8 @@ def fit(
     with strategy.scope():
         state = run_state.restore(model, strategy)
     if state["epoch"] or state["step"]:
-        _log(
-            verbose,
-            f"resuming from {run_state.path}: epoch {state['epoch'] + 1}, step {state['step']}",
-        )
+        where = f"epoch {state['epoch'] + 1}, step {state['step']}"
+        _log(verbose, f"resuming from {run_state.restored_from}: {where}")
     epochs = epochs or train.epochs
     padding = PaddingCounter(epochs)
     # Padding and the task's callbacks first: those after them record the logs they write.
@@ -182,7 +181,8 @@ def fit(
             epochs=stop_epoch,
             steps_per_epoch=steps_per_epoch,
             callbacks=everything,
-            verbose=verbose,
+            # progress bars on a terminal; a line per epoch into a log file
+            verbose=verbose if verbose != 1 or sys.stdout.isatty() else 2,
             shuffle=False,
         )  # the dataset shuffles
     best = os.path.join(run_dir, run_files.BEST_FILE)
@@ -215,21 +215,29 @@ def summary(
     }
 
 
-def train(config: Config, run_dir: str, verbose: int = 1) -> keras.Model:
-    """Trains into `run_dir`. Under a multi-worker strategy every worker runs this with the same
-    arguments; the chief writes the run directory, the others write theirs (backups included)
-    into `run_dir/workers/<task>-<index>/`, so restarting all of them resumes each one."""
+def train(config: Config, run_dir: str, verbose: int = 1, overwrite: bool = False) -> keras.Model:
+    """Trains into `run_dir` (claimed by this process alone, see `run_dir.claim`), resuming an
+    interrupted run of the same config; a finished one is returned as it is, one of another
+    config refused unless `overwrite` (see `run_dir.start`). Under a multi-worker strategy every
+    worker runs this with the same arguments; the chief writes the run directory, the others
+    write theirs (backups included) into `run_dir/workers/<task>-<index>/`, so restarting all of
+    them resumes each one."""
     # First: splitting the CPU into logical devices must happen before any op runs.
     strategy = get_strategy(config.train.strategy, config.train.cpu_devices)
     run_dir = run_files.worker_dir(run_dir, strategy)
-    run_files.start(run_dir, config)
-    keras.utils.set_random_seed(config.train.seed)
-    model, data = prepare(config, load_data(config, verbose), strategy, verbose)
-    start = time.time()
-    run_state = fit(config, model, data, run_dir, strategy, verbose)
-    seconds = time.time() - start
-    replicas = strategy.num_replicas_in_sync
-    run_files.finish(run_dir, model, summary(config, model, data, run_state, seconds, replicas))
+    with run_files.claim(run_dir, verbose):
+        if run_files.start(run_dir, config, overwrite, verbose):
+            return run_files.load_run(run_dir)[1]
+        keras.utils.set_random_seed(config.train.seed)
+        loaded = load_data(config, verbose)  # bad data stops here: nothing is written
+        run_files.write_config(run_dir, config)
+        model, data = prepare(config, loaded, strategy, verbose)
+        start = time.time()
+        run_state = fit(config, model, data, run_dir, strategy, verbose)
+        seconds = time.time() - start
+        replicas = strategy.num_replicas_in_sync
+        summary_ = summary(config, model, data, run_state, seconds, replicas)
+        run_files.finish(run_dir, model, summary_)
     _log(
         verbose,
         f"trained in {run_state.state['train_seconds']:.0f} s (this attempt "

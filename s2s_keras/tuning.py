@@ -148,28 +148,28 @@ class Seq2SeqHyperModel(kt.HyperModel):
     ):
         config = self.config(hp)
         trial_dir = self.trial_dir()
-        run_files.start(trial_dir, config)
         data, strategy = self._built.pop(id(model))
-        start = time.time()
-        run_state = fit(
-            config,
-            model,
-            data,
-            trial_dir,
-            strategy,
-            verbose,
-            callbacks=callbacks or (),
-            monitor=self.objective,
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-        )
-        seconds = time.time() - start
-        replicas = strategy.num_replicas_in_sync
-        run_files.finish(
-            trial_dir, model, summary(config, model, data, run_state, seconds, replicas)
-        )
+        with run_files.claim(trial_dir):
+            if not run_files.start(trial_dir, config):  # else it finished before the tuner knew
+                run_files.write_config(trial_dir, config)
+                start = time.time()
+                run_state = fit(
+                    config,
+                    model,
+                    data,
+                    trial_dir,
+                    strategy,
+                    verbose,
+                    callbacks=callbacks or (),
+                    monitor=self.objective,
+                    epochs=epochs,
+                    initial_epoch=initial_epoch,
+                )
+                seconds, replicas = time.time() - start, strategy.num_replicas_in_sync
+                trial_summary = summary(config, model, data, run_state, seconds, replicas)
+                run_files.finish(trial_dir, model, trial_summary)
         history = keras.callbacks.History()
-        history.history = run_state.state["history"]  # every epoch, also across a resume
+        history.history = run_files.read_summary(trial_dir)["history"]  # every epoch, resumed too
         return history
 
 
