@@ -210,8 +210,8 @@ def load_model(path: str):
     except Exception as error:  # whatever a damaged zip or h5 raises
         problem = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
         raise ValueError(
-            f"{path}: not a readable .keras file ({type(error).__name__}: {problem}); "
-            "retrain the run or restore the file"
+            f"{path}: cannot be loaded as a .keras model ({type(error).__name__}: {problem}); "
+            "if it is damaged, retrain the run or restore the file"
         ) from None
 
 

@@ -199,7 +199,7 @@ def test_gradients_equal_central_finite_differences():
         model.encoder_layers[0].forward_layer.cell.recurrent_kernel,
         model.attention_decoder.cells[1].recurrent_kernel,
         model.attention_decoder.attention.key_kernel,
-        model.encoder_bridge.layers[0].kernel,
+        model.bridge_layers[0].kernel,
     ]
     with tf.GradientTape() as tape:
         value = loss()
