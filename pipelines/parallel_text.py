@@ -36,15 +36,29 @@ MAX_LINE_LENGTH = _DATA.max_line_length
 
 
 def expand(pattern: str) -> list:
-    """A path or a glob pattern → existing files, sorted; an error when nothing matches."""
+    """A path or a glob pattern → existing files, sorted; an error when nothing matches. A file
+    that exists under the very name is that file, also when the name holds `*`, `?` or `[`
+    (otherwise escape them as a glob does: `[[]` for `[`, `[*]` for `*`)."""
+    if os.path.exists(pattern):
+        if not os.path.isfile(pattern):
+            raise DataError(
+                pattern,
+                0,
+                "not a regular file (a directory, or a device such as "
+                "/dev/null); give a file of pairs",
+            )
+        return [pattern]
     if glob.has_magic(pattern):
         paths = sorted(glob.glob(pattern))
         if not paths:
-            raise DataError(pattern, 0, "no file matches this pattern")
+            raise DataError(
+                pattern,
+                0,
+                "no file matches this pattern (a literal [, * or ? in a "
+                "file name is written [[], [*], [?])",
+            )
         return paths
-    if not os.path.isfile(pattern):
-        raise DataError(pattern, 0, "file not found")
-    return [pattern]
+    raise DataError(pattern, 0, "file not found")
 
 
 def lines(path: str, max_line_length: int = MAX_LINE_LENGTH) -> typing.Iterator:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import urllib.request
 
 import numpy as np
@@ -124,7 +125,27 @@ def main(argv=None) -> int:
     for name in ("beam_size", "num_results", "temperature"):
         if getattr(args, name) is not None:
             inputs[name] = [getattr(args, name)] * len(args.words)
-    outputs = client.predict(args.signature, **inputs)
+    where = args.rest or args.grpc
+    try:
+        outputs = client.predict(args.signature, **inputs)
+    except OSError as error:  # urllib's URLError and connection errors are OSErrors
+        reason = getattr(error, "reason", error)
+        print(
+            f"{parser.prog}: error: cannot reach {where} ({reason}); is the model server "
+            "running there?",
+            file=sys.stderr,
+        )
+        return 2
+    except Exception as error:  # grpc.RpcError: UNAVAILABLE when no server listens
+        if type(error).__module__.split(".")[0] != "grpc":
+            raise
+        details = error.details() if hasattr(error, "details") else error
+        print(
+            f"{parser.prog}: error: cannot reach {where} ({details}); is the model server "
+            "running there?",
+            file=sys.stderr,
+        )
+        return 2
     for index, word in enumerate(args.words):
         print(
             json.dumps(

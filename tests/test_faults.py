@@ -203,3 +203,107 @@ def test_exports_are_readable_by_other_users_and_a_base_dir_gets_a_hint(data, tm
             assert stat.S_IMODE(os.stat(os.path.join(directory, name)).st_mode) == 0o644, name
     assert cli.main(["predict", "--model", base, "abc"]) == 2
     assert f"{base} holds SavedModel versions; give one, e.g. {version}" in capsys.readouterr().err
+
+
+def test_a_second_writer_in_another_process_is_refused_naming_it(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    run_dir = str(tmp_path / "run")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from s2s_keras.run_dir import claim\n"
+            f"with claim({run_dir!r}):\n    print('held', flush=True); time.sleep(60)",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ValueError, match=rf"in use by pid {holder.pid} on "):
+            with run_files.claim(run_dir):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    with run_files.claim(run_dir):  # its lock died with it
+        pass
+
+
+def test_a_sigkill_inside_the_backup_write_loses_no_backup(data, tmp_path):
+    """The process is killed (SIGKILL) halfway through writing its third backup's temporary
+    file; the rerun resumes from the backups before it."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    run_dir = str(tmp_path / "run")
+    script = f"""
+import os, signal
+import numpy as np
+from s2s_keras import run_state
+from s2s_keras.config import preset
+from s2s_keras.training import train
+
+written = []
+savez = np.savez
+
+def dies_while_writing(path, **arrays):
+    written.append(path)
+    if len(written) == 3:  # half a file, then the kill
+        with open(path, "wb") as handle:
+            handle.write(b"PK" + os.urandom(500))
+        os.kill(os.getpid(), signal.SIGKILL)
+    savez(path, **arrays)
+
+run_state.np.savez = dies_while_writing
+config = preset("tiny").override([
+    "data.source=tsv:{data}", "train.epochs=2", "train.backup_every_steps=2"])
+train(config, {run_dir!r}, verbose=0)
+"""
+    killed = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True)
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    backup = os.path.join(run_dir, run_files.BACKUP_DIR)
+    assert sorted(os.listdir(backup)) == ["state.npz", "state.npz.tmp.npz", "state.previous.npz"]
+    from s2s_keras.training import train
+
+    train(config_of(data), run_dir, verbose=0)
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["epochs_run"] == 2
+
+
+def test_data_files_that_are_not_files_or_hold_glob_characters(tmp_path):
+    from s2s_keras import pipelines
+    from s2s_keras.config import DataConfig
+    from s2s_keras.pipelines.corpus import DataError
+
+    with pytest.raises(DataError, match="/dev/null:0: not a regular file"):
+        pipelines.load_corpus(DataConfig(source="tsv:/dev/null"))
+    literal = tmp_path / "pairs[1].tsv"
+    literal.write_text("".join(f"{w}\t{w.upper()}\n" for w in ("ab", "cd", "ef", "gh")))
+    corpus = pipelines.load_corpus(
+        DataConfig(source=f"tsv:{literal}", valid_fraction=0.0, test_fraction=0.0)
+    )
+    assert len(corpus.train) == 4
+
+
+@pytest.mark.parametrize("protocol", ["--rest", "--grpc"])
+def test_the_serving_client_without_a_server_says_so(protocol, capsys):
+    import socket
+
+    from s2s_keras.serving_client import main
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    where = f"http://127.0.0.1:{port}" if protocol == "--rest" else f"127.0.0.1:{port}"
+    assert main([protocol, where, "hello"]) == 2
+    error = capsys.readouterr().err
+    assert f"cannot reach {where}" in error and "is the model server running" in error
