@@ -71,8 +71,10 @@ def claim(run_dir: str, verbose: int = 0):
     """Holds `run_dir` for this process while it writes there: an advisory lock (`flock`) on
     `run_dir/.lock`, which names the holder (pid, host, since). A second writer stops with an
     error naming the holder; a lock file left by a process that is gone is taken over (said
-    so). Creates `run_dir`; if this call created it and it is left empty (a run that failed
-    before writing anything), it is removed again."""
+    so). `flock` holds between processes of one machine; a shared filesystem may not carry it
+    between machines (multi-worker runs write per-worker dirs). Creates `run_dir`; if this call
+    created it and it is left empty (a run that failed before writing anything), it is removed
+    again."""
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise ValueError(f"--run-dir {run_dir}: a file, not a directory")
     created = not os.path.exists(run_dir)
