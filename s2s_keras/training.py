@@ -234,15 +234,10 @@ def train(config: Config, run_dir: str, verbose: int = 1, overwrite: bool = Fals
         model, data = prepare(config, loaded, strategy, verbose)
         start = time.time()
         run_state = fit(config, model, data, run_dir, strategy, verbose)
-        seconds = time.time() - start
-        replicas = strategy.num_replicas_in_sync
-        summary_ = summary(config, model, data, run_state, seconds, replicas)
-        run_files.finish(run_dir, model, summary_)
-    _log(
-        verbose,
-        f"trained in {run_state.state['train_seconds']:.0f} s (this attempt "
-        f"{seconds:.0f} s); saved {os.path.join(run_dir, run_files.MODEL_FILE)}",
-    )
+        seconds, replicas = time.time() - start, strategy.num_replicas_in_sync
+        run_files.finish(run_dir, model, summary(config, model, data, run_state, seconds, replicas))
+    trained = f"trained in {run_state.state['train_seconds']:.0f} s (this attempt {seconds:.0f} s)"
+    _log(verbose, f"{trained}; saved {os.path.join(run_dir, run_files.MODEL_FILE)}")
     return model
 
 
