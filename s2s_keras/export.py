@@ -43,6 +43,7 @@ import re
 import shutil
 import tempfile
 
+import numpy as np
 import tensorflow as tf
 
 from s2s_keras.config import Config, DecodeConfig
@@ -154,6 +155,33 @@ def decoding_signatures(decoder, d: DecodeConfig) -> dict:
     return {"greedy": greedy, "nbest": nbest, "sample": sample}
 
 
+def decoding_requests(words, decode: DecodeConfig, nbest: str) -> dict:
+    """Warmup requests of `decoding_signatures` (the beam one named `nbest`), every input given
+    one value per example (the exported defaults)."""
+
+    def each(value, dtype):
+        return np.full(len(words), value, dtype)
+
+    max_length = each(decode.max_length, np.int32)
+    return {
+        nbest: {
+            "inputs": words,
+            "beam_size": each(decode.beam_size, np.int32),
+            "max_length": max_length,
+            "length_penalty": each(decode.length_penalty, np.float32),
+            "num_results": each(min(2, decode.beam_size), np.int32),
+        },
+        "greedy": {"inputs": words, "max_length": max_length},
+        "sample": {
+            "inputs": words,
+            "temperature": each(0.7, np.float32),
+            "top_k": each(5, np.int32),
+            "seed": each(1, np.int32),
+            "max_length": max_length,
+        },
+    }
+
+
 def serving_module(model, config: Config) -> Serving:
     """The exported module of `config.task`."""
     from s2s_keras.tasks import get_task
@@ -170,11 +198,15 @@ def warmup_requests(decode: DecodeConfig, task: str = "seq2seq") -> dict:
     return get_task(task).warmup_requests(decode)
 
 
+def versions(base: str) -> list:
+    """The version numbers under `base` (`<base>/<integer>/`), in order."""
+    if not os.path.isdir(base):
+        return []
+    return sorted(int(name) for name in os.listdir(base) if re.fullmatch(r"\d+", name))
+
+
 def next_version(base: str) -> int:
-    versions = (
-        [int(n) for n in os.listdir(base) if re.fullmatch(r"\d+", n)] if os.path.isdir(base) else []
-    )
-    return max(versions, default=0) + 1
+    return max(versions(base), default=0) + 1
 
 
 def export(model, config: Config, base: str, member_configs: list | None = None) -> str:

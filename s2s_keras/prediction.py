@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from s2s_keras.config import Config
+from s2s_keras.export import versions
 
 
 class SequencePredictor:
@@ -107,12 +108,9 @@ class LabelPredictions:
 
 def _versions(base: str) -> list:
     """The SavedModel version dirs under `base` (`<base>/<integer>/saved_model.pb`), in order."""
-    if not os.path.isdir(base):
-        return []
-    numbers = sorted(int(name) for name in os.listdir(base) if name.isdigit())
     return [
         os.path.join(base, str(n))
-        for n in numbers
+        for n in versions(base)
         if os.path.isfile(os.path.join(base, str(n), "saved_model.pb"))
     ]
 

@@ -19,14 +19,13 @@ from s2s_keras.data import (
     make_dataset,
 )
 from s2s_keras.evaluation import evaluate_language_model
-from s2s_keras.export import Serving, decoding_signatures, vector
+from s2s_keras.export import Serving, decoding_requests, decoding_signatures, vector
 from s2s_keras.inference import TextGenerator
 from s2s_keras.losses import SequenceCrossentropy
 from s2s_keras.metrics import MaskedAccuracy
 from s2s_keras.models import LanguageModel
 from s2s_keras.prediction import SequencePredictor
 from s2s_keras.tasks.base import RECURRENT_SPACE, Examples, Task
-from s2s_keras.tasks.seq2seq import decoding_requests
 from s2s_keras.text import END_ID, Tokenizer
 
 

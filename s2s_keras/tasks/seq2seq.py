@@ -10,7 +10,7 @@ import tensorflow as tf
 from s2s_keras.config import Config, DataConfig, DecodeConfig
 from s2s_keras.data import TeacherForcing, teacher_forcing_lengths
 from s2s_keras.evaluation import ValidationErrorRates, evaluate_pairs
-from s2s_keras.export import Serving, decoding_signatures, vector
+from s2s_keras.export import Serving, decoding_requests, decoding_signatures, vector
 from s2s_keras.inference import Translator
 from s2s_keras.losses import SequenceCrossentropy
 from s2s_keras.metrics import MaskedAccuracy
@@ -146,30 +146,3 @@ class Seq2SeqTask(Task):
             loaded.nbest,
             lambda sources, targets: loaded.score(sources=sources, targets=targets),
         )
-
-
-def decoding_requests(words, decode: DecodeConfig, nbest: str) -> dict:
-    """Warmup requests of `decoding_signatures` (the beam one named `nbest`), every input given
-    one value per example (the exported defaults)."""
-
-    def each(value, dtype):
-        return np.full(len(words), value, dtype)
-
-    max_length = each(decode.max_length, np.int32)
-    return {
-        nbest: {
-            "inputs": words,
-            "beam_size": each(decode.beam_size, np.int32),
-            "max_length": max_length,
-            "length_penalty": each(decode.length_penalty, np.float32),
-            "num_results": each(min(2, decode.beam_size), np.int32),
-        },
-        "greedy": {"inputs": words, "max_length": max_length},
-        "sample": {
-            "inputs": words,
-            "temperature": each(0.7, np.float32),
-            "top_k": each(5, np.int32),
-            "seed": each(1, np.int32),
-            "max_length": max_length,
-        },
-    }
