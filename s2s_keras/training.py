@@ -22,9 +22,9 @@ import time
 
 import keras
 
-from s2s_keras import pipelines
+from s2s_keras import averaging, pipelines
 from s2s_keras import run_dir as run_files
-from s2s_keras.config import Config, TrainConfig
+from s2s_keras.config import Config, ConfigError, TrainConfig
 from s2s_keras.data import PaddingCounter, PaddingFraction, TrainingData, string_batches
 from s2s_keras.distribute import get_strategy
 from s2s_keras.fine_tuning import copy_weights, start_from
@@ -145,7 +145,10 @@ def fit(
     `train.epochs`) and `initial_epoch` are Keras Tuner's Hyperband budget.
     """
     task = get_task(config.task)
-    monitor = monitor or ("val_loss" if data.valid is not None else "loss")
+    default = "val_loss" if data.valid is not None else "loss"
+    monitor = monitor or config.train.best_metric or default
+    if monitor.startswith("val_") and data.valid is None:
+        raise ConfigError(f"train.best_metric: {monitor} needs a validation split (data.*)")
     direction = task.objectives.get(monitor, "min")
     train = config.train
     run_state = RunState(
@@ -158,10 +161,14 @@ def fit(
         _log(verbose, f"resuming from {run_state.restored_from}: {where}")
     epochs = epochs or train.epochs
     padding = PaddingCounter(epochs)
-    # Padding and the task's callbacks first: those after them record the logs they write.
+    measures = task.callbacks(config, model, data.corpus, monitor)
+    averages = [averaging.EpochWeights(run_dir, train.average_last)] if train.average_last else []
+    # Padding and the task's callbacks first: those after them record the logs they write; an
+    # epoch's weights are written before the backup that says it is done.
     everything = [
         PaddingFraction(padding),
-        *task.callbacks(config, model, data.corpus, monitor),
+        *measures,
+        *averages,
         run_state,
         keras.callbacks.TensorBoard(os.path.join(run_dir, run_files.LOGS_DIR)),
         keras.callbacks.CSVLogger(os.path.join(run_dir, run_files.HISTORY_FILE), append=True),
@@ -188,6 +195,15 @@ def fit(
     best = os.path.join(run_dir, run_files.BEST_FILE)
     if os.path.isfile(best):
         model.load_weights(best)  # the best epoch by `monitor`, as EarlyStopping would restore
+    if train.average_last:
+        run_state.state["averaged"] = averaging.keep_better(
+            model,
+            run_dir,
+            train.average_last,
+            lambda: averaging.validation_value(model, data.valid, measures, monitor),
+            run_state.state["best"],
+            direction,
+        )
     task.after_training(model)
     return run_state
 
@@ -211,6 +227,7 @@ def summary(
         "attempt_seconds": seconds,
         "replicas": replicas,
         "epochs_run": run_state.state["epoch"],
+        "averaged": run_state.state.get("averaged"),  # train.average_last
         "history": history,
     }
 
