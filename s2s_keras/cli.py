@@ -1,19 +1,19 @@
-"""`s2s ...`: parse arguments → config → one library call each. No logic lives here."""
+"""`s2s ...`: parse arguments → config → one library call each. No logic lives here.
+
+The `s2s` command starts in `s2s_keras_cli` (help without TensorFlow, its start-up lines
+filtered), which runs `python -m s2s_keras.cli ARGS`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
-import os
 import sys
 
-# TensorFlow's C++ start-up lines (CUDA probing on a CPU-only machine, oneDNN notes) are not
-# ours to show; `TF_CPP_MIN_LOG_LEVEL=0 s2s ...` shows them.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-from s2s_keras.config import DEFAULT_PRESET, ON_BAD_LINE, PRECISIONS, PRESETS, STRATEGIES  # noqa: E402
-from s2s_keras.tasks import get_task, task_names  # noqa: E402
+from s2s_keras.config import DEFAULT_PRESET, ON_BAD_LINE, PRECISIONS, PRESETS, STRATEGIES
+from s2s_keras.tasks import get_task, task_names
+from s2s_keras_cli import COMMANDS, DESCRIPTION
 
 
 def main(argv=None) -> int:
@@ -34,10 +34,10 @@ def main(argv=None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="s2s", description="RNN encoder-decoders for Keras 3.")
+    parser = argparse.ArgumentParser(prog="s2s", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train a model; writes a run directory")
+    train = commands.add_parser("train", help=COMMANDS["train"])
     _config_arguments(train, "the preset to start from")
     train.add_argument("--on-bad-line", choices=ON_BAD_LINE, default=None)
     train.add_argument(
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         "an interrupted one, another config's) instead of refusing",
     )
 
-    tune = commands.add_parser("tune", help="hyperparameter search with Keras Tuner")
+    tune = commands.add_parser("tune", help=COMMANDS["tune"])
     _config_arguments(tune, "the config every trial starts from")
     tune.add_argument("--tuner", choices=("random", "hyperband", "bayesian"), default="random")
     tune.add_argument(
@@ -66,11 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON search space (default: the task's, s2s_keras.tuning.TASK_SPACES)",
     )
 
-    evaluate = commands.add_parser(
-        "evaluate",
-        help="score a split, print JSON: WER/PER/BLEU/chrF (seq2seq), "
-        "accuracy (classify), perplexity (lm)",
-    )
+    evaluate = commands.add_parser("evaluate", help=COMMANDS["evaluate"])
     evaluate.add_argument(
         "--run-dir",
         required=True,
@@ -87,11 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="1: greedy; default: the run's decode.beam_size (what serving_default uses)",
     )
 
-    predict = commands.add_parser(
-        "predict",
-        help="decode words given on the command line (classify: "
-        "their labels; lm: continue them as prompts)",
-    )
+    predict = commands.add_parser("predict", help=COMMANDS["predict"])
     predict.add_argument(
         "--model",
         required=True,
@@ -108,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--num-results", type=int, default=1, help="print the n best, with scores")
     predict.add_argument("words", nargs="+")
 
-    plot = commands.add_parser("plot", help="write a PNG: attention alignment or learning curves")
+    plot = commands.add_parser("plot", help=COMMANDS["plot"])
     plots = plot.add_subparsers(dest="plot", required=True)
     attention = plots.add_parser("attention", help="heatmap of the attention weights decoding WORD")
     attention.add_argument(
@@ -123,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--run-dir", required=True)
     history.add_argument("--output", required=True, help="FILE.png")
 
-    export = commands.add_parser("export", help="write a TF Serving SavedModel version + .keras")
+    export = commands.add_parser("export", help=COMMANDS["export"])
     export.add_argument(
         "--run-dir",
         required=True,

@@ -8,7 +8,11 @@ from conftest import REPO
 
 def test_every_package_of_the_tree_is_listed_for_setuptools():
     with open(os.path.join(REPO, "pyproject.toml"), "rb") as handle:
-        setuptools = tomllib.load(handle)["tool"]["setuptools"]
+        project = tomllib.load(handle)
+    setuptools = project["tool"]["setuptools"]
+    # The command's module sits beside the package: its help must not import Keras.
+    assert setuptools["py-modules"] == ["s2s_keras_cli"]
+    assert project["project"]["scripts"] == {"s2s": "s2s_keras_cli:main"}
     found = {"s2s_keras.pipelines"}  # the top-level folder pipelines/, mapped by package-dir
     for directory, _, files in os.walk(os.path.join(REPO, "s2s_keras")):
         if "__init__.py" in files:
