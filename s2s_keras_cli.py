@@ -5,8 +5,9 @@ standard error it forwards without TensorFlow's C++ start-up and info lines.
 Those lines (CUDA probing on a machine without a GPU, oneDNN notes, dataset optimizer notes)
 are written before absl's logging is initialized, so `TF_CPP_MIN_LOG_LEVEL` no longer hides
 them; they include error-level lines that are not errors here (`failed call to cuInit`,
-`oneDNN supports DT_INT64 only on platforms with AVX-512`). Every other line — Python's
-warnings and tracebacks, ours, TensorFlow's other errors and fatal checks — passes through.
+`oneDNN supports DT_INT64 only on platforms with AVX-512`, on a machine that has it). Every
+other line — Python's warnings and tracebacks, ours, TensorFlow's other errors and fatal checks
+— passes through.
 `TF_CPP_MIN_LOG_LEVEL=0 s2s ...` shows everything.
 
 This module lives outside the package: importing `s2s_keras` imports Keras (it registers the
@@ -39,7 +40,7 @@ COMMANDS = {
 # initialized), thread, file:line]. Info and warning lines are dropped; error lines only when
 # they are known not to be errors on a CPU-only machine.
 _LOG_LINE = re.compile(rb"^([IWEF])\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w./-]+:\d+\] ")
-_NOT_ERRORS = (rb"failed call to cuInit", rb"oneDNN supports DT_INT64 only on platforms")
+_NOT_ERRORS = (rb"failed call to cuInit", rb"oneDNN supports DT_")  # DT_INT64, DT_BOOL, ...
 _START_UP = (
     rb"WARNING: All log messages before absl::InitializeLog() is called",
     rb"To enable the following instructions:",  # the second line of cpu_feature_guard's note

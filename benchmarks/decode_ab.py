@@ -19,30 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def host() -> dict:
-    """What the numbers depend on: the CPU model, its AMX / AVX-512-BF16 flags, the cores."""
-    flags, model = set(), ""
-    with open("/proc/cpuinfo") as handle:
-        for line in handle:
-            if line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-            if line.startswith("model name") and not model:
-                model = line.split(":", 1)[1].strip()
-    return {
-        "cpu": model,
-        "amx": "amx_tile" in flags,
-        "avx512_bf16": "avx512_bf16" in flags,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-    }
+sys.path.insert(0, HERE)
+from host import host  # noqa: E402
 
 
 def commit(tree: str) -> str:

@@ -6,7 +6,8 @@ works with `safe_mode=True`.
 
 from s2s_keras import losses, metrics, text  # noqa: F401  (registers the loss, metric, Tokenizer)
 from s2s_keras.config import Config, preset
+from s2s_keras.g2p import G2p
 from s2s_keras.models import Seq2Seq
 
 __version__ = "0.1.0"
-__all__ = ["Config", "Seq2Seq", "preset", "__version__"]
+__all__ = ["Config", "G2p", "Seq2Seq", "preset", "__version__"]

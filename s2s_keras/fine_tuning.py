@@ -1,7 +1,7 @@
-"""`train.init_from`: a trained model (run dir or `.keras`) whose vocabularies and weights start a
-run. What may start what, and which layers carry over, is the task's (`Task.accepts`,
-`pretrained_fields`, `pretrained_problems`, `corresponding_layers`); the checks, the copy and
-the log are the same for every task."""
+"""`train.init_from`: a trained model (run dir, `pretrained:NAME` or `.keras`) whose vocabularies
+and weights start a run. What may start what, and which layers carry over, is the task's
+(`Task.accepts`, `pretrained_fields`, `pretrained_problems`, `corresponding_layers`); the
+checks, the copy and the log are the same for every task."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import os
 import keras
 import tensorflow as tf
 
+from s2s_keras import pretrained as pretrained_models
 from s2s_keras.config import Config
 from s2s_keras.data import string_batches
 from s2s_keras.run_dir import MODEL_FILE
@@ -23,7 +24,7 @@ def load_pretrained(config: Config, labels=None) -> keras.Model:
     classifier's labels, a language model's held-out text). Every mismatch is named in one
     error. `labels`: the training split's (classify)."""
     task = get_task(config.task)
-    path = config.train.init_from
+    path = pretrained_models.resolve(config.train.init_from)
     model_path = os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path
     if not os.path.isfile(model_path):
         raise FileNotFoundError(

@@ -116,14 +116,15 @@ def _versions(base: str) -> list:
 
 
 def load_predictor(path: str | list):
-    """PATH: a run dir (`model.keras` + `config.json`), a `.keras` file (decode settings from
-    `config.py`'s defaults), or a SavedModel version dir (its signatures, which is what TF
-    Serving clients call); a list of several run dirs: their `Ensemble` (decode settings from
-    the first)."""
+    """PATH: a run dir (`model.keras` + `config.json`; `pretrained:NAME`: a shipped one), a
+    `.keras` file (decode settings from `config.py`'s defaults), or a SavedModel version dir
+    (its signatures, which is what TF Serving clients call); a list of several run dirs: their
+    `Ensemble` (decode settings from the first)."""
+    from s2s_keras.pretrained import resolve
     from s2s_keras.run_dir import is_run_dir
     from s2s_keras.tasks import get_task, task_of_model
 
-    paths = [path] if isinstance(path, str) else list(path)
+    paths = [resolve(p) for p in ([path] if isinstance(path, str) else list(path))]
     if len(paths) > 1:
         not_runs = [p for p in paths if not is_run_dir(p)]
         if not_runs:

@@ -21,6 +21,7 @@ import time
 import keras
 import tensorflow as tf
 
+from s2s_keras import pretrained
 from s2s_keras.config import Config
 from s2s_keras.models import Ensemble
 
@@ -194,7 +195,8 @@ def finish(run_dir: str, model, summary: dict) -> None:
 
 
 def load_run(run_dir: str) -> tuple:
-    """`(config, model)` of a finished run directory."""
+    """`(config, model)` of a finished run directory (or of `pretrained:NAME`)."""
+    run_dir = pretrained.resolve(run_dir)
     model_path = os.path.join(run_dir, MODEL_FILE)
     for path in (os.path.join(run_dir, CONFIG_FILE), model_path):
         if not os.path.isfile(path):
@@ -229,4 +231,5 @@ def load_runs(run_dirs: list) -> tuple:
 
 
 def is_run_dir(path: str) -> bool:
+    path = pretrained.resolve(path)
     return os.path.isfile(os.path.join(path, CONFIG_FILE))

@@ -78,6 +78,8 @@ START_UP = [
     b"E0000 00:00:1796121367.156561   24242 cuda_platform.cc:52] failed call to cuInit: INTERNAL\n",
     b"E0000 00:00:1796121368.051579   24242 util.cc:131] oneDNN supports DT_INT64 only on "
     b"platforms with AVX-512. Falling back to the default Eigen-based implementation\n",
+    b"E0000 00:00:1796121812.895019   26318 util.cc:131] oneDNN supports DT_BOOL only on "
+    b"platforms with AVX-512. Falling back to the default Eigen-based implementation\n",
     b"W0000 00:00:1796121368.598946   24242 dataset.cc:997] Input of GeneratorDatasetOp::Dataset "
     b"will not be optimized\n",
 ]
