@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 RUN_DIR ?= runs/g2p-small
 EXPORT_BASE ?= saved_models/g2p
 
-.PHONY: install train test lint format clean
+.PHONY: install train test lint format docs clean
 
 install: $(STAMP)
 
@@ -36,6 +36,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# docs/results.md and the README's results table, from benchmarks/results/ (a test checks them).
+docs:
+	$(PYTHON) benchmarks/results_tables.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -1,0 +1,678 @@
+"""Writes `docs/results.md` and the README's headline results table from the measurements in
+`benchmarks/results/` (every `*.json` there and below it, and the tuners' `*.csv` trials).
+
+    .venv/bin/python benchmarks/results_tables.py           # rewrite both (`make docs`)
+    .venv/bin/python benchmarks/results_tables.py --check   # exit 1, naming each file that differs
+
+Nothing here knows a file by name: a report is placed by what it holds (`test.wer`: G2P quality;
+`test.accuracy` or `test.perplexity`: the other tasks; `ours` + `tokens_per_s`: training speed;
+`saved_model`: decoding speed; `this_over_baseline`: an interleaved decoding A/B; `runs` with
+`peak_rss_mb`: memory). A new `quality-P.json` (P its preset) or `pretrained-NAME.json` is a
+headline row of the README too. Where a report records its `host` and `measured` command and
+date, they are printed; where it does not, the table says what it has (`cpu_count`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "benchmarks", "results")
+RESULTS_DOC = os.path.join(ROOT, "docs", "results.md")
+README = os.path.join(ROOT, "README.md")
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+NONE = "—"
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def load_reports() -> list:
+    """`(name, report)` for every JSON under benchmarks/results/, `name` relative to it."""
+    paths = sorted(glob.glob(os.path.join(RESULTS, "**", "*.json"), recursive=True))
+    reports = []
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            reports.append((os.path.relpath(path, RESULTS), json.load(handle)))
+    return reports
+
+
+def kind(report: dict) -> str:
+    test = report.get("test") if isinstance(report.get("test"), dict) else {}
+    if "wer" in test:
+        return "g2p"
+    if "accuracy" in test or "perplexity" in test:
+        return "tasks"
+    if "this_over_baseline" in report:
+        return "decode_ab"
+    if "saved_model" in report:
+        return "decode"
+    if "ours" in report and "tokens_per_s" in report:
+        return "train_speed"
+    if any("peak_rss_mb" in run for run in report.get("runs", []) if isinstance(run, dict)):
+        return "memory"
+    return "other"
+
+
+# --- formatting ---------------------------------------------------------------------------------
+
+
+def number(value, digits: int = 0) -> str:
+    if value is None:
+        return NONE
+    return f"{value:,.{digits}f}".replace(",", " ")
+
+
+def percent(value) -> str:
+    return NONE if value is None else f"{100 * value:.1f}%"
+
+
+def duration(seconds) -> str:
+    if seconds is None:
+        return NONE
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def millions(count) -> str:
+    return NONE if count is None else f"{count / 1e6:.2f} M"
+
+
+def relative(text: str) -> str:
+    """Paths inside the repository as the README writes them (relative to its root)."""
+    return text.replace(ROOT + os.sep, "")
+
+
+def code(items) -> str:
+    items = [relative(str(item)) for item in items or []]
+    return " ".join(f"`{item}`" for item in items) if items else NONE
+
+
+def link(name: str, prefix: str) -> str:
+    return f"[{name}]({prefix}benchmarks/results/{name})"
+
+
+def host(report: dict) -> str:
+    machine = report.get("host")
+    if isinstance(machine, dict):
+        flags = [
+            "AVX-512-BF16" if machine.get("avx512_bf16") else "no AVX-512-BF16",
+            "AMX" if machine.get("amx") else "no AMX",
+        ]
+        return f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, {', '.join(flags)}"
+    if "cpu_count" in report:
+        return f"{report['cpu_count']} cores"
+    return NONE
+
+
+def date(report: dict) -> str:
+    measured = report.get("measured")
+    return measured.get("date", NONE) if isinstance(measured, dict) else NONE
+
+
+def command(report: dict) -> str:
+    measured = report.get("measured")
+    if isinstance(measured, dict) and measured.get("command"):
+        return f"`{relative(measured['command'])}`"
+    return NONE
+
+
+def table(header: list, rows: list) -> list:
+    """A Markdown table; a column no report fills is left out."""
+    kept = [i for i in range(len(header)) if any(str(row[i]) != NONE for row in rows)]
+    header = [header[i] for i in kept]
+    rows = [[row[i] for i in kept] for row in rows]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def train_seconds(report: dict):
+    for key in ("fit_seconds", "train_seconds"):
+        if report.get(key) is not None:
+            return report[key]
+    seconds = report.get("seconds")
+    return seconds.get("train") if isinstance(seconds, dict) else None
+
+
+def epochs(report: dict) -> str:
+    if report.get("epochs_run") is not None:
+        return str(report["epochs_run"])
+    members = [m.get("epochs_run") for m in report.get("members", [])]
+    return " + ".join(map(str, members)) if members and None not in members else NONE
+
+
+def settings(report: dict) -> str:
+    parts = []
+    if report.get("data"):
+        parts.append(f"`--data {report['data']}`")
+    overrides = report.get("overrides") or []
+    if overrides:
+        parts.append(code(overrides))
+    if report.get("seeds"):
+        parts.append(f"ensemble of `train.seed` {', '.join(map(str, report['seeds']))}")
+    threads = report.get("threads")
+    if isinstance(threads, dict):
+        parts.append(", ".join(f"{key} threads {value}" for key, value in threads.items()))
+    return "; ".join(parts) if parts else "no overrides"
+
+
+def task_score(split) -> str:
+    """A classifier's accuracy or a language model's perplexity, with the split's size."""
+    if not isinstance(split, dict):
+        return NONE
+    if "accuracy" in split:
+        return f"accuracy {percent(split['accuracy'])} ({number(split.get('num_examples'))})"
+    return f"perplexity {split['perplexity']:.1f} ({number(split.get('tokens'))} tokens)"
+
+
+def members(report: dict) -> str:
+    scores = []
+    for member in report.get("members", []):
+        test = member.get("test", {})
+        if "accuracy" in test:
+            scores.append(percent(test["accuracy"]))
+        elif "perplexity" in test:
+            scores.append(f"{test['perplexity']:.1f}")
+    return ", ".join(scores) if scores else NONE
+
+
+# --- the tables ---------------------------------------------------------------------------------
+
+
+def g2p_rows(reports: list, prefix: str) -> list:
+    rows = []
+    for name, report in reports:
+        test, valid = report["test"], report.get("valid") or {}
+        total = report.get("total_seconds")
+        training = duration(train_seconds(report))
+        if total is not None:
+            training += f" (all of `make train`: {duration(total)})"
+        sample = report.get("sample") or {}
+        rows.append(
+            [
+                link(name, prefix),
+                f"`{report.get('preset', NONE)}`",
+                settings(report),
+                millions(report.get("parameters")),
+                epochs(report),
+                training,
+                f"**{percent(test['wer'])}**",
+                percent(test.get("per")),
+                percent(test.get("exact_match")),
+                percent(valid.get("wer")),
+                percent(sample.get("wer")),
+                test.get("beam_size", NONE),
+                host(report),
+                date(report),
+            ]
+        )
+    header = [
+        "result",
+        "preset",
+        "settings",
+        "parameters",
+        "epochs",
+        "training",
+        "test WER",
+        "test PER",
+        "exact match",
+        "valid WER",
+        "500-word sample WER",
+        "beam",
+        "host",
+        "date",
+    ]
+    return table(header, rows)
+
+
+def task_rows(reports: list, prefix: str) -> list:
+    rows = [
+        [
+            link(name, prefix),
+            f"`{report.get('preset', NONE)}`",
+            report["test"].get("data", NONE),
+            settings(report),
+            millions(report.get("parameters")),
+            epochs(report),
+            duration(train_seconds(report)),
+            f"**{task_score(report['test'])}**",
+            task_score(report.get("valid")),
+            members(report),
+            host(report),
+            date(report),
+        ]
+        for name, report in reports
+    ]
+    header = [
+        "result",
+        "preset",
+        "data",
+        "settings",
+        "parameters",
+        "epochs",
+        "training",
+        "test",
+        "valid",
+        "ensemble members (test)",
+        "host",
+        "date",
+    ]
+    return table(header, rows)
+
+
+PYTORCH_OF = {"float32": "fp32", "mixed_bfloat16": "bf16_autocast"}
+
+
+def train_speed_rows(reports: list, prefix: str) -> list:
+    rows = []
+    for name, report in reports:
+        torch, keras_io = report.get("pytorch") or {}, report.get("keras_io") or {}
+        for precision, ours in report["ours"].items():
+            reference = torch.get(PYTORCH_OF.get(precision, precision)) or {}
+            recipe = keras_io.get(precision) or {}
+            rows.append(
+                [
+                    link(name, prefix),
+                    settings(report),
+                    f"`{precision}`",
+                    percent(ours.get("pad_fraction")),
+                    f"**{number(ours['tokens_per_s'])}**",
+                    number(reference.get("tokens_per_s")),
+                    number(recipe.get("tokens_per_s")),
+                    number(ours.get("seconds_per_epoch"), 1),
+                    number(ours.get("useful_gflop_per_s")),
+                    percent(ours.get("utilization")),
+                    number(ours.get("peak_rss_mb")),
+                    host(report),
+                    date(report),
+                ]
+            )
+    header = [
+        "result",
+        "settings",
+        "precision",
+        "padding",
+        "ours (tokens/s)",
+        "PyTorch (tokens/s)",
+        "keras-io recipe (tokens/s)",
+        "s per epoch",
+        "useful GFLOP/s",
+        "of matmul peak",
+        "peak RSS (MB)",
+        "host",
+        "date",
+    ]
+    return table(header, rows)
+
+
+def latency(value: dict) -> str:
+    return f"{value['p50']:.1f} / {value['p99']:.1f}" if value else NONE
+
+
+def decode_rows(reports: list, prefix: str) -> list:
+    rows = []
+    for name, report in reports:
+        saved = report["saved_model"]
+        greedy, beam = saved["greedy_words_per_s"], saved["beam5_words_per_s"]
+        torch = report.get("pytorch_eager") or {}
+        bf16 = torch.get("greedy_words_per_s_batch_256_bf16_autocast")
+        fp32 = torch.get("greedy_words_per_s_batch_256_fp32")
+        rows.append(
+            [
+                link(name, prefix),
+                f"`{report.get('preset', NONE)}`, {number(report.get('words'))} words",
+                number(greedy["batch_1"]),
+                f"**{number(greedy['batch_256'])}**",
+                number(beam["batch_1"]),
+                f"**{number(beam['batch_256'])}**",
+                latency(saved["latency_ms"].get("serving_default_beam5")),
+                latency(saved["latency_ms"].get("greedy")),
+                f"{number(bf16)} ({number(fp32)})" if torch else NONE,
+                number((report.get("keras_io") or {}).get("greedy_words_per_s_batch_256")),
+                host(report),
+                date(report),
+            ]
+        )
+    header = [
+        "result",
+        "model",
+        "greedy, batch 1 (words/s)",
+        "greedy, batch 256",
+        "beam 5, batch 1",
+        "beam 5, batch 256",
+        "one word p50 / p99, beam 5 (ms)",
+        "one word p50 / p99, greedy (ms)",
+        "PyTorch eager greedy, batch 256, bf16 (fp32)",
+        "keras-io `predict()` per token, batch 256",
+        "host",
+        "date",
+    ]
+    return table(header, rows)
+
+
+AB_MEASURES = (
+    "greedy_batch_1",
+    "greedy_batch_256",
+    "beam5_batch_1",
+    "beam5_batch_256",
+    "latency_greedy_p50_ms",
+    "latency_beam5_p50_ms",
+)
+
+
+def decode_ab_rows(reports: list, prefix: str) -> list:
+    rows = []
+    for name, report in reports:
+        commits = report.get("commits")
+        if isinstance(commits, list):
+            commits = next((c for c in commits if c), None)
+        sides = commits or {}
+        runs = report.get("runs") or {}
+        rounds = report.get("rounds") or len(runs.get("this", [])) or NONE
+        for side in ("baseline", "this"):
+            medians = report["median"][side]
+            label = f"{side} `{sides[side]}`" if side in sides else side
+            rows.append(
+                [link(name, prefix), rounds, f"median, {label}"]
+                + [number(medians[m], 1 if m.endswith("_ms") else 0) for m in AB_MEASURES]
+                + [host(report)]
+            )
+        ratio = report["this_over_baseline"]
+        rows.append(
+            [link(name, prefix), rounds, "**this / baseline**"]
+            + [f"**{ratio[m]:.2f}**" for m in AB_MEASURES]
+            + [host(report)]
+        )
+    header = [
+        "result",
+        "rounds",
+        "",
+        "greedy, batch 1 (words/s)",
+        "greedy, batch 256",
+        "beam 5, batch 1",
+        "beam 5, batch 256",
+        "greedy p50 (ms)",
+        "beam 5 p50 (ms)",
+        "host",
+    ]
+    return table(header, rows)
+
+
+def memory_rows(reports: list, prefix: str) -> list:
+    rows = []
+    for name, report in reports:
+        load = report.get("load_average")
+        for run in report["runs"]:
+            rows.append(
+                [
+                    link(name, prefix),
+                    settings(report),
+                    "streamed" if run.get("streamed") else "in memory",
+                    number(run.get("corpus_pairs")),
+                    number(run.get("corpus_gzip_mb"), 1),
+                    number(run.get("steps_per_epoch")),
+                    f"**{number(run['peak_rss_mb'])}**",
+                    duration(run.get("seconds")),
+                    " / ".join(f"{x:.1f}" for x in load) if load else NONE,
+                    host(report),
+                    date(report),
+                ]
+            )
+        if report.get("ratio") is not None:
+            rows.append(
+                [link(name, prefix), "peak RSS, largest / smallest corpus"]
+                + [""] * 4
+                + [f"**{report['ratio']:.2f}×**"]
+                + [""] * 4
+            )
+    header = [
+        "result",
+        "settings",
+        "training split",
+        "training pairs",
+        "gzip'd corpus (MB)",
+        "steps (1 epoch)",
+        "peak RSS (MB)",
+        "wall clock",
+        "load average (1/5/15 min)",
+        "host",
+        "date",
+    ]
+    return table(header, rows)
+
+
+def tuning_rows(prefix: str) -> list:
+    rows = []
+    for path in sorted(glob.glob(os.path.join(RESULTS, "**", "*.csv"), recursive=True)):
+        with open(path, encoding="utf-8", newline="") as handle:
+            trials = list(csv.reader(handle))
+        header, values = trials[0], trials[1:]
+        scores = [float(row[1]) for row in values if len(row) > 1 and row[1]]
+        searched = ", ".join(f"`{key}`" for key in header[2:])
+        rows.append(
+            [
+                link(os.path.relpath(path, RESULTS), prefix),
+                len(values),
+                f"`{header[1]}`",
+                f"**{max(scores):.3f}**" if scores else NONE,
+                f"{min(scores):.3f}" if scores else NONE,
+                searched,
+            ]
+        )
+    return table(["result", "trials", "objective", "best", "worst", "searched"], rows)
+
+
+def other_rows(reports: list, prefix: str) -> list:
+    return table(["result", "keys"], [[link(n, prefix), code(sorted(r))] for n, r in reports])
+
+
+RESULTS_INTRO = """\
+# Results
+
+Every number on this page is read from a report in
+[`benchmarks/results/`](../benchmarks/results/) by `benchmarks/results_tables.py`
+(`make docs` rewrites this page and the README's table; the test suite fails when they differ
+from the reports). How each kind of number is measured, and what the hosts are:
+[benchmarks.md](benchmarks.md). Compare numbers within one host and one table.
+
+A report's file name says what was measured; its settings are the `--set` overrides it records
+on top of the preset it names (a `--data` other than the preset's own is named). Reports whose
+settings are not all recorded are described in
+[benchmarks.md](benchmarks.md#reports-named-after-their-settings). "host" is the machine the report
+records; reports that record only their core count say so. "training" is the time spent in
+`model.fit`, summed over every attempt of a resumed run.
+"""
+
+SECTIONS = (
+    (
+        "g2p",
+        "G2P quality (CMUdict, stress removed, our test split)",
+        "Word error rate (a word is right when it equals one of its pronunciations) and phone "
+        "error rate of `s2s evaluate --split test` (beam 5, every pronunciation a reference).",
+        g2p_rows,
+    ),
+    (
+        "tasks",
+        "Other tasks: sentiment classification and language models",
+        "Test accuracy (classify) or test perplexity (lm) of `s2s evaluate --split test`; an "
+        "ensemble's members are scored alone too.",
+        task_rows,
+    ),
+    (
+        "train_speed",
+        "Training speed",
+        "One epoch of CMUdict pairs after a warm-up epoch (`benchmarks/train_speed.py`); tokens "
+        "are non-padding source tokens plus target tokens with the end token.",
+        train_speed_rows,
+    ),
+    (
+        "decode",
+        "Decoding speed",
+        "Through the loaded SavedModel, tokenization included (`benchmarks/decode_speed.py`).",
+        decode_rows,
+    ),
+    (
+        "decode_ab",
+        "Decoding speed, two trees interleaved",
+        "`benchmarks/decode_ab.py`: the same measures from two checkouts in turn on one host; "
+        "above 1 is faster for words/s, below 1 is faster for latency.",
+        decode_ab_rows,
+    ),
+    (
+        "memory",
+        "Memory of a streamed corpus",
+        "Peak resident memory of one `s2s train` process (`benchmarks/stream_memory.py`).",
+        memory_rows,
+    ),
+    ("other", "Other reports", "Reports of a kind this page has no table for.", other_rows),
+)
+
+
+def results_page(reports: list) -> str:
+    lines = [RESULTS_INTRO]
+    for name, title, text, rows in SECTIONS:
+        chosen = [(n, r) for n, r in reports if kind(r) == name]
+        if not chosen:
+            continue
+        lines += [f"## {title}", "", text, ""] + rows(chosen, "../") + [""]
+        if name == "g2p":
+            lines += [
+                "Learning curves of a `small` run and the `attention` model's alignment for "
+                '"pronunciation" (`s2s plot history`, `s2s plot attention`):',
+                "",
+                "![learning curves](history-small.png)",
+                "![alignment](attention-pronunciation.png)",
+                "",
+            ]
+    lines += ["## Tuning trials", "", "`s2s tune`'s `trials.csv` of each search.", ""]
+    lines += tuning_rows("../") + [""]
+    commands = [(n, command(r)) for n, r in reports if command(r) != NONE]
+    if commands:
+        lines += ["## Commands recorded by the reports", ""]
+        lines += table(["result", "command"], [[link(n, "../"), c] for n, c in commands])
+        lines += [""]
+    return "\n".join(lines)
+
+
+# --- the README's headline table -----------------------------------------------------------------
+
+
+def headline(name: str, report: dict) -> bool:
+    """A preset's own report (`quality-P.json` for preset P), `make train`'s, a shipped model's."""
+    stem = os.path.splitext(name)[0]
+    if kind(report) not in ("g2p", "tasks") or os.sep in name:
+        return False
+    return (
+        stem == f"quality-{report.get('preset')}"
+        or stem == f"make-train-{report.get('preset')}"
+        or stem.startswith("pretrained-")
+    )
+
+
+def headline_table(reports: list) -> str:
+    chosen = [(n, r) for n, r in reports if headline(n, r)]
+
+    def order(item):
+        name, report = item
+        test = report["test"]
+        task = 0 if "wer" in test else 1 if "accuracy" in test else 2
+        return task, report.get("parameters") or 0, name
+
+    rows = []
+    for name, report in sorted(chosen, key=order):
+        test = report["test"]
+        if name.startswith("pretrained-"):
+            label = f"`{report.get('name', name)}` (shipped; preset `{report.get('preset')}`)"
+        elif name.startswith("make-train-"):
+            label = f"`{report.get('preset')}` (`make train`)"
+        else:
+            label = f"`{report.get('preset')}`"
+        if "wer" in test:
+            what = "G2P, CMUdict"
+            score = f"WER **{percent(test['wer'])}**, PER {percent(test.get('per'))}"
+        else:
+            what = ("sentiment, " if "accuracy" in test else "language model, ") + test.get(
+                "data", NONE
+            )
+            score = (
+                f"accuracy **{percent(test['accuracy'])}**"
+                if "accuracy" in test
+                else f"perplexity **{test['perplexity']:.1f}**"
+            )
+        training = duration(train_seconds(report))
+        if report.get("total_seconds") is not None:
+            training += f" (all of `make train`: {duration(report['total_seconds'])})"
+        rows.append(
+            [
+                label,
+                what,
+                score,
+                millions(report.get("parameters")),
+                epochs(report),
+                training,
+                link(name, ""),
+            ]
+        )
+    header = ["preset", "task, data", "test", "parameters", "epochs", "training", "report"]
+    return "\n".join(table(header, rows))
+
+
+def readme_text(readme: str, reports: list) -> str:
+    if START not in readme or END not in readme:
+        raise SystemExit(f"README.md: the markers {START} and {END} are missing")
+    before, rest = readme.split(START, 1)
+    _, after = rest.split(END, 1)
+    return f"{before}{START}\n{headline_table(reports)}\n{END}{after}"
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def outputs() -> dict:
+    """path → the text this script writes there."""
+    reports = load_reports()
+    with open(README, encoding="utf-8") as handle:
+        readme = handle.read()
+    return {RESULTS_DOC: results_page(reports), README: readme_text(readme, reports)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if a file would change"
+    )
+    args = parser.parse_args(argv)
+    differ = []
+    for path, text in outputs().items():
+        current = None
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                current = handle.read()
+        if current == text:
+            continue
+        if args.check:
+            differ.append(os.path.relpath(path, ROOT))
+        else:
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            print(f"wrote {os.path.relpath(path, ROOT)}")
+    for path in differ:
+        print(
+            f"{path} differs from what benchmarks/results/ gives: "
+            "run `.venv/bin/python benchmarks/results_tables.py` (make docs) and commit it",
+            file=sys.stderr,
+        )
+    return 1 if differ else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
