@@ -129,3 +129,14 @@ def test_results_tables_match_their_reports():
         text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_shipped_model_command_runs(capsys):
+    """The README's `s2s predict --model pretrained:g2p hello`, once the model ships."""
+    from s2s_keras import cli, pretrained
+
+    if "g2p" not in pretrained.names():
+        pytest.skip("pretrained:g2p is not shipped in this tree")
+    assert ["predict", "--model", "pretrained:g2p", "hello"] in commands(read("README.md"))
+    assert cli.main(["predict", "--model", "pretrained:g2p", "hello"]) == 0
+    assert capsys.readouterr().out.startswith("hello\t")
