@@ -122,7 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         help="several: export their ensemble (probabilities averaged)",
     )
-    export.add_argument("--export-base", required=True, help="e.g. saved_models/g2p")
+    export.add_argument(
+        "--format",
+        choices=("savedmodel", "litert", "onnx"),
+        default="savedmodel",
+        help="savedmodel: a TF Serving version under --export-base (strings in, every "
+        "decoder); litert / onnx: ids in, greedy ids out, into --output (docs/serving.md)",
+    )
+    export.add_argument("--export-base", help="savedmodel: e.g. saved_models/g2p")
+    export.add_argument("--output", help="litert / onnx: a new or empty directory")
+    export.add_argument(
+        "--batch-size", type=int, default=1, help="litert: the batch size fixed in the model"
+    )
     return parser
 
 
@@ -263,8 +274,17 @@ def _export(args) -> int:
     from s2s_keras.export import export
     from s2s_keras.run_dir import load_runs
 
+    destination = args.export_base if args.format == "savedmodel" else args.output
+    if not destination:
+        needed = "--export-base" if args.format == "savedmodel" else "--output"
+        raise ValueError(f"--format {args.format} needs {needed}")
     config, model, configs = load_runs(args.run_dir)
-    print(export(model, config, args.export_base, configs))
+    if args.format == "savedmodel":
+        print(export(model, config, destination, configs))
+    else:
+        from s2s_keras.portable import export as export_portable
+
+        print(export_portable(model, config, destination, args.format, args.batch_size))
     return 0
 
 

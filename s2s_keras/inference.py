@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from s2s_keras.config import DecodeConfig
 from s2s_keras.data import lm_shift, teacher_forcing_shift
-from s2s_keras.decoding import beam_search, greedy_search, sample
+from s2s_keras.decoding import beam_search, decode_loop, greedy_search, sample
 from s2s_keras.models.language_model import BEGIN_ID
 from s2s_keras.text import END_ID, PAD_ID, START_ID
 
@@ -181,6 +181,25 @@ class Translator(SequenceDecoder):
         decode = self.decode
         outputs, _ = self.beam(strings, beam_size, decode.max_length, decode.length_penalty, 1)
         return outputs[:, 0]
+
+    def greedy_ids(self, source_ids):
+        """`(batch, S)` int32 source ids, 0-padded (what `s2s_runtime.encode` makes) → `(batch,
+        T)` int32 ids of greedy decoding up to `decode.max_length`: each row up to and including
+        its end id, then 0; an all-padding (empty) source gives a row of 0. The same search as
+        `greedy`, with every row kept in the loop to the end so that shapes stay fixed — for the
+        exports that run without TensorFlow (`portable.py`)."""
+        source_ids = tf.convert_to_tensor(source_ids, tf.int32)
+        start_ids = tf.fill([tf.shape(source_ids)[0]], START_ID)
+        empty = tf.reduce_all(tf.equal(source_ids, PAD_ID), axis=1)
+        ids = decode_loop(
+            self.model.step_function(),
+            self.model.encode(source_ids),
+            start_ids,
+            END_ID,
+            self.decode.max_length,
+            lambda logits, step: tf.argmax(logits, axis=-1, output_type=tf.int32),
+        )
+        return tf.where(empty[:, None], tf.zeros_like(ids), ids)
 
     def _source_ids(self, strings):
         tokenizer = self.model.source_tokenizer

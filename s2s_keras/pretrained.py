@@ -56,10 +56,9 @@ def pack(run_dir: str, directory: str, card: dict, precision: str = "float32") -
     """Writes the finished run `run_dir` into `directory` as a pretrained model: its config and
     summary, its weights in a model of `precision` without optimizer state, and `card`."""
     from s2s_keras import run_dir as run_files
+    from s2s_keras.models import with_precision
 
-    _, model = run_files.load_run(run_dir)
-    shipped = type(model).from_config({**model.get_config(), "precision": precision})
-    shipped.set_weights(model.get_weights())
+    shipped = with_precision(run_files.load_run(run_dir)[1], precision)
     os.makedirs(directory, exist_ok=True)
     shipped.save(os.path.join(directory, run_files.MODEL_FILE))
     for name in (run_files.CONFIG_FILE, run_files.SUMMARY_FILE):

@@ -66,7 +66,9 @@ def decode_loop(
             next_ids, rows = tf.gather(next_ids, going_on), tf.gather(rows, going_on)
             return step + 1, next_ids, state, rows, tf.gather(finished, going_on), outputs
         next_ids = tf.where(finished, tf.zeros_like(next_ids), next_ids)
-        outputs += next_ids[:, None] * tf.one_hot(step, max_length, dtype=tf.int32)[None, :]
+        # column `step` of the buffer (a comparison, not one_hot of a scalar: ONNX has no such)
+        at_step = tf.cast(tf.equal(tf.range(max_length), step), tf.int32)
+        outputs += next_ids[:, None] * at_step[None, :]
         return step + 1, next_ids, state, rows, finished | tf.equal(next_ids, end_id), outputs
 
     def any_batch(t):

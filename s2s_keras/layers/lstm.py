@@ -25,6 +25,8 @@ and the LSTM are separate layers.)
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
@@ -143,7 +145,7 @@ def lstm_projected_sequence(
     keep = None if mask is None else tf.transpose(mask)[:, :, None]  # (T, batch, 1) bool
     dtype = recurrent_kernel.dtype
     h0, c0 = tf.cast(h0, dtype), tf.cast(c0, dtype)
-    if training or keep is None:
+    if training or keep is None or not _packing[0]:
         h_seq, h, c = _recurrence(projected, h0, c0, keep, recurrent_kernel)
     else:  # inference: a batch of mixed lengths (decoding requests) packs; left padding cannot
         lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
@@ -162,6 +164,21 @@ def lstm_projected_sequence(
     return outputs, h, c
 
 
+_packing = [True]  # whether inference traces `_packed_recurrence` (see `without_packing`)
+
+
+@contextlib.contextmanager
+def without_packing():
+    """Functions traced inside run the plain loop in inference too: one loop, no `tf.cond`
+    between two (whose both branches would hold the weights) — what the LiteRT and ONNX
+    exports trace, for their converters and file sizes."""
+    _packing[0] = False
+    try:
+        yield
+    finally:
+        _packing[0] = True
+
+
 def _packed_recurrence(projected, h0, c0, lengths, recurrent_kernel):
     """`_recurrence`'s forward loop for right-padded rows of `lengths`, as PyTorch's packed
     sequences: the rows sorted longest first, step t multiplies only the rows longer than t (a
@@ -178,13 +195,15 @@ def _packed_recurrence(projected, h0, c0, lengths, recurrent_kernel):
         n = tf.reduce_sum(tf.cast(sorted_lengths > t, tf.int32))
         z = projected[t, :n] + tf.cast(tf.matmul(h[:n], recurrent_kernel), tf.float32)
         h_new, c_new, _ = _gates(z, tf.cast(c[:n], tf.float32))
-        h = tf.ensure_shape(tf.concat([tf.cast(h_new, dtype), h[n:]], 0), h0.shape)
-        c = tf.ensure_shape(tf.concat([tf.cast(c_new, dtype), c[n:]], 0), c0.shape)
-        return t + 1, h, c, h_seq.write(t, h)
+        h_next = tf.concat([tf.cast(h_new, dtype), h[n:]], 0)
+        c_next = tf.concat([tf.cast(c_new, dtype), c[n:]], 0)
+        h_next.set_shape(h0.shape)  # all rows, as before the step (no op: LiteRT has none)
+        c_next.set_shape(c0.shape)
+        return t + 1, h_next, c_next, h_seq.write(t, h_next)
 
-    _, h, c, h_seq = tf.while_loop(
-        lambda t, *_: t < steps, body, (tf.constant(0), h0, c0, tf.TensorArray(dtype, size=steps))
-    )
+    # Element shapes as static as the inputs' let LiteRT's converter lower the lists.
+    h_seq = tf.TensorArray(dtype, size=steps, element_shape=h0.shape)
+    _, h, c, h_seq = tf.while_loop(lambda t, *_: t < steps, body, (tf.constant(0), h0, c0, h_seq))
     inverse = tf.math.invert_permutation(order)
     return tf.gather(h_seq.stack(), inverse, axis=1), tf.gather(h, inverse), tf.gather(c, inverse)
 
@@ -214,13 +233,13 @@ def _recurrence(projected, h0, c0, keep, recurrent_kernel):
                 gate_seq.write(t, tf.concat(gates, axis=-1)),
             )
 
-        def array(dtype):
-            return tf.TensorArray(dtype, size=steps)
+        def array(dtype, width=units):  # static element shapes: LiteRT can lower the lists
+            return tf.TensorArray(dtype, size=steps, element_shape=[h0.shape[0], width])
 
         _, h, c, h_seq, c_seq, gate_seq = tf.while_loop(
             lambda t, *_: t < steps,
             body,
-            (tf.constant(0), h0, c0, array(dtype), array(dtype), array(tf.float32)),
+            (tf.constant(0), h0, c0, array(dtype), array(dtype), array(tf.float32, 4 * units)),
         )
         h_seq, c_seq, gate_seq = h_seq.stack(), c_seq.stack(), gate_seq.stack()
 
@@ -261,7 +280,7 @@ def _recurrence(projected, h0, c0, keep, recurrent_kernel):
                     tf.constant(0),
                     tf.cast(d_h, tf.float32),
                     tf.cast(d_c, tf.float32),
-                    array(tf.float32),
+                    array(tf.float32, 4 * units),
                 ),
             )
             d_z_seq = d_z_seq.stack()

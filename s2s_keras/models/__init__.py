@@ -3,4 +3,11 @@ from s2s_keras.models.ensemble import Ensemble
 from s2s_keras.models.language_model import LanguageModel
 from s2s_keras.models.seq2seq import Seq2Seq
 
-__all__ = ["Classifier", "Ensemble", "LanguageModel", "Seq2Seq"]
+__all__ = ["Classifier", "Ensemble", "LanguageModel", "Seq2Seq", "with_precision"]
+
+
+def with_precision(model, precision: str):
+    """A copy of `model` (same config and weights, no optimizer) computing in `precision`."""
+    copy = type(model).from_config({**model.get_config(), "precision": precision})
+    copy.set_weights(model.get_weights())
+    return copy

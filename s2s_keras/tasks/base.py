@@ -138,6 +138,12 @@ class Task:
         """Callbacks that run before every other one (those read the logs they write)."""
         return []
 
+    def portable(self, model, config: Config) -> tuple:
+        """`(function, vocabulary)` for the LiteRT / ONNX exports (`portable.py`): a function
+        of int32 ids `(batch, S)` whose loops keep fixed shapes, and what `vocabulary.json`
+        holds."""
+        raise ValueError(f"task {self.name}: no LiteRT / ONNX export (seq2seq has one)")
+
     def after_training(self, model) -> None:
         """Puts the model in its inference form before it is saved."""
 

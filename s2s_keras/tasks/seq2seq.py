@@ -120,6 +120,16 @@ class Seq2SeqTask(Task):
     def inference(self, model, decode: DecodeConfig) -> Translator:
         return Translator(model, decode)
 
+    def portable(self, model, config: Config) -> tuple:
+        from s2s_keras.portable import tokenizer_spec
+
+        return self.inference(model, config.decode).greedy_ids, {
+            "source": tokenizer_spec(model.source_tokenizer),
+            "target": tokenizer_spec(model.target_tokenizer),
+            "max_input_length": config.decode.max_input_length,
+            "max_length": config.decode.max_length,
+        }
+
     def serving_module(self, model, config: Config) -> Seq2SeqServing:
         return Seq2SeqServing(self.inference(model, config.decode))
 
