@@ -1,17 +1,17 @@
 """The REST and gRPC clients against stand-in servers that run the real export.
 
 The stand-ins speak TF Serving's wire formats (the `tensorflow-serving-api` gRPC service and
-protos; the REST columnar JSON) but are not the server binary, which cannot be installed here.
+protos; the REST API as `tf_serving_rest.py` implements it from its specification) but are not
+the server binary, which cannot be installed here.
 """
 
 import concurrent.futures
-import http.server
 import json
-import threading
 
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_serving_rest
 
 from s2s_keras.config import preset
 from s2s_keras.export import export
@@ -43,32 +43,9 @@ def run(loaded, signature, inputs):
 
 @pytest.fixture(scope="module")
 def rest_url(loaded):
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            assert self.path == "/v1/models/g2p:predict", self.path
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            outputs = run(loaded, body.get("signature_name", "serving_default"), body["inputs"])
-            decoded = {
-                name: np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(v.numpy()).tolist()
-                if v.dtype == tf.string
-                else v.numpy().tolist()
-                for name, v in outputs.items()
-            }
-            payload = json.dumps(
-                {"outputs": decoded if len(decoded) > 1 else next(iter(decoded.values()))}
-            )
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(payload.encode("utf-8"))
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    port, stop = tf_serving_rest.serve({"g2p": tf_serving_rest.Model(loaded)})
+    yield f"http://127.0.0.1:{port}"
+    stop()
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +118,46 @@ def test_command_line_client(rest_url, capsys):
     )
     line = json.loads(capsys.readouterr().out.strip())
     assert line["input"] == "hello" and len(line["outputs"]) == 2 and len(line["scores"]) == 2
+
+
+def post(url: str, body) -> tuple:
+    import urllib.error
+    import urllib.request
+
+    data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data)) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_the_rest_stand_in_speaks_both_formats_and_errors_as_the_spec(rest_url, loaded):
+    url = f"{rest_url}/v1/models/g2p:predict"
+    reference = expected(loaded, "serving_default", inputs=["hello", "world"])
+    status, row = post(url, {"instances": ["hello", "world"]})
+    assert status == 200 and [p["outputs"] for p in row["predictions"]] == [
+        o.decode() for o in reference["outputs"]
+    ]
+    status, columnar = post(url, {"inputs": ["hello", "world"]})
+    assert status == 200 and columnar["outputs"]["outputs"] == [
+        p["outputs"] for p in row["predictions"]
+    ]
+    status, named = post(
+        f"{rest_url}/v1/models/g2p/versions/1:predict",
+        {"signature_name": "nbest", "instances": [{"inputs": "hello", "num_results": 2}]},
+    )
+    assert status == 200 and len(named["predictions"][0]["outputs"]) == 2
+    status, greedy = post(url, {"signature_name": "greedy", "inputs": {"inputs": ["hello"]}})
+    assert status == 200 and isinstance(greedy["outputs"], list)  # one output: the value itself
+    for body, code, message in [
+        (b"{not json", 400, "JSON Parse error"),
+        ({"instances": ["a"], "inputs": ["a"]}, 400, "exactly one"),
+        ({"signature_name": "nope", "instances": ["a"]}, 400, '"nope" not found'),
+        ({"signature_name": "nbest", "instances": ["a"]}, 400, "must be an object naming"),
+        ({"inputs": {"inputz": ["a"]}}, 400, "alias not found in signature: inputz"),
+    ]:
+        status, reply = post(url, body)
+        assert (status, set(reply)) == (code, {"error"}) and message in reply["error"], reply
+    status, reply = post(f"{rest_url}/v1/models/other:predict", {"instances": ["a"]})
+    assert status == 404 and "Servable not found" in reply["error"]
