@@ -39,8 +39,8 @@ import tensorflow_text  # noqa: E402,F401
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 from batch_file import save_model_arrays, words_per_second  # noqa: E402  (benchmarks/, the script's directory)
+from host import host, measured  # noqa: E402
 from train_speed import matmul_peak_gflops, step_matmul_gflops, training_flops  # noqa: E402
 
 from s2s_keras import pipelines  # noqa: E402
@@ -242,6 +242,8 @@ def main():
             export(model, config, base), words, args.latency_requests
         )
     report = {
+        "host": host(),
+        "measured": measured(),
         "run_dir": args.run_dir,
         "preset": config.preset,
         "precision": config.train.precision,

@@ -14,6 +14,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from host import host, measured  # noqa: E402
+
 BIN = os.path.dirname(sys.executable)
 
 
@@ -58,7 +61,8 @@ def main():
         "parameters": summary["parameters"],
         "epochs_run": len(summary["history"]["loss"]),
         "train_padding_fraction": summary["train_padding_fraction"],
-        "cpu_count": os.cpu_count(),
+        "host": host(),
+        "measured": measured(),
         "predictions": predictions.strip().splitlines(),
     }
     print(json.dumps(report) if args.json else json.dumps(report, indent=2))

@@ -1,5 +1,5 @@
-"""Trains a preset on its data and reports test and validation quality (the README's results
-tables).
+"""Trains a preset on its data and reports test and validation quality (docs/results.md and the
+README's table are generated from its JSON).
 
     .venv/bin/python benchmarks/quality.py --preset attention [--set train.epochs=12] \
         [--data SPEC] [--run-dir runs/quality-attention] \
@@ -24,6 +24,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from host import host, measured  # noqa: E402
 from make_train import timed  # noqa: E402
 
 
@@ -58,7 +59,8 @@ def main():
             "test": evaluate(args, member_dirs, "test"),
             "valid": evaluate(args, member_dirs, "valid"),
             "members": members,
-            "cpu_count": os.cpu_count(),
+            "host": host(),
+            "measured": measured(),
         }
     text = json.dumps(report, indent=2)
     if args.output:
@@ -90,7 +92,8 @@ def run(args, run_dir: str, overrides: list) -> dict:
         "test": evaluate(args, [run_dir], "test"),
         "valid": evaluate(args, [run_dir], "valid"),
         "val_loss": summary["history"].get("val_loss"),
-        "cpu_count": os.cpu_count(),
+        "host": host(),
+        "measured": measured(),
     }
 
 

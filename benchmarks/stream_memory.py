@@ -25,6 +25,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from host import host, measured  # noqa: E402
+
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 HELD_OUT = 1000  # pairs in each of valid and test, whatever the corpus size
 # One epoch of the tiny model; the shuffle window equals the smaller corpus so that both runs
@@ -170,7 +173,8 @@ def main():
         "held_out_pairs": HELD_OUT,
         "runs": runs,
         "ratio": round(largest["peak_rss_mb"] / smallest["peak_rss_mb"], 3),
-        "cpu_count": os.cpu_count(),
+        "host": host(),
+        "measured": measured(),
         "load_average": os.getloadavg(),
     }
     print(json.dumps(report) if args.json else json.dumps(report, indent=2))

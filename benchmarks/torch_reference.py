@@ -5,8 +5,7 @@ its own.
     .venv/bin/python benchmarks/torch_reference.py decode MODEL.npz     # prints one JSON object
 
 A process of its own because TensorFlow's thread pools, once they have run our model, slow a
-PyTorch loop in the same process on 2 cores: the first version of `train_speed.py` ran it in
-TF's process at 24 735 tokens/s (bf16), this one at 44 248. Each side gets a clean process.
+PyTorch loop in the same process on 2 cores: each side gets a clean process.
 Imports no TensorFlow. `BATCHES.npz` and `MODEL.npz`: see `batch_file.py`.
 
 The network is ours in PyTorch: nn.Embedding per side, an nn.LSTM encoder whose final (h, c)

@@ -63,6 +63,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from host import host, measured  # noqa: E402
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
@@ -391,6 +394,8 @@ def main():
         )
     fastest = max(precisions, key=lambda precision: ours[precision]["tokens_per_s"])
     report = {
+        "host": host(),
+        "measured": measured(),
         "data": args.data,
         "pairs": args.pairs,
         "overrides": args.set,

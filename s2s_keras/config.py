@@ -220,7 +220,7 @@ class ModelConfig:
 class TrainConfig:
     """How `model.fit` runs. `batch_size` is the GLOBAL batch size (split across replicas)."""
 
-    epochs: int = 8  # the `small` preset: `make train` in ~11 of its 15 minutes here (README)
+    epochs: int = 8  # the `small` preset: `make train` in ~11 of its 15 minutes (docs/results.md)
     batch_size: int = 256
     learning_rate: float = 3e-3
     optimizer: str = "adam"  # adam | sgd (plain SGD, as Sutskever et al.)
@@ -241,8 +241,8 @@ class TrainConfig:
     backup_every_steps: int = 250  # a killed run loses at most this many steps (0: epoch ends only)
     strategy: str = "auto"
     cpu_devices: int = 0  # > 1: split the CPU into that many logical devices (mirrored on CPU)
-    # bf16 matmuls: 1.9x fp32 at peak here (AVX-512-BF16), training 1.13x (README); weights,
-    # softmax and loss stay float32.
+    # bf16 matmuls: ~1.9x fp32 at peak on AVX-512-BF16 hosts, more with AMX (docs/benchmarks.md);
+    # weights, softmax and loss stay float32.
     # mixed_float16 (GPUs) adds dynamic loss scaling.
     precision: str = "mixed_bfloat16"
     seed: int = 1234

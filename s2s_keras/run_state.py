@@ -6,7 +6,7 @@ lives in ONE file, `run_dir/backup/state.npz` (the one before it is kept as
 weights and the dropout seed generators' state), every optimizer variable (slots, step count,
 loss scale), and a JSON record — epoch and step reached, the best monitored value, early
 stopping's wait count, the history of finished epochs, and the seconds trained up to the backup
-(`train_seconds`: summed over every attempt, so a run resumed across machines or sessions still
+(`train_seconds`: summed over every attempt, so a run resumed across machines or restarts still
 reports its total training time; the steps a killed attempt did after its last backup are
 counted once, when the resumed attempt redoes them). With the training data's order a
 function of (seed, epoch) only (`make_dataset(..., epoch_range=...)`), a resumed run sees the

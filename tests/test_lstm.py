@@ -180,7 +180,7 @@ def test_saves_and_reloads(tmp_path):
 
 
 def test_default_preset_trains_and_decodes_on_the_fast_path(monkeypatch):
-    """What issue 8 asks a test to guard (not a timing): the `small` preset's model is bf16 and
+    """The fast path, guarded by behaviour (not a timing): the `small` preset's model is bf16 and
     its training step and decoding never enter Keras' per-step LSTM loop."""
     import dataclasses
 

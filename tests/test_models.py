@@ -93,7 +93,7 @@ def test_mixed_bfloat16_keeps_float32_logits_and_round_trips(tiny_model, tmp_pat
     np.testing.assert_array_equal(restored(INPUTS).numpy(), logits.numpy())
 
 
-# --- The model family (issue 4) ---------------------------------------------------------------
+# --- The model family ------------------------------------------------------------------------
 
 FAMILY = [  # a covering grid: every cell, bridge, attention score, bidirectional both ways
     dict(cell="lstm", bidirectional=True, bridge="dense", attention="luong_general"),
@@ -289,14 +289,15 @@ def test_encoder_and_decoder_depths_may_differ(bridge):
 
 
 def test_a_keras_file_saved_before_the_shared_encoder_still_loads_with_its_optimizer():
-    """tests/fixtures/seq2seq-session2.keras was written by the code before `RecurrentEncoderMixin`
-    (bidirectional, dense bridge, attention, learned h0; compiled and trained one step): its
-    weights AND optimizer slots must load (the slots follow the variables' creation order)."""
+    """tests/fixtures/seq2seq-attention-compiled-pre-0.1.0.keras was written before
+    `RecurrentEncoderMixin` existed (bidirectional, dense bridge, attention, learned h0; compiled
+    and trained one step): its weights AND optimizer slots must load (the slots follow the
+    variables' creation order)."""
     import keras
 
     fixtures = f"{REPO}/tests/fixtures"
     model = keras.saving.load_model(
-        f"{fixtures}/seq2seq-session2.keras"
+        f"{fixtures}/seq2seq-attention-compiled-pre-0.1.0.keras"
     )  # raises if a slot mismatches
     assert int(model.optimizer.iterations.numpy()) == 1
     logits = model(
@@ -305,9 +306,12 @@ def test_a_keras_file_saved_before_the_shared_encoder_still_loads_with_its_optim
             "target_in_ids": tf.constant([[2, 4, 5], [2, 6, 0]]),
         }
     ).numpy()
-    # float rounding only: the LSTM loop now sums in another order (layers/lstm.py)
+    # float rounding only: layers/lstm.py's loop sums in another order than the one that wrote it
     np.testing.assert_allclose(
-        logits, np.load(f"{fixtures}/seq2seq-session2-logits.npy"), rtol=1e-5, atol=1e-8
+        logits,
+        np.load(f"{fixtures}/seq2seq-attention-compiled-pre-0.1.0-logits.npy"),
+        rtol=1e-5,
+        atol=1e-8,
     )
 
 
