@@ -6,8 +6,8 @@
 
 Nothing here knows a file by name: a report is placed by what it holds (`test.wer`: G2P quality;
 `test.accuracy` or `test.perplexity`: the other tasks; `ours` + `tokens_per_s`: training speed;
-`saved_model`: decoding speed; `this_over_baseline`: an interleaved decoding A/B; `runs` with
-`peak_rss_mb`: memory). A new `quality-P.json` (P its preset) or `pretrained-NAME.json` is a
+`saved_model`: decoding speed; `formats`: the export formats; `this_over_baseline`: an
+interleaved decoding A/B; `runs` with `peak_rss_mb`: memory). A new `quality-P.json` (P its preset) or `pretrained-NAME.json` is a
 headline row of the README too. Where a report records its `host` and `measured` command and
 date, they are printed; where it does not, the table says what it has (`cpu_count`).
 """
@@ -48,6 +48,8 @@ def kind(report: dict) -> str:
         return "g2p"
     if "accuracy" in test or "perplexity" in test:
         return "tasks"
+    if "formats" in report:
+        return "formats"
     if "this_over_baseline" in report:
         return "decode_ab"
     if "saved_model" in report:
@@ -359,6 +361,39 @@ def decode_rows(reports: list, prefix: str) -> list:
     return table(header, rows)
 
 
+def format_rows(reports: list, prefix: str) -> list:
+    rows = []
+    for name, report in reports:
+        for fmt, run in report["formats"].items():
+            rows.append(
+                [
+                    link(name, prefix),
+                    f"`{fmt}`",
+                    number(run["words_per_s_batch_1"]),
+                    f"**{number(run['words_per_s_batch_256'])}**",
+                    f"{run['bytes'] / 1e6:.1f} MB",
+                    f"{run['equal_to_savedmodel']} / {report['words']}",
+                    percent(run["greedy_wer"]),
+                    percent(run["greedy_per"]),
+                    host(report),
+                    date(report),
+                ]
+            )
+    header = [
+        "result",
+        "format",
+        "one word at a time (words/s)",
+        "batches of 256",
+        "model file",
+        "outputs equal to the SavedModel's",
+        "greedy WER",
+        "greedy PER",
+        "host",
+        "date",
+    ]
+    return table(header, rows)
+
+
 AB_MEASURES = (
     "greedy_batch_1",
     "greedy_batch_256",
@@ -519,6 +554,15 @@ SECTIONS = (
         "Decoding speed",
         "Through the loaded SavedModel, tokenization included (`benchmarks/decode_speed.py`).",
         decode_rows,
+    ),
+    (
+        "formats",
+        "Export formats",
+        "Greedy decoding of the same test words through each export (`benchmarks/portable_speed."
+        "py`): the SavedModel with TensorFlow, LiteRT and ONNX Runtime without it (tokenization "
+        "in `s2s_runtime.py` included), each in its own process; a LiteRT model's batch size is "
+        "fixed at export (`batch1`: one word per call). WER/PER: against the test references.",
+        format_rows,
     ),
     (
         "decode_ab",
