@@ -7,9 +7,10 @@
 Nothing here knows a file by name: a report is placed by what it holds (`test.wer`: G2P quality;
 `test.accuracy` or `test.perplexity`: the other tasks; `ours` + `tokens_per_s`: training speed;
 `saved_model`: decoding speed; `formats`: the export formats; `this_over_baseline`: an
-interleaved decoding A/B; `runs` with `peak_rss_mb`: memory). A new `quality-P.json` (P its preset) or `pretrained-NAME.json` is a
-headline row of the README too. Where a report records its `host` and `measured` command and
-date, they are printed; where it does not, the table says what it has (`cpu_count`).
+interleaved decoding A/B; `runs` with `peak_rss_mb`: memory). A new `quality-P.json` (P its
+preset) or `pretrained-NAME.json` is a headline row of the README too. Where a report records
+its `host` and `measured` command and date, they are printed; where it does not, the table says
+what it has (`cpu_count`).
 """
 
 from __future__ import annotations

@@ -86,17 +86,18 @@ def validation_value(model, valid, callbacks: list, monitor: str):
     return logs.get(monitor)
 
 
-def keep_better(model, run_dir: str, last: int, evaluate, best, direction: str) -> dict:
+def keep_better(model, last: int, evaluate, run_state) -> dict:
     """Replaces `model`'s weights (the best epoch's) by the average of the last `last` epochs'
-    when `evaluate()` (the monitored value, None without validation) says it is at least as good
-    as `best`, the best epoch's value. Returns what was compared, for summary.json."""
-    paths = epoch_files(run_dir)[-last:]
+    of `run_state`'s run dir when `evaluate()` (the monitored value, None without validation)
+    says it is at least as good as the best epoch's (`run_state`'s best, in its direction).
+    Returns what was compared, for summary.json."""
+    best, sign = run_state.state["best"], run_state.sign
+    paths = epoch_files(run_state.run_dir)[-last:]
     if not paths:
         return {}
     kept = model.get_weights()
     model.set_weights(average(model, paths))
     value = evaluate()
-    sign = -1.0 if direction == "max" else 1.0
     better = value is None or best is None or sign * value <= sign * best
     if not better:
         model.set_weights(kept)

@@ -3,7 +3,7 @@
 A run is fully described by a `Config`; `config.json` in every run directory and in every export
 holds `config.to_dict()`, and `Config.from_dict` rebuilds it (the round trip is identity). Each
 field is validated once, here: its own rule in its section's `_RULES`, rules between fields in
-the section's `__post_init__`, and rules of one task in that task (`Task.check_config`). The
+the section's `__post_init__`, and rules of one task in that task (`Task.check`). The
 named configs (`preset(name)`) are in `presets.py`.
 
 Example:
@@ -232,18 +232,14 @@ class TrainConfig:
     label_smoothing: float = 0.0
     clip_norm: float = 5.0
     early_stopping_patience: int = 3
-    # The epoch kept (and watched by early stopping): the best by this validation metric, one of
-    # the task's objectives (seq2seq: val_wer of greedy decoding, or val_loss); "": val_loss.
-    best_metric: str = ""
-    # > 0: the model kept is the mean of the weights at the last N epoch ends (checkpoint
-    # averaging) when it scores at least as well as the best epoch on best_metric.
+    best_metric: str = ""  # the epoch kept and early stopping's measure (seq2seq: val_wer too)
+    # > 0: keep the mean of the last N epochs' weights if it scores at least as well on it.
     average_last: int = 0
     backup_every_steps: int = 250  # a killed run loses at most this many steps (0: epoch ends only)
     strategy: str = "auto"
     cpu_devices: int = 0  # > 1: split the CPU into that many logical devices (mirrored on CPU)
-    # bf16 matmuls: ~1.9x fp32 at peak on AVX-512-BF16 hosts, more with AMX (docs/benchmarks.md);
-    # weights, softmax and loss stay float32.
-    # mixed_float16 (GPUs) adds dynamic loss scaling.
+    # bf16 matmuls (~1.9x fp32 on AVX-512-BF16, more with AMX); weights, softmax and loss stay
+    # float32. mixed_float16 (GPUs) adds dynamic loss scaling.
     precision: str = "mixed_bfloat16"
     seed: int = 1234
     # Fine-tuning: a finished run dir or a `.keras` model of the same task whose vocabularies
@@ -328,15 +324,7 @@ class Config:
     def __post_init__(self):
         from s2s_keras.tasks import get_task  # the registry fills as the tasks import
 
-        task = get_task(self.task)
-        metric = self.train.best_metric
-        check(
-            not metric or metric in task.objectives,
-            "train.best_metric",
-            metric,
-            f"one of {sorted(task.objectives)} for task {self.task} (or empty: val_loss)",
-        )
-        task.check_config(self)
+        get_task(self.task).check(self)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

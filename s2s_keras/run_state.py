@@ -25,6 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from s2s_keras import averaging
 from s2s_keras.run_dir import BACKUP_DIR, BEST_FILE
 
 STATE_FILE = "state.npz"
@@ -161,6 +162,16 @@ class RunState(keras.callbacks.Callback):
                     self.state["stopped"] = True
                     self.model.stop_training = True
         self.save()
+
+    def keep_best(self, model, average_last: int = 0, score=None) -> None:
+        """After training: gives `model` the best epoch's weights (by `monitor`, as early
+        stopping would restore them), or with `average_last` the mean of the last epochs' when
+        `score()` says it is at least as good (`averaging.keep_better`; `state["averaged"]`)."""
+        best = os.path.join(self.run_dir, BEST_FILE)
+        if os.path.isfile(best):
+            model.load_weights(best)
+        if average_last:
+            self.state["averaged"] = averaging.keep_better(model, average_last, score, self)
 
     def save(self) -> None:
         self._count_time()

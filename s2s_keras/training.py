@@ -1,11 +1,10 @@
 """Config → corpus → vocabularies → datasets → `model.fit` under a strategy → run directory.
 
 What every task shares: the vocabulary pass (`load_data`), the optimizer and its schedule
-(`compile_model`), and the fit loop (`fit`: exact resume from `run_state.RunState`'s backups,
-each epoch's padding fraction, early stopping, the best checkpoint). What differs between tasks
-(the model, its examples, loss and metrics, callbacks) is asked of the `Task` of `config.task`;
-the run directory's files are `run_dir.py`'s. `s2s tune` runs each trial through `prepare` and
-`fit` too.
+(`compile_model`), and the fit loop (`fit`: exact resume, padding fractions, early stopping and
+the kept epoch, all `run_state.RunState`'s). What differs between tasks (model, examples, loss,
+metrics, callbacks) is the `Task`'s; the run directory's files are `run_dir.py`'s. `s2s tune`
+runs each trial through `prepare` and `fit` too.
 
 Data passes: one over the training split for the vocabularies, which also counts the pairs and
 their lengths (hence the steps per epoch; with a `wordpiece` side one more pass measures lengths
@@ -139,21 +138,19 @@ def fit(
 
     Resumes from the run dir's backup to the step: an epoch interrupted after `step` steps is
     finished first (its remaining steps), then the others, so every epoch ends, validates and
-    backs up where an uninterrupted run's would. `monitor` (default `val_loss`, or `loss`
-    without a validation split) picks the best checkpoint and early stopping, in the direction
-    of the task's `objectives`; `callbacks` run after the run's own; `epochs` (default
-    `train.epochs`) and `initial_epoch` are Keras Tuner's Hyperband budget.
+    backs up where an uninterrupted run's would. `monitor` (default `train.best_metric`, else
+    `val_loss`, or `loss` without a validation split) picks the best checkpoint and early
+    stopping, in the direction of the task's `objectives` (`train.average_last`: see
+    `averaging.py`); `callbacks` run after the run's own; `epochs` (default `train.epochs`) and
+    `initial_epoch` are Keras Tuner's Hyperband budget.
     """
     task = get_task(config.task)
-    default = "val_loss" if data.valid is not None else "loss"
-    monitor = monitor or config.train.best_metric or default
+    train = config.train
+    monitor = monitor or train.best_metric or ("val_loss" if data.valid is not None else "loss")
     if monitor.startswith("val_") and data.valid is None:
         raise ConfigError(f"train.best_metric: {monitor} needs a validation split (data.*)")
-    direction = task.objectives.get(monitor, "min")
-    train = config.train
-    run_state = RunState(
-        run_dir, monitor, train.early_stopping_patience, train.backup_every_steps, direction
-    )
+    patience, backup_every = train.early_stopping_patience, train.backup_every_steps
+    run_state = RunState(run_dir, monitor, patience, backup_every, task.objectives.get(monitor))
     with strategy.scope():
         state = run_state.restore(model, strategy)
     if state["epoch"] or state["step"]:
@@ -192,18 +189,8 @@ def fit(
             verbose=verbose if verbose != 1 or sys.stdout.isatty() else 2,
             shuffle=False,
         )  # the dataset shuffles
-    best = os.path.join(run_dir, run_files.BEST_FILE)
-    if os.path.isfile(best):
-        model.load_weights(best)  # the best epoch by `monitor`, as EarlyStopping would restore
-    if train.average_last:
-        run_state.state["averaged"] = averaging.keep_better(
-            model,
-            run_dir,
-            train.average_last,
-            lambda: averaging.validation_value(model, data.valid, measures, monitor),
-            run_state.state["best"],
-            direction,
-        )
+    score = lambda: averaging.validation_value(model, data.valid, measures, monitor)  # noqa: E731
+    run_state.keep_best(model, train.average_last, score)
     task.after_training(model)
     return run_state
 

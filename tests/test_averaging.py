@@ -5,6 +5,7 @@ import pytest
 
 from s2s_keras import averaging
 from s2s_keras.config import ConfigError, preset
+from s2s_keras.run_state import RunState
 
 
 def test_epoch_weights_keep_the_last_n_and_average_is_their_mean(tmp_path, tiny_model):
@@ -39,13 +40,19 @@ def test_keep_better_keeps_the_best_epoch_when_the_average_is_worse(tmp_path, ti
     callback.on_epoch_end(0)
     best = [w + 1.0 if np.issubdtype(w.dtype, np.floating) else w for w in tiny_model.get_weights()]
     tiny_model.set_weights(best)
-    worse = averaging.keep_better(tiny_model, str(tmp_path), 3, lambda: 2.0, 1.0, "min")
+
+    def state(best, direction):
+        run_state = RunState(str(tmp_path), "val_loss", 3, 0, direction)
+        run_state.state["best"] = best
+        return run_state
+
+    worse = averaging.keep_better(tiny_model, 3, lambda: 2.0, state(1.0, "min"))
     assert worse == {"epochs": [1], "value": 2.0, "best_epoch_value": 1.0, "kept": False}
     np.testing.assert_array_equal(tiny_model.get_weights()[0], best[0])
-    better = averaging.keep_better(tiny_model, str(tmp_path), 3, lambda: 0.5, 1.0, "min")
+    better = averaging.keep_better(tiny_model, 3, lambda: 0.5, state(1.0, "min"))
     assert better["kept"]
     np.testing.assert_allclose(tiny_model.get_weights()[0], best[0] - 1.0, atol=1e-6)
-    higher = averaging.keep_better(tiny_model, str(tmp_path), 3, lambda: 0.9, 0.8, "max")
+    higher = averaging.keep_better(tiny_model, 3, lambda: 0.9, state(0.8, "max"))
     assert higher["kept"]
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from s2s_keras.config import Config, DataConfig, DecodeConfig
 from s2s_keras.data import TrainingData, bucketed_training_data, length_histogram
 from s2s_keras.text import TokenCounter
+from s2s_keras.validation import check
 
 # The search space every recurrent task starts from (keys as in `--set`; see `tuning.py`).
 RECURRENT_SPACE = {
@@ -71,6 +72,15 @@ class Task:
     architecture: tuple = ()
 
     # --- config -----------------------------------------------------------------------------
+
+    def check(self, config: Config) -> None:
+        """Every task's rules on `config` (`train.best_metric` is one of `objectives`), then the
+        task's own (`check_config`)."""
+        metric = config.train.best_metric
+        objectives = sorted(self.objectives)
+        expected = f"one of {objectives} for task {self.name} (or empty: val_loss)"
+        check(not metric or metric in objectives, "train.best_metric", metric, expected)
+        self.check_config(config)
 
     def check_config(self, config: Config) -> None:
         """Rules that hold only for this task (`config.check`: a `ConfigError` naming the
