@@ -2,8 +2,8 @@
 
     >>> from s2s_keras import G2p
     >>> g2p = G2p()  # the shipped pretrained:g2p model: no download, no training
-    >>> g2p("Call 911, Keras!")
-    ['K', 'AO', 'L', ' ', 'N', 'AY', 'N', ' ', 'W', 'AH', 'N', ' ', ...]
+    >>> g2p("Call Keras!")  # "keras" is not in CMUdict: the model reads it
+    ['K', 'AO', 'L', ' ', 'K', 'EH', 'R', 'AH', 'Z', ' ', '!']
 
 The text is cut into words (runs of letters, with inner apostrophes), numbers and single other
 characters. A word found in CMUdict gets its first pronunciation there (stress marks removed,
