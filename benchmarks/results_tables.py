@@ -20,6 +20,7 @@ import csv
 import glob
 import json
 import os
+import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -90,8 +91,11 @@ def millions(count) -> str:
 
 
 def relative(text: str) -> str:
-    """Paths inside the repository as the README writes them (relative to its root)."""
-    return text.replace(ROOT + os.sep, "")
+    """Paths inside the repository as the README writes them (relative to its root), whichever
+    checkout measured them: `/any/checkout/runs/x` → `runs/x`, so that the pages do not depend
+    on where they are generated."""
+    text = text.replace(ROOT + os.sep, "")
+    return re.sub(r"/[^\s`'\"]*?/(?=(?:runs|benchmarks|saved_models)/)", "", text)
 
 
 def code(items) -> str:

@@ -4,7 +4,7 @@
 
     import s2s_runtime                                  # the file beside the model
     translate = s2s_runtime.load("g2p-litert/model.tflite")  # or model_int8.tflite, model.onnx
-    translate(["hello", "world"])                       # ['HH AH L OW', 'W ER L D']
+    translate(["hello", "world"])                       # ['HH EH L OW', 'W ER L D']
 
 The model holds the encoder and the greedy decoding loop: int32 source ids `(batch, S)` in,
 output ids `(batch, T)` out. This file is the reference tokenizer around it: `encode(words)`
