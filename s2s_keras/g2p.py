@@ -73,12 +73,16 @@ class G2p:
         words = [token for token in tokens if token[0].isalpha()]
         unknown = sorted({word.lower() for word in words} - self.dictionary.keys())
         decoded = self.predictor(unknown, self.beam_size) if unknown else []
-        phones = {**self.dictionary, **{w: r[0][0].split() for w, r in zip(unknown, decoded)}}
+        model = {word: results[0][0].split() for word, results in zip(unknown, decoded)}
         result = []
         for index, token in enumerate(tokens):
             if index:
                 result.append(" ")
-            result += phones[token.lower()] if token[0].isalpha() else [token]
+            if token[0].isalpha():
+                word = token.lower()
+                result += model[word] if word in model else self.dictionary[word]
+            else:
+                result.append(token)
         return result
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 
 import tensorflow as tf
 
@@ -75,12 +76,27 @@ def export(model, config: Config, output: str, fmt: str, batch_size: int = 1) ->
         raise ValueError(f"--batch-size: expected an integer >= 1, got {batch_size}")
     if os.path.exists(output) and (not os.path.isdir(output) or os.listdir(output)):
         raise ValueError(f"--output {output}: exists and is not an empty directory")
+    parent = os.path.dirname(os.path.abspath(output))
+    os.makedirs(parent, exist_ok=True)
+    # Written beside `output` and renamed into place: a failed export leaves nothing behind.
+    staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    try:
+        _write(model, config, staging, fmt, batch_size)
+        if os.path.isdir(output):
+            os.rmdir(output)  # empty (checked above)
+        os.rename(staging, output)
+    finally:
+        if os.path.isdir(staging):
+            shutil.rmtree(staging)
+    return output
+
+
+def _write(model, config: Config, output: str, fmt: str, batch_size: int) -> None:
     function, vocabulary = get_task(config.task).portable(with_precision(model, "float32"), config)
     # LiteRT lowers the encoder's lists only with static element shapes: a fixed batch.
     batch = batch_size if fmt == "litert" else None
     spec = tf.TensorSpec([batch, None], tf.int32, name="source_ids")
     traced = tf.function(lambda source_ids: {"ids": function(source_ids)}, input_signature=[spec])
-    os.makedirs(output, exist_ok=True)
     with without_packing():
         if fmt == "litert":
             concrete = traced.get_concrete_function()
@@ -99,7 +115,7 @@ def export(model, config: Config, output: str, fmt: str, batch_size: int = 1) ->
     with open(os.path.join(output, "config.json"), "w", encoding="utf-8") as handle:
         handle.write(config.to_json())
     shutil.copyfile(RUNTIME, os.path.join(output, "s2s_runtime.py"))
-    return output
+    os.chmod(output, 0o755)  # mkdtemp made it 0700: readable by the app that ships it
 
 
 def _litert(concrete, quantized: bool) -> bytes:
