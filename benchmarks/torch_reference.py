@@ -32,6 +32,13 @@ import torch
 from batch_file import load_batches, load_model_arrays, words_per_second
 
 PAD_ID = 0
+# (name, bf16 autocast, packed sequences): each is measured, the fastest is the reference
+VARIANTS = (
+    ("fp32", False, True),
+    ("bf16_autocast", True, True),
+    ("padded_fp32", False, False),
+    ("padded_bf16_autocast", True, False),
+)
 
 
 class TorchSeq2Seq(torch.nn.Module):
@@ -45,8 +52,11 @@ class TorchSeq2Seq(torch.nn.Module):
         self.decoder = torch.nn.LSTM(embedding, units, num_layers=layers, batch_first=True)
         self.projection = torch.nn.Linear(units, meta["target_vocabulary_size"])
 
-    def encode(self, source_ids):
-        """The encoder's final (h, c), in batch order (rows of length 0 read as length 1)."""
+    def encode(self, source_ids, packed: bool = True):
+        """The encoder's final (h, c), in batch order (rows of length 0 read as length 1).
+        `packed=False`: the padded batch as it is (the encoder also reads the padding after a
+        row's end, which length-bucketed batches keep short): what most PyTorch code does, and
+        oneDNN's fused LSTM kernel runs it in one call."""
         source_lengths = (source_ids != PAD_ID).sum(1).clamp(min=1)
         if self.reverse_source:  # within each row's length; padding stays on the right
             positions = torch.arange(source_ids.shape[1])[None, :]
@@ -54,6 +64,8 @@ class TorchSeq2Seq(torch.nn.Module):
             source_ids = source_ids.gather(
                 1, torch.where(positions <= last, last - positions, positions)
             )
+        if not packed:
+            return self.encoder(self.source_embedding(source_ids))[1]
         packed = torch.nn.utils.rnn.pack_padded_sequence(
             self.source_embedding(source_ids),
             source_lengths,
@@ -62,9 +74,13 @@ class TorchSeq2Seq(torch.nn.Module):
         )
         return self.encoder(packed)[1]
 
-    def forward(self, source_ids, target_in_ids, target_out_ids):
+    def forward(self, source_ids, target_in_ids, target_out_ids, packed: bool = True):
         pack = torch.nn.utils.rnn.pack_padded_sequence
-        state = self.encode(source_ids)  # the decoder re-sorts them
+        state = self.encode(source_ids, packed)  # the decoder re-sorts them
+        if not packed:  # every position projected; the loss ignores the padding
+            outputs, _ = self.decoder(self.target_embedding(target_in_ids), state)
+            logits = self.projection(outputs)
+            return logits.flatten(0, 1), target_out_ids.flatten(), outputs.dtype
         target_lengths = (target_out_ids != PAD_ID).sum(1)
         outputs, _ = self.decoder(
             pack(
@@ -78,10 +94,10 @@ class TorchSeq2Seq(torch.nn.Module):
         labels = pack(target_out_ids, target_lengths, batch_first=True, enforce_sorted=False).data
         return self.projection(outputs.data), labels, outputs.data.dtype
 
-    def greedy(self, source_ids, max_length: int, start_id: int, end_id: int):
+    def greedy(self, source_ids, max_length: int, start_id: int, end_id: int, packed=True):
         """Argmax decoding, one step for the whole batch per output token; ids after a row's end
         are 0."""
-        state = self.encode(source_ids)
+        state = self.encode(source_ids, packed)
         tokens = torch.full((source_ids.shape[0],), start_id, dtype=torch.long)
         finished = torch.zeros(source_ids.shape[0], dtype=torch.bool)
         outputs = []
@@ -118,13 +134,15 @@ class TorchSeq2Seq(torch.nn.Module):
 
 
 def benchmark(batches, meta: dict) -> dict:
-    """One warm-up of `meta["warmup_batches"]` steps, then one timed epoch, per precision."""
+    """One warm-up of `meta["warmup_batches"]` steps, then one timed epoch, per precision, with
+    packed sequences (`fp32`, `bf16_autocast`) and on the padded batches (`padded_...`); the
+    fastest of the four is the reference."""
     torch.set_num_threads(os.cpu_count())
     tensors = [tuple(torch.from_numpy(ids.astype(np.int64)) for ids in batch) for batch in batches]
     tokens = sum(int((s != PAD_ID).sum() + (t != PAD_ID).sum()) for s, _, t in batches)
     loss_function = torch.nn.CrossEntropyLoss(ignore_index=PAD_ID)
     result = {}
-    for name, autocast in (("fp32", False), ("bf16_autocast", True)):
+    for name, autocast, packed in VARIANTS:
         torch.manual_seed(0)
         network = TorchSeq2Seq(meta)
         optimizer = torch.optim.Adam(network.parameters(), lr=meta["learning_rate"])
@@ -132,7 +150,7 @@ def benchmark(batches, meta: dict) -> dict:
         def step(batch):
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                logits, labels, dtype = network(*batch)
+                logits, labels, dtype = network(*batch, packed=packed)
             loss = loss_function(logits.float(), labels)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(network.parameters(), meta["clip_norm"])
@@ -159,7 +177,7 @@ def benchmark(batches, meta: dict) -> dict:
     result["threads"] = torch.get_num_threads()
     result["torch_version"] = torch.__version__
     result["fastest"] = max(
-        ("fp32", "bf16_autocast"), key=lambda name: result[name]["tokens_per_s"]
+        (name for name, _, _ in VARIANTS), key=lambda name: result[name]["tokens_per_s"]
     )
     result["tokens_per_s"] = result[result["fastest"]]["tokens_per_s"]
     return result
@@ -192,21 +210,24 @@ def decode_benchmark(arrays: dict, meta: dict) -> dict:
     source = torch.from_numpy(arrays["source_ids"].astype(np.int64))
     batch_size, max_length = meta["batch_size"], meta["max_length"]
 
-    def make_call(autocast):
+    def make_call(autocast, packed=True):
+        start, end = meta["start_id"], meta["end_id"]
+
         def call(rows):
             with (
                 torch.inference_mode(),
                 torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast),
             ):
-                return network.greedy(source[rows], max_length, meta["start_id"], meta["end_id"])
+                return network.greedy(source[rows], max_length, start, end, packed)
 
         return call
 
     result = {"threads": torch.get_num_threads(), "torch_version": torch.__version__}
-    for name, autocast in (("fp32", False), ("bf16_autocast", True)):
+    for name, autocast, packed in VARIANTS:
         result[f"greedy_words_per_s_batch_{batch_size}_{name}"] = words_per_second(
-            make_call(autocast), len(source), batch_size
+            make_call(autocast, packed), len(source), batch_size
         )
+    # packed: the same numbers as ours (the padded encoder also reads the padding)
     result["first_batch_fp32_ids"] = make_call(False)(slice(0, batch_size)).tolist()
     return result
 

@@ -91,6 +91,8 @@ PEAK_DTYPE = {
     "mixed_bfloat16": "bfloat16",
     "fp32": "float32",
     "bf16_autocast": "bfloat16",
+    "padded_fp32": "float32",
+    "padded_bf16_autocast": "bfloat16",
 }
 
 
@@ -480,7 +482,7 @@ def main():
         for dtype in ("float32", "bfloat16")
     }
     runs = list(ours.items()) + [
-        (name, report["pytorch"][name]) for name in ("fp32", "bf16_autocast") if "pytorch" in report
+        (name, report["pytorch"][name]) for name in PEAK_DTYPE if name in report.get("pytorch", {})
     ]
     for name, run in runs:
         run["useful_gflop_per_s"] = run["tokens_per_s"] * report["useful_flop_per_token"] / 1e9
