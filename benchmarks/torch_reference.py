@@ -10,13 +10,15 @@ Imports no TensorFlow. `BATCHES.npz` and `MODEL.npz`: see `batch_file.py`.
 
 The network is ours in PyTorch: nn.Embedding per side, an nn.LSTM encoder whose final (h, c)
 start an nn.LSTM decoder, nn.Linear; CrossEntropyLoss ignoring id 0; Adam at our rate;
-clip_grad_norm; the source reversed within its length. Packed sequences: the decoder and the
-projection run on the real target positions only. Trained at fp32 and under bf16 autocast (loss
-in float32); `lstm_output_dtype` says whether autocast reached the LSTMs.
+clip_grad_norm; the source reversed within its length. Two ways, each at fp32 and under bf16
+autocast (loss in float32; `lstm_output_dtype` says whether autocast reached the LSTMs): packed
+sequences (the decoder and the projection run on the real target positions only; the numbers
+equal ours) and the padded batches as they are (`padded_*`: nn.LSTM's fused kernel over the
+whole bucket, which also reads the padding after each row's end). The fastest is the peer.
 
 `decode`: the same network with the trained Keras model's weights (`MODEL.npz`), an eager greedy
 loop (one decoder step per output token for the whole batch, stopping when every row has ended)
-timed at batch 256, fp32 and under bf16 autocast; it returns its first batch's output ids so
+timed at batch 256, fp32 and under bf16 autocast, packed and padded; it returns its first batch's output ids so
 that `decode_speed.py` checks they equal our SavedModel's.
 """
 
