@@ -18,8 +18,8 @@ whole bucket, which also reads the padding after each row's end). The fastest is
 
 `decode`: the same network with the trained Keras model's weights (`MODEL.npz`), an eager greedy
 loop (one decoder step per output token for the whole batch, stopping when every row has ended)
-timed at batch 256, fp32 and under bf16 autocast, packed and padded; it returns its first batch's output ids so
-that `decode_speed.py` checks they equal our SavedModel's.
+timed at batch 256, fp32 and under bf16 autocast, packed and padded; it returns its first
+batch's output ids (packed) so that `decode_speed.py` checks they equal our SavedModel's.
 """
 
 from __future__ import annotations
