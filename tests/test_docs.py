@@ -1,7 +1,8 @@
 """README.md and docs/*.md: every `s2s ...` command in their code blocks parses with the real
 parser (and a `train` / `tune` command's config resolves), the README's "Train on your own
-pairs" commands run on tiny data, the Python blocks compile, links to files resolve, and the
-results tables equal what `benchmarks/results/` gives."""
+pairs" commands run on tiny data, every `curl` example answers what the page shows, the Python
+blocks compile, links to files resolve, and the results tables equal what `benchmarks/results/`
+gives."""
 
 import glob
 import json
@@ -138,3 +139,64 @@ def test_shipped_model_command_runs(capsys):
     assert ["predict", "--model", "pretrained:g2p", "hello"] in commands(read("README.md"))
     assert cli.main(["predict", "--model", "pretrained:g2p", "hello"]) == 0
     assert capsys.readouterr().out.startswith("hello\t")
+
+
+def curl_examples() -> list:
+    """`(page, command, shown response)` for every `curl` command of the pages: a shell block of
+    curl commands is followed by a ```json block, one response line each."""
+    examples = []
+    for page in PAGES:
+        found = BLOCK.findall(read(page))
+        for (language, body), following in zip(found, [*found[1:], ("", "")]):
+            commands = [c for c in body.replace("\\\n", " ").splitlines() if c.startswith("curl")]
+            if language not in SHELL or not commands:
+                continue
+            responses = following[1].strip().splitlines() if following[0] == "json" else []
+            assert len(responses) == len(commands), f"{page}: a response per curl command"
+            examples += [(page, c, r) for c, r in zip(commands, responses)]
+    return examples
+
+
+def close(shown, got) -> bool:
+    if isinstance(shown, dict):
+        return (
+            isinstance(got, dict)
+            and shown.keys() == got.keys()
+            and all(close(shown[k], got[k]) for k in shown)
+        )
+    if isinstance(shown, list):
+        return isinstance(got, list) and len(shown) == len(got) and all(map(close, shown, got))
+    if isinstance(shown, float):
+        return isinstance(got, (int, float)) and abs(shown - got) <= 1e-4 + 1e-4 * abs(shown)
+    return shown == got
+
+
+@pytest.fixture(scope="module")
+def shipped_rest_port(tmp_path_factory):
+    """TF Serving's REST API (`tf_serving_rest.py`) over a SavedModel export of pretrained:g2p."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401
+    import tf_serving_rest
+
+    from s2s_keras.export import export
+    from s2s_keras.run_dir import load_run
+
+    config, model = load_run("pretrained:g2p")
+    version = export(model, config, str(tmp_path_factory.mktemp("shipped") / "g2p"))
+    port, stop = tf_serving_rest.serve({"g2p": tf_serving_rest.Model(tf.saved_model.load(version))})
+    yield port
+    stop()
+
+
+def test_every_curl_example_of_the_docs_answers_what_the_docs_show(shipped_rest_port):
+    examples = curl_examples()
+    assert len(examples) >= 3
+    for page, command, shown in examples:
+        # verbatim, with localhost:8501 connected to the stand-in serving the shipped model
+        words = shlex.split(command)
+        connect = ["--connect-to", f"localhost:8501:127.0.0.1:{shipped_rest_port}", "-s"]
+        result = subprocess.run(
+            [words[0], *connect, *words[1:]], capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, (page, command, result.stderr)
+        assert close(json.loads(shown), json.loads(result.stdout)), (command, result.stdout)

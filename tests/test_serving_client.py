@@ -7,7 +7,6 @@ the server binary, which cannot be installed here.
 
 import concurrent.futures
 import json
-import os
 
 import numpy as np
 import pytest
@@ -162,69 +161,3 @@ def test_the_rest_stand_in_speaks_both_formats_and_errors_as_the_spec(rest_url, 
         assert (status, set(reply)) == (code, {"error"}) and message in reply["error"], reply
     status, reply = post(f"{rest_url}/v1/models/other:predict", {"instances": ["a"]})
     assert status == 404 and "Servable not found" in reply["error"]
-
-
-def docs_curl_examples() -> list:
-    """`(page, command, shown response)` for every `curl` command of README.md and docs/*.md: a
-    ```sh block of curl commands is followed by a ```json block, one response line each."""
-    import glob
-    import re
-
-    from conftest import REPO
-
-    examples = []
-    for page in [f"{REPO}/README.md", *sorted(glob.glob(f"{REPO}/docs/*.md"))]:
-        with open(page, encoding="utf-8") as handle:
-            blocks = re.findall(r"```(\w*)\n(.*?)```", handle.read(), re.DOTALL)
-        for (language, body), following in zip(blocks, [*blocks[1:], ("", "")]):
-            commands = [c for c in body.replace("\\\n", " ").splitlines() if c.startswith("curl")]
-            if language != "sh" or not commands:
-                continue
-            responses = following[1].strip().splitlines() if following[0] == "json" else []
-            assert len(responses) == len(commands), f"{page}: a response per curl command"
-            examples += [(os.path.basename(page), c, r) for c, r in zip(commands, responses)]
-    return examples
-
-
-def close(shown, got) -> bool:
-    if isinstance(shown, dict):
-        return (
-            isinstance(got, dict)
-            and shown.keys() == got.keys()
-            and all(close(shown[k], got[k]) for k in shown)
-        )
-    if isinstance(shown, list):
-        return isinstance(got, list) and len(shown) == len(got) and all(map(close, shown, got))
-    if isinstance(shown, float):
-        return isinstance(got, (int, float)) and abs(shown - got) <= 1e-4 + 1e-4 * abs(shown)
-    return shown == got
-
-
-@pytest.fixture(scope="module")
-def shipped_rest_port(tmp_path_factory):
-    import tensorflow_text  # noqa: F401
-
-    from s2s_keras.run_dir import load_run
-
-    config, model = load_run("pretrained:g2p")
-    version = export(model, config, str(tmp_path_factory.mktemp("shipped") / "g2p"))
-    port, stop = tf_serving_rest.serve({"g2p": tf_serving_rest.Model(tf.saved_model.load(version))})
-    yield port
-    stop()
-
-
-def test_every_curl_example_of_the_docs_answers_what_the_docs_show(shipped_rest_port):
-    import shlex
-    import subprocess
-
-    examples = docs_curl_examples()
-    assert len(examples) >= 3
-    for page, command, shown in examples:
-        # verbatim, with localhost:8501 connected to the stand-in serving the shipped model
-        words = shlex.split(command)
-        connect = ["--connect-to", f"localhost:8501:127.0.0.1:{shipped_rest_port}", "-s"]
-        result = subprocess.run(
-            [words[0], *connect, *words[1:]], capture_output=True, text=True, timeout=120
-        )
-        assert result.returncode == 0, (page, command, result.stderr)
-        assert close(json.loads(shown), json.loads(result.stdout)), (command, result.stdout)
