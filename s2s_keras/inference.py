@@ -14,6 +14,7 @@ import tensorflow as tf
 from s2s_keras.config import DecodeConfig
 from s2s_keras.data import lm_shift, teacher_forcing_shift
 from s2s_keras.decoding import beam_search, decode_loop, greedy_search, sample
+from s2s_keras.decoding.greedy import argmax
 from s2s_keras.models.language_model import BEGIN_ID
 from s2s_keras.text import END_ID, PAD_ID, START_ID
 
@@ -197,7 +198,7 @@ class Translator(SequenceDecoder):
             start_ids,
             END_ID,
             self.decode.max_length,
-            lambda logits, step: tf.argmax(logits, axis=-1, output_type=tf.int32),
+            argmax,
         )
         return tf.where(empty[:, None], tf.zeros_like(ids), ids)
 

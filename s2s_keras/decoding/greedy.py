@@ -83,6 +83,11 @@ def decode_loop(
     return outputs[:, :steps]
 
 
+def argmax(logits, step) -> tf.Tensor:
+    """Greedy search's `choose`: the most probable token of each row."""
+    return tf.argmax(logits, axis=-1, output_type=tf.int32)
+
+
 def greedy_search(
     step_fn: StepFunction, state, start_ids: tf.Tensor, end_id: int, max_length
 ) -> tf.Tensor:
@@ -97,9 +102,6 @@ def greedy_search(
         [[3], [3]]
     """
     start_ids = tf.convert_to_tensor(start_ids, tf.int32)
-
-    def argmax(logits, step):
-        return tf.argmax(logits, axis=-1, output_type=tf.int32)
 
     def loop(compact):
         return lambda: decode_loop(step_fn, state, start_ids, end_id, max_length, argmax, compact)
