@@ -20,9 +20,14 @@ from s2s_keras.run_dir import BEST_FILE
 EPOCH_PATTERN = "epoch-{:04d}.npz"
 
 
+def checkpoints_dir(run_dir: str) -> str:
+    """Where the epoch weight files live: beside the best checkpoint."""
+    return os.path.dirname(os.path.join(run_dir, BEST_FILE))
+
+
 def epoch_files(run_dir: str) -> list:
     """The epoch weight files of `run_dir`, oldest first."""
-    directory = os.path.dirname(os.path.join(run_dir, BEST_FILE))
+    directory = checkpoints_dir(run_dir)
     return sorted(glob.glob(os.path.join(glob.escape(directory), "epoch-[0-9]*.npz")))
 
 
@@ -34,7 +39,7 @@ class EpochWeights(keras.callbacks.Callback):
         self.run_dir, self.keep = run_dir, keep
 
     def on_epoch_end(self, epoch, logs=None):
-        directory = os.path.dirname(os.path.join(self.run_dir, BEST_FILE))
+        directory = checkpoints_dir(self.run_dir)
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, EPOCH_PATTERN.format(epoch + 1))
         temporary = path + ".tmp.npz"
