@@ -5,10 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_DIR ?= runs/g2p-small
 EXPORT_BASE ?= saved_models/g2p
+# The LSTM training loop's fused step kernels, compiled against the installed TensorFlow.
+KERNELS := s2s_keras/layers/_lstm_kernels.so
 
 .PHONY: install train test lint format docs clean
 
-install: $(STAMP)
+install: $(STAMP) $(KERNELS)
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,14 +20,17 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(BIN)/pip install --no-deps -e .
 	touch $(STAMP)
 
+$(KERNELS): s2s_keras/layers/lstm_kernels.cc $(STAMP)
+	$(BIN)/python -c 'from s2s_keras.layers import lstm_kernels; lstm_kernels.build("$@")'
+
 # Train the default G2P model on the embedded CMUdict, evaluate on the test split, export, predict.
-train: $(STAMP)
+train: $(STAMP) $(KERNELS)
 	$(BIN)/s2s train --data cmudict --preset small --run-dir $(RUN_DIR)
 	$(BIN)/s2s evaluate --run-dir $(RUN_DIR) --split test
 	$(BIN)/s2s export --run-dir $(RUN_DIR) --export-base $(EXPORT_BASE)
 	$(BIN)/s2s predict --model $(RUN_DIR) hello world keras tensorflow pronunciation
 
-test: $(STAMP)
+test: $(STAMP) $(KERNELS)
 	$(BIN)/python -m pytest -q -n 2 --durations=15 tests
 
 # ruff: lint rules and the formatter (line length 100), configured in pyproject.toml.

@@ -78,6 +78,7 @@ from batch_file import load_batches, save_batches  # noqa: E402  (benchmarks/, t
 from s2s_keras.config import preset  # noqa: E402
 from s2s_keras.data import PaddingCounter  # noqa: E402
 from s2s_keras.distribute import get_strategy  # noqa: E402
+from s2s_keras.layers import lstm_kernels  # noqa: E402
 from s2s_keras.text import PAD_ID  # noqa: E402
 from s2s_keras.training import build_model, compile_model, datasets, load_data  # noqa: E402
 
@@ -398,6 +399,7 @@ def main():
     report = {
         "host": host(),
         "measured": measured(),
+        "lstm_kernels": lstm_kernels.status(),
         "data": args.data,
         "pairs": args.pairs,
         "overrides": args.set,

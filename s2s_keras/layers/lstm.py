@@ -30,6 +30,8 @@ import contextlib
 import keras
 import tensorflow as tf
 
+from s2s_keras.layers import lstm_kernels
+
 
 def has_lstm_equations(cell) -> bool:
     """Whether an `LSTMCell` computes exactly `_gates` (tanh / sigmoid, with a bias): what
@@ -146,7 +148,7 @@ def lstm_projected_sequence(
     dtype = recurrent_kernel.dtype
     h0, c0 = tf.cast(h0, dtype), tf.cast(c0, dtype)
     if training or keep is None or not _packing[0]:
-        h_seq, h, c = _recurrence(projected, h0, c0, keep, recurrent_kernel)
+        h_seq, h, c = _recurrence(projected, h0, c0, keep, recurrent_kernel, fused=training)
     else:  # inference: a batch of mixed lengths (decoding requests) packs; left padding cannot
         lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
         right_padded = tf.reduce_all(tf.equal(mask, tf.sequence_mask(lengths, tf.shape(mask)[1])))
@@ -208,33 +210,46 @@ def _packed_recurrence(projected, h0, c0, lengths, recurrent_kernel):
     return tf.gather(h_seq.stack(), inverse, axis=1), tf.gather(h, inverse), tf.gather(c, inverse)
 
 
-def _recurrence(projected, h0, c0, keep, recurrent_kernel):
+def _recurrence(projected, h0, c0, keep, recurrent_kernel, fused=False):
     """The time loop over `projected (T, batch, 4·units)` float32 with its hand-written backward
     pass. h and c are carried in the compute dtype (the kernel's), the gates computed in float32;
-    `keep (T, batch, 1)` bool or None."""
+    `keep (T, batch, 1)` bool or None. `fused` (training only: a graph traced for inference or
+    export must hold TensorFlow's ops alone): each step's element-wise work is one kernel of
+    `lstm_kernels` when its library is loaded; else the same arithmetic in TensorFlow ops."""
     dtype = recurrent_kernel.dtype
     units = recurrent_kernel.shape[0]
     steps = tf.shape(projected)[0]
+    kernels = lstm_kernels.load() if fused and _fusing[0] else None
+
+    def array(dtype, width=units):  # static element shapes: LiteRT can lower the lists
+        return tf.TensorArray(dtype, size=steps, element_shape=[h0.shape[0], width])
 
     @tf.custom_gradient
     def run(projected, h0, c0, recurrent_kernel):
-        def body(t, h, c, h_seq, c_seq, gate_seq):
-            z = projected[t] + tf.cast(tf.matmul(h, recurrent_kernel), tf.float32)
-            h_new, c_new, gates = _gates(z, tf.cast(c, tf.float32))
-            h_new, c_new = tf.cast(h_new, dtype), tf.cast(c_new, dtype)
-            if keep is not None:
-                h_new, c_new = tf.where(keep[t], h_new, h), tf.where(keep[t], c_new, c)
-            return (
-                t + 1,
-                h_new,
-                c_new,
-                h_seq.write(t, h_new),
-                c_seq.write(t, c_new),
-                gate_seq.write(t, tf.concat(gates, axis=-1)),
-            )
+        if kernels is not None:
+            rows = tf.ones([steps, tf.shape(h0)[0]], tf.bool) if keep is None else keep[:, :, 0]
 
-        def array(dtype, width=units):  # static element shapes: LiteRT can lower the lists
-            return tf.TensorArray(dtype, size=steps, element_shape=[h0.shape[0], width])
+            def body(t, h, c, h_seq, c_seq, gate_seq):
+                recurrent = tf.matmul(h, recurrent_kernel)
+                h, c, gates = kernels.s2s_lstm_gates(t, projected, recurrent, h, c, rows)
+                return t + 1, h, c, h_seq.write(t, h), c_seq.write(t, c), gate_seq.write(t, gates)
+
+        else:
+
+            def body(t, h, c, h_seq, c_seq, gate_seq):
+                z = projected[t] + tf.cast(tf.matmul(h, recurrent_kernel), tf.float32)
+                h_new, c_new, gates = _gates(z, tf.cast(c, tf.float32))
+                h_new, c_new = tf.cast(h_new, dtype), tf.cast(c_new, dtype)
+                if keep is not None:
+                    h_new, c_new = tf.where(keep[t], h_new, h), tf.where(keep[t], c_new, c)
+                return (
+                    t + 1,
+                    h_new,
+                    c_new,
+                    h_seq.write(t, h_new),
+                    c_seq.write(t, c_new),
+                    gate_seq.write(t, tf.concat(gates, axis=-1)),
+                )
 
         _, h, c, h_seq, c_seq, gate_seq = tf.while_loop(
             lambda t, *_: t < steps,
@@ -247,43 +262,14 @@ def _recurrence(projected, h0, c0, keep, recurrent_kernel):
             c_prev = tf.cast(tf.concat([c0[None], c_seq[:-1]], 0), tf.float32)
             d_h_seq = tf.cast(d_h_seq, tf.float32)
             transposed = tf.transpose(recurrent_kernel)
-            zero = tf.zeros([], tf.float32)
-
-            def back(s, d_h, d_c, d_z_seq):
-                t = steps - 1 - s
-                d_h = d_h + d_h_seq[t]
-                i, f, g, o = tf.split(gate_seq[t], 4, axis=-1)
-                if keep is not None:  # a masked step passes the gradient through unchanged
-                    pass_h, pass_c = tf.where(keep[t], zero, d_h), tf.where(keep[t], zero, d_c)
-                    d_h, d_c = d_h - pass_h, d_c - pass_c
-                tanh_c = tf.tanh(f * c_prev[t] + i * g)
-                d_c = d_c + d_h * o * (1 - tanh_c * tanh_c)
-                d_z = tf.concat(
-                    [
-                        d_c * g * i * (1 - i),
-                        d_c * c_prev[t] * f * (1 - f),
-                        d_c * i * (1 - g * g),
-                        d_h * tanh_c * o * (1 - o),
-                    ],
-                    axis=-1,
+            if kernels is not None:
+                d_h0, d_c0, d_z_seq = _fused_backward(
+                    kernels, gate_seq, c_prev, d_h_seq, rows, d_h, d_c, transposed
                 )
-                d_h = tf.cast(tf.matmul(tf.cast(d_z, dtype), transposed), tf.float32)
-                d_c = d_c * f
-                if keep is not None:
-                    d_h, d_c = d_h + pass_h, d_c + pass_c
-                return s + 1, d_h, d_c, d_z_seq.write(t, d_z)
-
-            _, d_h0, d_c0, d_z_seq = tf.while_loop(
-                lambda s, *_: s < steps,
-                back,
-                (
-                    tf.constant(0),
-                    tf.cast(d_h, tf.float32),
-                    tf.cast(d_c, tf.float32),
-                    array(tf.float32, 4 * units),
-                ),
-            )
-            d_z_seq = d_z_seq.stack()
+            else:
+                d_h0, d_c0, d_z_seq = _backward(
+                    gate_seq, c_prev, d_h_seq, keep, d_h, d_c, transposed
+                )
             h_prev = tf.concat([h0[None], h_seq[:-1]], 0)
             d_recurrent = tf.matmul(
                 tf.reshape(h_prev, [-1, units]),
@@ -295,6 +281,99 @@ def _recurrence(projected, h0, c0, keep, recurrent_kernel):
         return (h_seq, h, c), gradient
 
     return run(projected, h0, c0, recurrent_kernel)
+
+
+def _backward(gate_seq, c_prev, d_h_seq, keep, d_h, d_c, transposed):
+    """The backward loop in TensorFlow ops → `(d_h0, d_c0, d_z_seq)` float32."""
+    steps, units = tf.shape(gate_seq)[0], transposed.shape[1]
+    dtype = transposed.dtype
+    zero = tf.zeros([], tf.float32)
+
+    def back(s, d_h, d_c, d_z_seq):
+        t = steps - 1 - s
+        d_h = d_h + d_h_seq[t]
+        i, f, g, o = tf.split(gate_seq[t], 4, axis=-1)
+        if keep is not None:  # a masked step passes the gradient through unchanged
+            pass_h, pass_c = tf.where(keep[t], zero, d_h), tf.where(keep[t], zero, d_c)
+            d_h, d_c = d_h - pass_h, d_c - pass_c
+        tanh_c = tf.tanh(f * c_prev[t] + i * g)
+        d_c = d_c + d_h * o * (1 - tanh_c * tanh_c)
+        d_z = tf.concat(
+            [
+                d_c * g * i * (1 - i),
+                d_c * c_prev[t] * f * (1 - f),
+                d_c * i * (1 - g * g),
+                d_h * tanh_c * o * (1 - o),
+            ],
+            axis=-1,
+        )
+        d_h = tf.cast(tf.matmul(tf.cast(d_z, dtype), transposed), tf.float32)
+        d_c = d_c * f
+        if keep is not None:
+            d_h, d_c = d_h + pass_h, d_c + pass_c
+        return s + 1, d_h, d_c, d_z_seq.write(t, d_z)
+
+    _, d_h0, d_c0, d_z_seq = tf.while_loop(
+        lambda s, *_: s < steps,
+        back,
+        (
+            tf.constant(0),
+            tf.cast(d_h, tf.float32),
+            tf.cast(d_c, tf.float32),
+            _z_array(gate_seq, units),
+        ),
+    )
+    return d_h0, d_c0, d_z_seq.stack()
+
+
+def _fused_backward(kernels, gate_seq, c_prev, d_h_seq, rows, d_h, d_c, transposed):
+    """`_backward` with one `S2sLstmGatesGrad` per step: it takes `d_z W_hᵀ` in the compute
+    dtype and the masked rows' passed-through gradient separately, and adds them itself."""
+    steps, units = tf.shape(gate_seq)[0], transposed.shape[1]
+    dtype = transposed.dtype
+
+    def back(s, d_h_recurrent, d_h_pass, d_c, d_z_seq):
+        t = steps - 1 - s
+        d_z, d_c, d_h_pass = kernels.s2s_lstm_gates_grad(
+            t, gate_seq, c_prev, d_h_seq, rows, d_h_recurrent, d_h_pass, d_c
+        )
+        d_h_recurrent = tf.matmul(tf.cast(d_z, dtype), transposed)
+        return s + 1, d_h_recurrent, d_h_pass, d_c, d_z_seq.write(t, d_z)
+
+    d_h = tf.cast(d_h, tf.float32)
+    _, d_h_recurrent, d_h_pass, d_c0, d_z_seq = tf.while_loop(
+        lambda s, *_: s < steps,
+        back,
+        (
+            tf.constant(0),
+            tf.zeros_like(d_h, dtype),
+            d_h,
+            tf.cast(d_c, tf.float32),
+            _z_array(gate_seq, units),
+        ),
+    )
+    return tf.cast(d_h_recurrent, tf.float32) + d_h_pass, d_c0, d_z_seq.stack()
+
+
+def _z_array(gate_seq, units):
+    """The TensorArray of the steps' `d_z (batch, 4·units)` float32."""
+    return tf.TensorArray(
+        tf.float32, size=tf.shape(gate_seq)[0], element_shape=[gate_seq.shape[1], 4 * units]
+    )
+
+
+_fusing = [True]  # whether training loops run the fused kernels when loaded (`without_fusing`)
+
+
+@contextlib.contextmanager
+def without_fusing():
+    """Training loops traced inside run TensorFlow's ops even with the fused kernels loaded:
+    the reference the kernels are tested and timed against."""
+    _fusing[0] = False
+    try:
+        yield
+    finally:
+        _fusing[0] = True
 
 
 @keras.saving.register_keras_serializable(package="s2s_keras")

@@ -1,0 +1,161 @@
+"""layers/lstm_kernels: the fused step kernels build from source, load, and give the training
+loop exactly the numbers of the same loop in TensorFlow ops (outputs, states and every
+gradient, float32, bf16 and float16, every mask); only training uses them, so exports never do."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from s2s_keras.layers import lstm, lstm_kernels
+
+BATCH, STEPS, FEATURES = 5, 7, 6
+LENGTHS = [7, 4, 1, 0, 6]
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    module = lstm_kernels.load()
+    assert module is not None, lstm_kernels.status()  # `make test` builds the library first
+    return module
+
+
+def _mask(kind):
+    mask = np.arange(STEPS)[None, :] < np.array(LENGTHS)[:, None]
+    return {"none": None, "right": tf.constant(mask), "left": tf.constant(mask[:, ::-1])}[kind]
+
+
+def _run(units, dtype, mask, go_backwards, zero_masked_outputs):
+    """Outputs, states and the gradients of every input of `lstm_sequence` under training."""
+    rng = np.random.default_rng(units)
+    values = [
+        rng.normal(size=shape).astype("float32") * scale
+        for shape, scale in (
+            ((BATCH, STEPS, FEATURES), 1.0),
+            ((FEATURES, 4 * units), 0.5),
+            ((units, 4 * units), 0.5),
+            ((4 * units,), 0.5),
+            ((BATCH, units), 1.0),
+            ((BATCH, units), 1.0),
+        )
+    ]
+    x, kernel, recurrent, bias, h0, c0 = (tf.constant(v) for v in values)
+    weights_of = np.arange(1.0, units + 1.0, dtype="float32")
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel, recurrent, bias, h0, c0])
+            weights = (tf.cast(kernel, dtype), tf.cast(recurrent, dtype), bias)
+            outputs, h, c = lstm.lstm_sequence(
+                x,
+                tf.cast(h0, dtype),
+                tf.cast(c0, dtype),
+                mask,
+                weights,
+                go_backwards=go_backwards,
+                zero_masked_outputs=zero_masked_outputs,
+            )
+            loss = (
+                tf.reduce_sum(tf.cast(outputs, tf.float32) * weights_of)
+                + tf.reduce_sum(tf.cast(h, tf.float32) ** 2)
+                + tf.reduce_sum(tf.cast(c, tf.float32) * 3.0)
+            )
+        gradients = tape.gradient(loss, [x, kernel, recurrent, bias, h0, c0])
+        return [tf.cast(t, tf.float32) for t in (outputs, h, c, *gradients)]
+
+    return step, [t.numpy() for t in step()]
+
+
+def _op_types(step) -> set:
+    graph = step.get_concrete_function().graph.as_graph_def()
+    functions = [graph.node, *(f.node_def for f in graph.library.function)]
+    return {node.op for nodes in functions for node in nodes}
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16, tf.float16])
+@pytest.mark.parametrize("mask", ["none", "right", "left"])
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_fused_loop_equals_the_loop_in_tensorflow_ops_exactly(kernels, dtype, mask, go_backwards):
+    fused_step, fused = _run(16, dtype, _mask(mask), go_backwards, False)
+    with lstm.without_fusing():
+        plain_step, plain = _run(16, dtype, _mask(mask), go_backwards, False)
+    assert {"S2sLstmGates", "S2sLstmGatesGrad"} <= _op_types(fused_step)
+    assert not {"S2sLstmGates", "S2sLstmGatesGrad"} & _op_types(plain_step)
+    for got, expected in zip(fused, plain):
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
+def test_units_not_a_multiple_of_the_vector_width_agree(kernels, dtype):
+    """7 units: the last elements of each row take Eigen's scalar sigmoid and tanh, where
+    TensorFlow's ops, over the whole flat tensor, may take the vector ones: at most an ulp."""
+    _, fused = _run(7, dtype, _mask("right"), False, True)
+    with lstm.without_fusing():
+        _, plain = _run(7, dtype, _mask("right"), False, True)
+    for got, expected in zip(fused, plain):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_inference_never_uses_the_kernels(kernels):
+    """Inference (decoding, every export) runs TensorFlow's ops: a SavedModel never needs the
+    library."""
+    x = tf.random.stateless_normal([BATCH, STEPS, FEATURES], seed=[1, 1])
+    weights = (tf.ones([FEATURES, 32]) * 0.1, tf.ones([8, 32]) * 0.1, tf.zeros([32]))
+    state = tf.zeros([BATCH, 8])
+
+    @tf.function
+    def infer():
+        return lstm.lstm_sequence(x, state, state, _mask("right"), weights, training=False)
+
+    infer()
+    assert not {"S2sLstmGates", "S2sLstmGatesGrad"} & _op_types(infer)
+
+
+def test_a_step_outside_the_sequence_is_refused(kernels):
+    projected = tf.zeros([3, 2, 8])
+    state = tf.zeros([2, 2])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="t = 3 outside"):
+        kernels.s2s_lstm_gates(3, projected, tf.zeros([2, 8]), state, state, tf.ones([3, 2], bool))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="inconsistent shapes"):
+        kernels.s2s_lstm_gates(0, projected, tf.zeros([2, 4]), state, state, tf.ones([3, 2], bool))
+
+
+def test_builds_from_source_and_loads(tmp_path):
+    library = str(tmp_path / "kernels.so")
+    assert lstm_kernels.build(library) == library and os.path.getsize(library) > 0
+    assert sorted(os.listdir(tmp_path)) == ["kernels.so"]  # the staged file was renamed
+    # in a process of its own: a second copy of the ops in this one would register them twice
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from s2s_keras.layers import lstm_kernels; print(lstm_kernels.status({library!r}))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "fused"
+
+
+def test_a_missing_or_stale_library_says_why_and_training_still_runs(tmp_path):
+    missing = str(tmp_path / "none.so")
+    assert lstm_kernels.load(missing) is None
+    assert "is not built (make install builds it)" in lstm_kernels.status(missing)
+    stale = tmp_path / "stale.so"
+    stale.write_bytes(b"")
+    os.utime(stale, (0, 0))
+    assert "is older than" in lstm_kernels.status(str(stale))
+
+
+def test_a_compiler_error_is_reported(tmp_path, monkeypatch):
+    monkeypatch.setattr(lstm_kernels, "SOURCE", str(tmp_path / "broken.cc"))
+    (tmp_path / "broken.cc").write_text("this is not C++\n")
+    with pytest.raises(RuntimeError, match="building the LSTM kernels .*broken.cc.* failed"):
+        lstm_kernels.build(str(tmp_path / "out.so"))
+    assert not os.path.exists(tmp_path / "out.so")
+    assert os.listdir(tmp_path) == ["broken.cc"]
