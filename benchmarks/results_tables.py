@@ -58,6 +58,10 @@ def kind(report: dict) -> str:
         return "decode"
     if "ours" in report and "tokens_per_s" in report:
         return "train_speed"
+    if any(isinstance(v, dict) and "fused_over_tensorflow_ops" in v for v in report.values()):
+        return "train_ab"
+    if "onednn_kernels" in report:
+        return "step_profile"
     if any("peak_rss_mb" in run for run in report.get("runs", []) if isinstance(run, dict)):
         return "memory"
     return "other"
@@ -294,6 +298,7 @@ def train_speed_rows(reports: list, prefix: str) -> list:
                     percent(ours.get("pad_fraction")),
                     f"**{number(ours['tokens_per_s'])}**",
                     number(reference.get("tokens_per_s")),
+                    fastest_torch(torch),
                     number(recipe.get("tokens_per_s")),
                     number(ours.get("seconds_per_epoch"), 1),
                     number(ours.get("useful_gflop_per_s")),
@@ -309,7 +314,8 @@ def train_speed_rows(reports: list, prefix: str) -> list:
         "precision",
         "padding",
         "ours (tokens/s)",
-        "PyTorch (tokens/s)",
+        "PyTorch, same precision, packed (tokens/s)",
+        "PyTorch's fastest (tokens/s)",
         "keras-io recipe (tokens/s)",
         "s per epoch",
         "useful GFLOP/s",
@@ -319,6 +325,99 @@ def train_speed_rows(reports: list, prefix: str) -> list:
         "date",
     ]
     return table(header, rows)
+
+
+def fastest_torch(torch: dict) -> str:
+    """The fastest of the PyTorch variants a report ran, named (older reports ran two)."""
+    if "fastest" not in torch:
+        return NONE
+    return f"{number(torch['tokens_per_s'])} (`{torch['fastest']}`)"
+
+
+PRECISION_KEYS = ("float32", "mixed_bfloat16")
+
+
+def train_ab_rows(reports: list, prefix: str) -> list:
+    rows = []
+    for name, report in reports:
+        for precision in PRECISION_KEYS:
+            ab = report.get(precision)
+            if not ab:
+                continue
+            fused, plain = ab["fused"], ab["tensorflow_ops"]
+            rows.append(
+                [
+                    link(name, prefix),
+                    f"`{precision}`",
+                    str(len(fused["seconds_per_epoch"])),
+                    f"**{number(fused['best_tokens_per_s'])}**",
+                    number(plain["best_tokens_per_s"]),
+                    f"**{ab['fused_over_tensorflow_ops']:.2f}**",
+                    f"{ab['cpu_seconds_tensorflow_ops_over_fused']:.2f}",
+                    " ".join(f"{x:.1f}" for x in fused["seconds_per_epoch"]),
+                    " ".join(f"{x:.1f}" for x in plain["seconds_per_epoch"]),
+                    number(ab.get("step_matmul_gflop_per_s")),
+                    host(report),
+                ]
+            )
+    header = [
+        "result",
+        "precision",
+        "rounds",
+        "fused kernels, best epoch (tokens/s)",
+        "TensorFlow ops, best epoch",
+        "fused / ops",
+        "CPU s per epoch, ops / fused",
+        "fused, s per epoch",
+        "ops, s per epoch",
+        "step matmul GFLOP/s",
+        "host",
+    ]
+    return table(header, rows)
+
+
+REGIONS = ("encoder forward loop", "decoder forward loop", "backward loops", "outside the loops")
+
+
+def step_profile_rows(reports: list, prefix: str) -> list:
+    rows = []
+    for name, report in reports:
+        for side in ("tensorflow_ops", "fused"):
+            profile = report[side]
+            regions = profile["by_region_ms_per_step"]
+            top = list(profile["by_op_ms_per_step"].items())[:4]
+            rows.append(
+                [
+                    link(name, prefix),
+                    f"`{report['precision']}`",
+                    side.replace("_", " "),
+                    f"**{profile['step_ms']:.1f}**",
+                    *(f"{regions.get(region, 0):.1f}" for region in REGIONS),
+                    ", ".join(f"{op} {ms:.1f}" for op, ms in top),
+                    host(report),
+                ]
+            )
+    header = [
+        "result",
+        "precision",
+        "loop",
+        "step (ms, unprofiled)",
+        *(f"{region} (op ms)" for region in REGIONS),
+        "top op types (op ms)",
+        "host",
+    ]
+    lines = table(header, rows)
+    for name, report in reports:
+        kernels = report["onednn_kernels"]
+        lines += [
+            "",
+            f"oneDNN primitives of {kernels['steps']} training steps ({link(name, prefix)}): "
+            + "; ".join(
+                f"`{key}` {value['calls']}× {value['ms']:.0f} ms"
+                for key, value in list(kernels["by_primitive"].items())[:6]
+            ),
+        ]
+    return lines
 
 
 def latency(value: dict) -> str:
@@ -553,6 +652,22 @@ SECTIONS = (
         "One epoch of CMUdict pairs after a warm-up epoch (`benchmarks/train_speed.py`); tokens "
         "are non-padding source tokens plus target tokens with the end token.",
         train_speed_rows,
+    ),
+    (
+        "train_ab",
+        "Training speed: fused LSTM kernels against TensorFlow ops, interleaved",
+        "`benchmarks/train_ab.py`: two models of `train_speed.py`'s configuration in one process, "
+        "one epoch each in turn on the same batches; the same numbers, only the loop's kernels "
+        "differ.",
+        train_ab_rows,
+    ),
+    (
+        "step_profile",
+        "Where a training step's time goes",
+        "`benchmarks/step_profile.py`: TensorFlow's profiler over one epoch, op time per step "
+        "by region of the graph (the two executor threads overlap, so regions can sum to more "
+        "than the step), and the oneDNN primitives the matmuls run.",
+        step_profile_rows,
     ),
     (
         "decode",

@@ -1,0 +1,221 @@
+"""Where one training step's milliseconds go: TensorFlow's profiler over one epoch of
+`train_speed.py`'s configuration, with the fused LSTM kernels and with the same loop in
+TensorFlow ops, and which oneDNN kernel each matmul gets.
+
+    .venv/bin/python benchmarks/step_profile.py --units 256 --layers 1 --batch-size 128 \
+        --pairs 40000 [--precision mixed_bfloat16] > benchmarks/results/step-profile.json
+
+For each side (`fused`, `tensorflow_ops`): one warm-up epoch, two unprofiled epochs (the better
+one is the step time: see train_ab.py on stalls), then one epoch under
+`tf.profiler.experimental` (the profiler slows the epoch; its wall time is reported too). The
+trace's op events (host CPU plane, the executor's threads) are summed per step:
+  - by region, from the op's node name: the encoder's and the decoder's forward time loops
+    (`<layer>/while/body`), the backward time loops (the hand-written gradients' `while/body`),
+    and everything outside the loops (embeddings, input projections, the output projection
+    and softmax, the loss, the weight gradients, Adam, casts, transposes);
+  - by op type, and by op type within each region.
+Op times on the two executor threads overlap, so a region's sum can exceed its share of the
+wall time; the step's wall time is the epoch's over its steps.
+
+Then, in a process of its own with `ONEDNN_VERBOSE=1`, 5 training steps of the fused side:
+every oneDNN primitive executed, counted by kind, implementation (for instance
+`brg_matmul:avx512_core_bf16`, or `..._amx` on hosts with AMX tiles) and shapes, with their
+summed milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from host import host, measured  # noqa: E402
+from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
+from train_ab import Variant  # noqa: E402
+from train_speed import PRECISIONS, benchmark_config  # noqa: E402
+
+from s2s_keras.layers import lstm, lstm_kernels  # noqa: E402
+from s2s_keras.training import load_data  # noqa: E402
+
+LOOP = re.compile(r"/while(_\d+)?/body/")
+EXECUTOR_EVENTS = (":Process", ":Record", ":StartRegion", ":StopRegion")
+MARKER = "step_profile: the counted steps start here"
+WORKER_STEPS = 5
+
+
+def region(node: str) -> str:
+    """The region of an op from its node name (see the module docstring)."""
+    if not LOOP.search(node):
+        return "outside the loops"
+    for layer in ("encoder", "decoder"):
+        if f"{layer}_" in node.split("/while", 1)[0]:
+            return f"{layer} forward loop"
+    return "backward loops"
+
+
+def op_events(trace_dir: str):
+    """`(node name, op type, milliseconds)` of every op event of the host plane."""
+    [path] = glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True)
+    space = xplane_pb2.XSpace()
+    with open(path, "rb") as file:
+        space.ParseFromString(file.read())
+    for plane in space.planes:
+        if plane.name != "/host:CPU":
+            continue
+        names = {key: value.name for key, value in plane.event_metadata.items()}
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):
+                continue
+            for event in line.events:
+                name = names.get(event.metadata_id, "")
+                # "node:OpType" are the ops; the executor's own events ("Process", ...) enclose them
+                if ":" in name and not name.endswith(EXECUTOR_EVENTS):
+                    node, op = name.rsplit(":", 1)
+                    yield node, op, event.duration_ps / 1e9
+
+
+def breakdown(trace_dir: str, steps: int) -> dict:
+    by_region, by_op = collections.Counter(), collections.Counter()
+    within = collections.defaultdict(collections.Counter)
+    for node, op, ms in op_events(trace_dir):
+        where = region(node)
+        by_region[where] += ms / steps
+        by_op[op] += ms / steps
+        within[where][op] += ms / steps
+
+    def rounded(counter, top=None):
+        return {key: round(value, 3) for key, value in counter.most_common(top)}
+
+    return {
+        "op_ms_per_step": round(sum(by_region.values()), 3),
+        "by_region_ms_per_step": rounded(by_region),
+        "by_op_ms_per_step": rounded(by_op, 25),
+        "by_region_and_op_ms_per_step": {key: rounded(c, 12) for key, c in within.items()},
+    }
+
+
+def profiled(variant: Variant, steps: int) -> dict:
+    plain = min(variant.epoch()[0] for _ in range(2))  # the better of two (see train_ab.py)
+    with tempfile.TemporaryDirectory() as trace_dir:
+        tf.profiler.experimental.start(trace_dir)
+        start = time.perf_counter()
+        variant.epoch()
+        wall = time.perf_counter() - start
+        tf.profiler.experimental.stop()
+        report = breakdown(trace_dir, steps)
+    return {
+        "step_ms": 1000 * plain / steps,
+        "profiled_step_ms": 1000 * wall / steps,
+        **report,
+    }
+
+
+def onednn_kernels(args) -> dict:
+    """The `--onednn-worker` run's ONEDNN_VERBOSE lines, counted."""
+    command = [sys.executable, os.path.abspath(__file__), "--onednn-worker", *worker_args(args)]
+    environment = dict(os.environ, ONEDNN_VERBOSE="1")
+    completed = subprocess.run(command, capture_output=True, text=True, env=environment)
+    if completed.returncode != 0:
+        raise SystemExit(f"the ONEDNN_VERBOSE run failed:\n{completed.stderr[-3000:]}")
+    counts, milliseconds = collections.Counter(), collections.Counter()
+    _, marker, timed = completed.stdout.partition(MARKER)
+    if not marker:
+        raise SystemExit(f"the ONEDNN_VERBOSE run printed no marker:\n{completed.stdout[-2000:]}")
+    for line in timed.splitlines():
+        if not line.startswith("onednn_verbose,") or ",exec,cpu," not in line:
+            continue
+        fields = line.split(",")
+        at = fields.index("exec")
+        kind, implementation = fields[at + 2], fields[at + 3]
+        shapes, ms = fields[-2], float(fields[-1])
+        key = f"{kind} {implementation} {shapes}"
+        counts[key] += 1
+        milliseconds[key] += ms
+    return {
+        "steps": WORKER_STEPS,
+        "by_primitive": {
+            key: {"calls": counts[key], "ms": round(milliseconds[key], 3)}
+            for key, _ in milliseconds.most_common(20)
+        },
+    }
+
+
+def worker_args(args) -> list:
+    return [
+        f"--data={args.data}",
+        f"--pairs={args.pairs}",
+        f"--units={args.units}",
+        f"--layers={args.layers}",
+        f"--batch-size={args.batch_size}",
+        f"--precision={args.precision}",
+    ]
+
+
+def onednn_worker(args):
+    """A few training steps (after tracing) for ONEDNN_VERBOSE to report on."""
+    config = benchmark_config(args, args.precision)
+    corpus, source_vocabulary, target_vocabulary, lengths = load_data(config)
+    variant = Variant(config, corpus, source_vocabulary, target_vocabulary, lengths)
+    variant.model.fit(variant.stream.take(3), epochs=1, verbose=0)  # tracing
+    print(MARKER, flush=True)
+    variant.model.fit(variant.stream.take(WORKER_STEPS), epochs=1, verbose=0)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default="cmudict")
+    parser.add_argument("--pairs", type=int, default=40000)
+    parser.add_argument("--units", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--precision", choices=[p for p in PRECISIONS if p != "both"], default="mixed_bfloat16"
+    )
+    parser.add_argument("--onednn-worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.set = []
+    if args.onednn_worker:
+        onednn_worker(args)
+        return
+    if lstm_kernels.load() is None:
+        raise SystemExit(f"no fused kernels to profile: {lstm_kernels.status()}")
+    config = benchmark_config(args, args.precision)
+    corpus, source_vocabulary, target_vocabulary, lengths = load_data(config)
+    vocabularies = (source_vocabulary, target_vocabulary)
+    report = {
+        "host": host(),
+        "measured": measured(),
+        "lstm_kernels": lstm_kernels.status(),
+        "data": args.data,
+        "pairs": args.pairs,
+        "units": args.units,
+        "layers": args.layers,
+        "batch_size": args.batch_size,
+        "precision": args.precision,
+    }
+    fused = Variant(config, corpus, *vocabularies, lengths)
+    report["steps_per_epoch"] = fused.steps
+    fused.epoch()  # tracing
+    report["fused"] = profiled(fused, fused.steps)
+    del fused
+    keras.backend.clear_session()
+    with lstm.without_fusing():
+        plain = Variant(config, corpus, *vocabularies, lengths)
+        plain.epoch()
+    report["tensorflow_ops"] = profiled(plain, plain.steps)
+    report["onednn_kernels"] = onednn_kernels(args)
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
