@@ -12,7 +12,10 @@ kernel-sized gradient per step); at batch 1 these casts cost more than the matmu
   - matmuls run in the compute dtype (bf16 under `mixed_bfloat16`), the gate arithmetic in
     float32 (bf16 elementwise ops are emulated on CPUs); h and c are carried in the compute
     dtype (rounded after every step) in both the sequence loop and the decoding step, so that
-    step-by-step decoding reproduces the teacher-forced pass.
+    step-by-step decoding reproduces the teacher-forced pass;
+  - in training, each step's element-wise work forward and backward is one kernel of
+    `lstm_kernels` (C++, built by `make install`) instead of a dozen and two dozen ops, with the
+    same numbers; inference and exports trace TensorFlow's ops only.
 Masked steps keep the previous state and output the previous output (zeros before the first
 real step), as Keras' loop does; `go_backwards` reverses time (and the mask) first, as Keras.
 
@@ -262,13 +265,14 @@ def _recurrence(projected, h0, c0, keep, recurrent_kernel, fused=False):
             c_prev = tf.cast(tf.concat([c0[None], c_seq[:-1]], 0), tf.float32)
             d_h_seq = tf.cast(d_h_seq, tf.float32)
             transposed = tf.transpose(recurrent_kernel)
+            d_z_seq = array(tf.float32, 4 * units)
             if kernels is not None:
                 d_h0, d_c0, d_z_seq = _fused_backward(
-                    kernels, gate_seq, c_prev, d_h_seq, rows, d_h, d_c, transposed
+                    kernels, gate_seq, c_prev, d_h_seq, rows, d_h, d_c, transposed, d_z_seq
                 )
             else:
                 d_h0, d_c0, d_z_seq = _backward(
-                    gate_seq, c_prev, d_h_seq, keep, d_h, d_c, transposed
+                    gate_seq, c_prev, d_h_seq, keep, d_h, d_c, transposed, d_z_seq
                 )
             h_prev = tf.concat([h0[None], h_seq[:-1]], 0)
             d_recurrent = tf.matmul(
@@ -283,9 +287,10 @@ def _recurrence(projected, h0, c0, keep, recurrent_kernel, fused=False):
     return run(projected, h0, c0, recurrent_kernel)
 
 
-def _backward(gate_seq, c_prev, d_h_seq, keep, d_h, d_c, transposed):
-    """The backward loop in TensorFlow ops → `(d_h0, d_c0, d_z_seq)` float32."""
-    steps, units = tf.shape(gate_seq)[0], transposed.shape[1]
+def _backward(gate_seq, c_prev, d_h_seq, keep, d_h, d_c, transposed, d_z_seq):
+    """The backward loop in TensorFlow ops → `(d_h0, d_c0, d_z_seq)` float32, the steps'
+    `d_z` written into the TensorArray `d_z_seq` and stacked."""
+    steps = tf.shape(gate_seq)[0]
     dtype = transposed.dtype
     zero = tf.zeros([], tf.float32)
 
@@ -320,16 +325,16 @@ def _backward(gate_seq, c_prev, d_h_seq, keep, d_h, d_c, transposed):
             tf.constant(0),
             tf.cast(d_h, tf.float32),
             tf.cast(d_c, tf.float32),
-            _z_array(gate_seq, units),
+            d_z_seq,
         ),
     )
     return d_h0, d_c0, d_z_seq.stack()
 
 
-def _fused_backward(kernels, gate_seq, c_prev, d_h_seq, rows, d_h, d_c, transposed):
+def _fused_backward(kernels, gate_seq, c_prev, d_h_seq, rows, d_h, d_c, transposed, d_z_seq):
     """`_backward` with one `S2sLstmGatesGrad` per step: it takes `d_z W_hᵀ` in the compute
     dtype and the masked rows' passed-through gradient separately, and adds them itself."""
-    steps, units = tf.shape(gate_seq)[0], transposed.shape[1]
+    steps = tf.shape(gate_seq)[0]
     dtype = transposed.dtype
 
     def back(s, d_h_recurrent, d_h_pass, d_c, d_z_seq):
@@ -349,17 +354,10 @@ def _fused_backward(kernels, gate_seq, c_prev, d_h_seq, rows, d_h, d_c, transpos
             tf.zeros_like(d_h, dtype),
             d_h,
             tf.cast(d_c, tf.float32),
-            _z_array(gate_seq, units),
+            d_z_seq,
         ),
     )
     return tf.cast(d_h_recurrent, tf.float32) + d_h_pass, d_c0, d_z_seq.stack()
-
-
-def _z_array(gate_seq, units):
-    """The TensorArray of the steps' `d_z (batch, 4·units)` float32."""
-    return tf.TensorArray(
-        tf.float32, size=tf.shape(gate_seq)[0], element_shape=[gate_seq.shape[1], 4 * units]
-    )
 
 
 _fusing = [True]  # whether training loops run the fused kernels when loaded (`without_fusing`)
