@@ -27,6 +27,7 @@ from s2s_keras.config import Config, ConfigError, TrainConfig
 from s2s_keras.data import PaddingCounter, PaddingFraction, TrainingData, string_batches
 from s2s_keras.distribute import get_strategy
 from s2s_keras.fine_tuning import copy_weights, start_from
+from s2s_keras.layers import lstm_kernels
 from s2s_keras.run_state import RunState
 from s2s_keras.tasks import get_task
 
@@ -117,7 +118,8 @@ def prepare(config: Config, loaded: tuple, strategy, verbose: int = 0) -> tuple:
         verbose,
         f"task {config.task}: {model.count_params()} parameters; {data.batches} steps per "
         f"epoch; strategy {type(strategy).__name__} ({strategy.num_replicas_in_sync} "
-        f"replica(s))",
+        f"replica(s))"
+        + (f"; LSTM loop: {lstm_kernels.status()}" if config.model.cell == "lstm" else ""),
     )
     return model, data
 
