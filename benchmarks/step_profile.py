@@ -39,10 +39,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from host import host, measured  # noqa: E402
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 from train_ab import Variant  # noqa: E402
-from train_speed import PRECISIONS, benchmark_config  # noqa: E402
+from train_speed import PRECISIONS, benchmark_config, network_arguments, report_header  # noqa: E402
 
 from s2s_keras.layers import lstm, lstm_kernels  # noqa: E402
 from s2s_keras.training import load_data  # noqa: E402
@@ -173,11 +172,7 @@ def onednn_worker(args):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default="cmudict")
-    parser.add_argument("--pairs", type=int, default=40000)
-    parser.add_argument("--units", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=128)
+    network_arguments(parser)
     parser.add_argument(
         "--precision", choices=[p for p in PRECISIONS if p != "both"], default="mixed_bfloat16"
     )
@@ -193,14 +188,7 @@ def main():
     corpus, source_vocabulary, target_vocabulary, lengths = load_data(config)
     vocabularies = (source_vocabulary, target_vocabulary)
     report = {
-        "host": host(),
-        "measured": measured(),
-        "lstm_kernels": lstm_kernels.status(),
-        "data": args.data,
-        "pairs": args.pairs,
-        "units": args.units,
-        "layers": args.layers,
-        "batch_size": args.batch_size,
+        **report_header(args),
         "precision": args.precision,
     }
     fused = Variant(config, corpus, *vocabularies, lengths)

@@ -31,8 +31,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras  # noqa: E402
-from host import host, measured  # noqa: E402
-from train_speed import PRECISIONS, benchmark_config, step_matmul_gflops  # noqa: E402
+from train_speed import (  # noqa: E402
+    PRECISIONS,
+    benchmark_config,
+    network_arguments,
+    report_header,
+    step_matmul_gflops,
+)
 
 from s2s_keras.data import PaddingCounter  # noqa: E402
 from s2s_keras.layers import lstm, lstm_kernels  # noqa: E402
@@ -117,11 +122,7 @@ def ab(config, corpus, vocabularies, lengths, rounds: int) -> dict:
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default="cmudict")
-    parser.add_argument("--pairs", type=int, default=40000)
-    parser.add_argument("--units", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=128)
+    network_arguments(parser)
     parser.add_argument("--precision", choices=sorted(PRECISIONS), default="both")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -129,14 +130,7 @@ def main():
     if lstm_kernels.load() is None:
         raise SystemExit(f"no fused kernels to compare: {lstm_kernels.status()}")
     report = {
-        "host": host(),
-        "measured": measured(),
-        "lstm_kernels": lstm_kernels.status(),
-        "data": args.data,
-        "pairs": args.pairs,
-        "units": args.units,
-        "layers": args.layers,
-        "batch_size": args.batch_size,
+        **report_header(args),
         "overrides": args.set,
         "rounds": args.rounds,
     }

@@ -343,8 +343,9 @@ def step_matmul_gflops(
     return 2 * batch * units * 4 * units * chained * calls / (time.perf_counter() - start) / 1e9
 
 
-def main():
-    parser = argparse.ArgumentParser()
+def network_arguments(parser) -> None:
+    """The options choosing the data and the network, shared by the training benchmarks
+    (`train_ab.py`, `step_profile.py`)."""
     parser.add_argument("--data", default="cmudict")
     parser.add_argument(
         "--pairs", type=int, default=40000, help="data.max_pairs (before the valid/test split)"
@@ -352,6 +353,26 @@ def main():
     parser.add_argument("--units", type=int, default=256)
     parser.add_argument("--layers", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=128)
+
+
+def report_header(args) -> dict:
+    """What a training benchmark's report starts with: the host, the command, whether the
+    fused LSTM kernels ran, the data and the network of `network_arguments`."""
+    return {
+        "host": host(),
+        "measured": measured(),
+        "lstm_kernels": lstm_kernels.status(),
+        "data": args.data,
+        "pairs": args.pairs,
+        "units": args.units,
+        "layers": args.layers,
+        "batch_size": args.batch_size,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    network_arguments(parser)
     parser.add_argument("--precision", choices=sorted(PRECISIONS), default="both")
     parser.add_argument("--warmup-batches", type=int, default=20, help="PyTorch warm-up steps")
     parser.add_argument("--matmul-size", type=int, default=4096)
@@ -397,21 +418,14 @@ def main():
         )
     fastest = max(precisions, key=lambda precision: ours[precision]["tokens_per_s"])
     report = {
-        "host": host(),
-        "measured": measured(),
-        "lstm_kernels": lstm_kernels.status(),
-        "data": args.data,
-        "pairs": args.pairs,
+        **report_header(args),
         "overrides": args.set,
         "threads": {
             "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
             "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
         },
         "train_pairs": len(corpus.train),
-        "units": args.units,
-        "layers": args.layers,
         "embedding_size": model.embedding_size,
-        "batch_size": args.batch_size,
         "source_vocabulary_size": model.source_tokenizer.vocabulary_size,
         "target_vocabulary_size": model.target_tokenizer.vocabulary_size,
         **{
