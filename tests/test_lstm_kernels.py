@@ -159,3 +159,13 @@ def test_a_compiler_error_is_reported(tmp_path, monkeypatch):
         lstm_kernels.build(str(tmp_path / "out.so"))
     assert not os.path.exists(tmp_path / "out.so")
     assert os.listdir(tmp_path) == ["broken.cc"]
+
+
+def test_loop_choices_are_restored_after_nested_contexts():
+    with lstm.without_fusing():
+        with lstm.without_fusing():
+            pass
+        assert not lstm._loops["fusing"]  # still off: the outer context has not ended
+        with lstm.without_packing():
+            assert lstm._loops == {"packing": False, "fusing": False}
+    assert lstm._loops == {"packing": True, "fusing": True}

@@ -150,7 +150,7 @@ def lstm_projected_sequence(
     keep = None if mask is None else tf.transpose(mask)[:, :, None]  # (T, batch, 1) bool
     dtype = recurrent_kernel.dtype
     h0, c0 = tf.cast(h0, dtype), tf.cast(c0, dtype)
-    if training or keep is None or not _packing[0]:
+    if training or keep is None or not _loops["packing"]:
         h_seq, h, c = _recurrence(projected, h0, c0, keep, recurrent_kernel, fused=training)
     else:  # inference: a batch of mixed lengths (decoding requests) packs; left padding cannot
         lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
@@ -169,19 +169,31 @@ def lstm_projected_sequence(
     return outputs, h, c
 
 
-_packing = [True]  # whether inference traces `_packed_recurrence` (see `without_packing`)
+# Choices of loop made when a function is traced, both on unless turned off around the trace:
+# inference packs right-padded rows (`_packed_recurrence`), training runs the fused kernels.
+_loops = {"packing": True, "fusing": True}
 
 
 @contextlib.contextmanager
+def _without(choice: str):
+    before, _loops[choice] = _loops[choice], False
+    try:
+        yield
+    finally:
+        _loops[choice] = before
+
+
 def without_packing():
     """Functions traced inside run the plain loop in inference too: one loop, no `tf.cond`
     between two (whose both branches would hold the weights) — what the LiteRT and ONNX
     exports trace, for their converters and file sizes."""
-    _packing[0] = False
-    try:
-        yield
-    finally:
-        _packing[0] = True
+    return _without("packing")
+
+
+def without_fusing():
+    """Training loops traced inside run TensorFlow's ops even with the fused kernels loaded:
+    the reference the kernels are tested and timed against."""
+    return _without("fusing")
 
 
 def _packed_recurrence(projected, h0, c0, lengths, recurrent_kernel):
@@ -222,7 +234,7 @@ def _recurrence(projected, h0, c0, keep, recurrent_kernel, fused=False):
     dtype = recurrent_kernel.dtype
     units = recurrent_kernel.shape[0]
     steps = tf.shape(projected)[0]
-    kernels = lstm_kernels.load() if fused and _fusing[0] else None
+    kernels = lstm_kernels.load() if fused and _loops["fusing"] else None
 
     def array(dtype, width=units):  # static element shapes: LiteRT can lower the lists
         return tf.TensorArray(dtype, size=steps, element_shape=[h0.shape[0], width])
@@ -358,20 +370,6 @@ def _fused_backward(kernels, gate_seq, c_prev, d_h_seq, rows, d_h, d_c, transpos
         ),
     )
     return tf.cast(d_h_recurrent, tf.float32) + d_h_pass, d_c0, d_z_seq.stack()
-
-
-_fusing = [True]  # whether training loops run the fused kernels when loaded (`without_fusing`)
-
-
-@contextlib.contextmanager
-def without_fusing():
-    """Training loops traced inside run TensorFlow's ops even with the fused kernels loaded:
-    the reference the kernels are tested and timed against."""
-    _fusing[0] = False
-    try:
-        yield
-    finally:
-        _fusing[0] = True
 
 
 @keras.saving.register_keras_serializable(package="s2s_keras")

@@ -15,6 +15,8 @@ import os
 import subprocess
 import tempfile
 
+import tensorflow as tf
+
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lstm_kernels.cc")
 LIBRARY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_lstm_kernels.so")
 
@@ -24,8 +26,6 @@ _loaded: dict = {}
 def compile_command(output: str) -> list:
     """The compiler call: TensorFlow's own compile and link flags (its ABI, its headers),
     `-mavx` like TensorFlow's wheel so Eigen's sigmoid and tanh round as tf.sigmoid/tf.tanh."""
-    import tensorflow as tf
-
     return [
         os.environ.get("CXX", "g++"),
         *tf.sysconfig.get_compile_flags(),
@@ -76,8 +76,6 @@ def load(library: str = LIBRARY):
         reason = _stale(library)
         module = None
         if reason is None:
-            import tensorflow as tf
-
             try:
                 module = tf.load_op_library(library)
             except (tf.errors.NotFoundError, OSError) as error:  # another TensorFlow's build
