@@ -146,7 +146,10 @@ class ModelConfig:
     recurrent_dropout: float = 0.0
     bidirectional: bool = False
     bridge: str = "copy"
-    attention: str = "none"  # none | luong_dot | luong_general | bahdanau (with input feeding)
+    attention: str = "none"  # none | luong_dot | luong_general | bahdanau
+    # With attention: feed the previous attentional vector into each decoder step (Luong et al.),
+    # or (false) attend over the decoder's outputs: a cheaper loop, the same decoding interface.
+    input_feeding: bool = True
     reverse_source: bool = True  # Sutskever et al.'s trick; pays off without attention
     # decoder embedding = output projection (needs embedding_size == hidden_units)
     tie_embeddings: bool = False
@@ -194,6 +197,13 @@ class ModelConfig:
                 self.bridge,
                 "copy or dense when model.attention=none (a zero start state would ignore the "
                 "source)",
+            )
+        if not self.input_feeding:
+            check(
+                self.attention != "none",
+                "model.input_feeding",
+                self.input_feeding,
+                "true when model.attention=none (input feeding is an attention option)",
             )
         memory_size = self.hidden_units * (2 if self.bidirectional and self.bridge != "copy" else 1)
         if self.attention == "luong_dot":

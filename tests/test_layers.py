@@ -153,6 +153,22 @@ def test_attention_weights_sum_to_one_and_are_zero_on_padding():
         assert attentional.shape == (3, 4) and np.abs(attentional.numpy()).max() <= 1.0
 
 
+def test_attention_over_time_equals_one_call_per_step():
+    for score in ("luong_dot", "luong_general", "bahdanau"):
+        layer = Attention(4, 4, score)
+        memory = tf.random.normal((3, 5, 4))
+        mask = tf.constant([[True] * 5, [True, True, False, False, False], [False] * 5])
+        queries = tf.random.normal((3, 6, 4))
+        keys = layer.keys(memory)
+        attentional, weights = layer(queries, keys, memory, mask)
+        assert attentional.shape == (3, 6, 4) and weights.shape == (3, 6, 5)
+        for t in range(6):
+            step_attentional, step_weights = layer(queries[:, t], keys, memory, mask)
+            np.testing.assert_allclose(attentional[:, t].numpy(), step_attentional, atol=1e-6)
+            np.testing.assert_allclose(weights[:, t].numpy(), step_weights, atol=1e-6)
+        assert (weights.numpy()[1, :, 2:] == 0).all() and (weights.numpy()[2] == 0).all()
+
+
 def test_luong_dot_needs_equal_sizes():
     with pytest.raises(ValueError, match="luong_dot needs memory_units == units"):
         Attention(4, 8, "luong_dot")

@@ -120,6 +120,15 @@ FAMILY = [  # a covering grid: every cell, bridge, attention score, bidirectiona
     dict(
         cell="lstm", bidirectional=False, bridge="copy", attention="bahdanau", reverse_source=True
     ),
+    # attention over the decoder's outputs (no input feeding)
+    dict(
+        cell="lstm",
+        bidirectional=True,
+        bridge="dense",
+        attention="luong_general",
+        input_feeding=False,
+    ),
+    dict(cell="gru", bidirectional=False, bridge="zero", attention="bahdanau", input_feeding=False),
 ]
 
 

@@ -29,6 +29,10 @@ class Attention(keras.layers.Layer):
 
     Call: `(query (batch, units), keys (batch, S, k), memory (batch, S, memory_units),
     memory_mask (batch, S) bool)` → `(attentional (batch, units), weights (batch, S) float32)`.
+    A query `(batch, T, units)` scores every step at once (attention over the outputs of a
+    decoder without input feeding) → `(attentional (batch, T, units), weights (batch, T, S))`:
+    the same numbers as T single-step calls, computed as batched matmuls. `keys=None` computes
+    them from `memory` in the call (a functional model must, to read the kernel's current value).
 
     Example:
         >>> layer = Attention(4, 6, "bahdanau")
@@ -58,6 +62,7 @@ class Attention(keras.layers.Layer):
         self.memory_units = memory_units
         self.score = score
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.supports_masking = True  # over time: the query's padding mask passes on
 
     def build(self, input_shape=None):
         init = self.kernel_initializer
@@ -91,6 +96,10 @@ class Attention(keras.layers.Layer):
         return keras.ops.matmul(memory, keras.ops.cast(self.key_kernel, memory.dtype))
 
     def call(self, query, keys, memory, memory_mask):
+        if keys is None:  # from the memory, inside the call (a graph must read the kernel)
+            keys = self.keys(memory)
+        if len(query.shape) == 3:
+            return self._over_time(query, keys, memory, memory_mask)
         dtype = query.dtype
         if self.score == "bahdanau":
             projected = keras.ops.matmul(query, keras.ops.cast(self.query_kernel, dtype))
@@ -101,21 +110,44 @@ class Attention(keras.layers.Layer):
             )
         else:
             scores = keras.ops.sum(keys * query[:, None, :], axis=-1)
+        weights = self._weights(scores, memory_mask)
+        context = keras.ops.sum(keras.ops.cast(weights, dtype)[:, :, None] * memory, axis=1)
+        return self._attentional(context, query), weights
+
+    def _over_time(self, query, keys, memory, memory_mask):
+        """`query (batch, T, units)`: every step's scores, context and `h̃` in batched matmuls."""
+        dtype = query.dtype
+        if self.score == "bahdanau":
+            projected = keras.ops.matmul(query, keras.ops.cast(self.query_kernel, dtype))
+            scores = keras.ops.sum(
+                keras.ops.tanh(keys[:, None, :, :] + projected[:, :, None, :])
+                * keras.ops.cast(self.score_vector, dtype),
+                axis=-1,
+            )
+        else:
+            scores = keras.ops.matmul(query, keras.ops.transpose(keys, (0, 2, 1)))
+        weights = self._weights(scores, memory_mask[:, None, :])
+        context = keras.ops.matmul(keras.ops.cast(weights, dtype), memory)
+        return self._attentional(context, query), weights
+
+    def _weights(self, scores, memory_mask):
+        """Softmax over the source axis (last) in float32, exactly 0 on padding."""
         scores = keras.ops.where(memory_mask, keras.ops.cast(scores, "float32"), _MASKED)
         weights = keras.ops.softmax(scores, axis=-1)
         # Exactly 0 on padding even where a whole row is padding (the uniform softmax there).
-        weights = keras.ops.where(memory_mask, weights, 0.0)
-        context = keras.ops.sum(keras.ops.cast(weights, dtype)[:, :, None] * memory, axis=1)
-        attentional = keras.ops.tanh(
+        return keras.ops.where(memory_mask, weights, 0.0)
+
+    def _attentional(self, context, query):
+        """`h̃ = tanh(W_c [c; h])`."""
+        return keras.ops.tanh(
             keras.ops.matmul(
                 keras.ops.concatenate([context, query], axis=-1),
-                keras.ops.cast(self.output_kernel, dtype),
+                keras.ops.cast(self.output_kernel, query.dtype),
             )
         )
-        return attentional, weights
 
     def compute_output_shape(self, query_shape, *args):
-        return (query_shape[0], self.units), (query_shape[0], None)
+        return (*query_shape[:-1], self.units), (*query_shape[:-1], None)
 
     def get_config(self):
         return {

@@ -1,6 +1,7 @@
 """The encoder-decoder family of Sutskever et al. (2014) and its successors: stacked LSTM / GRU /
 tanh-RNN layers, an optionally bidirectional encoder whose last state starts the decoder (through
-a bridge), optional global attention with input feeding, a softmax over the target vocabulary."""
+a bridge), optional global attention (with input feeding, or over the decoder's outputs), a
+softmax over the target vocabulary."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import keras
 from s2s_keras.config import ATTENTIONS, BRIDGES, CELLS, PRECISIONS
 from s2s_keras.keras_workarounds import DistributedBuildFix
 from s2s_keras.layers import (
+    Attention,
     AttentionDecoder,
     cell_steppers,
     recurrent_layer,
@@ -34,8 +36,12 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
     start state of decoder layer l (`copy`, `dense` or `zero`; with unequal depths `dense` maps
     the states of all encoder layers to each decoder layer). Decoder: target_in ids →
     embedding → stacked recurrent layers → logits; with `attention`, an `AttentionDecoder`
-    (input feeding, padding masked) sits between the cells and the projection. The tokenizers
-    built from `source_vocabulary` / `target_vocabulary` travel with the model.
+    (input feeding, padding masked) sits between the cells and the projection, or, with
+    `input_feeding=False`, an `Attention` over the top layer's outputs: `h̃_t = tanh(W_c [c_t;
+    h_t])` from the decoder's `h_t` alone (Luong et al. 2015 without their input feeding), so
+    teacher forcing runs the decoder's sequence layers whole (the LSTM's fused training loop)
+    and attends to every step in one batched pass. The tokenizers built from
+    `source_vocabulary` / `target_vocabulary` travel with the model.
 
     Cells (Keras's gate order in each kernel): `lstm` i, f, c̃, o —
     `i,f,o = σ(W_x x_t + W_h h_{t-1} + b)`, `c̃ = tanh(W_x x_t + W_h h_{t-1} + b)`,
@@ -52,6 +58,8 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
         bidirectional, bridge: see `ModelConfig` (with `bridge="copy"` each direction gets
             `hidden_units / 2` units).
         attention: `none`, `luong_dot`, `luong_general` or `bahdanau`.
+        input_feeding: with attention, feed `h̃_{t-1}` into step t (`AttentionDecoder`); False
+            attends over the decoder's outputs instead.
         reverse_source: feed the source tokens in reverse order (padding stays on the right;
             attention still sees positions in source order).
         tie_embeddings: the decoder embedding matrix is the output projection (transposed).
@@ -93,6 +101,7 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
         bidirectional: bool = False,
         bridge: str = "copy",
         attention: str = "none",
+        input_feeding: bool = True,
         reverse_source: bool = False,
         tie_embeddings: bool = False,
         init_scale: float = 0.0,
@@ -164,8 +173,8 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
         # order of its variables, which `.keras` files rely on for the optimizer's slots.
         self.bridge_layers = self.encoder_bridge.layers
         self.between_layers = keras.layers.Dropout(dropout, name="between_layers_dropout")
-        if attention == "none":
-            self.attention_decoder = None
+        self.attention_decoder = self.output_attention = None
+        if attention == "none" or not input_feeding:
             self.decoder_layers = [
                 recurrent_layer(
                     cell,
@@ -193,6 +202,17 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
                 name="attention_decoder",
             )
             self.attention_decoder.build()
+        if attention != "none" and not input_feeding:
+            self.output_attention = Attention(
+                hidden_units,
+                encoder_units * directions,
+                attention,
+                kernel_initializer=init or "glorot_uniform",
+                dtype=precision,
+                name="output_attention",
+            )
+            self.output_attention.build()
+        if attention != "none":
             self.attentional_dropout = keras.layers.Dropout(dropout, name="attentional_dropout")
         self._build_output_projection(tie_embeddings, init_scale)
 
@@ -224,6 +244,7 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
         self.bidirectional = bidirectional
         self.bridge = bridge
         self.attention = attention
+        self.input_feeding = input_feeding
         self.reverse_source = reverse_source
         self.tie_embeddings = tie_embeddings
         self.init_scale = init_scale
@@ -234,9 +255,16 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
         LSTM, `[h]` otherwise), each `(batch, units)`; with attention a dict that also holds the
         encoder memory (see `AttentionDecoder.start_state`)."""
         layer_states, memory, memory_mask = self._encode(source_ids, training=training)
-        if self.attention_decoder is None:
-            return layer_states
-        return self.attention_decoder.start_state(layer_states, memory, memory_mask)
+        if self.attention_decoder is not None:
+            return self.attention_decoder.start_state(layer_states, memory, memory_mask)
+        if self.output_attention is not None:
+            return {
+                "layers": [list(states) for states in layer_states],
+                "memory": memory,
+                "keys": self.output_attention.keys(memory),
+                "memory_mask": memory_mask,
+            }
+        return layer_states
 
     def decode_step(self, token_ids, state):
         """One decoder step for `(batch,)` token ids; returns `(logits (batch, V), new state)`.
@@ -250,6 +278,16 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
             steppers = cell_steppers(
                 self.decoder_layers, self.target_embedding
             )  # the first takes token ids
+            if self.output_attention is not None:
+
+                def step(token_ids, state):
+                    x, layers = step_cells(steppers, token_ids, state["layers"])
+                    attentional, _ = self.output_attention(
+                        x, state["keys"], state["memory"], state["memory_mask"]
+                    )
+                    return self._project(attentional), {**state, "layers": layers}
+
+                return step
 
             def step(token_ids, state):
                 x, new_state = step_cells(steppers, token_ids, state)
@@ -276,7 +314,7 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
 
     def alignment(self, source_ids, target_in_ids):
         """Attention weights `(batch, T, S)` of teacher-forced decoding (see `teacher_forced`)."""
-        if self.attention_decoder is None:
+        if self.attention == "none":
             raise ValueError("alignment: this model has no attention (model.attention=none)")
         return self.teacher_forced(source_ids, target_in_ids)[1]
 
@@ -299,8 +337,12 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
             if index:
                 x = self.between_layers(x, training=training)
             x, *_ = layer(x, mask=mask, initial_state=layer_state, training=training)
+        weights = None
+        if self.output_attention is not None:
+            x, weights = self.output_attention(x, None, memory, memory_mask)
+            x = self.attentional_dropout(x, training=training)
         logits = self._project(x)
-        return (logits, None) if with_alignment else logits
+        return (logits, weights) if with_alignment else logits
 
     def get_config(self):
         return {
@@ -323,6 +365,7 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
             "bidirectional": self.bidirectional,
             "bridge": self.bridge,
             "attention": self.attention,
+            "input_feeding": self.input_feeding,
             "reverse_source": self.reverse_source,
             "tie_embeddings": self.tie_embeddings,
             "init_scale": self.init_scale,
