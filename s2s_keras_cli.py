@@ -34,6 +34,7 @@ COMMANDS = {
     "them as prompts)",
     "plot": "write a PNG: attention alignment or learning curves",
     "export": "write a TF Serving SavedModel version + .keras",
+    "distill": "decode a teacher's (or an ensemble's) training sources into a student's data",
 }
 
 # TensorFlow's C++ log lines: severity, MMDD, time (seconds since the epoch before absl is

@@ -27,6 +27,7 @@ def main(argv=None) -> int:
             "predict": _predict,
             "export": _export,
             "plot": _plot,
+            "distill": _distill,
         }[args.command](args)
     except (ValueError, FileNotFoundError) as error:
         print(f"s2s {args.command}: error: {error}", file=sys.stderr)
@@ -133,6 +134,25 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", help="litert / onnx: a new or empty directory")
     export.add_argument(
         "--batch-size", type=int, default=1, help="litert: the batch size fixed in the model"
+    )
+
+    distill = commands.add_parser("distill", help=COMMANDS["distill"])
+    distill.add_argument(
+        "--teacher",
+        required=True,
+        nargs="+",
+        help="a run dir; several: their ensemble (probabilities averaged)",
+    )
+    distill.add_argument(
+        "--output", required=True, help="a new or empty directory for the student's data"
+    )
+    distill.add_argument(
+        "--beam-size", type=int, default=None, help="default: the teacher's decode.beam_size"
+    )
+    distill.add_argument(
+        "--keep-references",
+        action="store_true",
+        help="the training split's own pairs join the teacher's outputs",
     )
     return parser
 
@@ -285,6 +305,15 @@ def _export(args) -> int:
         from s2s_keras.portable import export as export_portable
 
         print(export_portable(model, config, destination, args.format, args.batch_size))
+    return 0
+
+
+def _distill(args) -> int:
+    from s2s_keras.distillation import distill
+
+    summary = distill(args.teacher, args.output, args.beam_size, args.keep_references)
+    print(json.dumps(summary))
+    print(f"train a student: s2s train --data {summary['student_data']} --run-dir RUN_DIR")
     return 0
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from s2s_keras.config import Config, DataConfig, DecodeConfig
+from s2s_keras.config import Config, ConfigError, DataConfig, DecodeConfig
 from s2s_keras.data import TrainingData, bucketed_training_data, length_histogram
 from s2s_keras.text import TokenCounter
 from s2s_keras.validation import check
@@ -216,6 +216,11 @@ class Task:
     def evaluate(self, model, config: Config, pairs, beam_size: int | None = None) -> dict:
         """Scores of `pairs` through the inference path, as `s2s evaluate` prints them."""
         raise NotImplementedError
+
+    def distill(self, model, config: Config, pairs, beam_size: int | None = None) -> tuple:
+        """`(training pairs for a student, counts)`: `model`'s outputs for the sources of
+        `pairs` (`s2s distill`, `distillation.py`)."""
+        raise ConfigError(f"s2s distill: the {self.name} task has no distillation (seq2seq has)")
 
     def predictor(self, model, config: Config):
         """`s2s predict`'s object over a Keras model (see `prediction.py`)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 
 import numpy as np
@@ -9,7 +10,7 @@ import tensorflow as tf
 
 from s2s_keras.config import Config, DataConfig, DecodeConfig
 from s2s_keras.data import TeacherForcing, teacher_forcing_lengths
-from s2s_keras.evaluation import ValidationErrorRates, evaluate_pairs
+from s2s_keras.evaluation import ValidationErrorRates, evaluate_pairs, translate
 from s2s_keras.export import Serving, decoding_requests, decoding_signatures, vector
 from s2s_keras.inference import Translator
 from s2s_keras.losses import SequenceCrossentropy
@@ -62,6 +63,7 @@ class Seq2SeqTask(Task):
         "bidirectional",
         "bridge",
         "attention",
+        "input_feeding",
         "reverse_source",
         "tie_embeddings",
     )
@@ -146,6 +148,39 @@ class Seq2SeqTask(Task):
         translator = self.inference(model, config.decode)
         result = evaluate_pairs(translator, pairs, config.decode.batch_size, beam_size)
         return {**result, "beam_size": beam_size}
+
+    def distill(self, model, config: Config, pairs, beam_size: int | None = None) -> tuple:
+        """Each distinct source once (first-seen order) with the beam's best output; a source
+        the model decodes to "" or reads cut (more than `decode.max_input_length` tokens) keeps
+        its references instead."""
+        beam_size = config.decode.beam_size if beam_size is None else beam_size
+        references = collections.defaultdict(list)
+        for source, target in pairs:
+            references[source].append(target)
+        sources = list(references)
+        outputs = translate(
+            self.inference(model, config.decode), sources, config.decode.batch_size, beam_size
+        )
+        lengths = []
+        for start in range(0, len(sources), config.decode.batch_size):
+            batch = tf.constant(sources[start : start + config.decode.batch_size], tf.string)
+            lengths.extend(model.source_tokenizer.tokenize_ragged(batch).row_lengths().numpy())
+        distilled, counts = [], {"sources": len(sources), "empty_outputs": 0, "cut_sources": 0}
+        for source, output, length in zip(sources, outputs, lengths):
+            fallback = (
+                "cut_sources"
+                if length > config.decode.max_input_length
+                else "empty_outputs"
+                if not output.strip()
+                else None
+            )
+            if fallback:
+                counts[fallback] += 1
+                distilled.extend((source, target) for target in references[source])
+            else:
+                distilled.append((source, output))
+        counts["from_teacher"] = counts["sources"] - counts["empty_outputs"] - counts["cut_sources"]
+        return distilled, counts
 
     def predictor(self, model, config: Config) -> SequencePredictor:
         return SequencePredictor.of_decoder(self.inference(model, config.decode))
