@@ -16,6 +16,11 @@ dir that already holds a finished run is evaluated again, not retrained.
 their ensemble (`s2s evaluate --run-dir A B C`: probabilities averaged — seq2seq, classify or
 lm); the JSON's `test` is the ensemble's, `members` each run's, `fit_seconds` their sum. A member
 dir that already holds a finished run (e.g. a symlink to an earlier single-seed run) is reused.
+
+`--distill-from A B C` trains the preset as the student of those finished runs' ensemble:
+`s2s distill` writes its data into `RUN_DIR/distilled` (reused when there), the student trains
+on it in `RUN_DIR/student`; the JSON adds `distillation` (what `s2s distill` counted and its
+seconds) and `teachers` (the ensemble's test scores).
 """
 
 import argparse
@@ -38,9 +43,14 @@ def main():
     parser.add_argument(
         "--seeds", default=None, help="comma-separated train.seed values: their ensemble"
     )
+    parser.add_argument(
+        "--distill-from", nargs="+", default=None, help="teacher run dirs (see above)"
+    )
     args = parser.parse_args()
     run_dir = args.run_dir or f"runs/quality-{args.preset}"
-    if args.seeds is None:
+    if args.distill_from:
+        report = distilled(args, run_dir)
+    elif args.seeds is None:
         report = run(args, run_dir, args.overrides)
     else:
         seeds = [int(seed) for seed in args.seeds.split(",")]
@@ -97,14 +107,24 @@ def run(args, run_dir: str, overrides: list) -> dict:
     }
 
 
-def evaluate(args, run_dirs: list, split: str) -> dict:
+def distilled(args, run_dir: str) -> dict:
+    """The student of `args.distill_from` (see the module doc)."""
+    data_dir = os.path.join(run_dir, "distilled")
+    if not os.path.isfile(os.path.join(data_dir, "distill.json")):
+        timed("distill", "--teacher", *args.distill_from, "--output", data_dir)
+    with open(os.path.join(data_dir, "distill.json")) as handle:
+        distillation = json.load(handle)
+    teachers = evaluate(args, args.distill_from, "test", data=None)
+    args.data = distillation["student_data"]
+    report = run(args, os.path.join(run_dir, "student"), args.overrides)
+    return {**report, "distillation": distillation, "teachers": teachers}
+
+
+def evaluate(args, run_dirs: list, split: str, data: str | None = "") -> dict:
+    """`s2s evaluate` on `data` (default `args.data`; None: the runs' own)."""
+    data = args.data if data == "" else data
     _, out = timed(
-        "evaluate",
-        "--run-dir",
-        *run_dirs,
-        "--split",
-        split,
-        *(["--data", args.data] if args.data else []),
+        "evaluate", "--run-dir", *run_dirs, "--split", split, *(["--data", data] if data else [])
     )
     return json.loads(out.strip().splitlines()[-1])
 
