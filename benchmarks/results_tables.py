@@ -62,6 +62,8 @@ def kind(report: dict) -> str:
         return "train_ab"
     if "onednn_kernels" in report:
         return "step_profile"
+    if "by_region_ms_per_call" in report.get("batch_256", {}):
+        return "decode_profile"
     if any("peak_rss_mb" in run for run in report.get("runs", []) if isinstance(run, dict)):
         return "memory"
     return "other"
@@ -420,6 +422,42 @@ def step_profile_rows(reports: list, prefix: str) -> list:
     return lines
 
 
+DECODE_REGIONS = ("encoder loops", "decoding loop", "outside the loops")
+
+
+def decode_profile_rows(reports: list, prefix: str) -> list:
+    rows = []
+    for name, report in reports:
+        profile = report["batch_256"]
+        regions = profile["by_region_ms_per_call"]
+        top = list(profile["by_op_ms_per_call"].items())[:5]
+        rows.append(
+            [
+                link(name, prefix),
+                f"`{report['preset']}`, `{report['precision']}`",
+                f"**{profile['ms_per_call']:.1f}**",
+                number(profile["words_per_s"]),
+                f"{profile['op_ms_per_call']:.1f} ({number(profile['ops_per_call'])} ops)",
+                *(f"{regions.get(region, 0):.1f}" for region in DECODE_REGIONS),
+                ", ".join(f"{op} {v['ms']:.1f} ({number(v['count'])}×)" for op, v in top),
+                number(report["step_matmul_gflop_per_s_batch_256"]),
+                host(report),
+            ]
+        )
+    header = [
+        "result",
+        "model",
+        "batch of 256 (ms)",
+        "words/s",
+        "op ms (ops)",
+        *(f"{region} (op ms)" for region in DECODE_REGIONS),
+        "top op types (op ms, count)",
+        "step matmul alone (GFLOP/s)",
+        "host",
+    ]
+    return table(header, rows)
+
+
 def latency(value: dict) -> str:
     return f"{value['p50']:.1f} / {value['p99']:.1f}" if value else NONE
 
@@ -668,6 +706,14 @@ SECTIONS = (
         "by region of the graph (the two executor threads overlap, so regions can sum to more "
         "than the step), and the oneDNN primitives the matmuls run.",
         step_profile_rows,
+    ),
+    (
+        "decode_profile",
+        "Where greedy decoding's time goes",
+        "`benchmarks/decode_profile.py`: TensorFlow's profiler over the SavedModel's `greedy` "
+        "signature, batches of 256 test words; op time per call by region of the graph (the two "
+        "executor threads overlap) and by op type.",
+        decode_profile_rows,
     ),
     (
         "decode",
