@@ -22,6 +22,27 @@ def tiny_model():
     )
 
 
+def write_reversal_pairs(
+    directory, count: int = 300, max_length: int = 6, alternates: bool = False
+) -> str:
+    """`directory/pairs.tsv`: `count` random words over "abcdef" (1 to `max_length` letters),
+    each → its letters reversed and upper-cased (with `alternates`, a word of 3 letters also →
+    its letters in order: a second reference). Returns the path."""
+    import random
+
+    rng = random.Random(0)
+    lines = []
+    for _ in range(count):
+        word = "".join(rng.choice("abcdef") for _ in range(rng.randint(1, max_length)))
+        lines.append(f"{word}\t{' '.join(reversed(word.upper()))}\n")
+        if alternates and len(word) == 3:
+            lines.append(f"{word}\t{' '.join(word.upper())}\n")
+    path = os.path.join(str(directory), "pairs.tsv")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("".join(lines))
+    return path
+
+
 def run_python(code: str, cwd: str) -> str:
     """Runs `code` in a fresh interpreter (a clean process: nothing imported but what it
     imports)."""

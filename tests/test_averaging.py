@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import write_reversal_pairs
 
 from s2s_keras import averaging
 from s2s_keras.config import ConfigError, preset
@@ -57,16 +58,7 @@ def test_keep_better_keeps_the_best_epoch_when_the_average_is_worse(tmp_path, ti
 
 
 def write_pairs(tmp_path, count: int = 200) -> str:
-    import random
-
-    rng = random.Random(0)
-    lines = []
-    for _ in range(count):
-        word = "".join(rng.choice("abcdef") for _ in range(rng.randint(1, 5)))
-        lines.append(f"{word}\t{' '.join(reversed(word.upper()))}\n")
-    path = tmp_path / "pairs.tsv"
-    path.write_text("".join(lines))
-    return str(path)
+    return write_reversal_pairs(tmp_path, count, max_length=5)
 
 
 def test_training_averages_the_last_epochs_picked_by_validation_wer(tmp_path):

@@ -1,10 +1,9 @@
 """`s2s distill`: a teacher's beam outputs on its training sources become a student's data."""
 
 import json
-import random
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, write_reversal_pairs
 
 from s2s_keras.config import ConfigError, DataConfig, preset
 
@@ -16,17 +15,10 @@ def teacher(tmp_path_factory):
     from s2s_keras.training import train
 
     directory = tmp_path_factory.mktemp("distill")
-    rng = random.Random(0)
-    lines = []
-    for _ in range(300):
-        word = "".join(rng.choice("abcdef") for _ in range(rng.randint(1, 7)))
-        lines.append(f"{word}\t{' '.join(reversed(word.upper()))}\n")
-        if len(word) == 3:
-            lines.append(f"{word}\t{' '.join(word.upper())}\n")
-    (directory / "pairs.tsv").write_text("".join(lines))
+    pairs = write_reversal_pairs(directory, max_length=7, alternates=True)
     config = preset("tiny").override(
         [
-            f"data.source=tsv:{directory / 'pairs.tsv'}",
+            f"data.source=tsv:{pairs}",
             "data.valid_fraction=0.1",
             "data.test_fraction=0.1",
             "decode.max_input_length=6",

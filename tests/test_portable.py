@@ -3,10 +3,9 @@ ai-edge-litert and onnxruntime through the shipped `s2s_runtime.py` (no TensorFl
 
 import json
 import os
-import random
 
 import pytest
-from conftest import REPO, run_cli, run_python
+from conftest import REPO, run_cli, run_python, write_reversal_pairs
 
 from s2s_keras.config import preset
 
@@ -19,15 +18,9 @@ def train_run(directory, *overrides) -> str:
     """A tiny attention model on words → their letters reversed, upper case."""
     from s2s_keras.training import train
 
-    rng = random.Random(0)
-    lines = []
-    for _ in range(300):
-        word = "".join(rng.choice("abcdef") for _ in range(rng.randint(1, 6)))
-        lines.append(f"{word}\t{' '.join(reversed(word.upper()))}\n")
-    (directory / "pairs.tsv").write_text("".join(lines))
     config = preset("tiny").override(
         [
-            f"data.source=tsv:{directory / 'pairs.tsv'}",
+            f"data.source=tsv:{write_reversal_pairs(directory)}",
             "train.epochs=8",
             "train.learning_rate=0.02",
             "model.bidirectional=true",

@@ -2,6 +2,7 @@ import collections
 
 import numpy as np
 import pytest
+from conftest import write_reversal_pairs
 
 from s2s_keras.config import preset
 from s2s_keras.training import learning_rate_schedule
@@ -57,18 +58,14 @@ def test_mixed_float16_trains_with_loss_scaling_and_float32_logits():
 
 
 def write_pairs(tmp_path, count: int = 300, bad_line: bool = False) -> str:
-    import random
-
-    rng = random.Random(0)
-    lines = []
-    for _ in range(count):
-        word = "".join(rng.choice("abcdef") for _ in range(rng.randint(1, 6)))
-        lines.append(f"{word}\t{' '.join(reversed(word.upper()))}\n")
+    path = write_reversal_pairs(tmp_path, count)
     if bad_line:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.readlines()
         lines.insert(7, "no tab\n")
-    path = tmp_path / "pairs.tsv"
-    path.write_text("".join(lines))
-    return str(path)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write("".join(lines))
+    return path
 
 
 @pytest.mark.parametrize("splits", [("characters", "whitespace"), ("wordpiece", "characters")])
