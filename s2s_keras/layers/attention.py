@@ -95,6 +95,16 @@ class Attention(keras.layers.Layer):
             return memory
         return keras.ops.matmul(memory, keras.ops.cast(self.key_kernel, memory.dtype))
 
+    def decoding_state(self, layer_states, memory, memory_mask) -> dict:
+        """A decoder's state around this attention: the per-layer cell states, the encoder
+        memory, its keys (computed once here) and its mask."""
+        return {
+            "layers": [list(states) for states in layer_states],
+            "memory": memory,
+            "keys": self.keys(memory),
+            "memory_mask": memory_mask,
+        }
+
     def call(self, query, keys, memory, memory_mask):
         if keys is None:  # from the memory, inside the call (a graph must read the kernel)
             keys = self.keys(memory)

@@ -104,11 +104,8 @@ class AttentionDecoder(keras.layers.Layer):
         """The decoding state: per-layer cell states, `h̃_0 = 0`, and the encoder memory."""
         batch_size = keras.ops.shape(memory)[0]
         return {
-            "layers": [list(states) for states in layer_states],
+            **self.attention.decoding_state(layer_states, memory, memory_mask),
             "attentional": keras.ops.zeros((batch_size, self.units), self.compute_dtype),
-            "memory": memory,
-            "keys": self.attention.keys(memory),
-            "memory_mask": memory_mask,
         }
 
     def step(self, x, state, training=False, dropout_masks=None):

@@ -258,12 +258,7 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
         if self.attention_decoder is not None:
             return self.attention_decoder.start_state(layer_states, memory, memory_mask)
         if self.output_attention is not None:
-            return {
-                "layers": [list(states) for states in layer_states],
-                "memory": memory,
-                "keys": self.output_attention.keys(memory),
-                "memory_mask": memory_mask,
-            }
+            return self.output_attention.decoding_state(layer_states, memory, memory_mask)
         return layer_states
 
     def decode_step(self, token_ids, state):

@@ -167,18 +167,14 @@ class Seq2SeqTask(Task):
             lengths.extend(model.source_tokenizer.tokenize_ragged(batch).row_lengths().numpy())
         distilled, counts = [], {"sources": len(sources), "empty_outputs": 0, "cut_sources": 0}
         for source, output, length in zip(sources, outputs, lengths):
-            fallback = (
-                "cut_sources"
-                if length > config.decode.max_input_length
-                else "empty_outputs"
-                if not output.strip()
-                else None
-            )
-            if fallback:
-                counts[fallback] += 1
-                distilled.extend((source, target) for target in references[source])
+            if length > config.decode.max_input_length:
+                counts["cut_sources"] += 1
+            elif not output.strip():
+                counts["empty_outputs"] += 1
             else:
                 distilled.append((source, output))
+                continue
+            distilled.extend((source, target) for target in references[source])
         counts["from_teacher"] = counts["sources"] - counts["empty_outputs"] - counts["cut_sources"]
         return distilled, counts
 
