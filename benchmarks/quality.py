@@ -51,12 +51,15 @@ def main():
     if args.distill_from:
         report = distilled(args, run_dir)
     elif args.seeds is None:
-        report = run(args, run_dir, args.overrides)
+        report = run(args.preset, args.data, run_dir, args.overrides)
     else:
         seeds = [int(seed) for seed in args.seeds.split(",")]
         member_dirs = [os.path.join(run_dir, f"seed-{seed}") for seed in seeds]
         members = [
-            dict(run(args, member_dir, [*args.overrides, f"train.seed={seed}"]), seed=seed)
+            dict(
+                run(args.preset, args.data, member_dir, [*args.overrides, f"train.seed={seed}"]),
+                seed=seed,
+            )
             for seed, member_dir in zip(seeds, member_dirs)
         ]
         report = {
@@ -66,8 +69,8 @@ def main():
             "seeds": seeds,
             "parameters": sum(m["parameters"] for m in members),
             "fit_seconds": sum(m["fit_seconds"] for m in members),
-            "test": evaluate(args, member_dirs, "test"),
-            "valid": evaluate(args, member_dirs, "valid"),
+            "test": evaluate(member_dirs, "test", args.data),
+            "valid": evaluate(member_dirs, "valid", args.data),
             "members": members,
             "host": host(),
             "measured": measured(),
@@ -80,27 +83,27 @@ def main():
     print(text)
 
 
-def run(args, run_dir: str, overrides: list) -> dict:
-    """Trains `run_dir` unless finished; its test result and training record."""
+def run(preset: str, data: str | None, run_dir: str, overrides: list) -> dict:
+    """Trains `run_dir` (on `data`, None: the preset's own) unless finished; its test result
+    and training record."""
     sets = [arg for o in overrides for arg in ("--set", o)]
     train_seconds = None
     if not os.path.isfile(os.path.join(run_dir, "model.keras")):
-        data = ["--data", args.data] if args.data else []
         train_seconds, _ = timed(
-            "train", *data, "--preset", args.preset, *sets, "--run-dir", run_dir
+            "train", *data_option(data), "--preset", preset, *sets, "--run-dir", run_dir
         )
     with open(os.path.join(run_dir, "summary.json")) as handle:
         summary = json.load(handle)
     return {
-        "preset": args.preset,
-        "data": args.data,
+        "preset": preset,
+        "data": data,
         "overrides": overrides,
         "parameters": summary["parameters"],
         "epochs_run": len(summary["history"]["loss"]),
         "fit_seconds": summary["train_seconds"],
         "train_command_seconds": train_seconds,
-        "test": evaluate(args, [run_dir], "test"),
-        "valid": evaluate(args, [run_dir], "valid"),
+        "test": evaluate([run_dir], "test", data),
+        "valid": evaluate([run_dir], "valid", data),
         "val_loss": summary["history"].get("val_loss"),
         "host": host(),
         "measured": measured(),
@@ -114,19 +117,20 @@ def distilled(args, run_dir: str) -> dict:
         timed("distill", "--teacher", *args.distill_from, "--output", data_dir)
     with open(os.path.join(data_dir, "distill.json")) as handle:
         distillation = json.load(handle)
-    teachers = evaluate(args, args.distill_from, "test", data=None)
-    args.data = distillation["student_data"]
-    report = run(args, os.path.join(run_dir, "student"), args.overrides)
+    teachers = evaluate(args.distill_from, "test", None)
+    student_dir = os.path.join(run_dir, "student")
+    report = run(args.preset, distillation["student_data"], student_dir, args.overrides)
     return {**report, "distillation": distillation, "teachers": teachers}
 
 
-def evaluate(args, run_dirs: list, split: str, data: str | None = "") -> dict:
-    """`s2s evaluate` on `data` (default `args.data`; None: the runs' own)."""
-    data = args.data if data == "" else data
-    _, out = timed(
-        "evaluate", "--run-dir", *run_dirs, "--split", split, *(["--data", data] if data else [])
-    )
+def evaluate(run_dirs: list, split: str, data: str | None) -> dict:
+    """`s2s evaluate` on `data` (None: the runs' own)."""
+    _, out = timed("evaluate", "--run-dir", *run_dirs, "--split", split, *data_option(data))
     return json.loads(out.strip().splitlines()[-1])
+
+
+def data_option(data: str | None) -> list:
+    return ["--data", data] if data else []
 
 
 if __name__ == "__main__":
