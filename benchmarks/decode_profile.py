@@ -21,7 +21,6 @@ Next to it, the speed of the recurrent step's matmul alone at batch 256 in the s
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
 import re
@@ -36,7 +35,7 @@ import tensorflow_text  # noqa: E402,F401
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from host import host, measured  # noqa: E402
-from step_profile import op_events  # noqa: E402
+from step_profile import OpTimes  # noqa: E402
 from train_speed import step_matmul_gflops  # noqa: E402
 
 from s2s_keras import pipelines  # noqa: E402
@@ -55,27 +54,18 @@ def region(node: str) -> str:
 
 
 def breakdown(trace_dir: str, calls: int) -> dict:
-    by_region, by_op, counts = collections.Counter(), collections.Counter(), collections.Counter()
-    within = collections.defaultdict(collections.Counter)
-    for node, op, ms in op_events(trace_dir):
-        where = region(node)
-        by_region[where] += ms / calls
-        by_op[op] += ms / calls
-        counts[op] += 1 / calls
-        within[where][op] += ms / calls
-
-    def rounded(counter, top=None):
-        return {key: round(value, 3) for key, value in counter.most_common(top)}
-
+    times = OpTimes(trace_dir, calls, region)
     return {
-        "op_ms_per_call": round(sum(by_region.values()), 3),
-        "ops_per_call": round(sum(counts.values()), 1),
-        "by_region_ms_per_call": rounded(by_region),
+        "op_ms_per_call": round(sum(times.by_region.values()), 3),
+        "ops_per_call": round(sum(times.counts.values()), 1),
+        "by_region_ms_per_call": times.rounded(times.by_region),
         "by_op_ms_per_call": {
-            op: {"ms": round(ms, 3), "count": round(counts[op], 1)}
-            for op, ms in by_op.most_common(20)
+            op: {"ms": round(ms, 3), "count": round(times.counts[op], 1)}
+            for op, ms in times.by_op.most_common(20)
         },
-        "by_region_and_op_ms_per_call": {key: rounded(c, 10) for key, c in within.items()},
+        "by_region_and_op_ms_per_call": {
+            key: times.rounded(c, 10) for key, c in times.within.items()
+        },
     }
 
 

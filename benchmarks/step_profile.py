@@ -83,23 +83,35 @@ def op_events(trace_dir: str):
                     yield node, op, event.duration_ps / 1e9
 
 
-def breakdown(trace_dir: str, steps: int) -> dict:
-    by_region, by_op = collections.Counter(), collections.Counter()
-    within = collections.defaultdict(collections.Counter)
-    for node, op, ms in op_events(trace_dir):
-        where = region(node)
-        by_region[where] += ms / steps
-        by_op[op] += ms / steps
-        within[where][op] += ms / steps
+class OpTimes:
+    """The op events of a trace summed per `runs` (steps or calls): by region (`region_of`
+    the node name), by op type (with how many ops of the type run), and by type per region."""
 
-    def rounded(counter, top=None):
+    def __init__(self, trace_dir: str, runs: int, region_of):
+        self.by_region, self.by_op = collections.Counter(), collections.Counter()
+        self.counts = collections.Counter()
+        self.within = collections.defaultdict(collections.Counter)
+        for node, op, ms in op_events(trace_dir):
+            where = region_of(node)
+            self.by_region[where] += ms / runs
+            self.by_op[op] += ms / runs
+            self.counts[op] += 1 / runs
+            self.within[where][op] += ms / runs
+
+    @staticmethod
+    def rounded(counter, top=None) -> dict:
         return {key: round(value, 3) for key, value in counter.most_common(top)}
 
+
+def breakdown(trace_dir: str, steps: int) -> dict:
+    times = OpTimes(trace_dir, steps, region)
     return {
-        "op_ms_per_step": round(sum(by_region.values()), 3),
-        "by_region_ms_per_step": rounded(by_region),
-        "by_op_ms_per_step": rounded(by_op, 25),
-        "by_region_and_op_ms_per_step": {key: rounded(c, 12) for key, c in within.items()},
+        "op_ms_per_step": round(sum(times.by_region.values()), 3),
+        "by_region_ms_per_step": times.rounded(times.by_region),
+        "by_op_ms_per_step": times.rounded(times.by_op, 25),
+        "by_region_and_op_ms_per_step": {
+            key: times.rounded(c, 12) for key, c in times.within.items()
+        },
     }
 
 
