@@ -381,6 +381,13 @@ def train_ab_rows(reports: list, prefix: str) -> list:
 REGIONS = ("encoder forward loop", "decoder forward loop", "backward loops", "outside the loops")
 
 
+def network(report: dict) -> str:
+    """A training benchmark's network: layers × units, batch size, and its `--set` levers."""
+    levers = ", ".join(f"`{o}`" for o in report.get("overrides", []))
+    shape = f"{report['layers']}×{report['units']}, batch {report['batch_size']}"
+    return f"{shape}; {levers}" if levers else shape
+
+
 def step_profile_rows(reports: list, prefix: str) -> list:
     rows = []
     for name, report in reports:
@@ -391,6 +398,7 @@ def step_profile_rows(reports: list, prefix: str) -> list:
             rows.append(
                 [
                     link(name, prefix),
+                    network(report),
                     f"`{report['precision']}`",
                     side.replace("_", " "),
                     f"**{profile['step_ms']:.1f}**",
@@ -401,6 +409,7 @@ def step_profile_rows(reports: list, prefix: str) -> list:
             )
     header = [
         "result",
+        "network",
         "precision",
         "loop",
         "step (ms, unprofiled)",

@@ -3,7 +3,8 @@
 TensorFlow ops, and which oneDNN kernel each matmul gets.
 
     .venv/bin/python benchmarks/step_profile.py --units 256 --layers 1 --batch-size 128 \
-        --pairs 40000 [--precision mixed_bfloat16] > benchmarks/results/step-profile.json
+        --pairs 40000 [--precision mixed_bfloat16] [--set KEY=VALUE ...] \
+        > benchmarks/results/step-profile.json
 
 For each side (`fused`, `tensorflow_ops`): one warm-up epoch, two unprofiled epochs (the better
 one is the step time: see train_ab.py on stalls), then one epoch under
@@ -169,6 +170,7 @@ def worker_args(args) -> list:
         f"--layers={args.layers}",
         f"--batch-size={args.batch_size}",
         f"--precision={args.precision}",
+        *(f"--set={override}" for override in args.set),
     ]
 
 
@@ -190,7 +192,6 @@ def main():
     )
     parser.add_argument("--onednn-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    args.set = []
     if args.onednn_worker:
         onednn_worker(args)
         return

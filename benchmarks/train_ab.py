@@ -125,13 +125,11 @@ def main():
     network_arguments(parser)
     parser.add_argument("--precision", choices=sorted(PRECISIONS), default="both")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     if lstm_kernels.load() is None:
         raise SystemExit(f"no fused kernels to compare: {lstm_kernels.status()}")
     report = {
         **report_header(args),
-        "overrides": args.set,
         "rounds": args.rounds,
     }
     config = benchmark_config(args, PRECISIONS[args.precision][0])

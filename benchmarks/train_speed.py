@@ -353,6 +353,13 @@ def network_arguments(parser) -> None:
     parser.add_argument("--units", type=int, default=256)
     parser.add_argument("--layers", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for our side, as `s2s train --set` (repeatable)",
+    )
 
 
 def report_header(args) -> dict:
@@ -367,6 +374,7 @@ def report_header(args) -> dict:
         "units": args.units,
         "layers": args.layers,
         "batch_size": args.batch_size,
+        "overrides": args.set,
     }
 
 
@@ -378,13 +386,6 @@ def main():
     parser.add_argument("--matmul-size", type=int, default=4096)
     parser.add_argument("--skip-torch", action="store_true")
     parser.add_argument("--skip-kerasio", action="store_true")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override for our side, as `s2s train --set` (repeatable)",
-    )
     parser.add_argument(
         "--intra-op-threads",
         type=int,
@@ -419,7 +420,6 @@ def main():
     fastest = max(precisions, key=lambda precision: ours[precision]["tokens_per_s"])
     report = {
         **report_header(args),
-        "overrides": args.set,
         "threads": {
             "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
             "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
