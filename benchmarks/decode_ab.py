@@ -1,6 +1,6 @@
 """Decoding speed of this tree against another checkout of the package, interleaved on one host.
 
-    .venv/bin/python benchmarks/decode_ab.py --baseline ../baseline --run-dir runs/bench-small \
+    .venv/bin/python benchmarks/decode_ab.py --baseline ../baseline --run-dir runs/bench-lstm \
         --rounds 2 --json > benchmarks/results/decode-ab.json
 
     .venv/bin/python benchmarks/decode_ab.py --pool benchmarks/results/decode-ab-*.json
@@ -102,7 +102,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--baseline", help="another checkout of the repository")
     parser.add_argument("--pool", nargs="+", help="reports of this script to combine")
-    parser.add_argument("--run-dir", default="runs/bench-small")
+    parser.add_argument("--run-dir", default="runs/bench-lstm")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

@@ -1,7 +1,7 @@
 """Where greedy decoding's milliseconds go: TensorFlow's profiler over the exported SavedModel's
 `greedy` signature (what TF Serving runs), at batch 256.
 
-    .venv/bin/python benchmarks/decode_profile.py --run-dir runs/bench-small \
+    .venv/bin/python benchmarks/decode_profile.py --run-dir runs/bench-lstm \
         > benchmarks/results/decode-profile.json
 
 On CMUdict test-split words (`--words`, default 2048, in batches of 256): one untimed pass, one
@@ -96,7 +96,7 @@ def profile(greedy, batches: list, profiled: int) -> dict:
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--run-dir", default="runs/bench-small")
+    parser.add_argument("--run-dir", default="runs/bench-lstm")
     parser.add_argument("--words", type=int, default=2048)
     args = parser.parse_args()
     config, model = load_run(args.run_dir)

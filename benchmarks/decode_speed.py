@@ -1,7 +1,7 @@
 """Decoding speed of an exported model, next to a PyTorch eager loop and the keras-io recipe.
 
     .venv/bin/pip install -r benchmarks/requirements.txt      # torch, for the reference
-    .venv/bin/python benchmarks/decode_speed.py --run-dir runs/bench-small --json
+    .venv/bin/python benchmarks/decode_speed.py --run-dir runs/bench-lstm --json
 
 Measures, on the same words (CMUdict test-split words):
   - words/second through the loaded SavedModel (what TF Serving runs): `greedy` and the
@@ -227,7 +227,7 @@ def useful_flop_per_word(model, words, greedy_outputs) -> float:
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--run-dir", default="runs/bench-small")
+    parser.add_argument("--run-dir", default="runs/bench-lstm")
     parser.add_argument("--words", type=int, default=2048)
     parser.add_argument("--latency-requests", type=int, default=300)
     parser.add_argument("--skip-torch", action="store_true")

@@ -9,7 +9,7 @@ Measures, in one invocation on the same training pairs (CMUdict, `data.max_pairs
 training split of those):
   - ours: the real training path — `load_data` → `build_model` → `datasets` →
     `datasets(...).epochs(0, 2, PaddingCounter(2))` → `compile_model` →
-    `model.fit(epochs=2, steps_per_epoch=...)` under the strategy `train` picks — of the `small`
+    `model.fit(epochs=2, steps_per_epoch=...)` under the strategy `train` picks — of the `lstm`
     preset with `model.hidden_units=--units`, `model.num_layers=--layers`, `model.dropout=0`,
     `train.batch_size=--batch-size`, `train.precision` (Adam, clip norm 5, reversed source,
     length bucketing as the preset). Each epoch is timed by a callback; the second is reported,
@@ -112,7 +112,7 @@ class EpochTimes(keras.callbacks.Callback):
 
 
 def benchmark_config(args, precision: str):
-    base = preset("small")
+    base = preset("lstm")
     config = dataclasses.replace(
         base,
         data=dataclasses.replace(base.data, source=args.data, max_pairs=args.pairs),

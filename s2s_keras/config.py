@@ -230,7 +230,7 @@ class ModelConfig:
 class TrainConfig:
     """How `model.fit` runs. `batch_size` is the GLOBAL batch size (split across replicas)."""
 
-    epochs: int = 10  # the `small` preset: `make train` in ~12 of its 15 minutes (docs/results.md)
+    epochs: int = 10
     batch_size: int = 256
     learning_rate: float = 3e-3
     optimizer: str = "adam"  # adam | sgd (plain SGD, as Sutskever et al.)
@@ -326,7 +326,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
-    preset: str = "small"
+    preset: str = "lstm"
     # The `Task` that runs it (`s2s_keras.tasks`): seq2seq (source → target sequence), classify
     # (source → one label, the target column), lm (a language model over the source text).
     task: str = "seq2seq"

@@ -10,7 +10,7 @@ def test_json_round_trip_is_identity(name):
 
 
 def test_override_parses_against_field_types():
-    config = preset("small").override(
+    config = preset("lstm").override(
         [
             "model.hidden_units=512",
             "model.num_layers=3",
@@ -113,7 +113,7 @@ def test_model_family_options_are_validated(assignments, message):
     with pytest.raises(
         ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")
     ):
-        preset("small").override(assignments)
+        preset("lstm").override(assignments)
 
 
 @pytest.mark.parametrize(

@@ -179,9 +179,11 @@ def test_saves_and_reloads(tmp_path):
     np.testing.assert_allclose(again(x), model(x), atol=1e-6)
 
 
-def test_default_preset_trains_and_decodes_on_the_fast_path(monkeypatch):
-    """The fast path, guarded by behaviour (not a timing): the `small` preset's model is bf16 and
-    its training step and decoding never enter Keras' per-step LSTM loop."""
+@pytest.mark.parametrize("name", ["small", "lstm"])
+def test_g2p_presets_train_and_decode_on_the_fast_path(name, monkeypatch):
+    """The fast path, guarded by behaviour (not a timing): the models of `make train`'s preset
+    and of the defaults are bf16, and their training step and decoding never enter Keras'
+    per-step LSTM loop."""
     import dataclasses
 
     from s2s_keras.config import preset
@@ -189,7 +191,7 @@ def test_default_preset_trains_and_decodes_on_the_fast_path(monkeypatch):
     from s2s_keras.text import END_ID, START_ID
     from s2s_keras.training import build_model, compile_model
 
-    config = preset("small")
+    config = preset(name)
     config = dataclasses.replace(
         config, model=dataclasses.replace(config.model, hidden_units=8, embedding_size=8)
     )
@@ -212,10 +214,18 @@ def test_default_preset_trains_and_decodes_on_the_fast_path(monkeypatch):
         verbose=0,
     )
     assert np.isfinite(history.history["loss"][0])
-    assert all(
-        isinstance(layer, LSTM) and layer.compute_dtype == "bfloat16"
+    recurrent = [
+        direction
         for layer in model.encoder_layers + model.decoder_layers
-    )
+        for direction in (
+            (layer.forward_layer, layer.backward_layer)
+            if isinstance(layer, keras.layers.Bidirectional)
+            else (layer,)
+        )
+    ]
+    directions = 2 if config.model.bidirectional else 1
+    assert len(recurrent) == (directions + 1) * config.model.num_layers
+    assert all(isinstance(layer, LSTM) and layer.compute_dtype == "bfloat16" for layer in recurrent)
     ids = greedy_search(
         model.step_function(),
         model.encode(inputs["source_ids"]),
