@@ -237,6 +237,8 @@ class TrainConfig:
     # cosine: decays to 5% of learning_rate over all epochs; halving: constant, then halved
     # every `halving_every_epochs` from epoch `halving_start_epoch` on (Sutskever et al.: 5, 0.5).
     lr_schedule: str = "cosine"
+    # cosine: first rise linearly to learning_rate over this many epochs, then decay over the rest
+    warmup_epochs: float = 0.0
     halving_start_epoch: float = 5.0
     halving_every_epochs: float = 0.5
     label_smoothing: float = 0.0
@@ -273,11 +275,25 @@ class TrainConfig:
         "optimizer": one_of(OPTIMIZERS),
         "halving_start_epoch": number(0),
         "halving_every_epochs": number(0, strict=True),
+        "warmup_epochs": number(0),
         "label_smoothing": fraction(1.0, "rate"),
     }
 
     def __post_init__(self):
         apply_rules("train", self, self._RULES)
+        if self.warmup_epochs:
+            check(
+                self.lr_schedule == "cosine",
+                "train.warmup_epochs",
+                self.warmup_epochs,
+                f"0 with train.lr_schedule={self.lr_schedule} (warm-up is cosine's)",
+            )
+            check(
+                self.warmup_epochs < self.epochs,
+                "train.warmup_epochs",
+                self.warmup_epochs,
+                f"fewer than train.epochs ({self.epochs})",
+            )
 
 
 @dataclass(frozen=True)

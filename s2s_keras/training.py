@@ -41,8 +41,19 @@ def build_model(config: Config, source_vocabulary, target_vocabulary):
 def learning_rate_schedule(train: TrainConfig, steps_per_epoch: int):
     """`train.lr_schedule` as a Keras schedule (or the constant rate)."""
     if train.lr_schedule == "cosine":
+        total = max(1, steps_per_epoch * train.epochs)
+        warmup = min(total - 1, round(train.warmup_epochs * steps_per_epoch))
+        if warmup <= 0:
+            return keras.optimizers.schedules.CosineDecay(
+                train.learning_rate, decay_steps=total, alpha=0.05
+            )
+        # from learning_rate / warmup at the first update up to learning_rate, then the decay
         return keras.optimizers.schedules.CosineDecay(
-            train.learning_rate, decay_steps=max(1, steps_per_epoch * train.epochs), alpha=0.05
+            train.learning_rate / warmup,
+            decay_steps=total - warmup,
+            alpha=0.05,
+            warmup_target=train.learning_rate,
+            warmup_steps=warmup,
         )
     if train.lr_schedule == "halving":
         # Sutskever et al.: constant, then halved every half epoch after epoch 5.

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import write_reversal_pairs
 
-from s2s_keras.config import preset
+from s2s_keras.config import ConfigError, preset
 from s2s_keras.training import learning_rate_schedule
 
 
@@ -36,6 +36,36 @@ def test_other_schedules(name):
     else:
         assert float(schedule(0)) == pytest.approx(train.learning_rate)
         assert float(schedule(20)) == pytest.approx(0.05 * train.learning_rate)
+
+
+def test_cosine_warmup_rises_linearly_then_decays_over_the_rest():
+    train = preset("small").override(["train.epochs=3", "train.warmup_epochs=0.5"]).train
+    rate = train.learning_rate
+    schedule = learning_rate_schedule(train, steps_per_epoch=10)  # 5 warm-up updates of 30
+    rates = [float(schedule(step)) for step in (0, 1, 4, 5, 30)]
+    np.testing.assert_allclose(rates[:3], [rate / 5, rate / 5 + (rate - rate / 5) / 5, rate * 0.84])
+    np.testing.assert_allclose(rates[3:], [rate, 0.05 * rate], rtol=1e-6)
+    middle = float(schedule(5 + 25 // 2))  # half of the 25 decay updates done
+    assert middle == pytest.approx(rate * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * 12 / 25))))
+
+
+@pytest.mark.parametrize(
+    "assignments, message",
+    [
+        (
+            ["train.lr_schedule=halving", "train.warmup_epochs=1"],
+            "train.warmup_epochs: expected 0 with train.lr_schedule=halving",
+        ),
+        (
+            ["train.epochs=2", "train.warmup_epochs=2"],
+            r"train.warmup_epochs: expected fewer than train.epochs \(2\)",
+        ),
+        (["train.warmup_epochs=-1"], "train.warmup_epochs: expected"),
+    ],
+)
+def test_warmup_is_validated(assignments, message):
+    with pytest.raises(ConfigError, match=message):
+        preset("small").override(assignments)
 
 
 def test_mixed_float16_trains_with_loss_scaling_and_float32_logits():
