@@ -46,6 +46,8 @@ def load_reports() -> list:
 
 def kind(report: dict) -> str:
     test = report.get("test") if isinstance(report.get("test"), dict) else {}
+    if "best_alpha_on_valid" in report:
+        return "length_penalty"
     if "wer" in test:
         return "g2p"
     if "accuracy" in test or "perplexity" in test:
@@ -467,6 +469,35 @@ def decode_profile_rows(reports: list, prefix: str) -> list:
     return table(header, rows)
 
 
+def length_penalty_rows(reports: list, prefix: str) -> list:
+    rows = []
+    for name, report in reports:
+        best = report["best_alpha_on_valid"]
+        test = report["test"]
+        rows.append(
+            [
+                link(name, prefix),
+                f"`{report['preset']}`, {len(report['run_dirs'])} model(s), beam "
+                f"{report['beam_size']}",
+                ", ".join(f"{alpha}: {percent(r['wer'])}" for alpha, r in report["valid"].items()),
+                f"{best}",
+                f"{percent(test['0.0']['wer'])} / {percent(test['0.0']['per'])}",
+                f"{percent(test[str(best)]['wer'])} / {percent(test[str(best)]['per'])}",
+                host(report),
+            ]
+        )
+    header = [
+        "result",
+        "model",
+        "validation WER by α",
+        "α chosen",
+        "test WER / PER, α = 0",
+        "test WER / PER, α chosen",
+        "host",
+    ]
+    return table(header, rows)
+
+
 def latency(value: dict) -> str:
     return f"{value['p50']:.1f} / {value['p99']:.1f}" if value else NONE
 
@@ -685,6 +716,13 @@ SECTIONS = (
         "Word error rate (a word is right when it equals one of its pronunciations) and phone "
         "error rate of `s2s evaluate --split test` (beam 5, every pronunciation a reference).",
         g2p_rows,
+    ),
+    (
+        "length_penalty",
+        "G2P: length penalty in beam search",
+        "`benchmarks/length_penalty.py`: GNMT's α (`decode.length_penalty`) chosen on the "
+        "validation split, then scored on the test split next to α = 0.",
+        length_penalty_rows,
     ),
     (
         "tasks",
