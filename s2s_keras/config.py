@@ -198,13 +198,6 @@ class ModelConfig:
                 "copy or dense when model.attention=none (a zero start state would ignore the "
                 "source)",
             )
-        if not self.input_feeding:
-            check(
-                self.attention != "none",
-                "model.input_feeding",
-                self.input_feeding,
-                "true when model.attention=none (input feeding is an attention option)",
-            )
         memory_size = self.hidden_units * (2 if self.bidirectional and self.bridge != "copy" else 1)
         if self.attention == "luong_dot":
             check(

@@ -84,10 +84,6 @@ def test_paper_and_attention_presets():
         (["model.attention=multihead"], "model.attention: expected one of"),
         (["model.bridge=zero"], "model.bridge: expected copy or dense when model.attention=none"),
         (
-            ["model.input_feeding=false"],
-            "model.input_feeding: expected true when model.attention=none",
-        ),
-        (
             ["model.bidirectional=true", "model.bridge=dense", "model.attention=luong_dot"],
             "model.attention: expected luong_general or bahdanau when the encoder outputs "
             "512 features",

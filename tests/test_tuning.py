@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from s2s_keras.config import preset
+from s2s_keras.config import PRESETS, preset
 from s2s_keras.tuning import DEFAULT_SPACE, check_space, load_space, tune
 
 pytestmark = pytest.mark.slow
@@ -74,6 +74,18 @@ def test_search_resumes_and_best_model_exports(base, tmp_path):
     assert os.path.isfile(
         os.path.join(export(model, config, str(tmp_path / "sm" / "best")), "saved_model.pb")
     )
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_value_of_the_tasks_space_fits_every_preset(name):
+    """`s2s tune --preset NAME` with its task's default space: every value a trial may draw is a
+    valid override of the preset alone (a preset's own options, such as `small`'s attention
+    without input feeding, must not rule out the space's `model.attention=none`)."""
+    base = preset(name)
+    for key, spec in load_space(None, base.task).items():
+        values = spec.get("choice") or spec.get("int") or spec.get("float") or [False, True]
+        for value in values:
+            base.override([f"{key}={str(value).lower() if isinstance(value, bool) else value}"])
 
 
 def test_space_is_validated_against_the_config(base, tmp_path):
