@@ -803,8 +803,9 @@ def results_page(reports: list) -> str:
         lines += [f"## {title}", "", text, ""] + rows(chosen, "../") + [""]
         if name == "g2p":
             lines += [
-                "Learning curves of an `lstm` run (2×256, no attention) and the `attention` model's alignment for "
-                '"pronunciation" (`s2s plot history`, `s2s plot attention`):',
+                "Learning curves of an `lstm` run (2×256, no attention) and the `attention` "
+                'model\'s alignment for "pronunciation" (`s2s plot history`, `s2s plot '
+                "attention`):",
                 "",
                 "![learning curves](history-small.png)",
                 "![alignment](attention-pronunciation.png)",
