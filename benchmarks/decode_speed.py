@@ -16,6 +16,8 @@ Measures, on the same words (CMUdict test-split words):
   - useful GFLOP/s of greedy at batch 256 (forward matmuls of the real tokens), next to the
     measured matmul peak (4096², fp32 and bf16) and the speed of the recurrent step's own
     [256, units] × [units, 4·units] matmul in TensorFlow: how far each side is from the limit.
+`--saved-model-only` measures the SavedModel alone: any model, attention or not (the other
+measures rebuild the network as an LSTM encoder-decoder without attention, `--preset lstm`).
 Timings exclude the first call (tracing/warm-up). Sources are pre-tokenized for PyTorch and
 keras-io (which favours them); the SavedModel timings include tokenization and detokenization.
 """
@@ -231,6 +233,12 @@ def main():
     parser.add_argument("--words", type=int, default=2048)
     parser.add_argument("--latency-requests", type=int, default=300)
     parser.add_argument("--skip-torch", action="store_true")
+    parser.add_argument(
+        "--saved-model-only",
+        action="store_true",
+        help="the SavedModel's measures alone, for any model (the keras-io and PyTorch "
+        "references and the FLOP count need an LSTM encoder-decoder without attention)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -256,6 +264,12 @@ def main():
         saved_model["beam5_words_per_s"]["batch_256"]
         / saved_model["greedy_words_per_s"]["batch_256"]
     )
+    if args.saved_model_only:
+        report["model"] = {
+            key: getattr(config.model, key) for key in ("attention", "bidirectional", "cell")
+        }
+        print(json.dumps(report) if args.json else json.dumps(report, indent=2))
+        return
     report["keras_io"] = keras_io_benchmark(model, words, config.decode.max_length)
     report["greedy_batch_256_over_keras_io"] = (
         saved_model["greedy_words_per_s"]["batch_256"]
