@@ -99,11 +99,11 @@ class LstmGatesOp : public OpKernel {
     T* c_all = c->flat<T>().data();
     float* g_all = gates->flat<float>().data();
     ForRows(ctx, batch, units, [&](int64_t begin, int64_t end) {
-      Floats z(4 * units), cell(units);
+      Floats cell(units);
       for (int64_t b = begin; b < end; ++b) {
         const int64_t row4 = b * 4 * units, row = b * units;
-        z = ConstFloatMap(p_all + row4, 4 * units) +
-            ConstMap<T>(r_all + row4, 4 * units).template cast<float>();
+        const auto z = ConstFloatMap(p_all + row4, 4 * units) +
+                       ConstMap<T>(r_all + row4, 4 * units).template cast<float>();
         FloatMap act(g_all + row4, 4 * units);
         act.segment(0, 2 * units) = z.segment(0, 2 * units).logistic();
         act.segment(2 * units, units) = z.segment(2 * units, units).tanh();
@@ -116,12 +116,8 @@ class LstmGatesOp : public OpKernel {
         }
         const auto i = act.segment(0, units), f = act.segment(units, units),
                    g = act.segment(2 * units, units), o = act.segment(3 * units, units);
-        Floats forget = f * ConstMap<T>(cp_all + row, units).template cast<float>();
-        Floats input = i * g;
-        cell = forget + input;
-        Floats squashed = cell.tanh();
-        Floats hidden = o * squashed;
-        h_out = hidden.template cast<T>();
+        cell = f * ConstMap<T>(cp_all + row, units).template cast<float>() + i * g;
+        h_out = (o * cell.tanh()).template cast<T>();
         c_out = cell.template cast<T>();
       }
     });
