@@ -60,7 +60,9 @@ def kind(report: dict) -> str:
         return "decode"
     if "ours" in report and "tokens_per_s" in report:
         return "train_speed"
-    if any(isinstance(v, dict) and "fused_over_tensorflow_ops" in v for v in report.values()):
+    if "lever" in report or any(
+        isinstance(v, dict) and "fused_over_tensorflow_ops" in v for v in report.values()
+    ):
         return "train_ab"
     if "onednn_kernels" in report:
         return "step_profile"
@@ -341,39 +343,52 @@ def fastest_torch(torch: dict) -> str:
 PRECISION_KEYS = ("float32", "mixed_bfloat16")
 
 
+TRAIN_AB_SIDES = {
+    "kernels": ("fused", "tensorflow_ops"),
+    "autotune": ("without_autotune", "autotune"),
+}
+
+
 def train_ab_rows(reports: list, prefix: str) -> list:
     rows = []
     for name, report in reports:
+        lever = report.get("lever", "kernels")
+        on, off = TRAIN_AB_SIDES[lever]
         for precision in PRECISION_KEYS:
             ab = report.get(precision)
             if not ab:
                 continue
-            fused, plain = ab["fused"], ab["tensorflow_ops"]
+            a, b = ab[on], ab[off]
+            mean_ratio = ab.get(f"{off}_over_{on}_mean_seconds")
             rows.append(
                 [
                     link(name, prefix),
+                    f"`{on}` / `{off}`",
                     f"`{precision}`",
-                    str(len(fused["seconds_per_epoch"])),
-                    f"**{number(fused['best_tokens_per_s'])}**",
-                    number(plain["best_tokens_per_s"]),
-                    f"**{ab['fused_over_tensorflow_ops']:.2f}**",
-                    f"{ab['cpu_seconds_tensorflow_ops_over_fused']:.2f}",
-                    " ".join(f"{x:.1f}" for x in fused["seconds_per_epoch"]),
-                    " ".join(f"{x:.1f}" for x in plain["seconds_per_epoch"]),
+                    str(len(a["seconds_per_epoch"])),
+                    f"**{number(a['best_tokens_per_s'])}**",
+                    number(b["best_tokens_per_s"]),
+                    f"**{ab[f'{on}_over_{off}']:.2f}**",
+                    NONE if mean_ratio is None else f"{mean_ratio:.2f}",
+                    f"{ab[f'cpu_seconds_{off}_over_{on}']:.2f}",
+                    " ".join(f"{x:.1f}" for x in a["seconds_per_epoch"]),
+                    " ".join(f"{x:.1f}" for x in b["seconds_per_epoch"]),
                     number(ab.get("step_matmul_gflop_per_s")),
                     host(report),
                 ]
             )
     header = [
         "result",
+        "sides (A / B)",
         "precision",
         "rounds",
-        "fused kernels, best epoch (tokens/s)",
-        "TensorFlow ops, best epoch",
-        "fused / ops",
-        "CPU s per epoch, ops / fused",
-        "fused, s per epoch",
-        "ops, s per epoch",
+        "A, best epoch (tokens/s)",
+        "B, best epoch",
+        "A / B, best epochs",
+        "mean epoch time, B / A",
+        "CPU s per epoch, B / A",
+        "A, s per epoch",
+        "B, s per epoch",
         "step matmul GFLOP/s",
         "host",
     ]
@@ -740,10 +755,11 @@ SECTIONS = (
     ),
     (
         "train_ab",
-        "Training speed: fused LSTM kernels against TensorFlow ops, interleaved",
-        "`benchmarks/train_ab.py`: two models of `train_speed.py`'s configuration in one process, "
-        "one epoch each in turn on the same batches; the same numbers, only the loop's kernels "
-        "differ.",
+        "Training speed: one lever on and off, interleaved",
+        "`benchmarks/train_ab.py --lever`: two models of `train_speed.py`'s configuration in one "
+        "process, one epoch (one `fit` call) each in turn on the same batches; `kernels`: the "
+        "fused LSTM kernels against TensorFlow ops (the same numbers); `autotune`: the "
+        "pipeline without tf.data's autotuning (as training runs) against it on.",
         train_ab_rows,
     ),
     (

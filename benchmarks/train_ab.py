@@ -1,23 +1,29 @@
-"""Training speed with the fused LSTM step kernels against the same loop in TensorFlow ops,
-interleaved in one process on the same batches (read into memory first).
+"""Training speed with and without one lever of the training path, interleaved in one process
+on the same batches (read into memory first).
 
     .venv/bin/python benchmarks/train_ab.py --units 256 --layers 1 --batch-size 128 \
-        --pairs 40000 --rounds 3 [--precision mixed_bfloat16|float32|both] [--set KEY=VALUE ...] \
+        --pairs 40000 --rounds 3 [--lever kernels|autotune] \
+        [--precision mixed_bfloat16|float32|both] [--set KEY=VALUE ...] \
         > benchmarks/results/train-ab-lstm-kernels.json
 
 Builds two models of `train_speed.py`'s configuration (same seed, same data pipeline, same
-epoch order): `fused` traces its training step with the kernels of
-`s2s_keras/layers/lstm_kernels.cc`, `tensorflow_ops` inside `lstm.without_fusing()`. After one
-warm-up epoch each (tracing), it runs `--rounds` rounds of one epoch of A then one of B (the
-order alternates by round), and reports every epoch's tokens/s and seconds, the medians and
-their ratio, per precision. Both models train on identical batches and compute identical
-numbers (tests/test_lstm_kernels.py), so only the speed differs.
+epoch order), one per side of `--lever`:
+  - `kernels` (default): `fused` traces its training step with the kernels of
+    `s2s_keras/layers/lstm_kernels.cc`, `tensorflow_ops` inside `lstm.without_fusing()`. Both
+    compute identical numbers (tests/test_lstm_kernels.py), so only the speed differs.
+  - `autotune`: `without_autotune` reads the batches as the training pipeline hands them over
+    (`data.distributable`: tf.data's autotuning off), `autotune` reads the same batches with
+    `tf.data.Options().autotune.enabled = True`, TensorFlow's default.
+After one warm-up epoch each (tracing), it runs `--rounds` rounds of one epoch (one `fit` call:
+an iterator made and deleted, as every `fit`, `evaluate` and validation pass does) of A then
+one of B (the order alternates by round), and reports every epoch's wall and CPU seconds,
+tokens/s, the medians and means, and the ratios, per precision.
 
-The ratio `fused_over_tensorflow_ops` is of each side's best epoch: on the machines this was
-written on, an epoch now and then runs at a fixed ~71 ms per step whatever the model, with the
-process's CPU time unchanged (it waits, on both sides alike), so the best epoch is the one
-measure such stalls do not reach. The medians and the CPU seconds per epoch (which the stalls
-do not change) are reported beside it.
+`<a>_over_<b>` is the ratio of each side's best epoch, `<a>_over_<b>_median` of the medians,
+`<b>_over_<a>_mean_seconds` of the mean epoch times. With tf.data's autotuning on, an epoch now
+and then ends in seconds of idle waiting (deleting the iterator waits for its tuning thread,
+see `data.distributable`); the best epoch is the one measure such waits do not reach, the mean
+the one that counts them, and the CPU seconds per epoch do not change with them.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from train_speed import (  # noqa: E402
     PRECISIONS,
     benchmark_config,
@@ -47,7 +54,7 @@ from s2s_keras.training import build_model, compile_model, datasets, load_data  
 class Variant:
     """One model, its dataset, and the epochs it has trained; `epoch()` runs and times one."""
 
-    def __init__(self, config, corpus, source_vocabulary, target_vocabulary, lengths):
+    def __init__(self, config, corpus, source_vocabulary, target_vocabulary, lengths, options=None):
         keras.utils.set_random_seed(config.train.seed)
         self.model = build_model(config, source_vocabulary, target_vocabulary)
         data = datasets(config, corpus, self.model, lengths)
@@ -59,6 +66,8 @@ class Variant:
         self.stream = data.epochs(1, 2, self.padding).cache()
         for _ in self.stream:
             pass
+        if options is not None:
+            self.stream = self.stream.with_options(options)
         self.done = 0
 
     def epoch(self) -> tuple:
@@ -75,13 +84,35 @@ class Variant:
         return time.perf_counter() - start, time.process_time() - cpu
 
 
-def ab(config, corpus, vocabularies, lengths, rounds: int) -> dict:
-    fused = Variant(config, corpus, *vocabularies, lengths)
-    fused.epoch()  # traces with the kernels
-    with lstm.without_fusing():
-        plain = Variant(config, corpus, *vocabularies, lengths)
-        plain.epoch()  # traces with TensorFlow's ops
-    sides = {"fused": fused, "tensorflow_ops": plain}
+def with_autotune() -> tf.data.Options:
+    options = tf.data.Options()
+    options.autotune.enabled = True
+    return options
+
+
+def build_sides(lever: str, make) -> dict:
+    """`{name: Variant}`, the lever's side as the code runs first; each traced by one epoch."""
+    if lever == "kernels":
+        fused = make()
+        fused.epoch()  # traces with the kernels
+        with lstm.without_fusing():
+            plain = make()
+            plain.epoch()  # traces with TensorFlow's ops
+        return {"fused": fused, "tensorflow_ops": plain}
+    sides = {"without_autotune": make(), "autotune": make(with_autotune())}
+    for side in sides.values():
+        side.epoch()
+    return sides
+
+
+LEVERS = ("kernels", "autotune")
+
+
+def ab(config, corpus, vocabularies, lengths, rounds: int, lever: str = "kernels") -> dict:
+    sides = build_sides(
+        lever, lambda options=None: Variant(config, corpus, *vocabularies, lengths, options)
+    )
+    on, off = sides
     seconds = {name: [] for name in sides}
     cpu = {name: [] for name in sides}
     for index in range(rounds):
@@ -94,8 +125,8 @@ def ab(config, corpus, vocabularies, lengths, rounds: int) -> dict:
     for name, side in sides.items():
         padded, total, _ = side.padding.counts[1].numpy().tolist()
         tokens[name] = total - padded
-    assert tokens["fused"] == tokens["tensorflow_ops"], "the two sides saw different batches"
-    report = {"tokens_per_epoch": tokens["fused"]}
+    assert tokens[on] == tokens[off], "the two sides saw different batches"
+    report = {"tokens_per_epoch": tokens[on]}
     for name in sides:
         rates = [tokens[name] / s for s in seconds[name]]
         report[name] = {
@@ -104,19 +135,19 @@ def ab(config, corpus, vocabularies, lengths, rounds: int) -> dict:
             "tokens_per_s": rates,
             "best_tokens_per_s": max(rates),
             "median_tokens_per_s": statistics.median(rates),
+            "mean_seconds_per_epoch": statistics.mean(seconds[name]),
             "median_cpu_seconds_per_epoch": statistics.median(cpu[name]),
         }
-    fused_side, plain_side = report["fused"], report["tensorflow_ops"]
-    report["fused_over_tensorflow_ops"] = (
-        fused_side["best_tokens_per_s"] / plain_side["best_tokens_per_s"]
+    a, b = report[on], report[off]
+    report[f"{on}_over_{off}"] = a["best_tokens_per_s"] / b["best_tokens_per_s"]
+    report[f"{on}_over_{off}_median"] = a["median_tokens_per_s"] / b["median_tokens_per_s"]
+    report[f"{off}_over_{on}_mean_seconds"] = (
+        b["mean_seconds_per_epoch"] / a["mean_seconds_per_epoch"]
     )
-    report["fused_over_tensorflow_ops_median"] = (
-        fused_side["median_tokens_per_s"] / plain_side["median_tokens_per_s"]
+    report[f"cpu_seconds_{off}_over_{on}"] = (
+        b["median_cpu_seconds_per_epoch"] / a["median_cpu_seconds_per_epoch"]
     )
-    report["cpu_seconds_tensorflow_ops_over_fused"] = (
-        plain_side["median_cpu_seconds_per_epoch"] / fused_side["median_cpu_seconds_per_epoch"]
-    )
-    report["steps_per_epoch"] = fused.steps
+    report["steps_per_epoch"] = sides[on].steps
     return report
 
 
@@ -125,19 +156,21 @@ def main():
     network_arguments(parser)
     parser.add_argument("--precision", choices=sorted(PRECISIONS), default="both")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--lever", choices=LEVERS, default="kernels")
     args = parser.parse_args()
-    if lstm_kernels.load() is None:
+    if args.lever == "kernels" and lstm_kernels.load() is None:
         raise SystemExit(f"no fused kernels to compare: {lstm_kernels.status()}")
     report = {
         **report_header(args),
         "rounds": args.rounds,
+        "lever": args.lever,
     }
     config = benchmark_config(args, PRECISIONS[args.precision][0])
     corpus, source_vocabulary, target_vocabulary, lengths = load_data(config)
     for precision in PRECISIONS[args.precision]:
         config = benchmark_config(args, precision)
         report[precision] = ab(
-            config, corpus, (source_vocabulary, target_vocabulary), lengths, args.rounds
+            config, corpus, (source_vocabulary, target_vocabulary), lengths, args.rounds, args.lever
         )
         dtype = "bfloat16" if precision == "mixed_bfloat16" else "float32"
         report[precision]["step_matmul_gflop_per_s"] = step_matmul_gflops(
