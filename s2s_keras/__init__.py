@@ -4,7 +4,7 @@ Importing the package registers its Keras classes, so `keras.saving.load_model("
 works with `safe_mode=True`.
 """
 
-from s2s_keras import losses, metrics, text  # noqa: F401  (registers the loss, metric, Tokenizer)
+from s2s_keras import losses, metrics, optimizers, text  # noqa: F401  (registers Keras classes)
 from s2s_keras.config import Config, preset
 from s2s_keras.g2p import G2p
 from s2s_keras.models import Seq2Seq

@@ -28,6 +28,7 @@ from s2s_keras.data import PaddingCounter, PaddingFraction, TrainingData, string
 from s2s_keras.distribute import get_strategy
 from s2s_keras.fine_tuning import copy_weights, start_from
 from s2s_keras.layers import lstm_kernels
+from s2s_keras.optimizers import Adam
 from s2s_keras.run_state import RunState
 from s2s_keras.tasks import get_task
 
@@ -71,7 +72,7 @@ def compile_model(model, config: Config, steps_per_epoch: int) -> None:
     """Optimizer, schedule and clipping from `config.train`; the task's loss and metrics."""
     train = config.train
     learning_rate = learning_rate_schedule(train, steps_per_epoch)
-    optimizer_class = keras.optimizers.SGD if train.optimizer == "sgd" else keras.optimizers.Adam
+    optimizer_class = keras.optimizers.SGD if train.optimizer == "sgd" else Adam
     optimizer = optimizer_class(learning_rate, global_clipnorm=train.clip_norm)
     if train.precision == "mixed_float16":
         # float16 gradients underflow without it; Keras unscales before clipping and applying.
