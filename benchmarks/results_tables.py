@@ -345,6 +345,7 @@ PRECISION_KEYS = ("float32", "mixed_bfloat16")
 
 TRAIN_AB_SIDES = {
     "kernels": ("fused", "tensorflow_ops"),
+    "adam": ("fused_adam", "keras_adam"),
     "autotune": ("without_autotune", "autotune"),
 }
 
@@ -758,8 +759,9 @@ SECTIONS = (
         "Training speed: one lever on and off, interleaved",
         "`benchmarks/train_ab.py --lever`: two models of `train_speed.py`'s configuration in one "
         "process, one epoch (one `fit` call) each in turn on the same batches; `kernels`: the "
-        "fused LSTM kernels against TensorFlow ops (the same numbers); `autotune`: the "
-        "pipeline without tf.data's autotuning (as training runs) against it on.",
+        "fused LSTM kernels against TensorFlow ops (the same numbers); `adam`: Adam as one op "
+        "per variable against Keras' Adam; `autotune`: the pipeline without tf.data's "
+        "autotuning (as training runs) against it on.",
         train_ab_rows,
     ),
     (

@@ -2,7 +2,7 @@
 on the same batches (read into memory first).
 
     .venv/bin/python benchmarks/train_ab.py --units 256 --layers 1 --batch-size 128 \
-        --pairs 40000 --rounds 3 [--lever kernels|autotune] \
+        --pairs 40000 --rounds 3 [--lever kernels|adam|autotune] \
         [--precision mixed_bfloat16|float32|both] [--set KEY=VALUE ...] \
         > benchmarks/results/train-ab-lstm-kernels.json
 
@@ -11,6 +11,9 @@ epoch order), one per side of `--lever`:
   - `kernels` (default): `fused` traces its training step with the kernels of
     `s2s_keras/layers/lstm_kernels.cc`, `tensorflow_ops` inside `lstm.without_fusing()`. Both
     compute identical numbers (tests/test_lstm_kernels.py), so only the speed differs.
+  - `adam`: `fused_adam` trains with `s2s_keras.optimizers.Adam` (one `ResourceApplyAdam` per
+    variable), `keras_adam` with `keras.optimizers.Adam` (a dozen ops per variable); the same
+    update up to the rounding of 1 − β.
   - `autotune`: `without_autotune` reads the batches as the training pipeline hands them over
     (`data.distributable`: tf.data's autotuning off), `autotune` reads the same batches with
     `tf.data.Options().autotune.enabled = True`, TensorFlow's default.
@@ -29,11 +32,13 @@ the one that counts them, and the CPU seconds per epoch do not change with them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
 import sys
 import time
+import unittest.mock
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras  # noqa: E402
@@ -46,6 +51,7 @@ from train_speed import (  # noqa: E402
     step_matmul_gflops,
 )
 
+from s2s_keras import training  # noqa: E402
 from s2s_keras.data import PaddingCounter  # noqa: E402
 from s2s_keras.layers import lstm, lstm_kernels  # noqa: E402
 from s2s_keras.training import build_model, compile_model, datasets, load_data  # noqa: E402
@@ -90,6 +96,16 @@ def with_autotune() -> tf.data.Options:
     return options
 
 
+LEVERS = ("kernels", "adam", "autotune")
+
+
+@contextlib.contextmanager
+def keras_adam():
+    """Models compiled inside train with `keras.optimizers.Adam`, not `s2s_keras.optimizers`'."""
+    with unittest.mock.patch.object(training, "Adam", keras.optimizers.Adam):
+        yield
+
+
 def build_sides(lever: str, make) -> dict:
     """`{name: Variant}`, the lever's side as the code runs first; each traced by one epoch."""
     if lever == "kernels":
@@ -99,13 +115,17 @@ def build_sides(lever: str, make) -> dict:
             plain = make()
             plain.epoch()  # traces with TensorFlow's ops
         return {"fused": fused, "tensorflow_ops": plain}
-    sides = {"without_autotune": make(), "autotune": make(with_autotune())}
+    if lever == "adam":
+        fused = make()
+        with keras_adam():
+            plain = make()
+        assert type(plain.model.optimizer) is keras.optimizers.Adam
+        sides = {"fused_adam": fused, "keras_adam": plain}
+    else:
+        sides = {"without_autotune": make(), "autotune": make(with_autotune())}
     for side in sides.values():
         side.epoch()
     return sides
-
-
-LEVERS = ("kernels", "autotune")
 
 
 def ab(config, corpus, vocabularies, lengths, rounds: int, lever: str = "kernels") -> dict:
