@@ -69,7 +69,7 @@ def test_trains_as_keras_adam(sparse, clipnorm):
 
 def test_an_embedding_gradients_repeated_rows_add_up():
     """IndexedSlices naming a row twice (a token twice in a batch) update as the dense gradient
-    they sum to (Keras' ops would square each slice apart)."""
+    they sum to (Keras' own update, given the slices unsummed, differs in that row)."""
     theta = np.zeros((4, 3), "float32")
     g = tf.constant(_gradients(4, (4, 3), steps=1)[0])
     rows = tf.constant([1, 3, 3])
