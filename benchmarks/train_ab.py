@@ -4,7 +4,7 @@ on the same batches (read into memory first).
     .venv/bin/python benchmarks/train_ab.py --units 256 --layers 1 --batch-size 128 \
         --pairs 40000 --rounds 3 [--lever kernels|adam|autotune] \
         [--precision mixed_bfloat16|float32|both] [--set KEY=VALUE ...] \
-        > benchmarks/results/train-ab-lstm-kernels.json
+        > benchmarks/results/train-ab-lstm-kernels.json  # or train-ab-adam / -autotune.json
 
 Builds two models of `train_speed.py`'s configuration (same seed, same data pipeline, same
 epoch order), one per side of `--lever`:

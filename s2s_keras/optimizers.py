@@ -12,7 +12,7 @@ and v, the square root, the quotient, the assignment of the variable). TensorFlo
 here, in double then float32 there: a relative 5e-5 for β₂ = 0.999). An embedding's gradient
 (IndexedSlices) updates as the dense gradient it sums to. Everything else (schedules,
 clipping, loss scaling, the distribution strategy's updates, saving) is Keras' Adam's; AMSGrad
-and non-TensorFlow backends run Keras' own update. `benchmarks/train_ab.py --lever adam`
+runs Keras' own update. `benchmarks/train_ab.py --lever adam`
 times the two.
 """
 
@@ -27,7 +27,7 @@ class Adam(keras.optimizers.Adam):
     """`keras.optimizers.Adam` whose per-variable update is `ResourceApplyAdam`."""
 
     def update_step(self, gradient, variable, learning_rate):
-        if self.amsgrad or keras.backend.backend() != "tensorflow":
+        if self.amsgrad:
             return super().update_step(gradient, variable, learning_rate)
         dtype = variable.dtype
         step = tf.cast(self.iterations + 1, dtype)
