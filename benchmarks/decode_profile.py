@@ -111,12 +111,12 @@ def main():
         batch_256 = profile(
             greedy, [tf.constant(words[i : i + 256]) for i in range(0, len(words), 256)], 8
         )
-    dtype = "bfloat16" if config.train.precision == "mixed_bfloat16" else "float32"
+    dtype = "bfloat16" if model.precision == "mixed_bfloat16" else "float32"
     matmul = step_matmul_gflops(dtype, 256, model.hidden_units)
     report = {
         "run_dir": args.run_dir,
         "preset": config.preset,
-        "precision": config.train.precision,
+        "precision": model.precision,
         "hidden_units": model.hidden_units,
         "num_layers": model.num_layers,
         "words": len(words),

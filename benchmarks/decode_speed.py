@@ -254,7 +254,7 @@ def main():
         "measured": measured(),
         "run_dir": args.run_dir,
         "preset": config.preset,
-        "precision": config.train.precision,
+        "precision": model.precision,
         "hidden_units": config.model.hidden_units,
         "num_layers": config.model.num_layers,
         "words": len(words),

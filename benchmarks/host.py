@@ -10,7 +10,9 @@ import sys
 
 
 def host() -> dict:
-    """The CPU model, its AMX / AVX-512-BF16 flags, the cores, Python."""
+    """The CPU model, its AMX / AVX-512-BF16 flags, the cores, Python. Read here, not with
+    `s2s_keras.distribute.cpu_info`: the benchmarks that time `s2s` commands do not import
+    TensorFlow themselves."""
     flags, model = set(), ""
     with open("/proc/cpuinfo") as handle:
         for line in handle:

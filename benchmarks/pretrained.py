@@ -58,7 +58,7 @@ def main():
         "epochs_run": summary["epochs_run"],
         "averaged": summary.get("averaged"),
         "train_seconds": round(summary["train_seconds"]),
-        "trained_with": config.train.precision,
+        "trained_with": load_run(args.run_dir)[1].precision,
         "weights": "float32 (computes in float32; no optimizer state)",
     }
     pretrained.pack(args.run_dir, directory, card)

@@ -188,7 +188,10 @@ def _config_arguments(parser, preset_help: str) -> None:
         "--strategy", choices=STRATEGIES, default=None, help="= --set train.strategy=..."
     )
     parser.add_argument(
-        "--precision", choices=PRECISIONS, default=None, help="= --set train.precision=..."
+        "--precision",
+        choices=("auto", *PRECISIONS),
+        default=None,
+        help="= --set train.precision=...",
     )
     parser.add_argument(
         "--max-pairs",

@@ -32,7 +32,7 @@ from s2s_keras.validation import (
 
 SPLIT_MODES = ("characters", "whitespace", "wordpiece")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # what a model computes in
 LR_SCHEDULES = ("constant", "cosine", "halving")
 OPTIMIZERS = ("adam", "sgd")
 CELLS = ("lstm", "gru", "rnn")
@@ -243,9 +243,11 @@ class TrainConfig:
     backup_every_steps: int = 250  # a killed run loses at most this many steps (0: epoch ends only)
     strategy: str = "auto"
     cpu_devices: int = 0  # > 1: split the CPU into that many logical devices (mirrored on CPU)
-    # bf16 matmuls (~1.9x fp32 on AVX-512-BF16, more with AMX); weights, softmax and loss stay
-    # float32. mixed_float16 (GPUs) adds dynamic loss scaling.
-    precision: str = "mixed_bfloat16"
+    # auto: mixed_bfloat16 where matmuls have native bf16 (a CPU with AVX-512-BF16, ~1.9x fp32,
+    # or AMX, ~4-5x; a GPU of compute capability >= 8.0), else float32: elsewhere bf16 is
+    # emulated and slower than fp32. The model built records the one chosen. Weights, softmax
+    # and loss stay float32. mixed_float16 (GPUs) adds dynamic loss scaling.
+    precision: str = "auto"
     seed: int = 1234
     # Fine-tuning: a finished run dir or a `.keras` model of the same task whose vocabularies
     # (labels) and weights start this run; model.* (the architecture) and the data's
@@ -263,7 +265,7 @@ class TrainConfig:
         "backup_every_steps": integer(0),
         "strategy": one_of(STRATEGIES),
         "cpu_devices": integer(0),
-        "precision": one_of(PRECISIONS),
+        "precision": one_of(("auto", *PRECISIONS)),
         "lr_schedule": one_of(LR_SCHEDULES),
         "optimizer": one_of(OPTIMIZERS),
         "halving_start_epoch": number(0),

@@ -25,7 +25,7 @@ from s2s_keras import averaging, pipelines
 from s2s_keras import run_dir as run_files
 from s2s_keras.config import Config, ConfigError, TrainConfig
 from s2s_keras.data import PaddingCounter, PaddingFraction, TrainingData, string_batches
-from s2s_keras.distribute import get_strategy
+from s2s_keras.distribute import get_strategy, resolve_precision
 from s2s_keras.fine_tuning import copy_weights, start_from
 from s2s_keras.layers import lstm_kernels
 from s2s_keras.optimizers import Adam
@@ -35,7 +35,10 @@ from s2s_keras.tasks import get_task
 
 def build_model(config: Config, source_vocabulary, target_vocabulary):
     """The model of `config.task` (`target_vocabulary`: a classifier's labels; None for a
-    language model)."""
+    language model), computing in `train.precision` as `resolve_precision` reads it on this
+    machine (the model's own config records the one chosen)."""
+    precision = resolve_precision(config.train.precision)
+    config = config.override([f"train.precision={precision}"])
     return get_task(config.task).build_model(config, source_vocabulary, target_vocabulary)
 
 

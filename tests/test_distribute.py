@@ -200,3 +200,52 @@ def test_a_killed_worker_and_its_peer_restart_and_resume(tmp_path):
     np.testing.assert_allclose(
         again["history"]["val_loss"], whole["history"]["val_loss"], rtol=1e-5
     )
+
+
+X86_CPUINFO = """processor\t: 0
+model name\t: AMD EPYC
+flags\t\t: fpu sse avx avx2 {extra}
+processor\t: 1
+flags\t\t: fpu avx512_bf16
+"""
+
+
+@pytest.mark.parametrize(
+    "text, model, flags",
+    [
+        (X86_CPUINFO.format(extra=""), "AMD EPYC", {"fpu", "sse", "avx", "avx2"}),
+        ("processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n", "", {"fp", "asimd", "bf16", "i8mm"}),
+    ],
+)
+def test_cpu_info_reads_the_first_cpu_of_x86_and_arm(tmp_path, text, model, flags):
+    from s2s_keras.distribute import cpu_info
+
+    (tmp_path / "cpuinfo").write_text(text)
+    assert cpu_info(str(tmp_path / "cpuinfo")) == (model, flags)
+    assert cpu_info(str(tmp_path / "missing")) == ("", set())
+
+
+@pytest.mark.parametrize(
+    "extra, chosen",
+    [("", "float32"), ("avx512_bf16", "mixed_bfloat16"), ("amx_tile amx_bf16", "mixed_bfloat16")],
+)
+def test_auto_precision_is_bf16_only_where_the_cpu_has_native_bf16(
+    tmp_path, monkeypatch, extra, chosen
+):
+    import tensorflow as tf
+
+    from s2s_keras import distribute
+    from s2s_keras.config import preset
+    from s2s_keras.training import build_model
+
+    (tmp_path / "cpuinfo").write_text(X86_CPUINFO.format(extra=extra))
+    reader = distribute.cpu_info
+    monkeypatch.setattr(distribute, "cpu_info", lambda: reader(str(tmp_path / "cpuinfo")))
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    assert distribute.resolve_precision("auto") == chosen
+    for name in ("float32", "mixed_bfloat16", "mixed_float16"):
+        assert distribute.resolve_precision(name) == name
+    config = preset("tiny").override(["train.precision=auto", "model.hidden_units=8"])
+    model = build_model(config, list("abc"), ["X", "Y"])
+    assert model.precision == chosen and model.get_config()["precision"] == chosen
+    assert config.train.precision == "auto"  # the config says what was asked, the model what ran

@@ -179,11 +179,12 @@ def test_saves_and_reloads(tmp_path):
     np.testing.assert_allclose(again(x), model(x), atol=1e-6)
 
 
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "float32"])
 @pytest.mark.parametrize("name", ["small", "lstm"])
-def test_g2p_presets_train_and_decode_on_the_fast_path(name, monkeypatch):
+def test_g2p_presets_train_and_decode_on_the_fast_path(name, precision, monkeypatch):
     """The fast path, guarded by behaviour (not a timing): the models of `make train`'s preset
-    and of the defaults are bf16, and their training step and decoding never enter Keras'
-    per-step LSTM loop."""
+    and of the defaults, in bf16 (what `auto` picks on a CPU with native bf16) and float32
+    alike, never enter Keras' per-step LSTM loop in their training step or decoding."""
     import dataclasses
 
     from s2s_keras.config import preset
@@ -192,10 +193,12 @@ def test_g2p_presets_train_and_decode_on_the_fast_path(name, monkeypatch):
     from s2s_keras.training import build_model, compile_model
 
     config = preset(name)
+    assert config.train.precision == "auto" and config.model.cell == "lstm"
     config = dataclasses.replace(
-        config, model=dataclasses.replace(config.model, hidden_units=8, embedding_size=8)
+        config,
+        model=dataclasses.replace(config.model, hidden_units=8, embedding_size=8),
+        train=dataclasses.replace(config.train, precision=precision),
     )
-    assert config.train.precision == "mixed_bfloat16" and config.model.cell == "lstm"
     model = build_model(config, list("abcdef"), ["X", "Y", "Z"])
     compile_model(model, config, steps_per_epoch=1)
 
@@ -225,7 +228,8 @@ def test_g2p_presets_train_and_decode_on_the_fast_path(name, monkeypatch):
     ]
     directions = 2 if config.model.bidirectional else 1
     assert len(recurrent) == (directions + 1) * config.model.num_layers
-    assert all(isinstance(layer, LSTM) and layer.compute_dtype == "bfloat16" for layer in recurrent)
+    dtype = "bfloat16" if precision == "mixed_bfloat16" else "float32"
+    assert all(isinstance(layer, LSTM) and layer.compute_dtype == dtype for layer in recurrent)
     ids = greedy_search(
         model.step_function(),
         model.encode(inputs["source_ids"]),

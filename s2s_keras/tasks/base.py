@@ -104,6 +104,7 @@ class Task:
         raise NotImplementedError
 
     def build_model(self, config: Config, source_vocabulary, target_vocabulary):
+        """The model (`training.build_model` calls it with a concrete `train.precision`)."""
         raise NotImplementedError
 
     def examples(self, config: Config, model) -> Examples:
