@@ -14,7 +14,9 @@ clip_grad_norm; the source reversed within its length. Two ways, each at fp32 an
 autocast (loss in float32; `lstm_output_dtype` says whether autocast reached the LSTMs): packed
 sequences (the decoder and the projection run on the real target positions only; the numbers
 equal ours) and the padded batches as they are (`padded_*`: nn.LSTM's fused kernel over the
-whole bucket, which also reads the padding after each row's end). The fastest is the peer.
+whole bucket, which also reads the padding after each row's end). The fastest is the peer. A
+variant this CPU cannot run (oneDNN has no bf16 LSTM on an AVX2-only CPU) is recorded as
+`{"unsupported": its error}` and left out.
 
 `decode`: the same network with the trained Keras model's weights (`MODEL.npz`), an eager greedy
 loop (one decoder step per output token for the whole batch, stopping when every row has ended)
@@ -159,12 +161,16 @@ def benchmark(batches, meta: dict) -> dict:
             optimizer.step()
             return dtype
 
-        for batch in tensors[: meta["warmup_batches"]]:
-            step(batch)
-        start = time.perf_counter()
-        for batch in tensors:
-            lstm_dtype = step(batch)
-        seconds = time.perf_counter() - start
+        try:
+            for batch in tensors[: meta["warmup_batches"]]:
+                step(batch)
+            start = time.perf_counter()
+            for batch in tensors:
+                lstm_dtype = step(batch)
+            seconds = time.perf_counter() - start
+        except RuntimeError as error:  # oneDNN has no bf16 LSTM primitive on an AVX2-only CPU
+            result[name] = {"unsupported": str(error).splitlines()[0]}
+            continue
         result[name] = {
             "tokens_per_s": tokens / seconds,
             "seconds_per_epoch": seconds,
@@ -179,7 +185,8 @@ def benchmark(batches, meta: dict) -> dict:
     result["threads"] = torch.get_num_threads()
     result["torch_version"] = torch.__version__
     result["fastest"] = max(
-        (name for name, _, _ in VARIANTS), key=lambda name: result[name]["tokens_per_s"]
+        (name for name, _, _ in VARIANTS if "tokens_per_s" in result[name]),
+        key=lambda name: result[name]["tokens_per_s"],
     )
     result["tokens_per_s"] = result[result["fastest"]]["tokens_per_s"]
     return result
@@ -226,9 +233,12 @@ def decode_benchmark(arrays: dict, meta: dict) -> dict:
 
     result = {"threads": torch.get_num_threads(), "torch_version": torch.__version__}
     for name, autocast, packed in VARIANTS:
-        result[f"greedy_words_per_s_batch_{batch_size}_{name}"] = words_per_second(
-            make_call(autocast, packed), len(source), batch_size
-        )
+        try:
+            result[f"greedy_words_per_s_batch_{batch_size}_{name}"] = words_per_second(
+                make_call(autocast, packed), len(source), batch_size
+            )
+        except RuntimeError as error:  # as in `benchmark`
+            result[f"unsupported_{name}"] = str(error).splitlines()[0]
     # packed: the same numbers as ours (the padded encoder also reads the padding)
     result["first_batch_fp32_ids"] = make_call(False)(slice(0, batch_size)).tolist()
     return result

@@ -498,7 +498,9 @@ def main():
         for dtype in ("float32", "bfloat16")
     }
     runs = list(ours.items()) + [
-        (name, report["pytorch"][name]) for name in PEAK_DTYPE if name in report.get("pytorch", {})
+        (name, report["pytorch"][name])
+        for name in PEAK_DTYPE
+        if "tokens_per_s" in report.get("pytorch", {}).get(name, {})
     ]
     for name, run in runs:
         run["useful_gflop_per_s"] = run["tokens_per_s"] * report["useful_flop_per_token"] / 1e9
