@@ -5,8 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_DIR ?= runs/g2p-small
 EXPORT_BASE ?= saved_models/g2p
-# The LSTM training loop's fused step kernels, compiled against the installed TensorFlow.
-KERNELS := s2s_keras/layers/_lstm_kernels.so
+# The LSTM training loop's fused kernels, compiled against the installed TensorFlow: the
+# per-step ops, and the whole-sequence ops that load only on CPUs with AMX tiles.
+STEP_KERNELS := s2s_keras/layers/_lstm_kernels.so
+SEQUENCE_KERNELS := s2s_keras/layers/_lstm_sequence.so
+KERNELS := $(STEP_KERNELS) $(SEQUENCE_KERNELS)
 
 .PHONY: install train test lint format docs clean
 
@@ -20,8 +23,11 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(BIN)/pip install --no-deps -e .
 	touch $(STAMP)
 
-$(KERNELS): s2s_keras/layers/lstm_kernels.cc $(STAMP)
+$(STEP_KERNELS): s2s_keras/layers/lstm_kernels.cc s2s_keras/layers/lstm_rows.h $(STAMP)
 	$(BIN)/python -c 'from s2s_keras.layers import lstm_kernels; lstm_kernels.build("$@")'
+
+$(SEQUENCE_KERNELS): s2s_keras/layers/lstm_sequence.cc s2s_keras/layers/lstm_rows.h $(STAMP)
+	$(BIN)/python -c 'from s2s_keras.layers import lstm_kernels as k; k.build("$@", k.SEQUENCE_SOURCE)'
 
 # Train the default G2P model on the embedded CMUdict, evaluate on the test split, export, predict.
 train: $(STAMP) $(KERNELS)

@@ -2,15 +2,19 @@
 on the same batches (read into memory first).
 
     .venv/bin/python benchmarks/train_ab.py --units 256 --layers 1 --batch-size 128 \
-        --pairs 40000 --rounds 3 [--lever kernels|adam|autotune] \
+        --pairs 40000 --rounds 3 [--lever kernels|sequence|adam|autotune] \
         [--precision mixed_bfloat16|float32|both] [--set KEY=VALUE ...] \
-        > benchmarks/results/train-ab-lstm-kernels.json  # or train-ab-adam / -autotune.json
+        > benchmarks/results/train-ab-lstm-kernels.json  # or train-ab-sequence / -adam / ...
 
 Builds two models of `train_speed.py`'s configuration (same seed, same data pipeline, same
 epoch order), one per side of `--lever`:
   - `kernels` (default): `fused` traces its training step with the kernels of
     `s2s_keras/layers/lstm_kernels.cc`, `tensorflow_ops` inside `lstm.without_fusing()`. Both
     compute identical numbers (tests/test_lstm_kernels.py), so only the speed differs.
+  - `sequence` (a CPU with AMX tiles, bf16): `whole_sequence` traces with the whole-sequence
+    ops of `s2s_keras/layers/lstm_sequence.cc` (one op per layer and direction, its recurrent
+    matmuls on the tiles), `per_step` inside `lstm.per_step_kernels()` (a TensorFlow loop of
+    the per-step kernels and TensorFlow's matmuls). Their numbers differ by bf16 roundings.
   - `adam`: `fused_adam` trains with `s2s_keras.optimizers.Adam` (one `ResourceApplyAdam` per
     variable), `keras_adam` with `keras.optimizers.Adam` (a dozen ops per variable); the same
     update up to the rounding of 1 − β.
@@ -96,7 +100,7 @@ def with_autotune() -> tf.data.Options:
     return options
 
 
-LEVERS = ("kernels", "adam", "autotune")
+LEVERS = ("kernels", "sequence", "adam", "autotune")
 
 
 @contextlib.contextmanager
@@ -115,6 +119,13 @@ def build_sides(lever: str, make) -> dict:
             plain = make()
             plain.epoch()  # traces with TensorFlow's ops
         return {"fused": fused, "tensorflow_ops": plain}
+    if lever == "sequence":
+        whole = make()
+        whole.epoch()  # traces with the whole-sequence ops
+        with lstm.per_step_kernels():
+            per_step = make()
+            per_step.epoch()
+        return {"whole_sequence": whole, "per_step": per_step}
     if lever == "adam":
         fused = make()
         with keras_adam():
@@ -180,6 +191,8 @@ def main():
     args = parser.parse_args()
     if args.lever == "kernels" and lstm_kernels.load() is None:
         raise SystemExit(f"no fused kernels to compare: {lstm_kernels.status()}")
+    if args.lever == "sequence" and lstm_kernels.sequence_ops() is None:
+        raise SystemExit(f"no whole-sequence ops to compare: {lstm_kernels.status()}")
     report = {
         **report_header(args),
         "rounds": args.rounds,

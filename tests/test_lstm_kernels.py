@@ -1,6 +1,7 @@
 """layers/lstm_kernels: the fused step kernels build from source, load, and give the training
 loop exactly the numbers of the same loop in TensorFlow ops (outputs, states and every
-gradient, float32, bf16 and float16, every mask); only training uses them, so exports never do."""
+gradient, float32, bf16 and float16, every mask); only training uses them, so exports never do.
+On a CPU with AMX tiles, the whole-sequence ops against the per-step kernels."""
 
 import os
 import subprocess
@@ -139,7 +140,7 @@ def test_builds_from_source_and_loads(tmp_path):
         text=True,
         check=True,
     )
-    assert loaded.stdout.strip() == "fused"
+    assert loaded.stdout.strip() in ("fused", "fused, whole sequences on AMX")
 
 
 def test_a_missing_or_stale_library_says_why_and_training_still_runs(tmp_path):
@@ -166,6 +167,57 @@ def test_loop_choices_are_restored_after_nested_contexts():
         with lstm.without_fusing():
             pass
         assert not lstm._loops["fusing"]  # still off: the outer context has not ended
-        with lstm.without_packing():
-            assert lstm._loops == {"packing": False, "fusing": False}
-    assert lstm._loops == {"packing": True, "fusing": True}
+        with lstm.without_packing(), lstm.per_step_kernels():
+            assert lstm._loops == {"packing": False, "fusing": False, "sequence": False}
+    assert lstm._loops == {"packing": True, "fusing": True, "sequence": True}
+
+
+@pytest.fixture(scope="module")
+def amx(kernels):
+    """The whole-sequence op module, where this CPU has AMX tiles."""
+    if not lstm_kernels.amx():
+        pytest.skip("this CPU has no AMX tiles: the whole-sequence ops do not run here")
+    module = lstm_kernels.sequence_ops()
+    assert module is not None, lstm_kernels.status()  # `make test` builds the library first
+    return module
+
+
+@pytest.mark.parametrize("units", [32, 96])
+@pytest.mark.parametrize("mask", ["none", "right", "left"])
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_whole_sequence_ops_equal_the_per_step_kernels(amx, units, mask, go_backwards):
+    """One op per direction (recurrent matmuls on AMX tiles inside it) against the per-step
+    kernels whose matmuls are TensorFlow's: outputs, states and every gradient. Both sum the bf16
+    products in float32 and round to bf16, in another order; the gate arithmetic is AVX-512's
+    (FMA) instead of AVX's: bf16 roundings that differ by an ulp now and then."""
+    whole_step, whole = _run(units, tf.bfloat16, _mask(mask), go_backwards, False)
+    with lstm.per_step_kernels():
+        step_step, per_step = _run(units, tf.bfloat16, _mask(mask), go_backwards, False)
+    assert {"S2sLstmSequence", "S2sLstmSequenceGrad"} <= _op_types(whole_step)
+    assert "S2sLstmGates" not in _op_types(whole_step)
+    assert "S2sLstmSequence" not in _op_types(step_step)
+    for got, expected in zip(whole, per_step):
+        assert np.linalg.norm(got - expected) <= 1e-2 * np.linalg.norm(expected)
+    for got, expected in zip(whole[:3], per_step[:3]):  # outputs and states: mostly identical
+        assert np.mean(got == expected) > 0.95
+
+
+def test_whole_sequence_runs_only_where_it_can(amx):
+    """float32, and units not a multiple of 32, keep the per-step kernels."""
+    for units, dtype in ((32, tf.float32), (16, tf.bfloat16)):
+        step, _ = _run(units, dtype, _mask("right"), False, False)
+        assert "S2sLstmSequence" not in _op_types(step)
+        assert "S2sLstmGates" in _op_types(step)
+
+
+def test_whole_sequence_ops_refuse_bad_shapes(amx):
+    projected = tf.zeros([2, 3, 128])  # batch major
+    state = tf.zeros([2, 32], tf.bfloat16)
+    kernel = tf.zeros([32, 128], tf.bfloat16)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="inconsistent shapes"):
+        amx.s2s_lstm_sequence(projected, state, state, kernel, tf.ones([2, 4], bool))
+    odd = tf.zeros([2, 8], tf.bfloat16)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="multiple of 32, got 8"):
+        amx.s2s_lstm_sequence(
+            tf.zeros([2, 3, 32]), odd, odd, tf.zeros([8, 32], tf.bfloat16), tf.ones([2, 3], bool)
+        )

@@ -88,5 +88,8 @@ def test_the_wheel_and_the_sdist_carry_the_shipped_model(tmp_path):
     shipped = {f"s2s_keras/pretrained/g2p/{name}" for name in FILES}
     assert shipped <= set(zipfile.ZipFile(wheel).namelist())
     assert "s2s_keras_cli.py" in zipfile.ZipFile(wheel).namelist()
+    # and the LSTM kernels' sources, which an installed package compiles (`lstm_kernels.build`)
+    kernels = {f"s2s_keras/layers/{name}" for name in ("lstm_kernels.cc", "lstm_sequence.cc")}
+    assert kernels | {"s2s_keras/layers/lstm_rows.h"} <= set(zipfile.ZipFile(wheel).namelist())
     members = {name.split("/", 1)[1] for name in tarfile.open(sdist).getnames() if "/" in name}
     assert shipped <= members

@@ -15,7 +15,9 @@ kernel-sized gradient per step); at batch 1 these casts cost more than the matmu
     step-by-step decoding reproduces the teacher-forced pass;
   - in training, each step's element-wise work forward and backward is one kernel of
     `lstm_kernels` (C++, built by `make install`) instead of a dozen and two dozen ops, with the
-    same numbers; inference and exports trace TensorFlow's ops only.
+    same numbers; on a CPU with AMX tiles a bf16 layer (units a multiple of 32) runs its whole
+    loop, recurrent matmuls included, as one op forward and one backward. Inference and exports
+    trace TensorFlow's ops only.
 Masked steps keep the previous state and output the previous output (zeros before the first
 real step), as Keras' loop does; `go_backwards` reverses time (and the mask) first, as Keras.
 
@@ -146,22 +148,27 @@ def lstm_projected_sequence(
     if go_backwards:
         projected = tf.reverse(projected, [1])
         mask = None if mask is None else tf.reverse(mask, [1])
-    projected = tf.transpose(projected, [1, 0, 2])  # time major
-    keep = None if mask is None else tf.transpose(mask)[:, :, None]  # (T, batch, 1) bool
     dtype = recurrent_kernel.dtype
     h0, c0 = tf.cast(h0, dtype), tf.cast(c0, dtype)
-    if training or keep is None or not _loops["packing"]:
-        h_seq, h, c = _recurrence(projected, h0, c0, keep, recurrent_kernel, fused=training)
-    else:  # inference: a batch of mixed lengths (decoding requests) packs; left padding cannot
-        lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
-        right_padded = tf.reduce_all(tf.equal(mask, tf.sequence_mask(lengths, tf.shape(mask)[1])))
-        h_seq, h, c = tf.cond(
-            right_padded,
-            lambda: _packed_recurrence(projected, h0, c0, lengths, recurrent_kernel),
-            lambda: _recurrence(projected, h0, c0, keep, recurrent_kernel),
-        )
-    outputs = tf.transpose(h_seq, [1, 0, 2])
-    if keep is not None:
+    if training and _whole_sequence_runs(recurrent_kernel):
+        outputs, h, c = _whole_sequence(projected, h0, c0, mask, recurrent_kernel)
+    else:
+        projected = tf.transpose(projected, [1, 0, 2])  # time major
+        keep = None if mask is None else tf.transpose(mask)[:, :, None]  # (T, batch, 1) bool
+        if training or keep is None or not _loops["packing"]:
+            h_seq, h, c = _recurrence(projected, h0, c0, keep, recurrent_kernel, fused=training)
+        else:  # inference: mixed lengths (decoding requests) pack; left padding cannot
+            lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
+            right_padded = tf.reduce_all(
+                tf.equal(mask, tf.sequence_mask(lengths, tf.shape(mask)[1]))
+            )
+            h_seq, h, c = tf.cond(
+                right_padded,
+                lambda: _packed_recurrence(projected, h0, c0, lengths, recurrent_kernel),
+                lambda: _recurrence(projected, h0, c0, keep, recurrent_kernel),
+            )
+        outputs = tf.transpose(h_seq, [1, 0, 2])
+    if mask is not None:
         # Keras outputs zeros at masked steps, or (default) the previous output: zeros before
         # the first real step, then the carried h
         shown = mask if zero_masked_outputs else tf.cumsum(tf.cast(mask, tf.int32), axis=1) > 0
@@ -169,9 +176,10 @@ def lstm_projected_sequence(
     return outputs, h, c
 
 
-# Choices of loop made when a function is traced, both on unless turned off around the trace:
-# inference packs right-padded rows (`_packed_recurrence`), training runs the fused kernels.
-_loops = {"packing": True, "fusing": True}
+# Choices of loop made when a function is traced, all on unless turned off around the trace:
+# inference packs right-padded rows (`_packed_recurrence`), training runs the fused kernels,
+# and where it can, the whole-sequence ones.
+_loops = {"packing": True, "fusing": True, "sequence": True}
 
 
 @contextlib.contextmanager
@@ -194,6 +202,50 @@ def without_fusing():
     """Training loops traced inside run TensorFlow's ops even with the fused kernels loaded:
     the reference the kernels are tested and timed against."""
     return _without("fusing")
+
+
+def per_step_kernels():
+    """Training loops traced inside run the per-step fused kernels in a TensorFlow loop even
+    where the whole-sequence ops could run: their reference in tests and A/B timings."""
+    return _without("sequence")
+
+
+def _whole_sequence_runs(recurrent_kernel) -> bool:
+    """Whether a training loop of this kernel runs as `_whole_sequence`: the sequence library
+    loaded (a CPU with AMX tiles: `lstm_kernels.sequence_ops()`), bf16, units a multiple of 32
+    (the tiles' depth)."""
+    return (
+        _loops["fusing"]
+        and _loops["sequence"]
+        and recurrent_kernel.dtype == tf.bfloat16
+        and recurrent_kernel.shape[0] % 32 == 0
+        and lstm_kernels.sequence_ops() is not None
+    )
+
+
+def _whole_sequence(projected, h0, c0, mask, recurrent_kernel):
+    """`_recurrence(fused=True)` as one op forward (`S2sLstmSequence`) and one backward
+    (`S2sLstmSequenceGrad`), batch major: `projected (batch, T, 4·units)` float32, `mask (batch,
+    T)` bool or None → `(outputs (batch, T, units), h, c)` bf16, outputs unmasked."""
+    kernels = lstm_kernels.sequence_ops()
+    keep = tf.ones(tf.shape(projected)[:2], tf.bool) if mask is None else mask
+
+    @tf.custom_gradient
+    def run(projected, h0, c0, recurrent_kernel):
+        h_seq, c_prev, gate_seq, h, c = kernels.s2s_lstm_sequence(
+            projected, h0, c0, recurrent_kernel, keep
+        )
+
+        def gradient(d_h_seq, d_h, d_c):
+            d_z_seq, d_h0, d_c0 = kernels.s2s_lstm_sequence_grad(
+                gate_seq, c_prev, d_h_seq, keep, d_h, d_c, recurrent_kernel
+            )
+            h_prev = tf.concat([h0[:, None], h_seq[:, :-1]], 1)
+            return d_z_seq, d_h0, d_c0, _recurrent_gradient(h_prev, d_z_seq)
+
+        return (h_seq, h, c), gradient
+
+    return run(projected, h0, c0, recurrent_kernel)
 
 
 def _packed_recurrence(projected, h0, c0, lengths, recurrent_kernel):
@@ -287,16 +339,23 @@ def _recurrence(projected, h0, c0, keep, recurrent_kernel, fused=False):
                     gate_seq, c_prev, d_h_seq, keep, d_h, d_c, transposed, d_z_seq
                 )
             h_prev = tf.concat([h0[None], h_seq[:-1]], 0)
-            d_recurrent = tf.matmul(
-                tf.reshape(h_prev, [-1, units]),
-                tf.cast(tf.reshape(d_z_seq, [-1, 4 * units]), dtype),
-                transpose_a=True,
-            )
+            d_recurrent = _recurrent_gradient(h_prev, d_z_seq)
             return d_z_seq, tf.cast(d_h0, dtype), tf.cast(d_c0, dtype), d_recurrent
 
         return (h_seq, h, c), gradient
 
     return run(projected, h0, c0, recurrent_kernel)
+
+
+def _recurrent_gradient(h_prev, d_z_seq):
+    """The recurrent kernel's gradient, one matmul over all steps and rows: `Σ h_{t-1}ᵀ d_z_t`
+    for `h_prev` (compute dtype) and `d_z_seq` (float32) in the same (steps, rows) order."""
+    units = h_prev.shape[-1]
+    return tf.matmul(
+        tf.reshape(h_prev, [-1, units]),
+        tf.cast(tf.reshape(d_z_seq, [-1, 4 * units]), h_prev.dtype),
+        transpose_a=True,
+    )
 
 
 def _backward(gate_seq, c_prev, d_h_seq, keep, d_h, d_c, transposed, d_z_seq):

@@ -16,32 +16,16 @@
 // Every product and sum is its own rounding, in the order TensorFlow's ops compute them, and
 // sigmoid and tanh are Eigen's (what tf.sigmoid and tf.tanh run): the same float32 numbers
 // as the loop written in TensorFlow ops.
+//
+// S2sAmxUsable: whether the CPU has AMX tiles (amx_tile, amx_bf16) that the operating system lets
+// this process use — the condition for loading `lstm_sequence.cc`'s library at all.
 
-#include <vector>
+#include <functional>
 
-#include "tensorflow/core/framework/op.h"
-#include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/framework/shape_inference.h"
-#include "unsupported/Eigen/CXX11/Tensor"
+#include "lstm_rows.h"
 
 namespace {
 
-using tensorflow::DEVICE_CPU;
-using tensorflow::OpKernel;
-using tensorflow::OpKernelConstruction;
-using tensorflow::OpKernelContext;
-using tensorflow::Tensor;
-using tensorflow::TensorShape;
-using tensorflow::errors::InvalidArgument;
-using tensorflow::shape_inference::InferenceContext;
-
-using Floats = Eigen::Array<float, Eigen::Dynamic, 1>;
-using FloatMap = Eigen::Map<Floats>;
-using ConstFloatMap = Eigen::Map<const Floats>;
-template <typename T>
-using ConstMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
-template <typename T>
-using Map = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
 
 // Rows [begin, end) of `batch` rows on the device's intra-op threads.
 void ForRows(OpKernelContext* ctx, int64_t batch, int64_t units,
@@ -102,23 +86,8 @@ class LstmGatesOp : public OpKernel {
       Floats cell(units);
       for (int64_t b = begin; b < end; ++b) {
         const int64_t row4 = b * 4 * units, row = b * units;
-        const auto z = ConstFloatMap(p_all + row4, 4 * units) +
-                       ConstMap<T>(r_all + row4, 4 * units).template cast<float>();
-        FloatMap act(g_all + row4, 4 * units);
-        act.segment(0, 2 * units) = z.segment(0, 2 * units).logistic();
-        act.segment(2 * units, units) = z.segment(2 * units, units).tanh();
-        act.segment(3 * units, units) = z.segment(3 * units, units).logistic();
-        Map<T> h_out(h_all + row, units), c_out(c_all + row, units);
-        if (!keep_t[b]) {
-          h_out = ConstMap<T>(hp_all + row, units);
-          c_out = ConstMap<T>(cp_all + row, units);
-          continue;
-        }
-        const auto i = act.segment(0, units), f = act.segment(units, units),
-                   g = act.segment(2 * units, units), o = act.segment(3 * units, units);
-        cell = f * ConstMap<T>(cp_all + row, units).template cast<float>() + i * g;
-        h_out = (o * cell.tanh()).template cast<T>();
-        c_out = cell.template cast<T>();
+        GatesRow<T>(units, p_all + row4, r_all + row4, hp_all + row, cp_all + row, keep_t[b],
+                    h_all + row, c_all + row, g_all + row4, &cell);
       }
     });
   }
@@ -165,48 +134,17 @@ class LstmGatesGradOp : public OpKernel {
     float* dcp_all = d_c_prev->flat<float>().data();
     float* pass_all = d_h_pass_out->flat<float>().data();
     ForRows(ctx, batch, units, [&](int64_t begin, int64_t end) {
-      Floats d_h(units), d_c(units), tanh_c(units);
+      Floats d_h(units), tanh_c(units);
       for (int64_t b = begin; b < end; ++b) {
         const int64_t row4 = b * 4 * units, row = b * units;
-        // The same sums as `d_h = cast(d_z W_hᵀ) + pass_h` then `d_h + d_h_seq[t]`.
-        d_h = ConstMap<T>(dhr_all + row, units).template cast<float>() +
-              ConstFloatMap(dhp_all + row, units);
-        d_h = d_h + ConstFloatMap(dhs_all + row, units);
-        FloatMap dz(dz_all + row4, 4 * units), dcp(dcp_all + row, units),
-            pass(pass_all + row, units);
-        if (!keep_t[b]) {
-          dz.setZero();
-          dcp = ConstFloatMap(dc_all + row, units);
-          pass = d_h;
-          continue;
-        }
-        pass.setZero();
-        const ConstFloatMap act(g_all + row4, 4 * units), c_prev(cp_all + row, units);
-        const auto i = act.segment(0, units), f = act.segment(units, units),
-                   g = act.segment(2 * units, units), o = act.segment(3 * units, units);
-        Floats forget = f * c_prev;
-        Floats input = i * g;
-        Floats cell = forget + input;
-        tanh_c = cell.tanh();
-        Floats d_cell = d_h * o;
-        d_cell = d_cell * (1.0f - tanh_c * tanh_c);
-        d_c = ConstFloatMap(dc_all + row, units) + d_cell;
-        Floats x = d_c * g;
-        x = x * i;
-        dz.segment(0, units) = x * (1.0f - i);
-        x = d_c * c_prev;
-        x = x * f;
-        dz.segment(units, units) = x * (1.0f - f);
-        x = d_c * i;
-        dz.segment(2 * units, units) = x * (1.0f - g * g);
-        x = d_h * tanh_c;
-        x = x * o;
-        dz.segment(3 * units, units) = x * (1.0f - o);
-        dcp = d_c * f;
+        GatesGradRow<T>(units, g_all + row4, cp_all + row, dhs_all + row, keep_t[b],
+                        dhr_all + row, dhp_all + row, dc_all + row, dz_all + row4,
+                        dcp_all + row, pass_all + row, &d_h, &tanh_c);
       }
     });
   }
 };
+
 
 tensorflow::Status SameAs(InferenceContext* c, int output, int input) {
   c->set_output(output, c->input(input));
@@ -266,3 +204,20 @@ REGISTER_OP("S2sLstmGatesGrad")
 S2S_REGISTER(float)
 S2S_REGISTER(Eigen::bfloat16)
 S2S_REGISTER(Eigen::half)
+
+REGISTER_OP("S2sAmxUsable").Output("usable: bool").SetShapeFn([](InferenceContext* c) {
+  c->set_output(0, c->Scalar());
+  return tensorflow::OkStatus();
+});
+
+class AmxUsableOp : public OpKernel {
+ public:
+  explicit AmxUsableOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  void Compute(OpKernelContext* ctx) override {
+    Tensor* usable;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({}), &usable));
+    usable->scalar<bool>()() = AmxUsable();
+  }
+};
+
+REGISTER_KERNEL_BUILDER(Name("S2sAmxUsable").Device(DEVICE_CPU), AmxUsableOp);
