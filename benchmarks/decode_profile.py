@@ -45,8 +45,9 @@ from s2s_keras.run_dir import load_run  # noqa: E402
 WHILE = re.compile(r"/while(_\d+)?/")
 
 
-def region(node: str) -> str:
-    """The region of an op from its node name (see the module docstring)."""
+def region(node: str, op: str = "") -> str:
+    """The region of an op from its node name (see the module docstring; `op`, its type, is
+    not needed here)."""
     match = WHILE.search(node)
     if not match:
         return "outside the loops"

@@ -6,19 +6,23 @@ TensorFlow ops, and which oneDNN kernel each matmul gets.
         --pairs 40000 [--precision mixed_bfloat16] [--set KEY=VALUE ...] \
         > benchmarks/results/step-profile.json
 
-For each side (`fused`, `tensorflow_ops`): one warm-up epoch, two unprofiled epochs (the better
-one is the step time: see train_ab.py on stalls), then one epoch under
-`tf.profiler.experimental` (the profiler slows the epoch; its wall time is reported too). The
+For each side — `whole_sequence` (on a CPU with AMX tiles, bf16: the whole-sequence ops of
+`lstm_sequence.cc`), `fused` (the per-step kernels in a TensorFlow loop,
+`lstm.per_step_kernels()`), `tensorflow_ops` (`lstm.without_fusing()`) — one warm-up epoch,
+two unprofiled epochs (the better one is the step time: see train_ab.py on stalls), then one
+epoch under `tf.profiler.experimental` (the profiler slows the epoch; its wall time is reported
+too). The
 trace's op events (host CPU plane, the executor's threads) are summed per step:
   - by region, from the op's node name: the encoder's and the decoder's forward time loops
     (`<layer>/while/body`), the backward time loops (the hand-written gradients' `while/body`),
+    the whole-sequence ops (`forward sequence ops`, `backward sequence ops`, by op type),
     and everything outside the loops (embeddings, input projections, the output projection
     and softmax, the loss, the weight gradients, Adam, casts, transposes);
   - by op type, and by op type within each region.
 Op times on the two executor threads overlap, so a region's sum can exceed its share of the
 wall time; the step's wall time is the epoch's over its steps.
 
-Then, in a process of its own with `ONEDNN_VERBOSE=1`, 5 training steps of the fused side:
+Then, in a process of its own with `ONEDNN_VERBOSE=1`, 5 training steps as the code runs them:
 every oneDNN primitive executed, counted by kind, implementation (for instance
 `brg_matmul:avx512_core_bf16`, or `..._amx` on hosts with AMX tiles) and shapes, with their
 summed milliseconds.
@@ -53,8 +57,16 @@ MARKER = "step_profile: the counted steps start here"
 WORKER_STEPS = 5
 
 
-def region(node: str) -> str:
-    """The region of an op from its node name (see the module docstring)."""
+SEQUENCE_OPS = {
+    "S2sLstmSequence": "forward sequence ops",
+    "S2sLstmSequenceGrad": "backward sequence ops",
+}
+
+
+def region(node: str, op: str = "") -> str:
+    """The region of an op from its node name and type (see the module docstring)."""
+    if op in SEQUENCE_OPS:
+        return SEQUENCE_OPS[op]
     if not LOOP.search(node):
         return "outside the loops"
     for layer in ("encoder", "decoder"):
@@ -93,7 +105,7 @@ class OpTimes:
         self.counts = collections.Counter()
         self.within = collections.defaultdict(collections.Counter)
         for node, op, ms in op_events(trace_dir):
-            where = region_of(node)
+            where = region_of(node, op)
             self.by_region[where] += ms / runs
             self.by_op[op] += ms / runs
             self.counts[op] += 1 / runs
@@ -204,9 +216,16 @@ def main():
         **report_header(args),
         "precision": args.precision,
     }
-    fused = Variant(config, corpus, *vocabularies, lengths)
+    if lstm_kernels.sequence_ops() is not None and args.precision == "mixed_bfloat16":
+        whole = Variant(config, corpus, *vocabularies, lengths)
+        whole.epoch()  # tracing
+        report["whole_sequence"] = profiled(whole, whole.steps)
+        del whole
+        keras.backend.clear_session()
+    with lstm.per_step_kernels():
+        fused = Variant(config, corpus, *vocabularies, lengths)
+        fused.epoch()  # tracing
     report["steps_per_epoch"] = fused.steps
-    fused.epoch()  # tracing
     report["fused"] = profiled(fused, fused.steps)
     del fused
     keras.backend.clear_session()
