@@ -345,6 +345,7 @@ PRECISION_KEYS = ("float32", "mixed_bfloat16")
 
 TRAIN_AB_SIDES = {
     "kernels": ("fused", "tensorflow_ops"),
+    "sequence": ("whole_sequence", "per_step"),
     "adam": ("fused_adam", "keras_adam"),
     "autotune": ("without_autotune", "autotune"),
 }
@@ -396,7 +397,14 @@ def train_ab_rows(reports: list, prefix: str) -> list:
     return table(header, rows)
 
 
-REGIONS = ("encoder forward loop", "decoder forward loop", "backward loops", "outside the loops")
+REGIONS = (
+    "encoder forward loop",
+    "decoder forward loop",
+    "backward loops",
+    "forward sequence ops",
+    "backward sequence ops",
+    "outside the loops",
+)
 
 
 def network(report: dict) -> str:
@@ -409,7 +417,9 @@ def network(report: dict) -> str:
 def step_profile_rows(reports: list, prefix: str) -> list:
     rows = []
     for name, report in reports:
-        for side in ("tensorflow_ops", "fused"):
+        for side in ("tensorflow_ops", "fused", "whole_sequence"):
+            if side not in report:  # whole_sequence: hosts with AMX tiles only
+                continue
             profile = report[side]
             regions = profile["by_region_ms_per_step"]
             top = list(profile["by_op_ms_per_step"].items())[:4]
