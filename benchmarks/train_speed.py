@@ -43,9 +43,10 @@ training split of those):
 Tokens = non-padding source tokens + target tokens including the end token (the non-padding
 `target_out_ids`), the same count on all three sides. Ratios: `ours_vs_torch` (our fastest
 precision over PyTorch's fastest) and `ours_vs_kerasio` (our fastest over keras-io's fastest).
-Excluded from every timing: reading the corpus, vocabularies, tokenization (cached in the
-warm-up epoch), tracing and the first epoch; for PyTorch and keras-io also building their
-inputs (tensors, one-hot arrays), which favours them. Ours runs without the callbacks of
+Excluded from every timing: reading the corpus, vocabularies, tokenization (once, when the
+dataset is made), tracing and the first epoch; for PyTorch and keras-io also building their
+inputs (tensors, one-hot arrays), which favours them: ours arranges each epoch's batches
+(shuffle, buckets, padding) inside the timed epoch. Ours runs without the callbacks of
 `s2s train` (backups, TensorBoard, CSV log) and without validation.
 """
 

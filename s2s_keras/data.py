@@ -6,8 +6,11 @@ each element is `({"source_ids": (batch, S), "target_in_ids": (batch, T)}, targe
 0 = padding. (Contiguous text for truncated BPTT: `tasks.lm.make_stream_dataset`.)
 `TrainingData` is what a task hands the fit loop: the per-epoch stream, the validation batches,
 the steps per epoch and the statistics of the data preparation (`bucketed_training_data`).
-Pairs are tokenized once (cached), shuffled with a seed, grouped into buckets of similar length
-(`bucket_width` tokens wide) so that little of each batch is padding, then prefetched. A streamed
+Pairs are tokenized once (when the dataset is made), shuffled with a seed, grouped into buckets
+of similar length (`bucket_width` tokens wide) so that little of each batch is padding, cut into
+batches whose order is shuffled too — all arranged per batch, with a few tensor ops per epoch
+rather than tf.data's per-example ops, which cost more CPU than a small model's step — then
+prefetched. A streamed
 training split (`pipelines.corpus.PairStream`, `data.streaming`) is read from its files on
 every pass instead: tokenized as it is read, shuffled within a window of `shuffle_buffer`
 examples.
@@ -171,55 +174,16 @@ def make_dataset(
     if in_memory and not pairs:
         raise ValueError("make_dataset: no pairs (is the split empty?)")
 
-    def densify(*ragged):
-        # After unbatch each element is a rank-0-ragged tensor; padded_batch wants plain tensors.
-        return tuple(
-            tensor.to_tensor() if isinstance(tensor, tf.RaggedTensor) else tensor
-            for tensor in ragged
-        )
-
-    if in_memory:
-        strings = tf.data.Dataset.from_tensor_slices(
-            (
-                tf.constant([source for source, _ in pairs], tf.string),
-                tf.constant([target for _, target in pairs], tf.string),
-            )
-        ).batch(STRING_BATCH)
-        buffer = min(shuffle_buffer, len(pairs))
-    else:
-        strings = tf.data.Dataset.from_generator(
-            lambda: string_batches(pairs), output_signature=(tf.TensorSpec([None], tf.string),) * 2
-        )
-        buffer = shuffle_buffer
-    encoded = strings.map(examples.encode, num_parallel_calls=tf.data.AUTOTUNE)
-    encoded = encoded.unbatch().map(densify)
-    if in_memory:
-        encoded = encoded.cache()  # tokenized once; a stream is tokenized as it is read
     boundaries, bucket_batch_sizes = buckets(
         bucket_width, max_bucket_length, batch_size, batch_tokens
     )
-
-    def length(*example):
-        # the longest sequence of the example (a label is a scalar: not a sequence)
-        return tf.reduce_max(
-            tf.stack([tf.shape(part)[0] for part in example if part.shape.rank == 1])
-        )
+    if in_memory:
+        batched = _table_batches(_encoded_table(pairs, examples), boundaries, bucket_batch_sizes)
+    else:
+        batched = _streamed_batches(pairs, examples, boundaries, bucket_batch_sizes, shuffle_buffer)
 
     def arrange(epoch, epoch_seed, reshuffle: bool):
-        dataset = encoded
-        if shuffle:
-            dataset = dataset.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=reshuffle)
-        dataset = dataset.bucket_by_sequence_length(
-            element_length_func=length,
-            bucket_boundaries=boundaries,
-            bucket_batch_sizes=bucket_batch_sizes,
-            padding_values=tuple(PAD_ID for _ in encoded.element_spec),
-        )
-        if shuffle:
-            # Buckets fill at different rates; mixing whole batches keeps lengths from arriving
-            # in runs.
-            dataset = dataset.shuffle(64, seed=epoch_seed + 1, reshuffle_each_iteration=reshuffle)
-
+        dataset = batched(epoch_seed, shuffle, reshuffle)
         if padding is None:
             return dataset.map(examples.to_model)
 
@@ -238,6 +202,119 @@ def make_dataset(
             lambda epoch: arrange(epoch, tf.cast(seed, tf.int64) + 7919 * epoch, reshuffle=False)
         )
     return distributable(dataset)
+
+
+def _encoded_table(pairs, examples) -> tuple:
+    """Every pair of a list encoded once (`examples.encode`, `STRING_BATCH` strings a call): the
+    components of all examples, a ragged (examples, None) tensor per sequence, a dense
+    (examples,) one per label."""
+    parts = [
+        examples.encode(tf.constant(sources, tf.string), tf.constant(targets, tf.string))
+        for sources, targets in string_batches(pairs)
+    ]
+    return tuple(tf.concat(list(component), axis=0) for component in zip(*parts))
+
+
+def _table_batches(table: tuple, boundaries: list, bucket_batch_sizes: list):
+    """`batched(epoch_seed, shuffle, reshuffle)` → the dataset of one epoch's padded batches of
+    an encoded table, arranged per batch rather than per example (tf.data's per-example
+    shuffle and bucketing cost more CPU than a small model's training step): the examples in a
+    seeded random order, grouped by length bucket (a bucket's examples in that order), cut into
+    the bucket's batch size (its last batch may be smaller), and the batches in a seeded random
+    order; without `shuffle`, in table order, bucket after bucket. Each batch gathers its rows
+    and pads each sequence to its longest (`PAD_ID`)."""
+    sequences = [part for part in table if isinstance(part, tf.RaggedTensor)]
+    length = tf.reduce_max(tf.stack([part.row_lengths() for part in sequences]), axis=0)
+    bucket = tf.searchsorted(
+        tf.constant(boundaries, tf.int64), tf.cast(length, tf.int64), side="right"
+    )
+    bucket = tf.cast(bucket, tf.int32)
+    sizes = tf.constant(bucket_batch_sizes, tf.int32)
+    count = tf.shape(length, out_type=tf.int32)[0]
+
+    def shuffled(n, seed):
+        return tf.random.experimental.stateless_shuffle(tf.range(n), tf.stack([seed, 0]))
+
+    def plan(epoch_seed, shuffle):
+        order = shuffled(count, epoch_seed) if shuffle else tf.range(count)
+        grouped = tf.argsort(tf.gather(bucket, order), stable=True)
+        order = tf.gather(order, grouped)
+        of = tf.gather(bucket, order)
+        per_bucket = tf.math.bincount(of, minlength=len(bucket_batch_sizes), dtype=tf.int32)
+        first = tf.cumsum(per_bucket, exclusive=True)
+        batches_per_bucket = (per_bucket + sizes - 1) // sizes
+        first_batch = tf.cumsum(batches_per_bucket, exclusive=True)
+        position = tf.range(count) - tf.gather(first, of)
+        batch = tf.gather(first_batch, of) + position // tf.gather(sizes, of)
+        total = tf.reduce_sum(batches_per_bucket)
+        rows = tf.RaggedTensor.from_value_rowids(order, batch, nrows=total)
+        if shuffle:
+            rows = tf.gather(rows, shuffled(total, epoch_seed + 1))
+        return rows
+
+    def gather(rows):
+        return tuple(
+            tf.gather(part, rows).to_tensor(PAD_ID)
+            if isinstance(part, tf.RaggedTensor)
+            else tf.gather(part, rows)
+            for part in table
+        )
+
+    def batched(epoch_seed, shuffle: bool, reshuffle: bool):
+        if reshuffle:  # each pass draws its order's seed from a seeded stream of seeds
+            seeds = tf.data.Dataset.random(seed=epoch_seed, rerandomize_each_iteration=True)
+            seeds = seeds.take(1)
+        else:
+            seeds = tf.data.Dataset.from_tensors(tf.cast(epoch_seed, tf.int64))
+        rows = seeds.map(lambda seed: plan(seed, shuffle))
+        return rows.flat_map(tf.data.Dataset.from_tensor_slices).map(gather)
+
+    return batched
+
+
+def _streamed_batches(pairs, examples, boundaries, bucket_batch_sizes, shuffle_buffer: int):
+    """`_table_batches`' `batched` for pairs read anew each pass (a `PairStream`): tokenized as
+    read, shuffled within a window of `shuffle_buffer` examples, grouped by tf.data's
+    `bucket_by_sequence_length`, the batches mixed within a window of 64."""
+    strings = tf.data.Dataset.from_generator(
+        lambda: string_batches(pairs), output_signature=(tf.TensorSpec([None], tf.string),) * 2
+    )
+
+    def densify(*ragged):
+        # After unbatch each element is a rank-0-ragged tensor; padded_batch wants plain tensors.
+        return tuple(
+            tensor.to_tensor() if isinstance(tensor, tf.RaggedTensor) else tensor
+            for tensor in ragged
+        )
+
+    encoded = strings.map(examples.encode, num_parallel_calls=tf.data.AUTOTUNE)
+    encoded = encoded.unbatch().map(densify)
+
+    def length(*example):
+        # the longest sequence of the example (a label is a scalar: not a sequence)
+        return tf.reduce_max(
+            tf.stack([tf.shape(part)[0] for part in example if part.shape.rank == 1])
+        )
+
+    def batched(epoch_seed, shuffle: bool, reshuffle: bool):
+        dataset = encoded
+        if shuffle:
+            dataset = dataset.shuffle(
+                shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=reshuffle
+            )
+        dataset = dataset.bucket_by_sequence_length(
+            element_length_func=length,
+            bucket_boundaries=boundaries,
+            bucket_batch_sizes=bucket_batch_sizes,
+            padding_values=tuple(PAD_ID for _ in encoded.element_spec),
+        )
+        if shuffle:
+            # Buckets fill at different rates; mixing whole batches keeps lengths from arriving
+            # in runs.
+            dataset = dataset.shuffle(64, seed=epoch_seed + 1, reshuffle_each_iteration=reshuffle)
+        return dataset
+
+    return batched
 
 
 def lm_shift(ids: tf.RaggedTensor):

@@ -74,6 +74,41 @@ def test_buckets_reduce_padding_and_statistics():
     assert batch_statistics(one_bucket)["padding_fraction"] > 0.3
 
 
+def test_each_epoch_holds_every_pair_once_in_batches_of_one_bucket():
+    """In-memory pairs are arranged per batch: a seeded order, grouped by length bucket, cut to
+    the bucket's batch size (a smaller last one), the batches in a seeded order."""
+    source_tokenizer, target_tokenizer = tokenizers()
+    pairs = [("a" * n, "X " * (n % 3 + 1)) for n in range(1, 9)] * 5  # 40 pairs, 8 lengths
+
+    def epochs(seed):
+        stream = make_dataset(
+            pairs,
+            TeacherForcing(source_tokenizer, target_tokenizer),
+            batch_size=3,
+            shuffle=True,
+            seed=seed,
+            bucket_width=2,
+            max_bucket_length=8,
+            epoch_range=(0, 2),
+        )
+        return [
+            [row[row != 0].tolist() for row in inputs["source_ids"].numpy()] for inputs, _ in stream
+        ]
+
+    batches = epochs(7)
+    per_epoch = len(batches) // 2
+    lengths = collections.Counter(max(n, n % 3 + 2) for n in range(1, 9) for _ in range(5))
+    assert per_epoch == count_batches(lengths, *buckets(2, 8, 3))
+    for epoch in (batches[:per_epoch], batches[per_epoch:]):
+        sources = sorted(len(row) for batch in epoch for row in batch)
+        assert sources == sorted(len(source) for source, _ in pairs)
+        for batch in epoch:  # one bucket: the longest of source and target + 1 within 2 wide
+            longest = {max(len(row), len(row) % 3 + 2) for row in batch}
+            assert max(longest) - min(longest) < 2 and 1 <= len(batch) <= 3
+    assert batches[:per_epoch] != batches[per_epoch:]  # each epoch its own order
+    assert epochs(7) == batches and epochs(8) != batches  # a function of the seed
+
+
 def test_shuffle_is_seeded():
     source_tokenizer, target_tokenizer = tokenizers()
 
