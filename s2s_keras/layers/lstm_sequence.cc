@@ -94,8 +94,9 @@ void ForBlocks(OpKernelContext* ctx, int64_t batch, int64_t cost_per_block,
   const int64_t blocks = (batch + kBlockRows - 1) / kBlockRows;
   workers->ParallelFor(blocks, cost_per_block, [&](int64_t first, int64_t last) {
     ConfigureTiles();
-    for (int64_t block = first; block < last; ++block) work(block * kBlockRows,
-                                                            std::min(batch, (block + 1) * kBlockRows));
+    for (int64_t block = first; block < last; ++block) {
+      work(block * kBlockRows, std::min(batch, (block + 1) * kBlockRows));
+    }
     ReleaseTiles();
   });
 }
@@ -252,7 +253,8 @@ class LstmSequenceGradOp : public OpKernel {
                              carry.data() + r * units, dz_all + row4,
                              carry_next.data() + r * units, pass_next.data() + r * units,
                              &d_h_scratch, &tanh_scratch);
-          Map<bf16>(d_z.data() + r * width, width) = ConstFloatMap(dz_all + row4, width).cast<bf16>();
+          Map<bf16>(d_z.data() + r * width, width) =
+              ConstFloatMap(dz_all + row4, width).cast<bf16>();
         }
         std::swap(pass, pass_next);
         std::swap(carry, carry_next);
