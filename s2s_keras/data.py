@@ -9,8 +9,8 @@ the steps per epoch and the statistics of the data preparation (`bucketed_traini
 Pairs are tokenized once (when the dataset is made), shuffled with a seed, grouped into buckets
 of similar length (`bucket_width` tokens wide) so that little of each batch is padding, cut into
 batches whose order is shuffled too — all arranged per batch, with a few tensor ops per epoch
-rather than tf.data's per-example ops, which cost more CPU than a small model's step — then
-prefetched. A streamed
+rather than tf.data's per-example ops (for 36k CMUdict pairs, 0.1 CPU seconds an epoch instead
+of 1.7, beside a ~5 s epoch of the `lstm` network on 2 cores) — then prefetched. A streamed
 training split (`pipelines.corpus.PairStream`, `data.streaming`) is read from its files on
 every pass instead: tokenized as it is read, shuffled within a window of `shuffle_buffer`
 examples.
@@ -217,12 +217,11 @@ def _encoded_table(pairs, examples) -> tuple:
 
 def _table_batches(table: tuple, boundaries: list, bucket_batch_sizes: list):
     """`batched(epoch_seed, shuffle, reshuffle)` → the dataset of one epoch's padded batches of
-    an encoded table, arranged per batch rather than per example (tf.data's per-example
-    shuffle and bucketing cost more CPU than a small model's training step): the examples in a
-    seeded random order, grouped by length bucket (a bucket's examples in that order), cut into
-    the bucket's batch size (its last batch may be smaller), and the batches in a seeded random
-    order; without `shuffle`, in table order, bucket after bucket. Each batch gathers its rows
-    and pads each sequence to its longest (`PAD_ID`)."""
+    an encoded table, arranged per batch rather than per example (see the module docstring): the
+    examples in a seeded random order, grouped by length bucket (a bucket's examples in that
+    order), cut into the bucket's batch size (its last batch may be smaller), and the batches in
+    a seeded random order; without `shuffle`, in table order, bucket after bucket. Each batch
+    gathers its rows and pads each sequence to its longest (`PAD_ID`)."""
     sequences = [part for part in table if isinstance(part, tf.RaggedTensor)]
     length = tf.reduce_max(tf.stack([part.row_lengths() for part in sequences]), axis=0)
     bucket = tf.searchsorted(
