@@ -6,10 +6,13 @@ STAMP := $(VENV)/.installed
 RUN_DIR ?= runs/g2p-small
 EXPORT_BASE ?= saved_models/g2p
 # The LSTM training loop's fused kernels, compiled against the installed TensorFlow: the
-# per-step ops, and the whole-sequence ops that load only on CPUs with AMX tiles.
+# per-step ops, the bf16 whole-sequence ops that load only on CPUs with AMX tiles, and the
+# float32 ones that run on CPUs with AVX2 and FMA.
 STEP_KERNELS := s2s_keras/layers/_lstm_kernels.so
 SEQUENCE_KERNELS := s2s_keras/layers/_lstm_sequence.so
-KERNELS := $(STEP_KERNELS) $(SEQUENCE_KERNELS)
+FLOAT_SEQUENCE_KERNELS := s2s_keras/layers/_lstm_sequence_float.so
+KERNELS := $(STEP_KERNELS) $(SEQUENCE_KERNELS) $(FLOAT_SEQUENCE_KERNELS)
+SEQUENCE_HEADERS := s2s_keras/layers/lstm_rows.h s2s_keras/layers/lstm_sequence.h
 
 .PHONY: install train test lint format docs clean
 
@@ -26,8 +29,11 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 $(STEP_KERNELS): s2s_keras/layers/lstm_kernels.cc s2s_keras/layers/lstm_rows.h $(STAMP)
 	$(BIN)/python -c 'from s2s_keras.layers import lstm_kernels; lstm_kernels.build("$@")'
 
-$(SEQUENCE_KERNELS): s2s_keras/layers/lstm_sequence.cc s2s_keras/layers/lstm_rows.h $(STAMP)
+$(SEQUENCE_KERNELS): s2s_keras/layers/lstm_sequence.cc $(SEQUENCE_HEADERS) $(STAMP)
 	$(BIN)/python -c 'from s2s_keras.layers import lstm_kernels as k; k.build("$@", k.SEQUENCE_SOURCE)'
+
+$(FLOAT_SEQUENCE_KERNELS): s2s_keras/layers/lstm_sequence_float.cc $(SEQUENCE_HEADERS) $(STAMP)
+	$(BIN)/python -c 'from s2s_keras.layers import lstm_kernels as k; k.build("$@", k.FLOAT_SEQUENCE_SOURCE)'
 
 # Train the default G2P model on the embedded CMUdict, evaluate on the test split, export, predict.
 train: $(STAMP) $(KERNELS)

@@ -6,13 +6,13 @@ TensorFlow ops, and which oneDNN kernel each matmul gets.
         --pairs 40000 [--precision mixed_bfloat16] [--set KEY=VALUE ...] \
         > benchmarks/results/step-profile.json
 
-For each side — `whole_sequence` (on a CPU with AMX tiles, bf16: the whole-sequence ops of
-`lstm_sequence.cc`), `fused` (the per-step kernels in a TensorFlow loop,
-`lstm.per_step_kernels()`), `tensorflow_ops` (`lstm.without_fusing()`) — one warm-up epoch,
-two unprofiled epochs (the better one is the step time: see train_ab.py on stalls), then one
-epoch under `tf.profiler.experimental` (the profiler slows the epoch; its wall time is reported
-too). The
-trace's op events (host CPU plane, the executor's threads) are summed per step:
+For each side — `whole_sequence` (where they run for the precision: the whole-sequence ops of
+`lstm_sequence.h`, bf16 on a CPU with AMX tiles, float32 on one with AVX2 and FMA), `fused`
+(the per-step kernels in a TensorFlow loop, `lstm.per_step_kernels()`), `tensorflow_ops`
+(`lstm.without_fusing()`) — one warm-up epoch, two unprofiled epochs (the better one is the
+step time: see train_ab.py on stalls), then one epoch under `tf.profiler.experimental` (the
+profiler slows the epoch; its wall time is reported too). The trace's op events (host CPU
+plane, the executor's threads) are summed per step:
   - by region, from the op's node name: the encoder's and the decoder's forward time loops
     (`<layer>/while/body`), the backward time loops (the hand-written gradients' `while/body`),
     the whole-sequence ops (`forward sequence ops`, `backward sequence ops`, by op type),
@@ -46,7 +46,13 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 from train_ab import Variant  # noqa: E402
-from train_speed import PRECISIONS, benchmark_config, network_arguments, report_header  # noqa: E402
+from train_speed import (  # noqa: E402
+    PEAK_DTYPE,
+    PRECISIONS,
+    benchmark_config,
+    network_arguments,
+    report_header,
+)
 
 from s2s_keras.layers import lstm, lstm_kernels  # noqa: E402
 from s2s_keras.training import load_data  # noqa: E402
@@ -60,6 +66,8 @@ WORKER_STEPS = 5
 SEQUENCE_OPS = {
     "S2sLstmSequence": "forward sequence ops",
     "S2sLstmSequenceGrad": "backward sequence ops",
+    "S2sLstmSequenceFloat": "forward sequence ops",
+    "S2sLstmSequenceFloatGrad": "backward sequence ops",
 }
 
 
@@ -216,7 +224,7 @@ def main():
         **report_header(args),
         "precision": args.precision,
     }
-    if lstm_kernels.sequence_ops() is not None and args.precision == "mixed_bfloat16":
+    if lstm_kernels.sequence_ops(PEAK_DTYPE[args.precision]) is not None:
         whole = Variant(config, corpus, *vocabularies, lengths)
         whole.epoch()  # tracing
         report["whole_sequence"] = profiled(whole, whole.steps)

@@ -48,6 +48,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from train_speed import (  # noqa: E402
+    PEAK_DTYPE,
     PRECISIONS,
     benchmark_config,
     network_arguments,
@@ -191,8 +192,11 @@ def main():
     args = parser.parse_args()
     if args.lever == "kernels" and lstm_kernels.load() is None:
         raise SystemExit(f"no fused kernels to compare: {lstm_kernels.status()}")
-    if args.lever == "sequence" and lstm_kernels.sequence_ops() is None:
-        raise SystemExit(f"no whole-sequence ops to compare: {lstm_kernels.status()}")
+    for precision in PRECISIONS[args.precision]:
+        if args.lever == "sequence" and lstm_kernels.sequence_ops(PEAK_DTYPE[precision]) is None:
+            raise SystemExit(
+                f"no {precision} whole-sequence ops to compare: {lstm_kernels.status()}"
+            )
     report = {
         **report_header(args),
         "rounds": args.rounds,
@@ -205,9 +209,8 @@ def main():
         report[precision] = ab(
             config, corpus, (source_vocabulary, target_vocabulary), lengths, args.rounds, args.lever
         )
-        dtype = "bfloat16" if precision == "mixed_bfloat16" else "float32"
         report[precision]["step_matmul_gflop_per_s"] = step_matmul_gflops(
-            dtype, args.batch_size, args.units
+            PEAK_DTYPE[precision], args.batch_size, args.units
         )
     print(json.dumps(report, indent=1))
 

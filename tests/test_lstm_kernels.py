@@ -81,7 +81,8 @@ def _op_types(step) -> set:
 @pytest.mark.parametrize("mask", ["none", "right", "left"])
 @pytest.mark.parametrize("go_backwards", [False, True])
 def test_fused_loop_equals_the_loop_in_tensorflow_ops_exactly(kernels, dtype, mask, go_backwards):
-    fused_step, fused = _run(16, dtype, _mask(mask), go_backwards, False)
+    with lstm.per_step_kernels():
+        fused_step, fused = _run(16, dtype, _mask(mask), go_backwards, False)
     with lstm.without_fusing():
         plain_step, plain = _run(16, dtype, _mask(mask), go_backwards, False)
     assert {"S2sLstmGates", "S2sLstmGatesGrad"} <= _op_types(fused_step)
@@ -174,12 +175,39 @@ def test_loop_choices_are_restored_after_nested_contexts():
 
 @pytest.fixture(scope="module")
 def amx(kernels):
-    """The whole-sequence op module, where this CPU has AMX tiles."""
+    """The bf16 whole-sequence ops, where this CPU has AMX tiles."""
     if not lstm_kernels.amx():
-        pytest.skip("this CPU has no AMX tiles: the whole-sequence ops do not run here")
-    module = lstm_kernels.sequence_ops()
-    assert module is not None, lstm_kernels.status()  # `make test` builds the library first
-    return module
+        pytest.skip("this CPU has no AMX tiles: the bf16 whole-sequence ops do not run here")
+    ops = lstm_kernels.sequence_ops(tf.bfloat16)
+    assert ops is not None, lstm_kernels.status()  # `make test` builds the library first
+    return ops
+
+
+@pytest.fixture(scope="module")
+def fma(kernels):
+    """The float32 whole-sequence ops, where this CPU has AVX2 and FMA."""
+    if not {"avx2", "fma"} <= _cpu_flags():
+        pytest.skip("this CPU has no AVX2 and FMA: the float32 whole-sequence ops do not run")
+    ops = lstm_kernels.sequence_ops(tf.float32)
+    assert ops is not None, lstm_kernels.status()  # `make test` builds the library first
+    return ops
+
+
+def _cpu_flags() -> set:
+    with open("/proc/cpuinfo") as handle:
+        return next(
+            set(line.split(":", 1)[1].split()) for line in handle if line.startswith("flags")
+        )
+
+
+def _whole_against_per_step(units, dtype, mask, go_backwards, op_name):
+    whole_step, whole = _run(units, dtype, _mask(mask), go_backwards, False)
+    with lstm.per_step_kernels():
+        step_step, per_step = _run(units, dtype, _mask(mask), go_backwards, False)
+    assert {op_name, op_name + "Grad"} <= _op_types(whole_step)
+    assert "S2sLstmGates" not in _op_types(whole_step)
+    assert op_name not in _op_types(step_step)
+    return whole, per_step
 
 
 @pytest.mark.parametrize("units", [32, 96])
@@ -190,23 +218,62 @@ def test_whole_sequence_ops_equal_the_per_step_kernels(amx, units, mask, go_back
     kernels whose matmuls are TensorFlow's: outputs, states and every gradient. Both sum the bf16
     products in float32 and round to bf16, in another order; the gate arithmetic is AVX-512's
     (FMA) instead of AVX's: bf16 roundings that differ by an ulp now and then."""
-    whole_step, whole = _run(units, tf.bfloat16, _mask(mask), go_backwards, False)
-    with lstm.per_step_kernels():
-        step_step, per_step = _run(units, tf.bfloat16, _mask(mask), go_backwards, False)
-    assert {"S2sLstmSequence", "S2sLstmSequenceGrad"} <= _op_types(whole_step)
-    assert "S2sLstmGates" not in _op_types(whole_step)
-    assert "S2sLstmSequence" not in _op_types(step_step)
+    whole, per_step = _whole_against_per_step(
+        units, tf.bfloat16, mask, go_backwards, "S2sLstmSequence"
+    )
     for got, expected in zip(whole, per_step):
         assert np.linalg.norm(got - expected) <= 1e-2 * np.linalg.norm(expected)
     for got, expected in zip(whole[:3], per_step[:3]):  # outputs and states: mostly identical
         assert np.mean(got == expected) > 0.95
 
 
-def test_whole_sequence_runs_only_where_it_can(amx):
-    """float32, and units not a multiple of 32, keep the per-step kernels."""
-    for units, dtype in ((32, tf.float32), (16, tf.bfloat16)):
+@pytest.mark.parametrize("units", [16, 48])
+@pytest.mark.parametrize("mask", ["none", "right", "left"])
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_float32_whole_sequence_ops_equal_the_per_step_kernels(fma, units, mask, go_backwards):
+    """float32: one op per direction (the recurrent matmuls in AVX2 FMA code inside it) against
+    the per-step kernels whose matmuls are TensorFlow's. The gate arithmetic is the same code;
+    the matmuls' sums run in another order (and fused multiply-adds round once), so the numbers
+    agree to float32's precision, not bit for bit."""
+    whole, per_step = _whole_against_per_step(
+        units, tf.float32, mask, go_backwards, "S2sLstmSequenceFloat"
+    )
+    for got, expected in zip(whole, per_step):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def test_float32_whole_sequence_ops_follow_the_equations(fma):
+    """The op alone against the LSTM equations in NumPy (float64), a batch that does not fill
+    a block of rows and a mask that keeps the state over masked steps."""
+    rng = np.random.default_rng(7)
+    batch, steps, units = 13, 5, 32
+    projected = rng.normal(size=(batch, steps, 4 * units)).astype("float32")
+    h0, c0 = (rng.normal(size=(batch, units)).astype("float32") for _ in range(2))
+    kernel = (rng.normal(size=(units, 4 * units)) * 0.2).astype("float32")
+    keep = rng.random((batch, steps)) > 0.3
+    h_seq, _, _, h, c = (t.numpy() for t in fma.forward(projected, h0, c0, kernel, keep))
+    sigmoid = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    h_ref, c_ref = h0.astype("float64"), c0.astype("float64")
+    for t in range(steps):
+        z = projected[:, t] + h_ref @ kernel
+        i, f, g, o = np.split(z, 4, axis=-1)
+        c_new = sigmoid(f) * c_ref + sigmoid(i) * np.tanh(g)
+        h_new = sigmoid(o) * np.tanh(c_new)
+        kept = keep[:, t, None]
+        h_ref, c_ref = np.where(kept, h_new, h_ref), np.where(kept, c_new, c_ref)
+        np.testing.assert_allclose(h_seq[:, t], h_ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(h, h_ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(c, c_ref, rtol=1e-4, atol=1e-5)
+
+
+def test_whole_sequence_runs_only_where_it_can(kernels):
+    """Units its engine does not take (and, without AMX, bf16) keep the per-step kernels."""
+    cases = [(8, tf.float32), (16, tf.bfloat16)]
+    if not lstm_kernels.amx():
+        cases.append((32, tf.bfloat16))
+    for units, dtype in cases:
         step, _ = _run(units, dtype, _mask("right"), False, False)
-        assert "S2sLstmSequence" not in _op_types(step)
+        assert not {"S2sLstmSequence", "S2sLstmSequenceFloat"} & _op_types(step)
         assert "S2sLstmGates" in _op_types(step)
 
 
@@ -215,9 +282,28 @@ def test_whole_sequence_ops_refuse_bad_shapes(amx):
     state = tf.zeros([2, 32], tf.bfloat16)
     kernel = tf.zeros([32, 128], tf.bfloat16)
     with pytest.raises(tf.errors.InvalidArgumentError, match="inconsistent shapes"):
-        amx.s2s_lstm_sequence(projected, state, state, kernel, tf.ones([2, 4], bool))
+        amx.forward(projected, state, state, kernel, tf.ones([2, 4], bool))
     odd = tf.zeros([2, 8], tf.bfloat16)
     with pytest.raises(tf.errors.InvalidArgumentError, match="multiple of 32, got 8"):
-        amx.s2s_lstm_sequence(
+        amx.forward(
             tf.zeros([2, 3, 32]), odd, odd, tf.zeros([8, 32], tf.bfloat16), tf.ones([2, 3], bool)
         )
+
+
+def test_float32_whole_sequence_ops_refuse_bad_shapes(fma):
+    state = tf.zeros([2, 16])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Float: inconsistent shapes"):
+        fma.forward(tf.zeros([2, 3, 64]), state, state, tf.zeros([16, 64]), tf.ones([2, 4], bool))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="FloatGrad: inconsistent shapes"):
+        fma.backward(
+            tf.zeros([2, 3, 64]),
+            tf.zeros([2, 3, 16]),
+            tf.zeros([2, 3, 16]),
+            tf.ones([2, 3], bool),
+            state,
+            state,
+            tf.zeros([16, 32]),
+        )
+    odd = tf.zeros([2, 8])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="multiple of 16, got 8"):
+        fma.forward(tf.zeros([2, 3, 32]), odd, odd, tf.zeros([8, 32]), tf.ones([2, 3], bool))

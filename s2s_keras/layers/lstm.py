@@ -15,9 +15,9 @@ kernel-sized gradient per step); at batch 1 these casts cost more than the matmu
     step-by-step decoding reproduces the teacher-forced pass;
   - in training, each step's element-wise work forward and backward is one kernel of
     `lstm_kernels` (C++, built by `make install`) instead of a dozen and two dozen ops, with the
-    same numbers; on a CPU with AMX tiles a bf16 layer (units a multiple of 32) runs its whole
-    loop, recurrent matmuls included, as one op forward and one backward. Inference and exports
-    trace TensorFlow's ops only.
+    same numbers; where it can (bf16 on a CPU with AMX tiles, float32 on one with AVX2 and FMA)
+    a layer runs its whole loop, recurrent matmuls included, as one op forward and one
+    backward. Inference and exports trace TensorFlow's ops only.
 Masked steps keep the previous state and output the previous output (zeros before the first
 real step), as Keras' loop does; `go_backwards` reverses time (and the mask) first, as Keras.
 
@@ -211,33 +211,28 @@ def per_step_kernels():
 
 
 def _whole_sequence_runs(recurrent_kernel) -> bool:
-    """Whether a training loop of this kernel runs as `_whole_sequence`: the sequence library
-    loaded (a CPU with AMX tiles: `lstm_kernels.sequence_ops()`), bf16, units a multiple of 32
-    (the tiles' depth)."""
-    return (
-        _loops["fusing"]
-        and _loops["sequence"]
-        and recurrent_kernel.dtype == tf.bfloat16
-        and recurrent_kernel.shape[0] % 32 == 0
-        and lstm_kernels.sequence_ops() is not None
-    )
+    """Whether a training loop of this kernel runs as `_whole_sequence`: whole-sequence ops for
+    its dtype run here (`lstm_kernels.sequence_ops`: bf16 on a CPU with AMX tiles, float32 on
+    one with AVX2 and FMA) and take its units (a multiple of 32, resp. 16)."""
+    if not (_loops["fusing"] and _loops["sequence"]):
+        return False
+    ops = lstm_kernels.sequence_ops(recurrent_kernel.dtype)
+    return ops is not None and recurrent_kernel.shape[0] % ops.units_multiple == 0
 
 
 def _whole_sequence(projected, h0, c0, mask, recurrent_kernel):
-    """`_recurrence(fused=True)` as one op forward (`S2sLstmSequence`) and one backward
-    (`S2sLstmSequenceGrad`), batch major: `projected (batch, T, 4·units)` float32, `mask (batch,
-    T)` bool or None → `(outputs (batch, T, units), h, c)` bf16, outputs unmasked."""
-    kernels = lstm_kernels.sequence_ops()
+    """`_recurrence(fused=True)` as one op forward and one backward (`lstm_sequence.h`), batch
+    major: `projected (batch, T, 4·units)` float32, `mask (batch, T)` bool or None →
+    `(outputs (batch, T, units), h, c)` in the compute dtype, outputs unmasked."""
+    ops = lstm_kernels.sequence_ops(recurrent_kernel.dtype)
     keep = tf.ones(tf.shape(projected)[:2], tf.bool) if mask is None else mask
 
     @tf.custom_gradient
     def run(projected, h0, c0, recurrent_kernel):
-        h_seq, c_prev, gate_seq, h, c = kernels.s2s_lstm_sequence(
-            projected, h0, c0, recurrent_kernel, keep
-        )
+        h_seq, c_prev, gate_seq, h, c = ops.forward(projected, h0, c0, recurrent_kernel, keep)
 
         def gradient(d_h_seq, d_h, d_c):
-            d_z_seq, d_h0, d_c0 = kernels.s2s_lstm_sequence_grad(
+            d_z_seq, d_h0, d_c0 = ops.backward(
                 gate_seq, c_prev, d_h_seq, keep, d_h, d_c, recurrent_kernel
             )
             h_prev = tf.concat([h0[:, None], h_seq[:, :-1]], 1)

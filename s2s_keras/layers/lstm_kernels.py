@@ -4,9 +4,10 @@ compiler (`make install` runs `build()`), loaded on first use.
 
 The kernels serve training only: `lstm._recurrence` runs one `S2sLstmGates` per forward step
 and one `S2sLstmGatesGrad` per backward step instead of about a dozen and two dozen small ops.
-Where the CPU has AMX tiles (`amx()`), a bf16 layer whose units are a multiple of 32 runs its
-whole loop as one op instead, forward (`S2sLstmSequence`) and backward
-(`S2sLstmSequenceGrad`), its recurrent matmuls on the tiles inside the op.
+Where it can, a layer runs its whole loop as one op forward and one backward instead, its
+recurrent matmuls inside the op (`lstm_sequence.h`; `sequence_ops(dtype)`): in bf16 on a CPU with
+AMX tiles (`amx()`; `S2sLstmSequence`, units a multiple of 32), in float32 on a CPU with AVX2 and
+FMA (`S2sLstmSequenceFloat`, units a multiple of 16).
 Inference, decoding and every export run TensorFlow's own ops, so a SavedModel never needs the
 library. Without it (not built, or built for another TensorFlow) training runs the same loop
 in TensorFlow ops, with the same numbers, slower; `status()` says which and why.
@@ -14,6 +15,7 @@ in TensorFlow ops, with the same numbers, slower; `status()` says which and why.
 
 from __future__ import annotations
 
+import collections
 import os
 import subprocess
 import tempfile
@@ -26,7 +28,11 @@ LIBRARY = os.path.join(_HERE, "_lstm_kernels.so")
 # The whole-sequence ops: AVX-512 and AMX code throughout, so loaded only where AMX runs.
 SEQUENCE_SOURCE = os.path.join(_HERE, "lstm_sequence.cc")
 SEQUENCE_LIBRARY = os.path.join(_HERE, "_lstm_sequence.so")
-SHARED_HEADER = os.path.join(_HERE, "lstm_rows.h")
+# The float32 whole-sequence ops: AVX code as the per-step library's, the matmul AVX2 FMA code
+# in functions of its own, so it loads anywhere and says itself whether it runs.
+FLOAT_SEQUENCE_SOURCE = os.path.join(_HERE, "lstm_sequence_float.cc")
+FLOAT_SEQUENCE_LIBRARY = os.path.join(_HERE, "_lstm_sequence_float.so")
+HEADERS = [os.path.join(_HERE, name) for name in ("lstm_rows.h", "lstm_sequence.h")]
 # The per-step library: `-mavx` like TensorFlow's wheel, so that Eigen's sigmoid and tanh
 # round as tf.sigmoid and tf.tanh do. The sequence library targets the CPUs with AMX (all have
 # these AVX-512 subsets).
@@ -67,9 +73,9 @@ def compile_command(output: str, source: str | None = None) -> list:
 
 
 def build(output: str = LIBRARY, source: str | None = None) -> str:
-    """Compiles `source` (`lstm_kernels.cc`, or `SEQUENCE_SOURCE`) into `output` (written beside,
-    then renamed: a process loading it never sees half a file). Raises `RuntimeError` with the
-    compiler's message."""
+    """Compiles `source` (`lstm_kernels.cc`, `SEQUENCE_SOURCE` or `FLOAT_SEQUENCE_SOURCE`) into
+    `output` (written beside, then renamed: a process loading it never sees half a file). Raises
+    `RuntimeError` with the compiler's message."""
     source = SOURCE if source is None else source
     directory = os.path.dirname(os.path.abspath(output))
     handle, staged = tempfile.mkstemp(suffix=".so", dir=directory)
@@ -91,7 +97,7 @@ def build(output: str = LIBRARY, source: str | None = None) -> str:
 def _stale(library: str, source: str) -> str | None:
     if not os.path.exists(library):
         return f"{library} is not built (make install builds it)"
-    for path in (source, SHARED_HEADER):
+    for path in (source, *HEADERS):
         if os.path.exists(path) and os.path.getmtime(library) < os.path.getmtime(path):
             return f"{library} is older than {path} (make install rebuilds it)"
     return None
@@ -99,8 +105,8 @@ def _stale(library: str, source: str) -> str | None:
 
 def load(library: str = LIBRARY, source: str | None = None):
     """The op module (`.s2s_lstm_gates`, `.s2s_lstm_gates_grad`, `.s2s_amx_usable`; of the
-    sequence library `.s2s_lstm_sequence`, `.s2s_lstm_sequence_grad`), or None with the reason
-    kept for `status()`. Loaded once per process and path."""
+    sequence libraries `.s2s_lstm_sequence[_float]`, `.s2s_lstm_sequence[_float]_grad`), or None
+    with the reason kept for `status()`. Loaded once per process and path."""
     if library not in _loaded:
         reason = _stale(library, SOURCE if source is None else source)
         module = None
@@ -113,37 +119,70 @@ def load(library: str = LIBRARY, source: str | None = None):
     return _loaded[library][0]
 
 
-_amx: dict = {}
+_usable_cache: dict = {}
+
+
+def _usable(library: str, op) -> bool:
+    """The library's own answer (`op`, a scalar bool op) to whether this CPU runs its code; once
+    per process and library."""
+    if library not in _usable_cache:
+        with tf.init_scope():  # a Python bool even while a function is traced
+            _usable_cache[library] = bool(op().numpy())
+    return _usable_cache[library]
 
 
 def amx(library: str = LIBRARY) -> bool:
     """Whether the CPU has AMX tiles that the operating system lets this process use (asked of
     the per-step library, which runs anywhere; once per process)."""
     module = load(library)
-    if module is None:
-        return False
-    if library not in _amx:
-        with tf.init_scope():  # a Python bool even while a function is traced
-            _amx[library] = bool(module.s2s_amx_usable().numpy())
-    return _amx[library]
+    return module is not None and _usable(library, module.s2s_amx_usable)
 
 
-def sequence_ops(library: str = SEQUENCE_LIBRARY):
-    """The whole-sequence op module where AMX runs and the library loads, else None (the reason
-    kept for `status()`). Never loaded elsewhere: its code is AVX-512 and AMX throughout."""
-    if not amx():
-        return None
-    return load(library, SEQUENCE_SOURCE)
+SequenceOps = collections.namedtuple("SequenceOps", "forward backward units_multiple engine")
+
+
+def sequence_ops(dtype=tf.bfloat16) -> SequenceOps | None:
+    """The whole-sequence ops for the compute dtype `dtype` where they run here, else None (the
+    reason kept for `status()`): bf16 where AMX runs (`amx()`; that library is AVX-512 and AMX
+    code throughout, never loaded elsewhere), float32 where the CPU has AVX2 and FMA."""
+    dtype = tf.as_dtype(dtype)
+    if dtype == tf.bfloat16:
+        module = load(SEQUENCE_LIBRARY, SEQUENCE_SOURCE) if amx() else None
+        if module is None:
+            return None
+        return SequenceOps(module.s2s_lstm_sequence, module.s2s_lstm_sequence_grad, 32, "AMX")
+    if dtype == tf.float32:
+        module = load(FLOAT_SEQUENCE_LIBRARY, FLOAT_SEQUENCE_SOURCE)
+        if module is None or not _usable(FLOAT_SEQUENCE_LIBRARY, module.s2s_fma_usable):
+            return None
+        return SequenceOps(
+            module.s2s_lstm_sequence_float, module.s2s_lstm_sequence_float_grad, 16, "AVX2 FMA"
+        )
+    return None
 
 
 def status(library: str = LIBRARY) -> str:
-    """ "fused", "fused, whole sequences on AMX" or "tensorflow ops: <why>", for benchmark
-    reports and `s2s train`'s log (with why the whole-sequence ops do not run, where AMX does)."""
+    """ "fused", then the whole-sequence ops that run here ("fused, whole sequences on AMX (bf16)
+    and AVX2 FMA (float32)"), or "tensorflow ops: <why>", for benchmark reports and `s2s
+    train`'s log; where a whole-sequence library should run and does not load, why."""
     module = load(library)
     if module is None:
         return f"tensorflow ops: {_loaded[library][1]}"
-    if library != LIBRARY or not amx(library):  # (the sequence library pairs with the default)
+    if library != LIBRARY:  # (the sequence libraries pair with the default)
         return "fused"
-    if sequence_ops() is None:
-        return f"fused; whole sequences not: {_loaded[SEQUENCE_LIBRARY][1]}"
-    return "fused, whole sequences on AMX"
+    running, missing = [], []
+    for dtype, sequence_library, wanted in (
+        (tf.bfloat16, SEQUENCE_LIBRARY, amx()),
+        (tf.float32, FLOAT_SEQUENCE_LIBRARY, True),
+    ):
+        ops = sequence_ops(dtype)
+        if ops is not None:
+            running.append(f"{ops.engine} ({dtype.name})")
+        elif wanted and _loaded.get(sequence_library, (None, None))[1]:
+            missing.append(f"{dtype.name}: {_loaded[sequence_library][1]}")
+    text = "fused"
+    if running:
+        text += ", whole sequences on " + " and ".join(running)
+    if missing:
+        text += "; whole sequences not in " + "; ".join(missing)
+    return text
