@@ -60,6 +60,8 @@ def kind(report: dict) -> str:
         return "decode"
     if "ours" in report and "tokens_per_s" in report:
         return "train_speed"
+    if "on_over_off" in report:
+        return "onednn_ab"
     if "lever" in report or any(
         isinstance(v, dict) and "fused_over_tensorflow_ops" in v for v in report.values()
     ):
@@ -392,6 +394,39 @@ def train_ab_rows(reports: list, prefix: str) -> list:
         "A, s per epoch",
         "B, s per epoch",
         "step matmul GFLOP/s",
+        "host",
+    ]
+    return table(header, rows)
+
+
+def onednn_ab_rows(reports: list, prefix: str) -> list:
+    rows = []
+    for name, report in reports:
+        on, off = report["on"], report["off"]
+        rows.append(
+            [
+                link(name, prefix),
+                f"`{report['precision']}`",
+                str(report["rounds"]),
+                f"**{number(on['best_tokens_per_s'])}**",
+                number(off["best_tokens_per_s"]),
+                f"**{report['on_over_off']:.2f}**",
+                f"{report['on_over_off_median']:.2f}",
+                " ".join(f"{x:.1f}" for x in on["seconds_per_epoch"]),
+                " ".join(f"{x:.1f}" for x in off["seconds_per_epoch"]),
+                host(report),
+            ]
+        )
+    header = [
+        "result",
+        "precision",
+        "rounds",
+        "on, best run (tokens/s)",
+        "off, best run",
+        "on / off, best runs",
+        "on / off, medians",
+        "on, s per epoch",
+        "off, s per epoch",
         "host",
     ]
     return table(header, rows)
@@ -769,10 +804,19 @@ SECTIONS = (
         "Training speed: one lever on and off, interleaved",
         "`benchmarks/train_ab.py --lever`: two models of `train_speed.py`'s configuration in one "
         "process, one epoch (one `fit` call) each in turn on the same batches; `kernels`: the "
-        "fused LSTM kernels against TensorFlow ops (the same numbers); `adam`: Adam as one op "
+        "fused LSTM kernels against TensorFlow ops (the same numbers); `sequence`: the "
+        "whole-sequence LSTM ops against the per-step kernels; `adam`: Adam as one op "
         "per variable against Keras' Adam; `autotune`: the pipeline without tf.data's "
         "autotuning (as training runs) against it on.",
         train_ab_rows,
+    ),
+    (
+        "onednn_ab",
+        "Training speed: TensorFlow's oneDNN ops on and off",
+        "`benchmarks/onednn_ab.py`: `train_speed.py`'s measurement of ours in fresh processes, "
+        "`TF_ENABLE_ONEDNN_OPTS=1` and `=0` in turn (the switch is read when TensorFlow is "
+        "imported).",
+        onednn_ab_rows,
     ),
     (
         "step_profile",

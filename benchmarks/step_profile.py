@@ -42,6 +42,10 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# Before TensorFlow, as in the `s2s` command: the package sets TensorFlow's oneDNN default.
+import s2s_keras  # noqa: E402, F401
+
+# isort: split
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402

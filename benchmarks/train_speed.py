@@ -69,6 +69,10 @@ from host import host, measured  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Before TensorFlow, as in the `s2s` command: the package sets TensorFlow's oneDNN default.
+import s2s_keras  # noqa: E402, F401
+
+# isort: split
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -80,6 +84,7 @@ from s2s_keras.config import preset  # noqa: E402
 from s2s_keras.data import PaddingCounter  # noqa: E402
 from s2s_keras.distribute import get_strategy  # noqa: E402
 from s2s_keras.layers import lstm_kernels  # noqa: E402
+from s2s_keras.onednn_default import onednn_enabled  # noqa: E402
 from s2s_keras.text import PAD_ID  # noqa: E402
 from s2s_keras.training import build_model, compile_model, datasets, load_data  # noqa: E402
 
@@ -365,11 +370,13 @@ def network_arguments(parser) -> None:
 
 def report_header(args) -> dict:
     """What a training benchmark's report starts with: the host, the command, whether the
-    fused LSTM kernels ran, the data and the network of `network_arguments`."""
+    fused LSTM kernels and TensorFlow's oneDNN ops ran, the data and the network of
+    `network_arguments`."""
     return {
         "host": host(),
         "measured": measured(),
         "lstm_kernels": lstm_kernels.status(),
+        "onednn": onednn_enabled(),
         "data": args.data,
         "pairs": args.pairs,
         "units": args.units,

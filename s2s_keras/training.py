@@ -28,6 +28,7 @@ from s2s_keras.data import PaddingCounter, PaddingFraction, TrainingData, string
 from s2s_keras.distribute import get_strategy, resolve_precision
 from s2s_keras.fine_tuning import copy_weights, start_from
 from s2s_keras.layers import lstm_kernels
+from s2s_keras.onednn_default import onednn_enabled
 from s2s_keras.optimizers import Adam
 from s2s_keras.run_state import RunState
 from s2s_keras.tasks import get_task
@@ -133,7 +134,7 @@ def prepare(config: Config, loaded: tuple, strategy, verbose: int = 0) -> tuple:
         verbose,
         f"task {config.task}: {model.count_params()} parameters; {data.batches} steps per "
         f"epoch; strategy {type(strategy).__name__} ({strategy.num_replicas_in_sync} "
-        f"replica(s))"
+        f"replica(s)); TensorFlow's oneDNN ops {'on' if onednn_enabled() else 'off'}"
         + (f"; LSTM loop: {lstm_kernels.status()}" if config.model.cell == "lstm" else ""),
     )
     return model, data
