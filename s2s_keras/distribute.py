@@ -38,8 +38,8 @@ NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 def resolve_precision(name: str) -> str:
     """`train.precision` as a model computes: `auto` → `mixed_bfloat16` where matmuls have
     native bf16 (a GPU of compute capability >= 8.0; without a GPU, a CPU flag in
-    `NATIVE_BF16_FLAGS`), else `float32` (emulated bf16 is slower: on an AVX2-only CPU it
-    trains at 0.64x float32's tokens/s); any other name stays itself."""
+    `NATIVE_BF16_FLAGS`), else `float32` (emulated bf16 is slower: on an AVX2-only CPU see
+    `train-speed-avx2.json`); any other name stays itself."""
     if name != "auto":
         return name
     gpus = tf.config.list_physical_devices("GPU")

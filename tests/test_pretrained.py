@@ -89,7 +89,9 @@ def test_the_wheel_and_the_sdist_carry_the_shipped_model(tmp_path):
     assert shipped <= set(zipfile.ZipFile(wheel).namelist())
     assert "s2s_keras_cli.py" in zipfile.ZipFile(wheel).namelist()
     # and the LSTM kernels' sources, which an installed package compiles (`lstm_kernels.build`)
-    kernels = {f"s2s_keras/layers/{name}" for name in ("lstm_kernels.cc", "lstm_sequence.cc")}
-    assert kernels | {"s2s_keras/layers/lstm_rows.h"} <= set(zipfile.ZipFile(wheel).namelist())
+    sources = ("lstm_kernels.cc", "lstm_sequence.cc", "lstm_sequence_float.cc")
+    headers = ("lstm_rows.h", "lstm_sequence.h")
+    kernels = {f"s2s_keras/layers/{name}" for name in sources + headers}
+    assert kernels <= set(zipfile.ZipFile(wheel).namelist())
     members = {name.split("/", 1)[1] for name in tarfile.open(sdist).getnames() if "/" in name}
     assert shipped <= members
