@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from s2s_keras.distribute import cpu_info
 from s2s_keras.layers import lstm, lstm_kernels
 
 BATCH, STEPS, FEATURES = 5, 7, 6
@@ -186,18 +187,11 @@ def amx(kernels):
 @pytest.fixture(scope="module")
 def fma(kernels):
     """The float32 whole-sequence ops, where this CPU has AVX2 and FMA."""
-    if not {"avx2", "fma"} <= _cpu_flags():
+    if not {"avx2", "fma"} <= cpu_info()[1]:
         pytest.skip("this CPU has no AVX2 and FMA: the float32 whole-sequence ops do not run")
     ops = lstm_kernels.sequence_ops(tf.float32)
     assert ops is not None, lstm_kernels.status()  # `make test` builds the library first
     return ops
-
-
-def _cpu_flags() -> set:
-    with open("/proc/cpuinfo") as handle:
-        return next(
-            set(line.split(":", 1)[1].split()) for line in handle if line.startswith("flags")
-        )
 
 
 def _whole_against_per_step(units, dtype, mask, go_backwards, op_name):

@@ -205,19 +205,4 @@ S2S_REGISTER(float)
 S2S_REGISTER(Eigen::bfloat16)
 S2S_REGISTER(Eigen::half)
 
-REGISTER_OP("S2sAmxUsable").Output("usable: bool").SetShapeFn([](InferenceContext* c) {
-  c->set_output(0, c->Scalar());
-  return tensorflow::OkStatus();
-});
-
-class AmxUsableOp : public OpKernel {
- public:
-  explicit AmxUsableOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
-  void Compute(OpKernelContext* ctx) override {
-    Tensor* usable;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({}), &usable));
-    usable->scalar<bool>()() = AmxUsable();
-  }
-};
-
-REGISTER_KERNEL_BUILDER(Name("S2sAmxUsable").Device(DEVICE_CPU), AmxUsableOp);
+S2S_REGISTER_USABLE_OP("S2sAmxUsable", AmxUsable);

@@ -116,6 +116,26 @@ bool AmxUsable() {
   return usable;
 }
 
+// An op answering whether this CPU runs a library's code (`Usable`), registered by
+// S2S_REGISTER_USABLE_OP(name, Usable): a scalar bool, asked once per process from Python.
+template <bool (*Usable)()>
+class CpuUsableOp : public OpKernel {
+ public:
+  explicit CpuUsableOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  void Compute(OpKernelContext* ctx) override {
+    Tensor* usable;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({}), &usable));
+    usable->scalar<bool>()() = Usable();
+  }
+};
+
 }  // namespace
+
+#define S2S_REGISTER_USABLE_OP(name, Usable)                                        \
+  REGISTER_OP(name).Output("usable: bool").SetShapeFn([](InferenceContext* c) {     \
+    c->set_output(0, c->Scalar());                                                  \
+    return tensorflow::OkStatus();                                                  \
+  });                                                                               \
+  REGISTER_KERNEL_BUILDER(Name(name).Device(DEVICE_CPU), CpuUsableOp<Usable>)
 
 #endif  // S2S_KERAS_LAYERS_LSTM_ROWS_H_

@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "lstm_rows.h"
@@ -63,6 +64,18 @@ bool CheckSequenceOp(OpKernelContext* ctx, const char* name, int64_t units) {
 template <typename Engine>
 int64_t BlockRows(OpKernelContext* ctx, int64_t batch) {
   return Engine::BlockRows(batch, ctx->device()->tensorflow_cpu_worker_threads()->num_threads);
+}
+
+// The matmul's float32 sums `sums[0, n)` rounded to the compute dtype (as TensorFlow's MatMul
+// outputs) in `buffer`; float32 sums are used as they are.
+template <typename T>
+const T* InComputeDtype(const float* sums, int64_t n, std::vector<T>* buffer) {
+  if constexpr (std::is_same_v<T, float>) {
+    return sums;
+  } else {
+    Map<T>(buffer->data(), n) = ConstFloatMap(sums, n).template cast<T>();
+    return buffer->data();
+  }
 }
 
 // `name`: the op's name, in its errors.
@@ -122,12 +135,11 @@ class LstmSequenceOp : public OpKernel {
         Engine::MatMul(h.data(), rows, packed.data(), units, width, sums.data());
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t at = (begin + r) * steps + t, row = at * units, row4 = at * width;
-          Map<T>(recurrent.data(), width) =
-              ConstFloatMap(sums.data() + r * width, width).cast<T>();
+          const T* recurrent_row = InComputeDtype(sums.data() + r * width, width, &recurrent);
           T* h_row = h.data() + r * units;
           const T* c_row = c.data() + r * units;
           FloatMap(cp_all + row, units) = ConstMap<T>(c_row, units).template cast<float>();
-          GatesRow<T>(units, p_all + row4, recurrent.data(), h_row, c_row, keep_all[at],
+          GatesRow<T>(units, p_all + row4, recurrent_row, h_row, c_row, keep_all[at],
                       h_all + row, c_next.data() + r * units, g_all + row4, &cell);
           std::copy(h_all + row, h_all + row + units, h_row);
         }

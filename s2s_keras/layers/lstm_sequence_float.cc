@@ -104,23 +104,8 @@ struct Fma {
   static void ThreadEnd() {}
 };
 
-class FmaUsableOp : public OpKernel {
- public:
-  explicit FmaUsableOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
-
-  void Compute(OpKernelContext* ctx) override {
-    Tensor* usable;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({}), &usable));
-    usable->scalar<bool>()() = FmaUsable();
-  }
-};
-
 }  // namespace
 
 S2S_REGISTER_LSTM_SEQUENCE_OPS("S2sLstmSequenceFloat", "float", Fma);
 
-REGISTER_OP("S2sFmaUsable").Output("usable: bool").SetShapeFn([](InferenceContext* c) {
-  c->set_output(0, c->Scalar());
-  return tensorflow::OkStatus();
-});
-REGISTER_KERNEL_BUILDER(Name("S2sFmaUsable").Device(DEVICE_CPU), FmaUsableOp);
+S2S_REGISTER_USABLE_OP("S2sFmaUsable", FmaUsable);
