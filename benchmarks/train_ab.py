@@ -2,7 +2,7 @@
 on the same batches (read into memory first).
 
     .venv/bin/python benchmarks/train_ab.py --units 256 --layers 1 --batch-size 128 \
-        --pairs 40000 --rounds 3 [--lever kernels|sequence|adam|autotune] \
+        --pairs 40000 --rounds 3 [--lever kernels|sequence|tables|adam|autotune] \
         [--precision mixed_bfloat16|float32|both] [--set KEY=VALUE ...] \
         > benchmarks/results/train-ab-lstm-kernels.json  # or train-ab-sequence / -adam / ...
 
@@ -15,6 +15,10 @@ epoch order), one per side of `--lever`:
     ops of `s2s_keras/layers/lstm_sequence.cc` (one op per layer and direction, its recurrent
     matmuls on the tiles), `per_step` inside `lstm.per_step_kernels()` (a TensorFlow loop of
     the per-step kernels and TensorFlow's matmuls). Their numbers differ by bf16 roundings.
+  - `tables`: `token_tables` traces its training step with the first encoder and decoder
+    layers gathering `x W_x + b` from `E W_x + b` by token id (`layers/lstm.py`),
+    `multiply` inside `lstm.without_token_tables()` (embedded tokens times `W_x`, and both
+    gradients of that matmul). The same numbers up to float roundings.
   - `adam`: `fused_adam` trains with `s2s_keras.optimizers.Adam` (one `ResourceApplyAdam` per
     variable), `keras_adam` with `keras.optimizers.Adam` (a dozen ops per variable); the same
     update up to the rounding of 1 − β.
@@ -105,7 +109,7 @@ def with_autotune() -> tf.data.Options:
     return options
 
 
-LEVERS = ("kernels", "sequence", "adam", "autotune")
+LEVERS = ("kernels", "sequence", "tables", "adam", "autotune")
 
 
 @contextlib.contextmanager
@@ -131,6 +135,13 @@ def build_sides(lever: str, make) -> dict:
             per_step = make()
             per_step.epoch()
         return {"whole_sequence": whole, "per_step": per_step}
+    if lever == "tables":
+        tables = make()
+        tables.epoch()  # traces with the token tables
+        with lstm.without_token_tables():
+            multiply = make()
+            multiply.epoch()
+        return {"token_tables": tables, "multiply": multiply}
     if lever == "adam":
         fused = make()
         with keras_adam():

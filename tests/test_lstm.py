@@ -207,6 +207,11 @@ def test_g2p_presets_train_and_decode_on_the_fast_path(name, precision, monkeypa
 
     monkeypatch.setattr(keras.layers.RNN, "inner_loop", refuse)
     monkeypatch.setattr(keras.layers.LSTMCell, "call", refuse)
+    import s2s_keras.layers.lstm as lstm
+
+    tables = []
+    input_table = lstm.input_table
+    monkeypatch.setattr(lstm, "input_table", lambda *a: tables.append(a) or input_table(*a))
     inputs = {
         "source_ids": tf.constant([[4, 5, 6, 0], [7, 8, 0, 0]]),
         "target_in_ids": tf.constant([[START_ID, 4, 5], [START_ID, 6, 0]]),
@@ -217,6 +222,10 @@ def test_g2p_presets_train_and_decode_on_the_fast_path(name, precision, monkeypa
         verbose=0,
     )
     assert np.isfinite(history.history["loss"][0])
+    directions = 2 if config.model.bidirectional else 1
+    # the first layers' inputs from token tables: each encoder direction and the decoder, in
+    # every trace of the training step
+    assert tables and len(tables) % (directions + 1) == 0
     recurrent = [
         direction
         for layer in model.encoder_layers + model.decoder_layers
@@ -226,7 +235,6 @@ def test_g2p_presets_train_and_decode_on_the_fast_path(name, precision, monkeypa
             else (layer,)
         )
     ]
-    directions = 2 if config.model.bidirectional else 1
     assert len(recurrent) == (directions + 1) * config.model.num_layers
     dtype = "bfloat16" if precision == "mixed_bfloat16" else "float32"
     assert all(isinstance(layer, LSTM) and layer.compute_dtype == dtype for layer in recurrent)
@@ -244,7 +252,7 @@ def test_g2p_presets_train_and_decode_on_the_fast_path(name, precision, monkeypa
 def test_first_decoding_step_gathers_its_input_projection_from_a_table(dtype, monkeypatch):
     """With an embedding, the first layer's step takes token ids and looks `x W_x + b` up in
     `E W_x + b` (`input_table`): the same numbers as embedding the token and multiplying."""
-    import s2s_keras.layers.recurrent as recurrent
+    import s2s_keras.layers.lstm as lstm
     from s2s_keras.layers.lstm import input_table
 
     ours, _, _ = _pair(dtype=dtype)
@@ -257,7 +265,7 @@ def test_first_decoding_step_gathers_its_input_projection_from_a_table(dtype, mo
     compute = ours.compute_dtype
     state = [[tf.cast(tf.random.stateless_normal([4, UNITS], [1, 2]), compute)] * 2]
     [step] = cell_steppers([ours], embedding)
-    monkeypatch.setattr(recurrent, "TABLE_MAX_ROWS", 0)  # the embed-then-multiply step
+    monkeypatch.setattr(lstm, "TABLE_MAX_ROWS", 0)  # the embed-then-multiply step
     [multiply] = cell_steppers([ours], embedding)
     tolerance = 1e-6 if dtype == "float32" else 1e-2
     for got, expected in zip(
@@ -269,3 +277,72 @@ def test_first_decoding_step_gathers_its_input_projection_from_a_table(dtype, mo
     looked_up = tf.cast(tf.gather(embedding.embeddings.value, ids), compute)
     expected = tf.cast(tf.matmul(looked_up, weights[0]), tf.float32) + weights[2]
     np.testing.assert_allclose(tf.gather(table, ids), expected, atol=tolerance)
+
+
+def _token_run(layer, table_of, ids, **reads):
+    """Outputs, states and the gradients of a weighted sum of them (embedding, then layer
+    weights) for a training pass over `embedding(ids)`."""
+    variables = table_of.trainable_weights + layer.trainable_weights
+    with tf.GradientTape() as tape:
+        results = layer(table_of(ids), mask=ids != 0, training=True, **reads)
+        loss = sum(
+            tf.reduce_sum(tf.cast(t, tf.float32) * tf.random.stateless_normal(t.shape, [3, i]))
+            for i, t in enumerate(results)
+        )
+    grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
+    return [tf.cast(t, tf.float32) for t in results], grads
+
+
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_training_gathers_first_layer_inputs_from_the_token_table(
+    dtype, bidirectional, monkeypatch
+):
+    """Called with `token_ids` and their `embedding`, a training pass takes `x W_x + b` from
+    `input_table` (made once per pass and direction) instead of multiplying the embedded
+    tokens: the same outputs, states and gradients of the embedding and of every LSTM weight."""
+    import s2s_keras.layers.lstm as lstm
+    from s2s_keras.layers import Bidirectional
+
+    keras.utils.set_random_seed(3)
+    layer = LSTM(UNITS, return_sequences=True, return_state=True, use_cudnn=False, dtype=dtype)
+    if bidirectional:
+        layer = Bidirectional(layer, dtype=dtype)
+    embedding = keras.layers.Embedding(12, FEATURES, mask_zero=True, dtype=dtype)
+    lengths = np.array(LENGTHS)[:, None]
+    ids = np.random.default_rng(4).integers(1, 12, [BATCH, STEPS])
+    ids = tf.constant(np.where(np.arange(STEPS)[None, :] < lengths, ids, 0), tf.int32)
+    layer(embedding(ids), mask=ids != 0)
+    tables = []
+
+    def counted(*args):
+        tables.append(args)
+        return input_table(*args)
+
+    input_table = lstm.input_table
+    monkeypatch.setattr(lstm, "input_table", counted)
+    got = _token_run(layer, embedding, ids, token_ids=ids, embedding=embedding)
+    assert len(tables) == (2 if bidirectional else 1)
+    tables.clear()
+    with lstm.without_token_tables():
+        expected = _token_run(layer, embedding, ids, token_ids=ids, embedding=embedding)
+    assert not tables  # embedded, then multiplied
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(expected[0] + expected[1], sum(_token_run(layer, embedding, ids), []))
+    )
+    tolerance = 1e-5 if dtype == "float32" else 2e-2
+    for a, b in zip(got[0] + got[1], expected[0] + expected[1], strict=True):
+        np.testing.assert_allclose(a, b, atol=tolerance, rtol=tolerance)
+    assert float(tf.reduce_max(tf.abs(got[1][0]))) > 0  # the embedding is trained through it
+
+
+def test_token_ids_need_their_embedding_and_a_small_table():
+    ours, _, x = _pair()
+    ids = tf.ones([BATCH, STEPS], tf.int32)
+    with pytest.raises(ValueError, match=r"needs the embedding"):
+        ours(x, token_ids=ids, training=True)
+    big = keras.layers.Embedding(2000, FEATURES)
+    big.build((None, None))
+    with pytest.raises(ValueError, match=r"at most 1024 rows"):
+        ours(x, token_ids=ids, embedding=big, training=True)

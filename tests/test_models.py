@@ -370,3 +370,47 @@ def test_keras_files_of_every_task_keep_loading_and_answering_the_same(name):
     outputs, scores = decoder.beam(words, 3, 8, 0.0, 2)
     assert [[text.decode() for text in row] for row in outputs.numpy()] == expected["beam"]
     np.testing.assert_allclose(scores.numpy(), expected["beam_scores"], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(
+            cell="lstm",
+            bidirectional=True,
+            bridge="dense",
+            attention="luong_general",
+            input_feeding=False,
+        ),
+        dict(
+            cell="lstm", bidirectional=False, bridge="copy", attention="none", reverse_source=True
+        ),
+    ],
+    ids=["bidirectional-attention", "reversed-source"],
+)
+def test_training_from_token_tables_equals_embedding_then_multiplying(options, monkeypatch):
+    """The first encoder and decoder layers take their projected inputs from token tables in
+    training (`token_inputs`): the model's loss and every gradient are those of embedding the
+    tokens and multiplying."""
+    import s2s_keras.layers.lstm as lstm
+    from s2s_keras.losses import SequenceCrossentropy
+
+    model = family_model(options, dropout=0.0)
+    target_out = tf.constant([[4, 5, 3], [6, 3, 0]])
+
+    def loss_and_gradients():
+        with tf.GradientTape() as tape:
+            loss = SequenceCrossentropy()(target_out, model(INPUTS, training=True))
+        grads = tape.gradient(loss, model.trainable_weights)
+        return [loss] + [tf.convert_to_tensor(g) for g in grads]
+
+    tables = []
+    input_table = lstm.input_table
+    monkeypatch.setattr(lstm, "input_table", lambda *a: tables.append(a) or input_table(*a))
+    got = loss_and_gradients()
+    assert len(tables) == (3 if options["bidirectional"] else 2)
+    with lstm.without_token_tables():  # embed, then multiply
+        expected = loss_and_gradients()
+    assert len(tables) == (3 if options["bidirectional"] else 2)
+    for a, b, variable in zip(got, expected, [None] + model.trainable_weights, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5, err_msg=str(variable))

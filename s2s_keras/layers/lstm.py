@@ -21,11 +21,14 @@ kernel-sized gradient per step); at batch 1 these casts cost more than the matmu
 Masked steps keep the previous state and output the previous output (zeros before the first
 real step), as Keras' loop does; `go_backwards` reverses time (and the mask) first, as Keras.
 
-In a decoding step, the first layer of a stack reads an embedding of the previous token: its
-`x W_x + b` is a row of `E W_x + b`, a table made once per decoding call (`input_table`) and
-gathered by token id — no input matmul per step for a small vocabulary (G2P: ~70 phonemes).
-(The sequence loop keeps the matmul: the models are functional graphs in which the embedding
-and the LSTM are separate layers.)
+The first layer of a stack reads an embedding of token ids: its `x W_x + b` is a row of
+`E W_x + b`, a table of the vocabulary's size (`input_table`) gathered by token id. A decoding
+step makes the table once per decoding call; a training pass called with `token_ids` and the
+`embedding` (`LSTM.call`, `Bidirectional.call`) makes it once per batch, so that for a small
+vocabulary (G2P: ~30 letters, ~70 phonemes) neither `x W_x` nor its two gradients (`dz W_xᵀ`,
+`xᵀ dz`, matmuls over every token of the batch) are computed: the gradient reaches the table
+as a sum of `dz` per id, then `E` and `W_x` through a matmul of the table's size. The
+embedding and the LSTM stay separate layers with their own weights.
 """
 
 from __future__ import annotations
@@ -178,8 +181,8 @@ def lstm_projected_sequence(
 
 # Choices of loop made when a function is traced, all on unless turned off around the trace:
 # inference packs right-padded rows (`_packed_recurrence`), training runs the fused kernels,
-# and where it can, the whole-sequence ones.
-_loops = {"packing": True, "fusing": True, "sequence": True}
+# where it can the whole-sequence ones, and gathers token tables where it is given token ids.
+_loops = {"packing": True, "fusing": True, "sequence": True, "tables": True}
 
 
 @contextlib.contextmanager
@@ -208,6 +211,12 @@ def per_step_kernels():
     """Training loops traced inside run the per-step fused kernels in a TensorFlow loop even
     where the whole-sequence ops could run: their reference in tests and A/B timings."""
     return _without("sequence")
+
+
+def without_token_tables():
+    """Training loops traced inside multiply their embedded inputs even when called with token
+    ids: the reference the token tables are tested and timed against."""
+    return _without("tables")
 
 
 def _whole_sequence_runs(recurrent_kernel) -> bool:
@@ -426,11 +435,68 @@ def _fused_backward(kernels, gate_seq, c_prev, d_h_seq, rows, d_h, d_c, transpos
     return tf.cast(d_h_recurrent, tf.float32) + d_h_pass, d_c0, d_z_seq.stack()
 
 
+def reads_token_table(layer, embedding) -> bool:
+    """Whether `layer`, reading `embedding`'s output directly, may take its projected inputs
+    from `input_table`: our LSTM with the plain gate equations and an embedding of at most
+    `TABLE_MAX_ROWS` rows."""
+    return (
+        isinstance(layer, LSTM)
+        and has_lstm_equations(layer.cell)
+        and embedding.input_dim <= TABLE_MAX_ROWS
+    )
+
+
+@contextlib.contextmanager
+def reading_tokens(layers, token_ids, embedding):
+    """Within: the training loops of `layers` (LSTMs reading `embedding`'s output of
+    `token_ids`) gather their projected inputs from `input_table`. Nothing changes with
+    `token_ids` None."""
+    if token_ids is None:
+        yield
+        return
+    if embedding is None:
+        raise ValueError("token_ids needs the embedding that looked them up (embedding=...)")
+    for layer in layers:
+        if not reads_token_table(layer, embedding):
+            raise ValueError(
+                f"{layer.name}: token_ids are read by an LSTM with the plain equations under "
+                f"an embedding of at most {TABLE_MAX_ROWS} rows (reads_token_table)"
+            )
+        # not a tracked attribute: the embedding is not the LSTM's sublayer
+        object.__setattr__(layer, "_token_source", (token_ids, embedding))
+    try:
+        yield
+    finally:
+        for layer in layers:
+            object.__setattr__(layer, "_token_source", None)
+
+
 @keras.saving.register_keras_serializable(package="s2s_keras")
 class LSTM(keras.layers.LSTM):
     """`keras.layers.LSTM` (same weights, config and outputs) whose loop is `lstm_sequence`;
     Keras' own loop still runs for what that does not cover (recurrent dropout while training,
-    other activations, unrolling)."""
+    other activations, unrolling).
+
+    `call(..., token_ids=, embedding=)`: `sequences` is `embedding(token_ids)`, and a training
+    loop gathers its projected inputs from `input_table` instead of multiplying `sequences`
+    (the same numbers; see the module's docstring). Inference keeps the matmul, so traced
+    exports are unchanged."""
+
+    _token_source = None  # (token_ids, embedding) within `reading_tokens`
+
+    def call(
+        self,
+        sequences,
+        initial_state=None,
+        mask=None,
+        training=False,
+        token_ids=None,
+        embedding=None,
+    ):
+        with reading_tokens([self], token_ids, embedding):
+            return super().call(
+                sequences, initial_state=initial_state, mask=mask, training=training
+            )
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         cell = self.cell
@@ -442,14 +508,40 @@ class LSTM(keras.layers.LSTM):
             or (training and (cell.dropout or cell.recurrent_dropout))
         ):
             return super().inner_loop(sequences, initial_state, mask=mask, training=training)
-        outputs, h, c = lstm_sequence(
-            sequences,
+        weights = lstm_weights(cell)
+        if training and self._token_source is not None and _loops["tables"]:
+            token_ids, embedding = self._token_source
+            projected = tf.gather(input_table(embedding.embeddings.value, weights), token_ids)
+        else:
+            projected = project_inputs(sequences, weights)
+        outputs, h, c = lstm_projected_sequence(
+            projected,
             initial_state[0],
             initial_state[1],
             mask,
-            lstm_weights(cell),
+            weights,
             go_backwards=self.go_backwards,
             zero_masked_outputs=self.zero_output_for_mask,
             training=bool(training),
         )
         return h, outputs, [h, c]
+
+
+@keras.saving.register_keras_serializable(package="s2s_keras")
+class Bidirectional(keras.layers.Bidirectional):
+    """`keras.layers.Bidirectional` whose `call` passes `token_ids` and `embedding` on to both
+    directions (see `LSTM.call`)."""
+
+    def call(
+        self,
+        sequences,
+        initial_state=None,
+        mask=None,
+        training=None,
+        token_ids=None,
+        embedding=None,
+    ):
+        with reading_tokens([self.forward_layer, self.backward_layer], token_ids, embedding):
+            return super().call(
+                sequences, initial_state=initial_state, mask=mask, training=training
+            )

@@ -7,12 +7,13 @@ import tensorflow as tf
 
 from s2s_keras.layers.lstm import (
     LSTM,
-    TABLE_MAX_ROWS,
+    Bidirectional,
     has_lstm_equations,
     input_table,
     lstm_projected_step,
     lstm_step,
     lstm_weights,
+    reads_token_table,
 )
 
 # cell name → (sequence layer, single-step cell, number of state tensors)
@@ -52,15 +53,14 @@ def recurrent_cell(cell: str, units: int, **kwargs) -> keras.layers.Layer:
     return _CELLS[cell][1](units, **kwargs)
 
 
-def _reads_a_table(layer, embedding) -> bool:
-    """Whether the decoding step of `layer` (reading `embedding`'s output directly) may take its
-    projected inputs from `input_table`: our LSTM with the plain gate equations and an embedding
-    of at most `TABLE_MAX_ROWS` rows."""
-    return (
-        isinstance(layer, LSTM)
-        and has_lstm_equations(layer.cell)
-        and embedding.input_dim <= TABLE_MAX_ROWS
-    )
+def token_inputs(layer, embedding, token_ids) -> dict:
+    """Keyword arguments for calling `layer`, the first sequence layer of a stack, on
+    `embedding(token_ids)`: `{token_ids, embedding}` when its training loop may gather its
+    projected inputs from a table (`layers/lstm.py`), else `{}`."""
+    inner = layer.forward_layer if isinstance(layer, Bidirectional) else layer
+    if isinstance(layer, (LSTM, Bidirectional)) and reads_token_table(inner, embedding):
+        return {"token_ids": token_ids, "embedding": embedding}
+    return {}
 
 
 def cell_steppers(layers, embedding=None) -> list:
@@ -71,7 +71,7 @@ def cell_steppers(layers, embedding=None) -> list:
     small vocabulary gathers its projected inputs from `input_table`, made here)."""
     steppers = []
     for index, layer in enumerate(layers):
-        if index == 0 and embedding is not None and _reads_a_table(layer, embedding):
+        if index == 0 and embedding is not None and reads_token_table(layer, embedding):
             weights = lstm_weights(layer.cell)
 
             def step(

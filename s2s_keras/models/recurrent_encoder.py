@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import keras
 
-from s2s_keras.layers import LearnedInitialState, ReverseSequence, recurrent_layer, state_count
+from s2s_keras.layers import (
+    Bidirectional,
+    LearnedInitialState,
+    ReverseSequence,
+    recurrent_layer,
+    state_count,
+    token_inputs,
+)
 from s2s_keras.text import PAD_ID, Tokenizer
 
 
@@ -83,9 +90,7 @@ class RecurrentEncoderMixin:
                 **uniform_initializers(init_scale)["recurrent"],
             )
             if bidirectional:
-                layer = keras.layers.Bidirectional(
-                    layer, dtype=precision, name=f"encoder_bi{cell}_{index}"
-                )
+                layer = Bidirectional(layer, dtype=precision, name=f"encoder_bi{cell}_{index}")
             self.encoder_layers.append(layer)
         self.initial_states = (
             [
@@ -111,7 +116,10 @@ class RecurrentEncoderMixin:
             if index:
                 x = self.between_layers(x, training=training)
             initial_state = self.initial_states[index](source_ids) if self.initial_states else None
-            x, *layer_states = layer(x, mask=mask, initial_state=initial_state, training=training)
+            reads = {} if index else token_inputs(layer, self.source_embedding, source_ids)
+            x, *layer_states = layer(
+                x, mask=mask, initial_state=initial_state, training=training, **reads
+            )
             if isinstance(layer, keras.layers.Bidirectional):
                 half = len(layer_states) // 2
                 layer_states = [

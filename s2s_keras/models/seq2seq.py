@@ -18,6 +18,7 @@ from s2s_keras.layers import (
     recurrent_layer,
     state_count,
     step_cells,
+    token_inputs,
 )
 from s2s_keras.layers.bridge import make_bridge
 from s2s_keras.models.recurrent_encoder import RecurrentEncoderMixin, uniform_initializers
@@ -331,7 +332,8 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
         for index, (layer, layer_state) in enumerate(zip(self.decoder_layers, states)):
             if index:
                 x = self.between_layers(x, training=training)
-            x, *_ = layer(x, mask=mask, initial_state=layer_state, training=training)
+            reads = {} if index else token_inputs(layer, self.target_embedding, target_in_ids)
+            x, *_ = layer(x, mask=mask, initial_state=layer_state, training=training, **reads)
         weights = None
         if self.output_attention is not None:
             x, weights = self.output_attention(x, None, memory, memory_mask)
