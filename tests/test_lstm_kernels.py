@@ -170,8 +170,15 @@ def test_loop_choices_are_restored_after_nested_contexts():
             pass
         assert not lstm._loops["fusing"]  # still off: the outer context has not ended
         with lstm.without_packing(), lstm.per_step_kernels():
-            assert lstm._loops == {"packing": False, "fusing": False, "sequence": False}
-    assert lstm._loops == {"packing": True, "fusing": True, "sequence": True}
+            with lstm.without_token_tables():
+                assert lstm._loops == {
+                    "packing": False,
+                    "fusing": False,
+                    "sequence": False,
+                    "tables": False,
+                }
+            assert lstm._loops["tables"]
+    assert lstm._loops == {"packing": True, "fusing": True, "sequence": True, "tables": True}
 
 
 @pytest.fixture(scope="module")
