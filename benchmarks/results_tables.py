@@ -348,6 +348,7 @@ PRECISION_KEYS = ("float32", "mixed_bfloat16")
 TRAIN_AB_SIDES = {
     "kernels": ("fused", "tensorflow_ops"),
     "sequence": ("whole_sequence", "per_step"),
+    "tables": ("token_tables", "multiply"),
     "adam": ("fused_adam", "keras_adam"),
     "autotune": ("without_autotune", "autotune"),
 }
@@ -452,8 +453,9 @@ def network(report: dict) -> str:
 def step_profile_rows(reports: list, prefix: str) -> list:
     rows = []
     for name, report in reports:
-        for side in ("tensorflow_ops", "fused", "whole_sequence"):
-            if side not in report:  # whole_sequence: hosts with AMX tiles only
+        sides = ("tensorflow_ops", "fused", "whole_sequence_without_token_tables", "whole_sequence")
+        for side in sides:
+            if side not in report:  # whole_sequence: hosts with the whole-sequence ops only
                 continue
             profile = report[side]
             regions = profile["by_region_ms_per_step"]
@@ -805,7 +807,9 @@ SECTIONS = (
         "`benchmarks/train_ab.py --lever`: two models of `train_speed.py`'s configuration in one "
         "process, one epoch (one `fit` call) each in turn on the same batches; `kernels`: the "
         "fused LSTM kernels against TensorFlow ops (the same numbers); `sequence`: the "
-        "whole-sequence LSTM ops against the per-step kernels; `adam`: Adam as one op "
+        "whole-sequence LSTM ops against the per-step kernels; `tables`: the first layers' "
+        "input projections gathered from token tables against embedding and multiplying; "
+        "`adam`: Adam as one op "
         "per variable against Keras' Adam; `autotune`: the pipeline without tf.data's "
         "autotuning (as training runs) against it on.",
         train_ab_rows,

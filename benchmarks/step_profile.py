@@ -7,9 +7,11 @@ TensorFlow ops, and which oneDNN kernel each matmul gets.
         > benchmarks/results/step-profile.json
 
 For each side — `whole_sequence` (where they run for the precision: the whole-sequence ops of
-`lstm_sequence.h`, bf16 on a CPU with AMX tiles, float32 on one with AVX2 and FMA), `fused`
-(the per-step kernels in a TensorFlow loop, `lstm.per_step_kernels()`), `tensorflow_ops`
-(`lstm.without_fusing()`) — one warm-up epoch, two unprofiled epochs (the better one is the
+`lstm_sequence.h`, bf16 on a CPU with AMX tiles, float32 on one with AVX2 and FMA; and the same
+as `whole_sequence_without_token_tables`, under `lstm.without_token_tables()`: the first layers'
+inputs multiplied, not gathered from a token table), `fused` (the per-step kernels in a
+TensorFlow loop, `lstm.per_step_kernels()`), `tensorflow_ops` (`lstm.without_fusing()`) — one
+warm-up epoch, two unprofiled epochs (the better one is the
 step time: see train_ab.py on stalls), then one epoch under `tf.profiler.experimental` (the
 profiler slows the epoch; its wall time is reported too). The trace's op events (host CPU
 plane, the executor's threads) are summed per step:
@@ -233,6 +235,12 @@ def main():
         whole.epoch()  # tracing
         report["whole_sequence"] = profiled(whole, whole.steps)
         del whole
+        keras.backend.clear_session()
+        with lstm.without_token_tables():
+            multiplying = Variant(config, corpus, *vocabularies, lengths)
+            multiplying.epoch()  # tracing
+        report["whole_sequence_without_token_tables"] = profiled(multiplying, multiplying.steps)
+        del multiplying
         keras.backend.clear_session()
     with lstm.per_step_kernels():
         fused = Variant(config, corpus, *vocabularies, lengths)
