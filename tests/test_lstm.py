@@ -88,6 +88,38 @@ def test_inference_packs_right_padded_rows(monkeypatch):
     assert len(calls) == 1 and list(calls[0].numpy()) == LENGTHS
 
 
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_inference_runs_a_span_every_row_shares_unmasked(go_backwards, monkeypatch):
+    """Inference where every row is real over the same steps (one request; a batch of one
+    length; padded on the right, the left or both) runs `_span_recurrence`: those steps only,
+    no masks. Outputs, states and gradients equal Keras'; mixed lengths do not take it."""
+    import s2s_keras.layers.lstm as lstm
+
+    calls = []
+    span = lstm._span_recurrence
+    monkeypatch.setattr(
+        lstm, "_span_recurrence", lambda *args: calls.append(args[3:5]) or span(*args)
+    )
+    ours, theirs, x = _pair(go_backwards=go_backwards)
+    initial_state = [tf.random.stateless_normal([BATCH, UNITS], seed=[3, i]) for i in range(2)]
+    for real in ([1, 1, 1, 1, 0, 0], [0, 0, 1, 1, 1, 1], [0, 1, 1, 1, 0, 0], [1] * STEPS):
+        mask = tf.constant([[bool(r) for r in real]] * BATCH)
+        for mine, reference in zip(
+            _outputs_and_gradients(ours, x, mask, initial_state, training=False),
+            _outputs_and_gradients(theirs, x, mask, initial_state),
+        ):
+            np.testing.assert_allclose(mine, reference, rtol=1e-5, atol=1e-5)
+        start = real[::-1].index(1) if go_backwards else real.index(1)
+        assert [int(v) for v in calls.pop()] == [start, sum(real)]
+    one = ours(x[:1], mask=tf.constant([[True] * 3 + [False] * 3]), training=False)
+    for got, expected in zip(one, theirs(x[:1], mask=tf.constant([[True] * 3 + [False] * 3]))):
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert len(calls) == 1
+    ours(x, mask=_mask(), training=False)  # mixed lengths
+    ours(x, mask=tf.zeros([BATCH, STEPS], tf.bool), training=False)  # no real step
+    assert len(calls) == 1
+
+
 def test_no_mask_and_no_initial_state_equal_keras():
     ours, theirs, x = _pair()
     for mine, reference in zip(ours(x), theirs(x)):

@@ -121,9 +121,11 @@ def lstm_sequence(
     """`x (batch, T, in)`, initial `h0, c0 (batch, units)` (compute dtype), `mask (batch, T)`
     bool or None → `(outputs (batch, T, units), h, c)` in the compute dtype of `h0`.
     `zero_masked_outputs`: masked steps output zeros (Keras' `zero_output_for_mask`, which
-    `Bidirectional` sets) instead of the previous output. `training=False` with a right-padded
-    mask runs the packed loop (`_packed_recurrence`): the same numbers, each step on the rows
-    still inside their length only; its gradients come from TensorFlow's own differentiation."""
+    `Bidirectional` sets) instead of the previous output. `training=False` with a mask whose
+    rows share one span of real steps (a single request) runs those steps alone, unmasked
+    (`_span_recurrence`); with another right-padded mask the packed loop (`_packed_recurrence`):
+    the same numbers, each step on the rows still inside their length only. Their gradients
+    come from TensorFlow's own differentiation."""
     return lstm_projected_sequence(
         project_inputs(x, weights),
         h0,
@@ -160,15 +162,26 @@ def lstm_projected_sequence(
         keep = None if mask is None else tf.transpose(mask)[:, :, None]  # (T, batch, 1) bool
         if training or keep is None or not _loops["packing"]:
             h_seq, h, c = _recurrence(projected, h0, c0, keep, recurrent_kernel, fused=training)
-        else:  # inference: mixed lengths (decoding requests) pack; left padding cannot
+        else:  # inference: one span of real steps shared by every row (a single request)
+            # runs unmasked; mixed lengths (batched requests) pack; left padding cannot
             lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
             right_padded = tf.reduce_all(
                 tf.equal(mask, tf.sequence_mask(lengths, tf.shape(mask)[1]))
             )
+            shared = tf.reduce_all(mask, axis=0)  # the steps real in every row
+            start = tf.argmax(tf.cast(shared, tf.int32), output_type=tf.int32)
+            count = tf.reduce_sum(tf.cast(shared, tf.int32))
+            time = tf.range(tf.shape(mask)[1])
+            span = (time >= start) & (time < start + count)
+            one_span = (count > 0) & tf.reduce_all(tf.equal(mask, span[None, :]))
             h_seq, h, c = tf.cond(
-                right_padded,
-                lambda: _packed_recurrence(projected, h0, c0, lengths, recurrent_kernel),
-                lambda: _recurrence(projected, h0, c0, keep, recurrent_kernel),
+                one_span,
+                lambda: _span_recurrence(projected, h0, c0, start, count, recurrent_kernel),
+                lambda: tf.cond(
+                    right_padded,
+                    lambda: _packed_recurrence(projected, h0, c0, lengths, recurrent_kernel),
+                    lambda: _recurrence(projected, h0, c0, keep, recurrent_kernel),
+                ),
             )
         outputs = tf.transpose(h_seq, [1, 0, 2])
     if mask is not None:
@@ -250,6 +263,35 @@ def _whole_sequence(projected, h0, c0, mask, recurrent_kernel):
         return (h_seq, h, c), gradient
 
     return run(projected, h0, c0, recurrent_kernel)
+
+
+def _span_recurrence(projected, h0, c0, start, count, recurrent_kernel):
+    """`_recurrence`'s forward loop where every row is real over the same `count` (> 0) steps
+    from `start` and padding elsewhere (one request, or a batch of one length): no masks and
+    no packing, `count` steps. As the masked loop, `h_seq (T, batch, units)` holds h0 before
+    the span and the last h after it."""
+    dtype = recurrent_kernel.dtype
+    inputs = tf.TensorArray(tf.float32, size=count, element_shape=projected.shape[1:])
+    inputs = inputs.unstack(projected[start : start + count])
+
+    def body(t, h, c, h_seq):
+        z = inputs.read(t) + tf.cast(tf.matmul(h, recurrent_kernel), tf.float32)
+        h_new, c_new, _ = _gates(z, tf.cast(c, tf.float32))
+        h_new, c_new = tf.cast(h_new, dtype), tf.cast(c_new, dtype)
+        h_new.set_shape(h0.shape)  # no op: LiteRT lowers lists of static element shapes
+        c_new.set_shape(c0.shape)
+        return t + 1, h_new, c_new, h_seq.write(t, h_new)
+
+    h_seq = tf.TensorArray(dtype, size=count, element_shape=h0.shape)
+    _, h, c, h_seq = tf.while_loop(lambda t, *_: t < count, body, (tf.constant(0), h0, c0, h_seq))
+    after = tf.shape(projected)[0] - start - count
+    return (
+        tf.concat(
+            [tf.tile(h0[None], [start, 1, 1]), h_seq.stack(), tf.tile(h[None], [after, 1, 1])], 0
+        ),
+        h,
+        c,
+    )
 
 
 def _packed_recurrence(projected, h0, c0, lengths, recurrent_kernel):
