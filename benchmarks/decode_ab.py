@@ -1,7 +1,7 @@
 """Decoding speed of this tree against another checkout of the package, interleaved on one host.
 
     .venv/bin/python benchmarks/decode_ab.py --baseline ../baseline --run-dir runs/bench-lstm \
-        --rounds 2 --json > benchmarks/results/decode-ab.json
+        --rounds 2 [--saved-model-only] --json > benchmarks/results/decode-ab.json
 
     .venv/bin/python benchmarks/decode_ab.py --pool benchmarks/results/decode-ab-*.json
 
@@ -82,7 +82,7 @@ def pool(paths: list) -> dict:
     }
 
 
-def run(tree: str, run_dir: str) -> dict:
+def run(tree: str, run_dir: str, saved_model_only: bool = False) -> dict:
     script = os.path.join(tree, "benchmarks", "decode_speed.py")
     command = [
         sys.executable,
@@ -90,6 +90,7 @@ def run(tree: str, run_dir: str) -> dict:
         "--run-dir",
         os.path.abspath(run_dir),
         "--skip-torch",
+        *(["--saved-model-only"] if saved_model_only else []),
         "--json",
     ]
     completed = subprocess.run(command, capture_output=True, text=True, cwd=tree)
@@ -104,6 +105,11 @@ def main():
     parser.add_argument("--pool", nargs="+", help="reports of this script to combine")
     parser.add_argument("--run-dir", default="runs/bench-lstm")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--saved-model-only",
+        action="store_true",
+        help="decode_speed.py's measures of the SavedModel alone (any model, attention too)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.pool:
@@ -115,7 +121,7 @@ def main():
     runs = {name: [] for name in trees}
     for _ in range(args.rounds):
         for name, tree in trees.items():
-            runs[name].append(run(tree, args.run_dir))
+            runs[name].append(run(tree, args.run_dir, args.saved_model_only))
     report = {
         "host": host(),
         "run_dir": args.run_dir,
