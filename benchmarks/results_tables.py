@@ -56,6 +56,8 @@ def kind(report: dict) -> str:
         return "formats"
     if "this_over_baseline" in report:
         return "decode_ab"
+    if "this_over_baseline_p50" in report:
+        return "latency_ab"
     if "saved_model" in report:
         return "decode"
     if "ours" in report and "tokens_per_s" in report:
@@ -368,6 +370,7 @@ def train_ab_rows(reports: list, prefix: str) -> list:
             rows.append(
                 [
                     link(name, prefix),
+                    network(report),
                     f"`{on}` / `{off}`",
                     f"`{precision}`",
                     str(len(a["seconds_per_epoch"])),
@@ -384,6 +387,7 @@ def train_ab_rows(reports: list, prefix: str) -> list:
             )
     header = [
         "result",
+        "network",
         "sides (A / B)",
         "precision",
         "rounds",
@@ -687,6 +691,44 @@ def decode_ab_rows(reports: list, prefix: str) -> list:
     return table(header, rows)
 
 
+def latency_ab_rows(reports: list, prefix: str) -> list:
+    rows = []
+    for name, report in reports:
+        for side in ("baseline", "this"):
+            latency = report["latency"][side]
+            rows.append(
+                [
+                    link(name, prefix),
+                    f"{side} `{report['commits'][side]}`",
+                    f"{report['rounds']} × {report['requests']}",
+                    *(
+                        f"{latency[kind][p]:.2f}"
+                        for kind in ("greedy", "beam5")
+                        for p in ("p50_ms", "p90_ms")
+                    ),
+                    "yes" if report["identical_outputs"] else "**no**",
+                    host(report),
+                ]
+            )
+        ratio = report["this_over_baseline_p50"]
+        rows.append(
+            [link(name, prefix), "**this / baseline**", "", f"**{ratio['greedy']:.2f}**", ""]
+            + [f"**{ratio['beam5']:.2f}**", "", "", host(report)]
+        )
+    header = [
+        "result",
+        "tree",
+        "rounds × requests",
+        "greedy p50 (ms)",
+        "greedy p90",
+        "beam 5 p50",
+        "beam 5 p90",
+        "same outputs",
+        "host",
+    ]
+    return table(header, rows)
+
+
 def memory_rows(reports: list, prefix: str) -> list:
     rows = []
     for name, report in reports:
@@ -859,6 +901,13 @@ SECTIONS = (
         "`benchmarks/decode_ab.py`: the same measures from two checkouts in turn on one host; "
         "above 1 is faster for words/s, below 1 is faster for latency.",
         decode_ab_rows,
+    ),
+    (
+        "latency_ab",
+        "Single-word latency, two trees interleaved in one process",
+        "`benchmarks/latency_ab.py`: the same run exported by two checkouts, both SavedModels "
+        "answering the same single-word requests in turn in one process; below 1 is faster.",
+        latency_ab_rows,
     ),
     (
         "memory",
