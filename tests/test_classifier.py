@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from conftest import REPO, run_cli, run_python
 
-from s2s_keras import Seq2Seq
+from s2s_keras import Seq2Seq, cli
 from s2s_keras.inference import LabelPredictor
 from s2s_keras.models import Classifier
 
@@ -114,7 +114,7 @@ def sentiment_rows(count, seed):
 
 
 @pytest.mark.slow
-def test_cli_trains_evaluates_predicts_and_exports_a_classifier(tmp_path):
+def test_cli_trains_evaluates_predicts_and_exports_a_classifier(tmp_path, capsys):
     rows = sentiment_rows(1200, seed=1)
     (tmp_path / "train.tsv").write_text("".join(f"{t}\t{label}\n" for t, label in rows[:900]))
     (tmp_path / "valid.tsv").write_text("".join(f"{t}\t{label}\n" for t, label in rows[900:1000]))
@@ -152,12 +152,16 @@ def test_cli_trains_evaluates_predicts_and_exports_a_classifier(tmp_path):
     assert config["task"] == "classify"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["train_sources_cut"] == sum(len(t.split()) > 8 for t, _ in rows[:900]) > 0
-    result = json.loads(
-        run_cli("evaluate", "--run-dir", str(run_dir), "--split", "test").stdout.splitlines()[-1]
-    )
+    # evaluate and predict in this process (training and export run as the CLI's own processes)
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--run-dir", str(run_dir), "--split", "test"]) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert result["accuracy"] >= 0.95 and result["num_examples"] == 200
     assert sum(sum(row.values()) for row in result["confusion"].values()) == 200
-    out = run_cli("predict", "--model", str(run_dir), "the film was superb", "an awful plot").stdout
+    assert (
+        cli.main(["predict", "--model", str(run_dir), "the film was superb", "an awful plot"]) == 0
+    )
+    out = capsys.readouterr().out
     assert [line.split("\t")[1] for line in out.splitlines()] == ["pos", "neg"]
     version = run_cli(
         "export", "--run-dir", str(run_dir), "--export-base", str(tmp_path / "export")

@@ -80,18 +80,28 @@ def test_learns_reversal_to_95_percent_exact_match(trained, beam_size):
     assert result["wer"] <= 0.05, result
 
 
-def test_export_and_predict_through_every_model_kind(trained):
+def test_export_and_predict_through_every_model_kind(trained, capsys):
+    """The export and one prediction as separate processes; the other model forms and the
+    n-best list through `cli.main` in this one (a process start costs seconds)."""
+    from s2s_keras import cli
+
     tmp, run_dir, _ = trained
     version = run_cli(
         "export", "--run-dir", str(run_dir), "--export-base", str(tmp / "sm" / "rev")
     ).stdout.strip()
     assert version.endswith(os.path.join("rev", "1"))
-    for model in (str(run_dir), str(run_dir / "model.keras"), version):
-        out = run_cli("predict", "--model", model, "abc", "fed").stdout
+    out = run_cli("predict", "--model", version, "abc", "fed").stdout
+    assert "abc\tC B A" in out and "fed\tD E F" in out, out
+    for model in (str(run_dir), str(run_dir / "model.keras")):
+        capsys.readouterr()
+        assert cli.main(["predict", "--model", model, "abc", "fed"]) == 0
+        out = capsys.readouterr().out
         assert "abc\tC B A" in out and "fed\tD E F" in out, (model, out)
-    nbest = run_cli(
-        "predict", "--model", version, "--beam-size", "3", "--num-results", "3", "abc"
-    ).stdout
+    assert (
+        cli.main(["predict", "--model", version, "--beam-size", "3", "--num-results", "3", "abc"])
+        == 0
+    )
+    nbest = capsys.readouterr().out
     lines = [line.split("\t") for line in nbest.strip().splitlines()]
     assert len(lines) == 3 and lines[0][1] == "C B A"
     scores = [float(line[2]) for line in lines]

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 from conftest import REPO, run_cli, run_python
 
+from s2s_keras import cli
 from s2s_keras.config import DecodeConfig
 from s2s_keras.decoding import greedy_search
 from s2s_keras.inference import TextGenerator
@@ -155,7 +156,7 @@ def text_corpus(count, seed):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("bptt_length", [0, 5])
-def test_cli_trains_evaluates_generates_and_exports_a_language_model(bptt_length, tmp_path):
+def test_cli_trains_evaluates_generates_and_exports_a_language_model(bptt_length, tmp_path, capsys):
     lines = text_corpus(600, seed=2)
     (tmp_path / "train.tsv").write_text("".join(f"{line}\t{line}\n" for line in lines[:450]))
     (tmp_path / "valid.tsv").write_text("".join(f"{line}\t{line}\n" for line in lines[450:500]))
@@ -194,13 +195,15 @@ def test_cli_trains_evaluates_generates_and_exports_a_language_model(bptt_length
         tokens = sum(len(line.split()) + 1 for line in lines[:450])
         assert summary["stream_tokens_per_epoch"] + summary["stream_dropped_tokens"] == tokens
         assert summary["stream_dropped_tokens"] < 8
-    result = json.loads(
-        run_cli("evaluate", "--run-dir", str(run_dir), "--split", "test").stdout.splitlines()[-1]
-    )
+    # evaluate and predict in this process (training and export run as the CLI's own processes)
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--run-dir", str(run_dir), "--split", "test"]) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
     # 4 words per sentence + </s>; branching 2 at two of 5 positions → the best model reaches
     # perplexity 2^(2/5) ≈ 1.32; a uniform guess over the 11 ids is 11.
     assert result["perplexity"] < 1.6, result
-    out = run_cli("predict", "--model", str(run_dir), "--beam-size", "1", "the cat").stdout
+    assert cli.main(["predict", "--model", str(run_dir), "--beam-size", "1", "the cat"]) == 0
+    out = capsys.readouterr().out
     assert out.split("\t")[1].strip() in ("the cat sat down", "the cat ran away")
     if not bptt_length:
         return  # the export does not depend on how the model was trained: once is enough
