@@ -47,7 +47,7 @@ from train_speed import matmul_peak_gflops, step_matmul_gflops, training_flops  
 
 from s2s_keras import pipelines  # noqa: E402
 from s2s_keras.export import export  # noqa: E402
-from s2s_keras.run_dir import load_run  # noqa: E402
+from s2s_keras.run_dir import load_run, read_summary  # noqa: E402
 from s2s_keras.text import END_ID, START_ID  # noqa: E402
 
 
@@ -257,6 +257,8 @@ def main():
         "precision": model.precision,
         "hidden_units": config.model.hidden_units,
         "num_layers": config.model.num_layers,
+        # output lengths, hence speed, depend on how far the model trained
+        "epochs_run": read_summary(args.run_dir).get("epochs_run"),
         "words": len(words),
         "saved_model": saved_model,
     }
