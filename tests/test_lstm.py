@@ -68,9 +68,10 @@ def test_outputs_states_and_gradients_equal_keras(go_backwards, left_padded, tra
         np.testing.assert_allclose(mine, reference, rtol=1e-5, atol=1e-5)
 
 
-def test_inference_packs_right_padded_rows(monkeypatch):
-    """Inference on right-padded rows runs the packed loop (and only then): each step multiplies
-    the rows still inside their length, the longest first."""
+def test_inference_packs_rows_padded_on_one_side(monkeypatch):
+    """Inference on rows padded on the right, or on the left (a right-padded batch read
+    backwards), runs the packed loop (and only then): each step multiplies the rows real at
+    that step, the longest first."""
     import s2s_keras.layers.lstm as lstm
 
     calls = []
@@ -84,8 +85,13 @@ def test_inference_packs_right_padded_rows(monkeypatch):
         for got, expected in zip(mine, theirs(x, mask=_mask(left_padded))):
             np.testing.assert_allclose(got, expected, atol=1e-5)
     ours(x, mask=_mask(), training=True)
-    # eagerly, tf.cond runs only the branch taken: right padding, not training
-    assert len(calls) == 1 and list(calls[0].numpy()) == LENGTHS
+    both_sides = np.array([[False] + [True] * (STEPS - 2) + [False]] * BATCH)
+    both_sides[0, 0] = True  # rows of different lengths, not one span
+    mine = ours(x, mask=tf.constant(both_sides), training=False)
+    for got, expected in zip(mine, theirs(x, mask=tf.constant(both_sides))):
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+    # eagerly, tf.cond runs only the branch taken: padding on one side, not training
+    assert len(calls) == 2 and all(list(lengths.numpy()) == LENGTHS for lengths in calls)
 
 
 @pytest.mark.parametrize("go_backwards", [False, True])
@@ -311,12 +317,12 @@ def test_first_decoding_step_gathers_its_input_projection_from_a_table(dtype, mo
     np.testing.assert_allclose(tf.gather(table, ids), expected, atol=tolerance)
 
 
-def _token_run(layer, table_of, ids, **reads):
+def _token_run(layer, table_of, ids, training=True, **reads):
     """Outputs, states and the gradients of a weighted sum of them (embedding, then layer
-    weights) for a training pass over `embedding(ids)`."""
+    weights) for a pass over `embedding(ids)`."""
     variables = table_of.trainable_weights + layer.trainable_weights
     with tf.GradientTape() as tape:
-        results = layer(table_of(ids), mask=ids != 0, training=True, **reads)
+        results = layer(table_of(ids), mask=ids != 0, training=training, **reads)
         loss = sum(
             tf.reduce_sum(tf.cast(t, tf.float32) * tf.random.stateless_normal(t.shape, [3, i]))
             for i, t in enumerate(results)
@@ -327,12 +333,14 @@ def _token_run(layer, table_of, ids, **reads):
 
 @pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_training_gathers_first_layer_inputs_from_the_token_table(
-    dtype, bidirectional, monkeypatch
+@pytest.mark.parametrize("rows", ["training", "inference", "one request"])
+def test_first_layer_gathers_its_inputs_from_the_token_table(
+    dtype, bidirectional, rows, monkeypatch
 ):
-    """Called with `token_ids` and their `embedding`, a training pass takes `x W_x + b` from
+    """Called with `token_ids` and their `embedding`, a pass takes `x W_x + b` from
     `input_table` (made once per pass and direction) instead of multiplying the embedded
-    tokens: the same outputs, states and gradients of the embedding and of every LSTM weight."""
+    tokens: the same outputs, states and gradients of the embedding and of every LSTM weight,
+    in training and in inference's packed loop (batches); a single request's loop multiplies."""
     import s2s_keras.layers.lstm as lstm
     from s2s_keras.layers import Bidirectional
 
@@ -345,6 +353,9 @@ def test_training_gathers_first_layer_inputs_from_the_token_table(
     ids = np.random.default_rng(4).integers(1, 12, [BATCH, STEPS])
     ids = tf.constant(np.where(np.arange(STEPS)[None, :] < lengths, ids, 0), tf.int32)
     layer(embedding(ids), mask=ids != 0)
+    if rows == "one request":
+        ids = ids[:1]
+    training = rows == "training"
     tables = []
 
     def counted(*args):
@@ -353,15 +364,18 @@ def test_training_gathers_first_layer_inputs_from_the_token_table(
 
     input_table = lstm.input_table
     monkeypatch.setattr(lstm, "input_table", counted)
-    got = _token_run(layer, embedding, ids, token_ids=ids, embedding=embedding)
-    assert len(tables) == (2 if bidirectional else 1)
+    got = _token_run(layer, embedding, ids, training, token_ids=ids, embedding=embedding)
+    # one request's span loop multiplies its few rows: a table would cost more
+    assert len(tables) == (0 if rows == "one request" else 2 if bidirectional else 1)
     tables.clear()
     with lstm.without_token_tables():
-        expected = _token_run(layer, embedding, ids, token_ids=ids, embedding=embedding)
+        expected = _token_run(layer, embedding, ids, training, token_ids=ids, embedding=embedding)
     assert not tables  # embedded, then multiplied
     assert all(
         np.array_equal(a, b)
-        for a, b in zip(expected[0] + expected[1], sum(_token_run(layer, embedding, ids), []))
+        for a, b in zip(
+            expected[0] + expected[1], sum(_token_run(layer, embedding, ids, training), [])
+        )
     )
     tolerance = 1e-5 if dtype == "float32" else 2e-2
     for a, b in zip(got[0] + got[1], expected[0] + expected[1], strict=True):

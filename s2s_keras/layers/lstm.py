@@ -23,12 +23,15 @@ real step), as Keras' loop does; `go_backwards` reverses time (and the mask) fir
 
 The first layer of a stack reads an embedding of token ids: its `x W_x + b` is a row of
 `E W_x + b`, a table of the vocabulary's size (`input_table`) gathered by token id. A decoding
-step makes the table once per decoding call; a training pass called with `token_ids` and the
+step makes the table once per decoding call; a pass called with `token_ids` and the
 `embedding` (`LSTM.call`, `Bidirectional.call`) makes it once per batch, so that for a small
 vocabulary (G2P: ~30 letters, ~70 phonemes) neither `x W_x` nor its two gradients (`dz W_xᵀ`,
 `xᵀ dz`, matmuls over every token of the batch) are computed: the gradient reaches the table
-as a sum of `dz` per id, then `E` and `W_x` through a matmul of the table's size. The
-embedding and the LSTM stay separate layers with their own weights.
+as a sum of `dz` per id, then `E` and `W_x` through a matmul of the table's size. In
+inference a batch's ids are sorted and made time major before the gather, which then gives
+the packed loop its inputs in one copy; a single request's span loop multiplies (a table
+costs more than one word's rows). The embedding and the LSTM stay separate layers with their
+own weights.
 """
 
 from __future__ import annotations
@@ -123,9 +126,9 @@ def lstm_sequence(
     `zero_masked_outputs`: masked steps output zeros (Keras' `zero_output_for_mask`, which
     `Bidirectional` sets) instead of the previous output. `training=False` with a mask whose
     rows share one span of real steps (a single request) runs those steps alone, unmasked
-    (`_span_recurrence`); with another right-padded mask the packed loop (`_packed_recurrence`):
-    the same numbers, each step on the rows still inside their length only. Their gradients
-    come from TensorFlow's own differentiation."""
+    (`_span_recurrence`); with another mask padded on one side the packed loop
+    (`_packed_recurrence`): the same numbers, each step on the rows real at that step only.
+    Their gradients come from TensorFlow's own differentiation."""
     return lstm_projected_sequence(
         project_inputs(x, weights),
         h0,
@@ -150,51 +153,125 @@ def lstm_projected_sequence(
 ) -> tuple:
     """`lstm_sequence` from the projected inputs `x W_x + b (batch, T, 4·units)` float32."""
     _, recurrent_kernel, _ = weights
+    if not training:
+        return lstm_inference_sequence(
+            projected,
+            tf.identity,
+            h0,
+            c0,
+            mask,
+            recurrent_kernel,
+            go_backwards,
+            zero_masked_outputs,
+        )
     if go_backwards:
         projected = tf.reverse(projected, [1])
         mask = None if mask is None else tf.reverse(mask, [1])
     dtype = recurrent_kernel.dtype
     h0, c0 = tf.cast(h0, dtype), tf.cast(c0, dtype)
-    if training and _whole_sequence_runs(recurrent_kernel):
+    if _whole_sequence_runs(recurrent_kernel):
         outputs, h, c = _whole_sequence(projected, h0, c0, mask, recurrent_kernel)
     else:
-        projected = tf.transpose(projected, [1, 0, 2])  # time major
         keep = None if mask is None else tf.transpose(mask)[:, :, None]  # (T, batch, 1) bool
-        if training or keep is None or not _loops["packing"]:
-            h_seq, h, c = _recurrence(projected, h0, c0, keep, recurrent_kernel, fused=training)
-        else:  # inference: one span of real steps shared by every row (a single request)
-            # runs unmasked; mixed lengths (batched requests) pack; left padding cannot
-            lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
-            right_padded = tf.reduce_all(
-                tf.equal(mask, tf.sequence_mask(lengths, tf.shape(mask)[1]))
-            )
-            shared = tf.reduce_all(mask, axis=0)  # the steps real in every row
-            start = tf.argmax(tf.cast(shared, tf.int32), output_type=tf.int32)
-            count = tf.reduce_sum(tf.cast(shared, tf.int32))
-            time = tf.range(tf.shape(mask)[1])
-            span = (time >= start) & (time < start + count)
-            one_span = (count > 0) & tf.reduce_all(tf.equal(mask, span[None, :]))
-            h_seq, h, c = tf.cond(
-                one_span,
-                lambda: _span_recurrence(projected, h0, c0, start, count, recurrent_kernel),
-                lambda: tf.cond(
-                    right_padded,
-                    lambda: _packed_recurrence(projected, h0, c0, lengths, recurrent_kernel),
-                    lambda: _recurrence(projected, h0, c0, keep, recurrent_kernel),
-                ),
-            )
+        h_seq, h, c = _recurrence(
+            tf.transpose(projected, [1, 0, 2]), h0, c0, keep, recurrent_kernel, fused=True
+        )
         outputs = tf.transpose(h_seq, [1, 0, 2])
-    if mask is not None:
-        # Keras outputs zeros at masked steps, or (default) the previous output: zeros before
-        # the first real step, then the carried h
-        shown = mask if zero_masked_outputs else tf.cumsum(tf.cast(mask, tf.int32), axis=1) > 0
-        outputs = tf.where(shown[:, :, None], outputs, tf.zeros([], outputs.dtype))
-    return outputs, h, c
+    return _masked_outputs(outputs, mask, zero_masked_outputs), h, c
+
+
+def lstm_inference_sequence(
+    inputs,
+    project,
+    h0,
+    c0,
+    mask,
+    recurrent_kernel,
+    go_backwards: bool = False,
+    zero_masked_outputs: bool = False,
+    batched=None,
+) -> tuple:
+    """`lstm_projected_sequence(training=False)` from unprojected `inputs (batch, T, ...)` and
+    `project(inputs') -> (..., 4·units)` float32, the inputs' `x W_x + b` for any reordering
+    `inputs'` of their rows and steps (`project_inputs` of `x (batch, T, in)`, or the identity
+    of projected inputs). Inputs are reversed, made time major and sorted before they are
+    projected, being narrower than their projections. `batched`: another `(inputs, project)`
+    pair for the loop over batches of mixed lengths, such as token ids `(batch, T)` gathering
+    rows of `input_table` (made in that loop alone: for a single word the table's matmul costs
+    more than the word's own).
+
+    A mask whose rows share one span of real steps (a single request) runs those steps alone,
+    unmasked (`_span_recurrence`); another mask padded on one side the packed loop
+    (`_packed_recurrence`), each step on the rows real at that step only; other masks
+    (and every mask `without_packing`) the masked loop. Their gradients come from TensorFlow's
+    own differentiation."""
+    batched_inputs, batched_project = batched or (inputs, project)
+    if go_backwards:
+        inputs, batched_inputs = tf.reverse(inputs, [1]), tf.reverse(batched_inputs, [1])
+        mask = None if mask is None else tf.reverse(mask, [1])
+    dtype = recurrent_kernel.dtype
+    h0, c0 = tf.cast(h0, dtype), tf.cast(c0, dtype)
+    time_major = tf.transpose(inputs, [1, 0, *range(2, inputs.shape.rank)])
+
+    def masked():
+        keep = None if mask is None else tf.transpose(mask)[:, :, None]  # (T, batch, 1) bool
+        return _recurrence(project(time_major), h0, c0, keep, recurrent_kernel)
+
+    if mask is None or not _loops["packing"]:
+        h_seq, h, c = masked()
+    else:
+        shared = tf.reduce_all(mask, axis=0)  # the steps real in every row
+        shared_steps = tf.cast(shared, tf.int32)
+        start = tf.argmax(shared_steps, output_type=tf.int32)
+        count = tf.reduce_sum(shared_steps)
+        time = tf.range(tf.shape(mask)[1])
+        span = (time >= start) & (time < start + count)
+        one_span = (count > 0) & tf.reduce_all(tf.equal(mask, span[None, :]))
+
+        def packed_or_masked():  # masks padded on both sides cannot pack
+            lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
+            right = tf.sequence_mask(lengths, tf.shape(mask)[1])
+            right_padded = tf.reduce_all(tf.equal(mask, right))
+            left_padded = tf.reduce_all(tf.equal(mask, tf.reverse(right, [1])))
+            batched_time_major = tf.transpose(
+                batched_inputs, [1, 0, *range(2, batched_inputs.shape.rank)]
+            )
+            return tf.cond(
+                right_padded | left_padded,
+                lambda: _packed_recurrence(
+                    batched_time_major,
+                    h0,
+                    c0,
+                    lengths,
+                    recurrent_kernel,
+                    batched_project,
+                    left_padded,
+                ),
+                masked,
+            )
+
+        h_seq, h, c = tf.cond(
+            one_span,
+            lambda: _span_recurrence(time_major, h0, c0, start, count, recurrent_kernel, project),
+            packed_or_masked,
+        )
+    outputs = tf.transpose(h_seq, [1, 0, 2])
+    return _masked_outputs(outputs, mask, zero_masked_outputs), h, c
+
+
+def _masked_outputs(outputs, mask, zero_masked_outputs: bool):
+    """Keras' outputs at masked steps: zeros (`zero_masked_outputs`), or (default) the previous
+    output — zeros before the first real step, then the carried h."""
+    if mask is None:
+        return outputs
+    shown = mask if zero_masked_outputs else tf.cumsum(tf.cast(mask, tf.int32), axis=1) > 0
+    return tf.where(shown[:, :, None], outputs, tf.zeros([], outputs.dtype))
 
 
 # Choices of loop made when a function is traced, all on unless turned off around the trace:
-# inference packs right-padded rows (`_packed_recurrence`), training runs the fused kernels,
-# where it can the whole-sequence ones, and gathers token tables where it is given token ids.
+# inference packs rows padded on one side (`_packed_recurrence`), training runs the fused
+# kernels, where it can the whole-sequence ones, and gathers token tables where it is given
+# token ids.
 _loops = {"packing": True, "fusing": True, "sequence": True, "tables": True}
 
 
@@ -227,8 +304,8 @@ def per_step_kernels():
 
 
 def without_token_tables():
-    """Training loops traced inside multiply their embedded inputs even when called with token
-    ids: the reference the token tables are tested and timed against."""
+    """Loops traced inside multiply their embedded inputs even when called with token ids: the
+    reference the token tables are tested and timed against."""
     return _without("tables")
 
 
@@ -265,14 +342,15 @@ def _whole_sequence(projected, h0, c0, mask, recurrent_kernel):
     return run(projected, h0, c0, recurrent_kernel)
 
 
-def _span_recurrence(projected, h0, c0, start, count, recurrent_kernel):
+def _span_recurrence(time_major, h0, c0, start, count, recurrent_kernel, project):
     """`_recurrence`'s forward loop where every row is real over the same `count` (> 0) steps
-    from `start` and padding elsewhere (one request, or a batch of one length): no masks and
-    no packing, `count` steps. As the masked loop, `h_seq (T, batch, units)` holds h0 before
-    the span and the last h after it."""
+    from `start` and padding elsewhere (one request, or a batch of one length): those steps
+    alone projected (`project`, see `lstm_inference_sequence`), no masks, no packing. As the
+    masked loop, `h_seq (T, batch, units)` holds h0 before the span and the last h after it."""
     dtype = recurrent_kernel.dtype
+    projected = project(time_major[start : start + count])
     inputs = tf.TensorArray(tf.float32, size=count, element_shape=projected.shape[1:])
-    inputs = inputs.unstack(projected[start : start + count])
+    inputs = inputs.unstack(projected)
 
     def body(t, h, c, h_seq):
         z = inputs.read(t) + tf.cast(tf.matmul(h, recurrent_kernel), tf.float32)
@@ -284,7 +362,7 @@ def _span_recurrence(projected, h0, c0, start, count, recurrent_kernel):
 
     h_seq = tf.TensorArray(dtype, size=count, element_shape=h0.shape)
     _, h, c, h_seq = tf.while_loop(lambda t, *_: t < count, body, (tf.constant(0), h0, c0, h_seq))
-    after = tf.shape(projected)[0] - start - count
+    after = tf.shape(time_major)[0] - start - count
     return (
         tf.concat(
             [tf.tile(h0[None], [start, 1, 1]), h_seq.stack(), tf.tile(h[None], [after, 1, 1])], 0
@@ -294,20 +372,24 @@ def _span_recurrence(projected, h0, c0, start, count, recurrent_kernel):
     )
 
 
-def _packed_recurrence(projected, h0, c0, lengths, recurrent_kernel):
-    """`_recurrence`'s forward loop for right-padded rows of `lengths`, as PyTorch's packed
-    sequences: the rows sorted longest first, step t multiplies only the rows longer than t (a
-    prefix); the others carry their h and c. Returns `(h_seq (T, batch, units), h, c)` in the
-    original row order."""
+def _packed_recurrence(time_major, h0, c0, lengths, recurrent_kernel, project, left_padded):
+    """`_recurrence`'s forward loop for rows of `lengths` padded on one side (right, or with
+    `left_padded` left: a right-padded batch read backwards), as PyTorch's packed sequences:
+    the rows sorted longest first (before `project`, see `lstm_inference_sequence`), step t
+    multiplies only the rows real at t, a prefix of that order; the others carry their h and
+    c. Returns `(h_seq (T, batch, units), h, c)` in the original row order."""
     dtype = recurrent_kernel.dtype
     order = tf.argsort(lengths, direction="DESCENDING", stable=True)
     sorted_lengths = tf.gather(lengths, order)
-    projected = tf.gather(projected, order, axis=1)
+    projected = project(tf.gather(time_major, order, axis=1))
     h0, c0 = tf.gather(h0, order), tf.gather(c0, order)
     steps = tf.shape(projected)[0]
 
     def body(t, h, c, h_seq):
-        n = tf.reduce_sum(tf.cast(sorted_lengths > t, tf.int32))
+        # right padding: rows longer than t are real; left padding: those reaching back to t
+        n = tf.reduce_sum(
+            tf.cast(sorted_lengths > tf.where(left_padded, steps - 1 - t, t), tf.int32)
+        )
         z = projected[t, :n] + tf.cast(tf.matmul(h[:n], recurrent_kernel), tf.float32)
         h_new, c_new, _ = _gates(z, tf.cast(c[:n], tf.float32))
         h_next = tf.concat([tf.cast(h_new, dtype), h[n:]], 0)
@@ -490,8 +572,8 @@ def reads_token_table(layer, embedding) -> bool:
 
 @contextlib.contextmanager
 def reading_tokens(layers, token_ids, embedding):
-    """Within: the training loops of `layers` (LSTMs reading `embedding`'s output of
-    `token_ids`) gather their projected inputs from `input_table`. Nothing changes with
+    """Within: the loops of `layers` (LSTMs reading `embedding`'s output of `token_ids`) gather
+    their projected inputs from `input_table`. Nothing changes with
     `token_ids` None."""
     if token_ids is None:
         yield
@@ -519,10 +601,9 @@ class LSTM(keras.layers.LSTM):
     Keras' own loop still runs for what that does not cover (recurrent dropout while training,
     other activations, unrolling).
 
-    `call(..., token_ids=, embedding=)`: `sequences` is `embedding(token_ids)`, and a training
-    loop gathers its projected inputs from `input_table` instead of multiplying `sequences`
-    (the same numbers; see the module's docstring). Inference keeps the matmul, so traced
-    exports are unchanged."""
+    `call(..., token_ids=, embedding=)`: `sequences` is `embedding(token_ids)`, and the loop
+    gathers its projected inputs from `input_table` instead of multiplying `sequences` (the
+    same numbers; see the module's docstring), in training and in inference."""
 
     _token_source = None  # (token_ids, embedding) within `reading_tokens`
 
@@ -551,11 +632,27 @@ class LSTM(keras.layers.LSTM):
         ):
             return super().inner_loop(sequences, initial_state, mask=mask, training=training)
         weights = lstm_weights(cell)
-        if training and self._token_source is not None and _loops["tables"]:
+        tables = self._token_source is not None and _loops["tables"]
+        if tables:
             token_ids, embedding = self._token_source
-            projected = tf.gather(input_table(embedding.embeddings.value, weights), token_ids)
-        else:
-            projected = project_inputs(sequences, weights)
+
+            def table():
+                return input_table(embedding.embeddings.value, weights)
+
+        if not training:
+            outputs, h, c = lstm_inference_sequence(
+                sequences,
+                lambda x: project_inputs(x, weights),
+                initial_state[0],
+                initial_state[1],
+                mask,
+                weights[1],
+                go_backwards=self.go_backwards,
+                zero_masked_outputs=self.zero_output_for_mask,
+                batched=(token_ids, lambda ids: tf.gather(table(), ids)) if tables else None,
+            )
+            return h, outputs, [h, c]
+        projected = tf.gather(table(), token_ids) if tables else project_inputs(sequences, weights)
         outputs, h, c = lstm_projected_sequence(
             projected,
             initial_state[0],
@@ -564,7 +661,6 @@ class LSTM(keras.layers.LSTM):
             weights,
             go_backwards=self.go_backwards,
             zero_masked_outputs=self.zero_output_for_mask,
-            training=bool(training),
         )
         return h, outputs, [h, c]
 
