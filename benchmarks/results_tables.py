@@ -694,6 +694,7 @@ def decode_ab_rows(reports: list, prefix: str) -> list:
 def latency_ab_rows(reports: list, prefix: str) -> list:
     rows = []
     for name, report in reports:
+        speeds = report.get("words_per_s_batch_256")  # runs with --batch-words
         for side in ("baseline", "this"):
             latency = report["latency"][side]
             rows.append(
@@ -706,14 +707,21 @@ def latency_ab_rows(reports: list, prefix: str) -> list:
                         for kind in ("greedy", "beam5")
                         for p in ("p50_ms", "p90_ms")
                     ),
+                    *(
+                        number(speeds[side][kind]) if speeds else NONE
+                        for kind in ("greedy", "beam5")
+                    ),
                     "yes" if report["identical_outputs"] else "**no**",
                     host(report),
                 ]
             )
         ratio = report["this_over_baseline_p50"]
+        faster = report.get("this_over_baseline_words_per_s")
         rows.append(
             [link(name, prefix), "**this / baseline**", "", f"**{ratio['greedy']:.2f}**", ""]
-            + [f"**{ratio['beam5']:.2f}**", "", "", host(report)]
+            + [f"**{ratio['beam5']:.2f}**", ""]
+            + [f"**{faster[kind]:.2f}**" if faster else "" for kind in ("greedy", "beam5")]
+            + ["", host(report)]
         )
     header = [
         "result",
@@ -723,6 +731,8 @@ def latency_ab_rows(reports: list, prefix: str) -> list:
         "greedy p90",
         "beam 5 p50",
         "beam 5 p90",
+        "greedy, batch 256 (words/s)",
+        "beam 5, batch 256",
         "same outputs",
         "host",
     ]
@@ -904,9 +914,10 @@ SECTIONS = (
     ),
     (
         "latency_ab",
-        "Single-word latency, two trees interleaved in one process",
+        "Latency and batches, two trees interleaved in one process",
         "`benchmarks/latency_ab.py`: the same run exported by two checkouts, both SavedModels "
-        "answering the same single-word requests in turn in one process; below 1 is faster.",
+        "answering the same single-word requests (and, where given, batches of 256 words) in "
+        "turn in one process; below 1 is faster for latency, above 1 for words/s.",
         latency_ab_rows,
     ),
     (
