@@ -573,8 +573,7 @@ def reads_token_table(layer, embedding) -> bool:
 @contextlib.contextmanager
 def reading_tokens(layers, token_ids, embedding):
     """Within: the loops of `layers` (LSTMs reading `embedding`'s output of `token_ids`) gather
-    their projected inputs from `input_table`. Nothing changes with
-    `token_ids` None."""
+    their projected inputs from `input_table`. Nothing changes with `token_ids` None."""
     if token_ids is None:
         yield
         return
@@ -603,7 +602,8 @@ class LSTM(keras.layers.LSTM):
 
     `call(..., token_ids=, embedding=)`: `sequences` is `embedding(token_ids)`, and the loop
     gathers its projected inputs from `input_table` instead of multiplying `sequences` (the
-    same numbers; see the module's docstring), in training and in inference."""
+    same numbers; see the module's docstring): in training, and in inference's loop over a
+    batch of mixed lengths."""
 
     _token_source = None  # (token_ids, embedding) within `reading_tokens`
 
