@@ -205,13 +205,13 @@ def lstm_inference_sequence(
     (`_packed_recurrence`), each step on the rows real at that step only; other masks
     (and every mask `without_packing`) the masked loop. Their gradients come from TensorFlow's
     own differentiation."""
-    batched_inputs, batched_project = batched or (inputs, project)
     if go_backwards:
-        inputs, batched_inputs = tf.reverse(inputs, [1]), tf.reverse(batched_inputs, [1])
+        inputs = tf.reverse(inputs, [1])
         mask = None if mask is None else tf.reverse(mask, [1])
+        batched = batched and (tf.reverse(batched[0], [1]), batched[1])
     dtype = recurrent_kernel.dtype
     h0, c0 = tf.cast(h0, dtype), tf.cast(c0, dtype)
-    time_major = tf.transpose(inputs, [1, 0, *range(2, inputs.shape.rank)])
+    time_major = _time_major(inputs)
 
     def masked():
         keep = None if mask is None else tf.transpose(mask)[:, :, None]  # (T, batch, 1) bool
@@ -233,8 +233,8 @@ def lstm_inference_sequence(
             right = tf.sequence_mask(lengths, tf.shape(mask)[1])
             right_padded = tf.reduce_all(tf.equal(mask, right))
             left_padded = tf.reduce_all(tf.equal(mask, tf.reverse(right, [1])))
-            batched_time_major = tf.transpose(
-                batched_inputs, [1, 0, *range(2, batched_inputs.shape.rank)]
+            batched_time_major, batched_project = (
+                (time_major, project) if batched is None else (_time_major(batched[0]), batched[1])
             )
             return tf.cond(
                 right_padded | left_padded,
@@ -257,6 +257,11 @@ def lstm_inference_sequence(
         )
     outputs = tf.transpose(h_seq, [1, 0, 2])
     return _masked_outputs(outputs, mask, zero_masked_outputs), h, c
+
+
+def _time_major(inputs):
+    """`(batch, T, ...)` → `(T, batch, ...)`."""
+    return tf.transpose(inputs, [1, 0, *range(2, inputs.shape.rank)])
 
 
 def _masked_outputs(outputs, mask, zero_masked_outputs: bool):
