@@ -192,6 +192,17 @@ def amx(kernels):
 
 
 @pytest.fixture(scope="module")
+def avx512(kernels):
+    """The bf16 whole-sequence ops in AVX-512-BF16, where this CPU has it and no AMX tiles (with
+    AMX tiles the AMX engine runs instead)."""
+    if lstm_kernels.amx() or not lstm_kernels.avx512_bf16():
+        pytest.skip("the AVX-512-BF16 whole-sequence ops run only without AMX, with AVX-512-BF16")
+    ops = lstm_kernels.sequence_ops(tf.bfloat16)
+    assert ops is not None and ops.engine == "AVX-512-BF16", lstm_kernels.status()
+    return ops
+
+
+@pytest.fixture(scope="module")
 def fma(kernels):
     """The float32 whole-sequence ops, where this CPU has AVX2 and FMA."""
     if not {"avx2", "fma"} <= cpu_info()[1]:
@@ -231,6 +242,22 @@ def test_whole_sequence_ops_equal_the_per_step_kernels(amx, units, mask, go_back
 @pytest.mark.parametrize("units", [16, 48])
 @pytest.mark.parametrize("mask", ["none", "right", "left"])
 @pytest.mark.parametrize("go_backwards", [False, True])
+def test_avx512_whole_sequence_ops_equal_the_per_step_kernels(avx512, units, mask, go_backwards):
+    """bf16 without AMX: one op per direction (recurrent matmuls in VDPBF16PS inside it) against
+    the per-step kernels whose matmuls are TensorFlow's (oneDNN's bf16): the same float32 sums
+    of bf16 products in another order, rounded to bf16; outputs, states and every gradient."""
+    whole, per_step = _whole_against_per_step(
+        units, tf.bfloat16, mask, go_backwards, "S2sLstmSequenceAvx512"
+    )
+    for got, expected in zip(whole, per_step):
+        assert np.linalg.norm(got - expected) <= 1e-2 * np.linalg.norm(expected)
+    for got, expected in zip(whole[:3], per_step[:3]):  # outputs and states: mostly identical
+        assert np.mean(got == expected) > 0.95
+
+
+@pytest.mark.parametrize("units", [16, 48])
+@pytest.mark.parametrize("mask", ["none", "right", "left"])
+@pytest.mark.parametrize("go_backwards", [False, True])
 def test_float32_whole_sequence_ops_equal_the_per_step_kernels(fma, units, mask, go_backwards):
     """float32: one op per direction (the recurrent matmuls in AVX2 FMA code inside it) against
     the per-step kernels whose matmuls are TensorFlow's. The gate arithmetic is the same code;
@@ -243,18 +270,27 @@ def test_float32_whole_sequence_ops_equal_the_per_step_kernels(fma, units, mask,
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
-def test_float32_whole_sequence_ops_follow_the_equations(fma):
-    """The op alone against the LSTM equations in NumPy (float64), a batch that does not fill
-    a block of rows and a mask that keeps the state over masked steps."""
+@pytest.mark.parametrize(
+    "engine, dtype, tolerance",
+    [("fma", tf.float32, (1e-4, 1e-5)), ("avx512", tf.bfloat16, (1e-2, 3e-2))],
+)
+def test_whole_sequence_ops_follow_the_equations(request, engine, dtype, tolerance):
+    """The op alone against the LSTM equations in NumPy (float64, from the same inputs rounded
+    to the op's dtype), a batch that does not fill a block of rows and a mask that keeps the
+    state over masked steps; bf16 to its precision (h and c rounded to bf16 at every step)."""
+    ops = request.getfixturevalue(engine)
     rng = np.random.default_rng(7)
-    batch, steps, units = 13, 5, 32
+    batch, steps, units = 13, 5, 48
     projected = rng.normal(size=(batch, steps, 4 * units)).astype("float32")
-    h0, c0 = (rng.normal(size=(batch, units)).astype("float32") for _ in range(2))
-    kernel = (rng.normal(size=(units, 4 * units)) * 0.2).astype("float32")
+    h0, c0 = (tf.cast(rng.normal(size=(batch, units)), dtype) for _ in range(2))
+    kernel = tf.cast(rng.normal(size=(units, 4 * units)) * 0.2, dtype)
     keep = rng.random((batch, steps)) > 0.3
-    h_seq, _, _, h, c = (t.numpy() for t in fma.forward(projected, h0, c0, kernel, keep))
+    outputs = ops.forward(projected, h0, c0, kernel, keep)
+    h_seq, _, _, h, c = (tf.cast(t, tf.float64).numpy() for t in outputs)
+    h0, c0, kernel = (tf.cast(t, tf.float64).numpy() for t in (h0, c0, kernel))
+    rtol, atol = tolerance
     sigmoid = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
-    h_ref, c_ref = h0.astype("float64"), c0.astype("float64")
+    h_ref, c_ref = h0, c0
     for t in range(steps):
         z = projected[:, t] + h_ref @ kernel
         i, f, g, o = np.split(z, 4, axis=-1)
@@ -262,19 +298,23 @@ def test_float32_whole_sequence_ops_follow_the_equations(fma):
         h_new = sigmoid(o) * np.tanh(c_new)
         kept = keep[:, t, None]
         h_ref, c_ref = np.where(kept, h_new, h_ref), np.where(kept, c_new, c_ref)
-        np.testing.assert_allclose(h_seq[:, t], h_ref, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(h, h_ref, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(c, c_ref, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(h_seq[:, t], h_ref, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(h, h_ref, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(c, c_ref, rtol=rtol, atol=atol)
 
 
 def test_whole_sequence_runs_only_where_it_can(kernels):
-    """Units its engine does not take (and, without AMX, bf16) keep the per-step kernels."""
-    cases = [(8, tf.float32), (16, tf.bfloat16)]
-    if not lstm_kernels.amx():
+    """Units its engine does not take (and, without AMX or AVX-512-BF16, bf16) keep the
+    per-step kernels."""
+    cases = [(8, tf.float32), (8, tf.bfloat16)]
+    if lstm_kernels.amx():
+        cases.append((16, tf.bfloat16))
+    elif not lstm_kernels.avx512_bf16():
         cases.append((32, tf.bfloat16))
+    names = {"S2sLstmSequence", "S2sLstmSequenceAvx512", "S2sLstmSequenceFloat"}
     for units, dtype in cases:
         step, _ = _run(units, dtype, _mask("right"), False, False)
-        assert not {"S2sLstmSequence", "S2sLstmSequenceFloat"} & _op_types(step)
+        assert not names & _op_types(step)
         assert "S2sLstmGates" in _op_types(step)
 
 

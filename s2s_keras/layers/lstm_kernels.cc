@@ -18,7 +18,8 @@
 // as the loop written in TensorFlow ops.
 //
 // S2sAmxUsable: whether the CPU has AMX tiles (amx_tile, amx_bf16) that the operating system lets
-// this process use — the condition for loading `lstm_sequence.cc`'s library at all.
+// this process use; S2sAvx512Bf16Usable: whether it has AVX-512-BF16. Either is the condition for
+// loading `lstm_sequence.cc`'s library at all (and says which of its engines runs).
 
 #include <functional>
 
@@ -206,3 +207,4 @@ S2S_REGISTER(Eigen::bfloat16)
 S2S_REGISTER(Eigen::half)
 
 S2S_REGISTER_USABLE_OP("S2sAmxUsable", AmxUsable);
+S2S_REGISTER_USABLE_OP("S2sAvx512Bf16Usable", Avx512Bf16Usable);

@@ -6,8 +6,9 @@ The kernels serve training only: `lstm._recurrence` runs one `S2sLstmGates` per 
 and one `S2sLstmGatesGrad` per backward step instead of about a dozen and two dozen small ops.
 Where it can, a layer runs its whole loop as one op forward and one backward instead, its
 recurrent matmuls inside the op (`lstm_sequence.h`; `sequence_ops(dtype)`): in bf16 on a CPU with
-AMX tiles (`amx()`; `S2sLstmSequence`, units a multiple of 32), in float32 on a CPU with AVX2 and
-FMA (`S2sLstmSequenceFloat`, units a multiple of 16).
+AMX tiles (`amx()`; `S2sLstmSequence`, units a multiple of 32) or else with AVX-512-BF16
+(`avx512_bf16()`; `S2sLstmSequenceAvx512`, units a multiple of 16), in float32 on a CPU with AVX2
+and FMA (`S2sLstmSequenceFloat`, units a multiple of 16).
 Inference, decoding and every export run TensorFlow's own ops, so a SavedModel never needs the
 library. Without it (not built, or built for another TensorFlow) training runs the same loop
 in TensorFlow ops, with the same numbers, slower; `status()` says which and why.
@@ -25,7 +26,8 @@ import tensorflow as tf
 _HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.join(_HERE, "lstm_kernels.cc")
 LIBRARY = os.path.join(_HERE, "_lstm_kernels.so")
-# The whole-sequence ops: AVX-512 and AMX code throughout, so loaded only where AMX runs.
+# The bf16 whole-sequence ops: AVX-512 and AMX code throughout, so loaded only where AMX or
+# AVX-512-BF16 runs.
 SEQUENCE_SOURCE = os.path.join(_HERE, "lstm_sequence.cc")
 SEQUENCE_LIBRARY = os.path.join(_HERE, "_lstm_sequence.so")
 # The float32 whole-sequence ops: AVX code as the per-step library's, the matmul AVX2 FMA code
@@ -34,8 +36,8 @@ FLOAT_SEQUENCE_SOURCE = os.path.join(_HERE, "lstm_sequence_float.cc")
 FLOAT_SEQUENCE_LIBRARY = os.path.join(_HERE, "_lstm_sequence_float.so")
 HEADERS = [os.path.join(_HERE, name) for name in ("lstm_rows.h", "lstm_sequence.h")]
 # The per-step library: `-mavx` like TensorFlow's wheel, so that Eigen's sigmoid and tanh
-# round as tf.sigmoid and tf.tanh do. The sequence library targets the CPUs with AMX (all have
-# these AVX-512 subsets).
+# round as tf.sigmoid and tf.tanh do. The sequence library targets the CPUs with AMX or
+# AVX-512-BF16 (all have these AVX-512 subsets).
 STEP_FLAGS = ["-mavx"]
 SEQUENCE_FLAGS = [
     "-mavx512f",
@@ -122,13 +124,13 @@ def load(library: str = LIBRARY, source: str | None = None):
 _usable_cache: dict = {}
 
 
-def _usable(library: str, op) -> bool:
-    """The library's own answer (`op`, a scalar bool op) to whether this CPU runs its code; once
-    per process and library."""
-    if library not in _usable_cache:
+def _usable(key: str, op) -> bool:
+    """A library's own answer (`op`, a scalar bool op) to whether this CPU runs some code of it;
+    once per process and `key` (the library's path, and the question where it answers several)."""
+    if key not in _usable_cache:
         with tf.init_scope():  # a Python bool even while a function is traced
-            _usable_cache[library] = bool(op().numpy())
-    return _usable_cache[library]
+            _usable_cache[key] = bool(op().numpy())
+    return _usable_cache[key]
 
 
 def amx(library: str = LIBRARY) -> bool:
@@ -138,19 +140,31 @@ def amx(library: str = LIBRARY) -> bool:
     return module is not None and _usable(library, module.s2s_amx_usable)
 
 
+def avx512_bf16(library: str = LIBRARY) -> bool:
+    """Whether the CPU has AVX-512-BF16 that the operating system lets this process use (asked
+    of the per-step library; once per process)."""
+    module = load(library)
+    return module is not None and _usable(library + ":avx512_bf16", module.s2s_avx512_bf16_usable)
+
+
 SequenceOps = collections.namedtuple("SequenceOps", "forward backward units_multiple engine")
 
 
 def sequence_ops(dtype=tf.bfloat16) -> SequenceOps | None:
     """The whole-sequence ops for the compute dtype `dtype` where they run here, else None (the
-    reason kept for `status()`): bf16 where AMX runs (`amx()`; that library is AVX-512 and AMX
-    code throughout, never loaded elsewhere), float32 where the CPU has AVX2 and FMA."""
+    reason kept for `status()`): bf16 on AMX tiles where they run (`amx()`), else in AVX-512-BF16
+    where the CPU has it (`avx512_bf16()`; that library is AVX-512 code throughout, never loaded
+    elsewhere); float32 where the CPU has AVX2 and FMA."""
     dtype = tf.as_dtype(dtype)
     if dtype == tf.bfloat16:
-        module = load(SEQUENCE_LIBRARY, SEQUENCE_SOURCE) if amx() else None
+        on_amx = amx()
+        module = load(SEQUENCE_LIBRARY, SEQUENCE_SOURCE) if on_amx or avx512_bf16() else None
         if module is None:
             return None
-        return SequenceOps(module.s2s_lstm_sequence, module.s2s_lstm_sequence_grad, 32, "AMX")
+        if on_amx:
+            return SequenceOps(module.s2s_lstm_sequence, module.s2s_lstm_sequence_grad, 32, "AMX")
+        forward, backward = module.s2s_lstm_sequence_avx512, module.s2s_lstm_sequence_avx512_grad
+        return SequenceOps(forward, backward, 16, "AVX-512-BF16")
     if dtype == tf.float32:
         module = load(FLOAT_SEQUENCE_LIBRARY, FLOAT_SEQUENCE_SOURCE)
         if module is None or not _usable(FLOAT_SEQUENCE_LIBRARY, module.s2s_fma_usable):
@@ -163,8 +177,9 @@ def sequence_ops(dtype=tf.bfloat16) -> SequenceOps | None:
 
 def status(library: str = LIBRARY) -> str:
     """ "fused", then the whole-sequence ops that run here ("fused, whole sequences on AMX (bf16)
-    and AVX2 FMA (float32)"), or "tensorflow ops: <why>", for benchmark reports and `s2s
-    train`'s log; where a whole-sequence library should run and does not load, why."""
+    and AVX2 FMA (float32)", or AVX-512-BF16 instead of AMX), or "tensorflow ops: <why>", for
+    benchmark reports and `s2s train`'s log; where a whole-sequence library should run and does
+    not load, why."""
     module = load(library)
     if module is None:
         return f"tensorflow ops: {_loaded[library][1]}"
@@ -172,7 +187,7 @@ def status(library: str = LIBRARY) -> str:
         return "fused"
     running, missing = [], []
     for dtype, sequence_library, wanted in (
-        (tf.bfloat16, SEQUENCE_LIBRARY, amx()),
+        (tf.bfloat16, SEQUENCE_LIBRARY, amx() or avx512_bf16()),
         (tf.float32, FLOAT_SEQUENCE_LIBRARY, True),
     ):
         ops = sequence_ops(dtype)

@@ -116,6 +116,17 @@ bool AmxUsable() {
   return usable;
 }
 
+// Whether the CPU has AVX-512-BF16 (and the operating system saves the AVX-512 registers: the
+// compiler's check includes it) — with AmxUsable, the condition for loading
+// `lstm_sequence.cc`'s library, which is AVX-512 code throughout.
+bool Avx512Bf16Usable() {
+  static const bool usable =
+      __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512bf16");
+  return usable;
+}
+
 // An op answering whether this CPU runs a library's code (`Usable`), registered by
 // S2S_REGISTER_USABLE_OP(name, Usable): a scalar bool, asked once per process from Python.
 template <bool (*Usable)()>

@@ -1,14 +1,20 @@
-// The whole-sequence LSTM training ops of `lstm_sequence.h` for CPUs with AMX tiles,
-// S2sLstmSequence and S2sLstmSequenceGrad (bf16; `s2s_keras/layers/lstm_kernels.py` builds this
-// library with AVX-512 and AMX code generation and loads it only where `S2sAmxUsable` holds).
-// Each block of 32 rows runs its whole loop on one thread; its recurrent matmul runs on the AMX
-// tile unit (TDPBF16PS: bf16 products summed in float32), with W_h packed once per call into
-// the tiles' pair-interleaved layout.
+// The bf16 whole-sequence LSTM training ops of `lstm_sequence.h`, two engines
+// (`s2s_keras/layers/lstm_kernels.py` builds this library with AVX-512 and AMX code generation
+// and loads it only where `S2sAmxUsable` or `S2sAvx512Bf16Usable` holds):
+//   - S2sLstmSequence and S2sLstmSequenceGrad, for CPUs with AMX tiles: each block of 32 rows
+//     runs its whole loop on one thread, its recurrent matmul on the AMX tile unit (TDPBF16PS);
+//   - S2sLstmSequenceAvx512 and S2sLstmSequenceAvx512Grad, for CPUs with AVX-512-BF16 and no
+//     AMX: one block of rows per intra-op thread, its recurrent matmul in VDPBF16PS.
+// Both sum pairs of bf16 products in float32, with W_h packed once per call into the same
+// pair-interleaved layout.
 
 #include <immintrin.h>
 
+#include <array>
 #include <cstdint>
+#include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "lstm_sequence.h"
@@ -25,8 +31,9 @@ struct alignas(64) TileConfig {
   uint8_t rows[16] = {};
 };
 
-// B [k, n] = b(k, n) for k < depth, n < width (both multiples of 32) into the tiles' layout:
-// blocks of 16 columns, in each the rows paired, packed[block][k / 2][n][k % 2].
+// B [k, n] = b(k, n) for k < depth, n < width into the tiles' layout: blocks of 16 columns, in
+// each the rows paired, packed[block][k / 2][n][k % 2] (depth even, width a multiple of 16; AMX
+// needs both multiples of 32). A pair of rows of a block is 32 bf16: one AVX-512 register.
 template <typename Get>
 std::vector<Eigen::bfloat16> PackPairs(int64_t depth, int64_t width, Get b) {
   std::vector<Eigen::bfloat16> packed(depth * width);
@@ -110,6 +117,92 @@ struct Amx {
   static void ThreadEnd() { ReleaseTiles(); }
 };
 
+constexpr int64_t kDotSlice = 8;   // rows of A per microkernel call
+constexpr int64_t kDotPanels = 2;  // packed blocks of 16 columns per call
+
+// c [R, 16 P] (row stride c_stride) = a [R, depth] (row stride depth) x P consecutive packed
+// blocks: R x P float32 registers, each k pair one broadcast of a row's two bf16 and one
+// VDPBF16PS per register.
+template <int R, int P>
+__attribute__((target("avx512f,avx512bf16"))) void DotKernel(const bf16* a, const bf16* blocks,
+                                                            int64_t depth, float* c,
+                                                            int64_t c_stride) {
+  __m512 sums[R][P];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+    for (int p = 0; p < P; ++p) sums[r][p] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < depth; k += 2) {
+    __m512bh b[P];
+#pragma GCC unroll 2
+    for (int p = 0; p < P; ++p) {
+      b[p] = (__m512bh)_mm512_loadu_si512(blocks + p * depth * 16 + k * 16);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      int32_t pair;
+      std::memcpy(&pair, a + r * depth + k, sizeof(pair));
+      const __m512bh x = (__m512bh)_mm512_set1_epi32(pair);
+#pragma GCC unroll 2
+      for (int p = 0; p < P; ++p) sums[r][p] = _mm512_dpbf16_ps(sums[r][p], x, b[p]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+    for (int p = 0; p < P; ++p) _mm512_storeu_ps(c + r * c_stride + p * 16, sums[r][p]);
+}
+
+using DotFunction = void (*)(const bf16*, const bf16*, int64_t, float*, int64_t);
+
+// kernels[P - 1][R - 1] = DotKernel<R, P>
+template <int... R>
+constexpr std::array<std::array<DotFunction, sizeof...(R)>, 2> DotKernels(
+    std::integer_sequence<int, R...>) {
+  return {{{&DotKernel<R + 1, 1>...}, {&DotKernel<R + 1, 2>...}}};
+}
+
+constexpr auto kDotKernels = DotKernels(std::make_integer_sequence<int, kDotSlice>());
+
+struct Avx512Bf16 {
+  using T = bf16;
+
+  static std::string Requirement(int64_t units) {
+    if (!Avx512Bf16Usable()) return "needs a CPU with AVX-512-BF16; this one has not";
+    if (units % 16 != 0) return "needs units a multiple of 16, got " + std::to_string(units);
+    return "";
+  }
+
+  // One block per intra-op thread: each thread streams the packed W_h once per step.
+  static int64_t BlockRows(int64_t batch, int threads) {
+    const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(threads, batch / kDotSlice));
+    return std::max<int64_t>(1, (batch + blocks - 1) / blocks);
+  }
+
+  template <typename Get>
+  static std::vector<bf16> Pack(int64_t depth, int64_t width, Get b) {
+    return PackPairs(depth, width, b);
+  }
+
+  // Two blocks of columns at a time (16 KB of W_h at 256 rows: they stay in the L1 cache while
+  // the rows stream past), then slices of 8 rows.
+  static void MatMul(const bf16* a, int64_t rows, const bf16* packed, int64_t depth,
+                     int64_t width, float* c) {
+    const int64_t blocks = width / 16;
+    for (int64_t block = 0; block < blocks; block += kDotPanels) {
+      const auto& kernels = kDotKernels[std::min(kDotPanels, blocks - block) - 1];
+      for (int64_t r = 0; r < rows; r += kDotSlice) {
+        kernels[std::min(kDotSlice, rows - r) - 1](a + r * depth, packed + block * depth * 16,
+                                                   depth, c + r * width + block * 16, width);
+      }
+    }
+  }
+
+  static void ThreadBegin() {}
+  static void ThreadEnd() {}
+};
+
 }  // namespace
 
 S2S_REGISTER_LSTM_SEQUENCE_OPS("S2sLstmSequence", "bfloat16", Amx);
+S2S_REGISTER_LSTM_SEQUENCE_OPS("S2sLstmSequenceAvx512", "bfloat16", Avx512Bf16);
