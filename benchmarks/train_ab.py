@@ -2,7 +2,7 @@
 on the same batches (read into memory first).
 
     .venv/bin/python benchmarks/train_ab.py --units 256 --layers 1 --batch-size 128 \
-        --pairs 40000 --rounds 3 [--lever kernels|sequence|tables|adam|autotune] \
+        --pairs 40000 --rounds 3 [--lever kernels|sequence|tables|one_hot|adam|autotune] \
         [--precision mixed_bfloat16|float32|both] [--set KEY=VALUE ...] \
         > benchmarks/results/train-ab-lstm-kernels.json  # or train-ab-sequence / -adam / ...
 
@@ -19,6 +19,10 @@ epoch order), one per side of `--lever`:
     layers gathering `x W_x + b` from `E W_x + b` by token id (`layers/lstm.py`),
     `multiply` inside `lstm.without_token_tables()` (embedded tokens times `W_x`, and both
     gradients of that matmul). The same numbers up to float roundings.
+  - `one_hot`: `one_hot_matmul` traces with the token tables' gradient as a one-hot matmul
+    (`lstm.gather_table`), `segment_sum` inside `lstm.without_one_hot_gradient()` (TensorFlow's
+    gradient of `tf.gather`, `UnsortedSegmentSum`). The same numbers up to the matmul's
+    rounding of `dz` to the compute dtype.
   - `adam`: `fused_adam` trains with `s2s_keras.optimizers.Adam` (one `ResourceApplyAdam` per
     variable), `keras_adam` with `keras.optimizers.Adam` (a dozen ops per variable); the same
     update up to the rounding of 1 − β.
@@ -109,7 +113,7 @@ def with_autotune() -> tf.data.Options:
     return options
 
 
-LEVERS = ("kernels", "sequence", "tables", "adam", "autotune")
+LEVERS = ("kernels", "sequence", "tables", "one_hot", "adam", "autotune")
 
 
 @contextlib.contextmanager
@@ -142,6 +146,13 @@ def build_sides(lever: str, make) -> dict:
             multiply = make()
             multiply.epoch()
         return {"token_tables": tables, "multiply": multiply}
+    if lever == "one_hot":
+        one_hot = make()
+        one_hot.epoch()  # traces with the tables' one-hot matmul gradient
+        with lstm.without_one_hot_gradient():
+            segment_sum = make()
+            segment_sum.epoch()
+        return {"one_hot_matmul": one_hot, "segment_sum": segment_sum}
     if lever == "adam":
         fused = make()
         with keras_adam():

@@ -392,3 +392,36 @@ def test_token_ids_need_their_embedding_and_a_small_table():
     big.build((None, None))
     with pytest.raises(ValueError, match=r"at most 1024 rows"):
         ours(x, token_ids=ids, embedding=big, training=True)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_small_tables_gradient_is_one_one_hot_matmul(dtype):
+    """`gather_table`: `tf.gather`'s rows, and for a table of at most `ONE_HOT_MAX_ROWS` rows
+    `tf.gather`'s gradient (a sum of `dz` per id, repeated ids included) as one dense matmul
+    in the compute dtype, within the rounding of `dz` to it; a larger table keeps
+    `tf.gather`'s own sparse gradient."""
+    from s2s_keras.layers import lstm
+
+    rng = np.random.default_rng(5)
+    ids = tf.constant(rng.integers(0, 9, [4, 6]), tf.int32)  # 24 ids of 9 rows: repeats
+    weights = tf.constant(rng.normal(size=[4, 6, 8]), tf.float32)
+
+    def run(table):
+        with tf.GradientTape() as tape:
+            tape.watch(table)
+            rows = lstm.gather_table(table, ids, tf.as_dtype(dtype))
+            loss = tf.reduce_sum(rows * weights)
+        return rows, tape.gradient(loss, table)
+
+    table = tf.constant(rng.normal(size=[9, 8]), tf.float32)
+    rows, gradient = run(table)
+    with lstm.without_one_hot_gradient():
+        expected_rows, expected = run(table)
+    assert isinstance(expected, tf.IndexedSlices)
+    assert not isinstance(gradient, tf.IndexedSlices) and gradient.dtype == tf.float32
+    np.testing.assert_array_equal(rows, expected_rows)
+    tolerance = 1e-6 if dtype == "float32" else 2e-2
+    np.testing.assert_allclose(
+        gradient, tf.convert_to_tensor(expected), rtol=tolerance, atol=tolerance
+    )
+    assert isinstance(run(tf.zeros([lstm.ONE_HOT_MAX_ROWS + 1, 8]))[1], tf.IndexedSlices)

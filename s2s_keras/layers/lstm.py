@@ -275,9 +275,15 @@ def _masked_outputs(outputs, mask, zero_masked_outputs: bool):
 
 # Choices of loop made when a function is traced, all on unless turned off around the trace:
 # inference packs rows padded on one side (`_packed_recurrence`), training runs the fused
-# kernels, where it can the whole-sequence ones, and gathers token tables where it is given
-# token ids.
-_loops = {"packing": True, "fusing": True, "sequence": True, "tables": True}
+# kernels, where it can the whole-sequence ones, gathers token tables where it is given token
+# ids, and takes a small table's gradient as a one-hot matmul (`gather_table`).
+_loops = {
+    "packing": True,
+    "fusing": True,
+    "sequence": True,
+    "tables": True,
+    "one_hot_gradient": True,
+}
 
 
 @contextlib.contextmanager
@@ -312,6 +318,42 @@ def without_token_tables():
     """Loops traced inside multiply their embedded inputs even when called with token ids: the
     reference the token tables are tested and timed against."""
     return _without("tables")
+
+
+def without_one_hot_gradient():
+    """Token tables gathered in training functions traced inside take TensorFlow's gradient of
+    `tf.gather` (a sum per id) whatever their size: `gather_table`'s reference in tests and
+    A/B timings."""
+    return _without("one_hot_gradient")
+
+
+# A token table of at most this many rows gets its training gradient as one matmul in the
+# compute dtype, `one_hot(ids)ᵀ dz`, a few dozen rows deep: TensorFlow's gradient of
+# `tf.gather` sums `dz` per id with `UnsortedSegmentSum`, a scatter that adds about a billion
+# floats a second on one thread, slower than the matmul (2·rows multiply-adds per float) on
+# bf16 or float32 units up to about this many rows.
+ONE_HOT_MAX_ROWS = 128
+
+
+def gather_table(table, ids, dtype):
+    """`tf.gather(table, ids)` for a `(rows, width)` float32 token table; for at most
+    `ONE_HOT_MAX_ROWS` rows, its gradient `one_hot(ids)ᵀ dz` is one matmul in `dtype` (the
+    compute dtype; float32 accumulation) instead of a sum per id."""
+    rows = table.shape[0]
+    if not (_loops["one_hot_gradient"] and rows is not None and rows <= ONE_HOT_MAX_ROWS):
+        return tf.gather(table, ids)
+    flat_ids = tf.reshape(ids, [-1])
+
+    @tf.custom_gradient
+    def run(table):
+        def gradient(d_rows):
+            d_flat = tf.cast(tf.reshape(d_rows, [-1, tf.shape(d_rows)[-1]]), dtype)
+            one_hot = tf.one_hot(flat_ids, rows, dtype=dtype)
+            return tf.cast(tf.matmul(one_hot, d_flat, transpose_a=True), tf.float32)
+
+        return tf.gather(table, ids), gradient
+
+    return run(table)
 
 
 def _whole_sequence_runs(recurrent_kernel) -> bool:
@@ -657,7 +699,10 @@ class LSTM(keras.layers.LSTM):
                 batched=(token_ids, lambda ids: tf.gather(table(), ids)) if tables else None,
             )
             return h, outputs, [h, c]
-        projected = tf.gather(table(), token_ids) if tables else project_inputs(sequences, weights)
+        if tables:
+            projected = gather_table(table(), token_ids, weights[0].dtype)
+        else:
+            projected = project_inputs(sequences, weights)
         outputs, h, c = lstm_projected_sequence(
             projected,
             initial_state[0],
