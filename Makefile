@@ -6,8 +6,8 @@ STAMP := $(VENV)/.installed
 RUN_DIR ?= runs/g2p-small
 EXPORT_BASE ?= saved_models/g2p
 # The LSTM training loop's fused kernels, compiled against the installed TensorFlow: the
-# per-step ops, the bf16 whole-sequence ops that load only on CPUs with AMX tiles, and the
-# float32 ones that run on CPUs with AVX2 and FMA.
+# per-step ops, the bf16 whole-sequence ops that load only on CPUs with AMX tiles or
+# AVX-512-BF16, and the float32 ones that run on CPUs with AVX2 and FMA.
 STEP_KERNELS := s2s_keras/layers/_lstm_kernels.so
 SEQUENCE_KERNELS := s2s_keras/layers/_lstm_sequence.so
 FLOAT_SEQUENCE_KERNELS := s2s_keras/layers/_lstm_sequence_float.so

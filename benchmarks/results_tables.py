@@ -351,6 +351,8 @@ TRAIN_AB_SIDES = {
     "kernels": ("fused", "tensorflow_ops"),
     "sequence": ("whole_sequence", "per_step"),
     "tables": ("token_tables", "multiply"),
+    "one_hot": ("one_hot_matmul", "segment_sum"),
+    "strategy": ("default_strategy", "one_device"),
     "adam": ("fused_adam", "keras_adam"),
     "autotune": ("without_autotune", "autotune"),
 }
@@ -861,6 +863,8 @@ SECTIONS = (
         "fused LSTM kernels against TensorFlow ops (the same numbers); `sequence`: the "
         "whole-sequence LSTM ops against the per-step kernels; `tables`: the first layers' "
         "input projections gathered from token tables against embedding and multiplying; "
+        "`one_hot`: the token tables' gradient as one one-hot matmul against TensorFlow's sum "
+        "per id; `strategy`: TensorFlow's default strategy against OneDeviceStrategy; "
         "`adam`: Adam as one op "
         "per variable against Keras' Adam; `autotune`: the pipeline without tf.data's "
         "autotuning (as training runs) against it on.",

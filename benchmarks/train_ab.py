@@ -2,7 +2,7 @@
 on the same batches (read into memory first).
 
     .venv/bin/python benchmarks/train_ab.py --units 256 --layers 1 --batch-size 128 \
-        --pairs 40000 --rounds 3 [--lever kernels|sequence|tables|one_hot|adam|autotune] \
+        --pairs 40000 --rounds 3 [--lever kernels|sequence|tables|one_hot|strategy|adam|autotune] \
         [--precision mixed_bfloat16|float32|both] [--set KEY=VALUE ...] \
         > benchmarks/results/train-ab-lstm-kernels.json  # or train-ab-sequence / -adam / ...
 
@@ -23,6 +23,9 @@ epoch order), one per side of `--lever`:
     (`lstm.gather_table`), `segment_sum` inside `lstm.without_one_hot_gradient()` (TensorFlow's
     gradient of `tf.gather`, `UnsortedSegmentSum`). The same numbers up to the matmul's
     rounding of `dz` to the compute dtype.
+  - `strategy`: `default_strategy` builds, compiles and fits under TensorFlow's default
+    strategy (what `train.strategy=auto` picks on one device), `one_device` under
+    `OneDeviceStrategy` (`train.strategy=one_device`). The same numbers.
   - `adam`: `fused_adam` trains with `s2s_keras.optimizers.Adam` (one `ResourceApplyAdam` per
     variable), `keras_adam` with `keras.optimizers.Adam` (a dozen ops per variable); the same
     update up to the rounding of 1 − β.
@@ -70,6 +73,7 @@ from train_speed import (  # noqa: E402
 
 from s2s_keras import training  # noqa: E402
 from s2s_keras.data import PaddingCounter  # noqa: E402
+from s2s_keras.distribute import get_strategy  # noqa: E402
 from s2s_keras.layers import lstm, lstm_kernels  # noqa: E402
 from s2s_keras.training import build_model, compile_model, datasets, load_data  # noqa: E402
 
@@ -113,7 +117,7 @@ def with_autotune() -> tf.data.Options:
     return options
 
 
-LEVERS = ("kernels", "sequence", "tables", "one_hot", "adam", "autotune")
+LEVERS = ("kernels", "sequence", "tables", "one_hot", "strategy", "adam", "autotune")
 
 
 @contextlib.contextmanager
@@ -153,6 +157,13 @@ def build_sides(lever: str, make) -> dict:
             segment_sum = make()
             segment_sum.epoch()
         return {"one_hot_matmul": one_hot, "segment_sum": segment_sum}
+    if lever == "strategy":
+        default = make()
+        default.epoch()  # traces without distribution
+        with get_strategy("one_device").scope():
+            one_device = make()
+        one_device.epoch()
+        return {"default_strategy": default, "one_device": one_device}
     if lever == "adam":
         fused = make()
         with keras_adam():

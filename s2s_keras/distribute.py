@@ -73,8 +73,9 @@ def configure_devices(cpu_devices: int) -> None:
 
 
 def get_strategy(name: str, cpu_devices: int = 0) -> tf.distribute.Strategy:
-    """`auto`: MirroredStrategy when several GPUs (or logical CPU devices) are visible, else one
-    device; `one_device`: the first GPU or the CPU; `mirrored`: all visible GPUs / logical CPUs;
+    """`auto`: MirroredStrategy when several GPUs (or logical CPU devices) are visible, else
+    TensorFlow's default strategy (no distribution); `one_device`: OneDeviceStrategy on the
+    first GPU or the CPU; `mirrored`: all visible GPUs / logical CPUs;
     `multi_worker`: MultiWorkerMirroredStrategy over the cluster in `TF_CONFIG` (RING
     collectives); `tpu`: TPUStrategy on the TPU that `TPUClusterResolver` finds."""
     configure_devices(cpu_devices)
@@ -101,7 +102,11 @@ def get_strategy(name: str, cpu_devices: int = 0) -> tf.distribute.Strategy:
     cpus = tf.config.list_logical_devices("CPU")
     devices = [d.name for d in (gpus or cpus)]
     if name == "auto":
-        name = "mirrored" if len(devices) > 1 else "one_device"
+        if len(devices) == 1:
+            # TensorFlow's default strategy: the same device, without OneDeviceStrategy's
+            # distributed steps and dataset (1.1-1.3x longer epochs on 2 CPU cores)
+            return tf.distribute.get_strategy()
+        name = "mirrored"
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy(devices[0])
     if name == "mirrored":

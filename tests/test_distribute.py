@@ -45,12 +45,18 @@ print("replicas identical", len(replicas))
     assert run_cli("predict", "--model", version, "abc").stdout.startswith("abc\t")
 
 
-def test_strategy_errors_name_what_is_missing(tmp_path):
+def test_strategy_errors_name_what_is_missing_and_one_device_runs_undistributed(tmp_path):
+    """On one device `auto` is TensorFlow's default strategy (OneDeviceStrategy's distributed
+    steps made epochs 1.1-1.3x longer: `train_ab.py --lever strategy`), `one_device` is
+    OneDeviceStrategy; the other strategies name what they miss."""
     env_free = run_python(
         """
 import os
 os.environ.pop("TF_CONFIG", None)
+import tensorflow as tf
 from s2s_keras.distribute import get_strategy
+print("auto", get_strategy("auto") is tf.distribute.get_strategy())
+print("one_device", type(get_strategy("one_device")).__name__)
 try:
     get_strategy("multi_worker")
 except ValueError as error:
@@ -59,7 +65,6 @@ try:
     get_strategy("tpu")
 except ValueError as error:
     print(error)
-import tensorflow as tf
 tf.constant(1)  # the runtime has started: too late to split the CPU
 try:
     get_strategy("mirrored", cpu_devices=3)
@@ -68,6 +73,7 @@ except ValueError as error:
 """,
         cwd=REPO,
     )
+    assert "auto True" in env_free and "one_device OneDeviceStrategy" in env_free
     assert "TF_CONFIG is not set" in env_free
     assert "--strategy tpu: no TPU found" in env_free
     assert "train.cpu_devices=3: TensorFlow has already started" in env_free

@@ -15,9 +15,9 @@ kernel-sized gradient per step); at batch 1 these casts cost more than the matmu
     step-by-step decoding reproduces the teacher-forced pass;
   - in training, each step's element-wise work forward and backward is one kernel of
     `lstm_kernels` (C++, built by `make install`) instead of a dozen and two dozen ops, with the
-    same numbers; where it can (bf16 on a CPU with AMX tiles, float32 on one with AVX2 and FMA)
-    a layer runs its whole loop, recurrent matmuls included, as one op forward and one
-    backward. Inference and exports trace TensorFlow's ops only.
+    same numbers; where it can (bf16 on a CPU with AMX tiles or AVX-512-BF16, float32 on one
+    with AVX2 and FMA) a layer runs its whole loop, recurrent matmuls included, as one op
+    forward and one backward. Inference and exports trace TensorFlow's ops only.
 Masked steps keep the previous state and output the previous output (zeros before the first
 real step), as Keras' loop does; `go_backwards` reverses time (and the mask) first, as Keras.
 
@@ -27,7 +27,8 @@ step makes the table once per decoding call; a pass called with `token_ids` and 
 `embedding` (`LSTM.call`, `Bidirectional.call`) makes it once per batch, so that for a small
 vocabulary (G2P: ~30 letters, ~70 phonemes) neither `x W_x` nor its two gradients (`dz W_xᵀ`,
 `xᵀ dz`, matmuls over every token of the batch) are computed: the gradient reaches the table
-as a sum of `dz` per id, then `E` and `W_x` through a matmul of the table's size. In
+as a sum of `dz` per id (for a small table one matmul, `one_hot(ids)ᵀ dz`: `gather_table`),
+then `E` and `W_x` through a matmul of the table's size. In
 inference a batch's ids are sorted and made time major before the gather, which then gives
 the packed loop its inputs in one copy; a single request's span loop multiplies (a table
 costs more than one word's rows). The embedding and the LSTM stay separate layers with their
@@ -358,8 +359,9 @@ def gather_table(table, ids, dtype):
 
 def _whole_sequence_runs(recurrent_kernel) -> bool:
     """Whether a training loop of this kernel runs as `_whole_sequence`: whole-sequence ops for
-    its dtype run here (`lstm_kernels.sequence_ops`: bf16 on a CPU with AMX tiles, float32 on
-    one with AVX2 and FMA) and take its units (a multiple of 32, resp. 16)."""
+    its dtype run here (`lstm_kernels.sequence_ops`: bf16 on a CPU with AMX tiles, or with
+    AVX-512-BF16, float32 on one with AVX2 and FMA) and take its units (a multiple of 32 on
+    AMX, else of 16)."""
     if not (_loops["fusing"] and _loops["sequence"]):
         return False
     ops = lstm_kernels.sequence_ops(recurrent_kernel.dtype)
