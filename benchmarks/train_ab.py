@@ -127,43 +127,33 @@ def keras_adam():
         yield
 
 
+def traced_pair(make, on: str, off: str, context) -> dict:
+    """`{on: Variant, off: Variant made inside context}`, each traced by one epoch (the
+    context's choices are read when the training step is traced)."""
+    first = make()
+    first.epoch()
+    with context:
+        second = make()
+        second.epoch()
+    return {on: first, off: second}
+
+
 def build_sides(lever: str, make) -> dict:
     """`{name: Variant}`, the lever's side as the code runs first; each traced by one epoch."""
-    if lever == "kernels":
-        fused = make()
-        fused.epoch()  # traces with the kernels
-        with lstm.without_fusing():
-            plain = make()
-            plain.epoch()  # traces with TensorFlow's ops
-        return {"fused": fused, "tensorflow_ops": plain}
-    if lever == "sequence":
-        whole = make()
-        whole.epoch()  # traces with the whole-sequence ops
-        with lstm.per_step_kernels():
-            per_step = make()
-            per_step.epoch()
-        return {"whole_sequence": whole, "per_step": per_step}
-    if lever == "tables":
-        tables = make()
-        tables.epoch()  # traces with the token tables
-        with lstm.without_token_tables():
-            multiply = make()
-            multiply.epoch()
-        return {"token_tables": tables, "multiply": multiply}
-    if lever == "one_hot":
-        one_hot = make()
-        one_hot.epoch()  # traces with the tables' one-hot matmul gradient
-        with lstm.without_one_hot_gradient():
-            segment_sum = make()
-            segment_sum.epoch()
-        return {"one_hot_matmul": one_hot, "segment_sum": segment_sum}
-    if lever == "strategy":
-        default = make()
-        default.epoch()  # traces without distribution
-        with get_strategy("one_device").scope():
-            one_device = make()
-        one_device.epoch()
-        return {"default_strategy": default, "one_device": one_device}
+    pairs = {
+        "kernels": ("fused", "tensorflow_ops", lstm.without_fusing),
+        "sequence": ("whole_sequence", "per_step", lstm.per_step_kernels),
+        "tables": ("token_tables", "multiply", lstm.without_token_tables),
+        "one_hot": ("one_hot_matmul", "segment_sum", lstm.without_one_hot_gradient),
+        "strategy": (
+            "default_strategy",
+            "one_device",
+            lambda: get_strategy("one_device").scope(),
+        ),
+    }
+    if lever in pairs:
+        on, off, context = pairs[lever]
+        return traced_pair(make, on, off, context())
     if lever == "adam":
         fused = make()
         with keras_adam():
