@@ -170,15 +170,16 @@ def test_loop_choices_are_restored_after_nested_contexts():
             pass
         assert not lstm._loops["fusing"]  # still off: the outer context has not ended
         with lstm.without_packing(), lstm.per_step_kernels():
-            with lstm.without_token_tables():
-                assert lstm._loops == {
-                    "packing": False,
-                    "fusing": False,
-                    "sequence": False,
-                    "tables": False,
-                }
-            assert lstm._loops["tables"]
-    assert lstm._loops == {"packing": True, "fusing": True, "sequence": True, "tables": True}
+            with lstm.without_token_tables(), lstm.without_one_hot_gradient():
+                assert not any(lstm._loops.values())
+            assert lstm._loops["tables"] and lstm._loops["one_hot_gradient"]
+    assert lstm._loops == {
+        "packing": True,
+        "fusing": True,
+        "sequence": True,
+        "tables": True,
+        "one_hot_gradient": True,
+    }
 
 
 @pytest.fixture(scope="module")
