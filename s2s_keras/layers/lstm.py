@@ -329,17 +329,18 @@ def without_one_hot_gradient():
 
 
 # A token table of at most this many rows gets its training gradient as one matmul in the
-# compute dtype, `one_hot(ids)ᵀ dz`, a few dozen rows deep: TensorFlow's gradient of
-# `tf.gather` sums `dz` per id with `UnsortedSegmentSum`, a scatter that adds about a billion
-# floats a second on one thread, slower than the matmul (2·rows multiply-adds per float) on
-# bf16 or float32 units up to about this many rows.
+# compute dtype, `one_hot(ids)ᵀ dz`: TensorFlow's gradient of `tf.gather` sums `dz` per id with
+# `UnsortedSegmentSum`, a scatter that added about a billion floats a second on one thread
+# (train_ab.py --lever one_hot, G2P's tables of 33 and 43 rows). The matmul costs 2·rows
+# multiply-adds per float; the bound is an estimate from those rates, not a measured crossover.
 ONE_HOT_MAX_ROWS = 128
 
 
 def gather_table(table, ids, dtype):
     """`tf.gather(table, ids)` for a `(rows, width)` float32 token table; for at most
     `ONE_HOT_MAX_ROWS` rows, its gradient `one_hot(ids)ᵀ dz` is one matmul in `dtype` (the
-    compute dtype; float32 accumulation) instead of a sum per id."""
+    compute dtype: `dz` and the summed rows are rounded to it, as the recurrent kernel's
+    gradient is) instead of a sum per id."""
     rows = table.shape[0]
     if not (_loops["one_hot_gradient"] and rows is not None and rows <= ONE_HOT_MAX_ROWS):
         return tf.gather(table, ids)
