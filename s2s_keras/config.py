@@ -240,6 +240,9 @@ class TrainConfig:
     best_metric: str = ""  # the epoch kept and early stopping's measure (seq2seq: val_wer too)
     # > 0: keep the mean of the last N epochs' weights if it scores at least as well on it.
     average_last: int = 0
+    # > 0: train only as many of `epochs` as fit in this many minutes of model.fit on this
+    # machine (its pace measured after each epoch); cosine's decay spans them (time_budget.py).
+    max_minutes: float = 0.0
     backup_every_steps: int = 250  # a killed run loses at most this many steps (0: epoch ends only)
     strategy: str = "auto"
     cpu_devices: int = 0  # > 1: split the CPU into that many logical devices (mirrored on CPU)
@@ -262,6 +265,7 @@ class TrainConfig:
         "clip_norm": number(0, strict=True),
         "early_stopping_patience": integer(0),
         "average_last": integer(0, " (0: off)"),
+        "max_minutes": number(0),
         "backup_every_steps": integer(0),
         "strategy": one_of(STRATEGIES),
         "cpu_devices": integer(0),

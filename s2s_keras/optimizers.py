@@ -1,4 +1,4 @@
-"""Adam with each variable's update as one TensorFlow op.
+"""Adam with each variable's update as one TensorFlow op; a cosine decay whose length can change.
 
 `keras.optimizers.Adam` updates a variable with about a dozen ops, each reading and writing a
 tensor of the variable's size (the difference, the product, the square, the assignments of m
@@ -14,6 +14,9 @@ here, in double then float32 there: a relative 5e-5 for β₂ = 0.999). An embed
 clipping, loss scaling, the distribution strategy's updates, saving) is Keras' Adam's; AMSGrad
 runs Keras' own update. `benchmarks/train_ab.py --lever adam`
 times the two.
+
+`CosineDecay` is Keras' with its decay length in a variable, which a time budget
+(`time_budget.py`) sets while training runs without retracing the training step.
 """
 
 from __future__ import annotations
@@ -47,3 +50,28 @@ class Adam(keras.optimizers.Adam):
             epsilon=tf.cast(self.epsilon, dtype),
             grad=tf.cast(gradient, dtype),
         )
+
+
+@keras.saving.register_keras_serializable(package="s2s_keras")
+class CosineDecay(keras.optimizers.schedules.CosineDecay):
+    """`keras.optimizers.schedules.CosineDecay` whose `decay_steps` is a variable: assigning it
+    (`set_decay_steps`) changes the rate of the training step already traced; `get_config`
+    records its current value."""
+
+    def __init__(self, initial_learning_rate, decay_steps, **kwargs):
+        self._decay_steps = tf.Variable(float(decay_steps), trainable=False, name="decay_steps")
+        super().__init__(initial_learning_rate, decay_steps, **kwargs)
+
+    @property
+    def decay_steps(self):
+        return self._decay_steps
+
+    @decay_steps.setter
+    def decay_steps(self, value):
+        self.set_decay_steps(value)
+
+    def set_decay_steps(self, value) -> None:
+        self._decay_steps.assign(float(value))
+
+    def get_config(self):
+        return {**super().get_config(), "decay_steps": int(self._decay_steps.numpy())}

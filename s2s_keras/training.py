@@ -20,6 +20,7 @@ import sys
 import time
 
 import keras
+import tensorflow as tf
 
 from s2s_keras import averaging, pipelines
 from s2s_keras import run_dir as run_files
@@ -29,9 +30,10 @@ from s2s_keras.distribute import get_strategy, resolve_precision
 from s2s_keras.fine_tuning import copy_weights, start_from
 from s2s_keras.layers import lstm_kernels
 from s2s_keras.onednn_default import onednn_enabled
-from s2s_keras.optimizers import Adam
+from s2s_keras.optimizers import Adam, CosineDecay
 from s2s_keras.run_state import RunState
 from s2s_keras.tasks import get_task
+from s2s_keras.time_budget import TimeBudget
 
 
 def build_model(config: Config, source_vocabulary, target_vocabulary):
@@ -49,11 +51,9 @@ def learning_rate_schedule(train: TrainConfig, steps_per_epoch: int):
         total = max(1, steps_per_epoch * train.epochs)
         warmup = min(total - 1, round(train.warmup_epochs * steps_per_epoch))
         if warmup <= 0:
-            return keras.optimizers.schedules.CosineDecay(
-                train.learning_rate, decay_steps=total, alpha=0.05
-            )
+            return CosineDecay(train.learning_rate, decay_steps=total, alpha=0.05)
         # from learning_rate / warmup at the first update up to learning_rate, then the decay
-        return keras.optimizers.schedules.CosineDecay(
+        return CosineDecay(
             train.learning_rate / warmup,
             decay_steps=total - warmup,
             alpha=0.05,
@@ -160,7 +160,8 @@ def fit(
     `val_loss`, or `loss` without a validation split) picks the best checkpoint and early
     stopping, in the direction of the task's `objectives` (`train.average_last`: see
     `averaging.py`); `callbacks` run after the run's own; `epochs` (default `train.epochs`) and
-    `initial_epoch` are Keras Tuner's Hyperband budget.
+    `initial_epoch` are Keras Tuner's Hyperband budget; `train.max_minutes` may stop it sooner
+    (`time_budget.py`).
     """
     task = get_task(config.task)
     train = config.train
@@ -178,12 +179,23 @@ def fit(
     padding = PaddingCounter(epochs)
     measures = task.callbacks(config, model, data.corpus, monitor)
     averages = [averaging.EpochWeights(run_dir, train.average_last)] if train.average_last else []
-    # Padding and the task's callbacks first: those after them record the logs they write; an
-    # epoch's weights are written before the backup that says it is done.
+    budget = []
+    if train.max_minutes:
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            raise ConfigError(
+                "train.max_minutes: not with several workers (each would measure its own pace "
+                "and they could stop at different epochs); set train.epochs instead"
+            )
+        schedule = _schedule(model.optimizer)
+        budget = [TimeBudget(train.max_minutes, epochs, data.batches, schedule, run_state, verbose)]
+    # Padding and the task's callbacks first: those after them record the logs they write (the
+    # budget times the task's validation too); an epoch's weights are written before the backup
+    # that says it is done.
     everything = [
         PaddingFraction(padding),
         *measures,
         *averages,
+        *budget,
         run_state,
         keras.callbacks.TensorBoard(os.path.join(run_dir, run_files.LOGS_DIR)),
         keras.callbacks.CSVLogger(os.path.join(run_dir, run_files.HISTORY_FILE), append=True),
@@ -261,6 +273,11 @@ def train(config: Config, run_dir: str, verbose: int = 1, overwrite: bool = Fals
     trained = f"trained in {run_state.state['train_seconds']:.0f} s (this attempt {seconds:.0f} s)"
     _log(verbose, f"{trained}; saved {os.path.join(run_dir, run_files.MODEL_FILE)}")
     return model
+
+
+def _schedule(optimizer):
+    """The learning rate (schedule) `optimizer` was built with (Keras keeps it private)."""
+    return getattr(optimizer, "inner_optimizer", optimizer)._learning_rate
 
 
 def _log(verbose: int, message: str) -> None:
