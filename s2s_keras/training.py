@@ -184,7 +184,7 @@ def fit(
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             raise ConfigError(
                 "train.max_minutes: not with several workers (each would measure its own pace "
-                "and they could stop at different epochs); set train.epochs instead"
+                "and they could stop at different epochs): set it to 0 and train.epochs instead"
             )
         schedule = _schedule(model.optimizer)
         budget = [TimeBudget(train.max_minutes, epochs, data.batches, schedule, run_state, verbose)]
