@@ -95,11 +95,12 @@ def test_litert_float32_equals_the_savedmodel_greedy_outputs(run_dir, greedy, tm
     assert sizes["model_int8.tflite"] < sizes["model.tflite"]
 
 
-def test_attention_without_input_feeding_exports_the_same_greedy_outputs(tmp_path):
+def test_the_g2p_recipe_exports_the_same_greedy_outputs(tmp_path):
     from s2s_keras.portable import export
     from s2s_keras.run_dir import load_run
 
-    run_dir = train_run(tmp_path, "model.input_feeding=false")
+    # `g2p`'s shape: two encoder layers, one decoder layer attending over its outputs
+    run_dir = train_run(tmp_path, "model.input_feeding=false", "model.encoder_num_layers=2")
     config, model = load_run(run_dir)
     output = export(model, config, str(tmp_path / "onnx"), "onnx")
     greedy = greedy_outputs(run_dir)
