@@ -273,7 +273,8 @@ def test_g2p_presets_train_and_decode_on_the_fast_path(name, precision, monkeypa
             else (layer,)
         )
     ]
-    assert len(recurrent) == (directions + 1) * config.model.num_layers
+    encoder_layers = config.model.encoder_num_layers or config.model.num_layers
+    assert len(recurrent) == directions * encoder_layers + config.model.num_layers
     dtype = "bfloat16" if precision == "mixed_bfloat16" else "float32"
     assert all(isinstance(layer, LSTM) and layer.compute_dtype == dtype for layer in recurrent)
     ids = greedy_search(
