@@ -293,6 +293,15 @@ class TrainConfig:
                 self.warmup_epochs,
                 f"fewer than train.epochs ({self.epochs})",
             )
+        if self.max_minutes:
+            # `auto` never picks MultiWorkerMirroredStrategy (distribute.get_strategy)
+            check(
+                self.strategy != "multi_worker",
+                "train.max_minutes",
+                self.max_minutes,
+                "0 with train.strategy=multi_worker (each worker would measure its own pace "
+                "and they could stop at different epochs; set train.epochs)",
+            )
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ import sys
 import time
 
 import keras
-import tensorflow as tf
 
 from s2s_keras import averaging, pipelines
 from s2s_keras import run_dir as run_files
@@ -180,12 +179,7 @@ def fit(
     measures = task.callbacks(config, model, data.corpus, monitor)
     averages = [averaging.EpochWeights(run_dir, train.average_last)] if train.average_last else []
     budget = []
-    if train.max_minutes:
-        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            raise ConfigError(
-                "train.max_minutes: not with several workers (each would measure its own pace "
-                "and they could stop at different epochs): set it to 0 and train.epochs instead"
-            )
+    if train.max_minutes:  # not under multi_worker (TrainConfig refuses it)
         schedule = _schedule(model.optimizer)
         budget = [TimeBudget(train.max_minutes, epochs, data.batches, schedule, run_state, verbose)]
     # Padding and the task's callbacks first: those after them record the logs they write (the

@@ -104,6 +104,17 @@ def test_training_stops_when_the_budget_is_spent(tmp_path, minutes, epochs_run):
     np.testing.assert_allclose(rate, 0.05 * config.train.learning_rate, rtol=1e-5)
 
 
-def test_max_minutes_is_validated():
-    with pytest.raises(ConfigError, match="train.max_minutes: expected a number >= 0"):
-        preset("tiny").override(["train.max_minutes=-1"])
+@pytest.mark.parametrize(
+    "assignments, message",
+    [
+        (["train.max_minutes=-1"], "train.max_minutes: expected a number >= 0"),
+        (
+            ["train.max_minutes=5", "train.strategy=multi_worker"],
+            "train.max_minutes: expected 0 with train.strategy=multi_worker",
+        ),
+    ],
+)
+def test_max_minutes_is_validated(assignments, message):
+    with pytest.raises(ConfigError, match=message):
+        preset("tiny").override(assignments)
+    assert preset("small").override(["train.max_minutes=0", "train.strategy=multi_worker"])
