@@ -1,9 +1,10 @@
 """Where greedy decoding's milliseconds go: TensorFlow's profiler over the exported SavedModel's
 `greedy` signature (what TF Serving runs), at batch 256.
 
-    .venv/bin/python benchmarks/decode_profile.py --run-dir runs/bench-lstm \
+    .venv/bin/python benchmarks/decode_profile.py --run-dir runs/bench-lstm [--fused] \
         > benchmarks/results/decode-profile.json
 
+`--fused`: the export whose LSTM loops run s2s_keras' kernels (`export(fused=True)`).
 On CMUdict test-split words (`--words`, default 2048, in batches of 256): one untimed pass, one
 timed pass (words/s, ms per call), then 8 batches again under `tf.profiler.experimental`.
 (Batch 1 is not profiled: once TensorFlow's executor has timed its ops, it runs the cheap ones
@@ -39,15 +40,17 @@ from step_profile import OpTimes  # noqa: E402
 from train_speed import step_matmul_gflops  # noqa: E402
 
 from s2s_keras import pipelines  # noqa: E402
-from s2s_keras.export import export  # noqa: E402
+from s2s_keras.export import export, load_saved_model  # noqa: E402
 from s2s_keras.run_dir import load_run  # noqa: E402
 
 WHILE = re.compile(r"/while(_\d+)?/")
 
 
 def region(node: str, op: str = "") -> str:
-    """The region of an op from its node name (see the module docstring; `op`, its type, is
-    not needed here)."""
+    """The region of an op from its node name and type (see the module docstring): a fused
+    export's whole-sequence op is an encoder loop in one op."""
+    if op.startswith("S2sLstmSequence"):
+        return "encoder loops"
     match = WHILE.search(node)
     if not match:
         return "outside the loops"
@@ -99,12 +102,15 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--run-dir", default="runs/bench-lstm")
     parser.add_argument("--words", type=int, default=2048)
+    parser.add_argument(
+        "--fused", action="store_true", help="the export on the LSTM kernels (export(fused=True))"
+    )
     args = parser.parse_args()
     config, model = load_run(args.run_dir)
     corpus = pipelines.load_corpus(config.data)
     words = sorted({source for source, _ in corpus.test})[: args.words]
     with tempfile.TemporaryDirectory() as base:
-        loaded = tf.saved_model.load(export(model, config, base))
+        loaded = load_saved_model(export(model, config, base, fused=args.fused))
 
         def greedy(inputs):
             return loaded.greedy(inputs=inputs)["outputs"]
@@ -121,6 +127,7 @@ def main():
         "hidden_units": model.hidden_units,
         "num_layers": model.num_layers,
         "words": len(words),
+        "fused": args.fused,
         "batch_256": batch_256,
         "step_matmul_gflop_per_s_batch_256": matmul,
         "host": host(),

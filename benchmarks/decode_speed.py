@@ -16,8 +16,11 @@ Measures, on the same words (CMUdict test-split words):
   - useful GFLOP/s of greedy at batch 256 (forward matmuls of the real tokens), next to the
     measured matmul peak (4096², fp32 and bf16) and the speed of the recurrent step's own
     [256, units] × [units, 4·units] matmul in TensorFlow: how far each side is from the limit.
-`--saved-model-only` measures the SavedModel alone: any model, attention or not (the other
-measures rebuild the network as an LSTM encoder-decoder without attention, `--preset lstm`).
+The same measures of the fused SavedModel (`export(fused=True)`: the LSTM loops on s2s_keras'
+kernels; not for TF Serving) where the kernels load, with how many of its greedy outputs equal
+the default export's. `--saved-model-only` measures the SavedModels alone: any model, attention
+or not (the other measures rebuild the network as an LSTM encoder-decoder without attention,
+`--preset lstm`).
 Timings exclude the first call (tracing/warm-up). Sources are pre-tokenized for PyTorch and
 keras-io (which favours them); the SavedModel timings include tokenization and detokenization.
 """
@@ -46,7 +49,8 @@ from host import host, measured  # noqa: E402
 from train_speed import matmul_peak_gflops, step_matmul_gflops, training_flops  # noqa: E402
 
 from s2s_keras import pipelines  # noqa: E402
-from s2s_keras.export import export  # noqa: E402
+from s2s_keras.export import KERNELS_FILE, export, load_saved_model  # noqa: E402
+from s2s_keras.layers import lstm_kernels  # noqa: E402
 from s2s_keras.run_dir import load_run, read_summary  # noqa: E402
 from s2s_keras.text import END_ID, START_ID  # noqa: E402
 
@@ -62,7 +66,7 @@ def latencies_ms(call, words, count):
 
 
 def saved_model_benchmarks(path, words, latency_count):
-    loaded = tf.saved_model.load(path)
+    loaded = load_saved_model(path)
 
     def greedy(batch):
         return loaded.greedy(inputs=tf.constant(batch))["outputs"]
@@ -247,8 +251,17 @@ def main():
     words = sorted({source for source, _ in corpus.test})[: args.words]
     with tempfile.TemporaryDirectory() as base:
         saved_model, greedy_outputs = saved_model_benchmarks(
-            export(model, config, base), words, args.latency_requests
+            export(model, config, os.path.join(base, "default")), words, args.latency_requests
         )
+        fused = None
+        if lstm_kernels.load() is not None:  # the opt-in export on the LSTM kernels
+            path = export(model, config, os.path.join(base, "fused"), fused=True)
+            fused, fused_outputs = saved_model_benchmarks(path, words, args.latency_requests)
+            with open(os.path.join(path, "assets.extra", KERNELS_FILE)) as handle:
+                fused["kernels"] = json.load(handle)["ops"]
+            fused["greedy_outputs_as_the_default"] = sum(
+                a == b for a, b in zip(fused_outputs, greedy_outputs)
+            )
     report = {
         "host": host(),
         "measured": measured(),
@@ -261,6 +274,7 @@ def main():
         "epochs_run": read_summary(args.run_dir).get("epochs_run"),
         "words": len(words),
         "saved_model": saved_model,
+        "fused_saved_model": fused,
     }
     report["beam5_over_greedy_batch_256"] = (
         saved_model["beam5_words_per_s"]["batch_256"]
@@ -299,9 +313,11 @@ def main():
             v for k, v in report["pytorch_eager"].items() if k.startswith("greedy_words_per_s")
         )
         report["pytorch_eager"]["useful_gflop_per_s_fastest"] = fastest * flop_per_word / 1e9
-        report["greedy_batch_256_over_pytorch_fastest"] = (
-            saved_model["greedy_words_per_s"]["batch_256"] / fastest
-        )
+        for key, measures in (("", saved_model), ("fused_", fused or {})):
+            if measures:
+                report[f"{key}greedy_batch_256_over_pytorch_fastest"] = (
+                    measures["greedy_words_per_s"]["batch_256"] / fastest
+                )
     print(json.dumps(report) if args.json else json.dumps(report, indent=2))
 
 

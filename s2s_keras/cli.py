@@ -131,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
         "decoder); litert / onnx: ids in, greedy ids out, into --output (docs/serving.md)",
     )
     export.add_argument("--export-base", help="savedmodel: e.g. saved_models/g2p")
+    export.add_argument(
+        "--fused",
+        action="store_true",
+        help="savedmodel: the LSTM loops on s2s_keras' C++ kernels, faster; loads only with "
+        "s2s_keras on this kind of CPU, not in TF Serving (docs/serving.md)",
+    )
     export.add_argument("--output", help="litert / onnx: a new or empty directory")
     export.add_argument(
         "--batch-size", type=int, default=1, help="litert: the batch size fixed in the model"
@@ -301,9 +307,11 @@ def _export(args) -> int:
     if not destination:
         needed = "--export-base" if args.format == "savedmodel" else "--output"
         raise ValueError(f"--format {args.format} needs {needed}")
+    if args.fused and args.format != "savedmodel":
+        raise ValueError(f"--fused is a savedmodel option, not one of --format {args.format}")
     config, model, configs = load_runs(args.run_dir)
     if args.format == "savedmodel":
-        print(export(model, config, destination, configs))
+        print(export(model, config, destination, configs, fused=args.fused))
     else:
         from s2s_keras.portable import export as export_portable
 

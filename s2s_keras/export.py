@@ -8,6 +8,8 @@ Layout:
                                                       (an ensemble: `member-<i>.keras` and
                                                       `member-<i>.config.json` per model, i from 0)
     <base>/<version>/assets.extra/tf_serving_warmup_requests   one request per signature
+    <base>/<version>/assets.extra/kernels.json       only if exported `fused`: the LSTM kernels
+                                                      the graph runs (`load_saved_model`)
     <base>/models.config, <base>/batching_parameters.txt        server config examples
 
 Signatures of a seq2seq model (all outputs dense, batch on dimension 0, valid UTF-8):
@@ -33,11 +35,14 @@ Within one batch the largest given value is used for the whole batch.
 
 The version is the next integer under `<base>`; the export is written to a hidden temporary
 directory under `<base>` and renamed into place, so a server watching `<base>` never sees a
-half-written version. Loading needs only `tensorflow` and `tensorflow_text`.
+half-written version. Loading needs only `tensorflow` and `tensorflow_text` (a `fused` export:
+also s2s_keras, see `export`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import shutil
@@ -50,6 +55,7 @@ from s2s_keras.config import Config, DecodeConfig
 from s2s_keras.models.ensemble import Ensemble
 
 WARMUP_FILE = "tf_serving_warmup_requests"
+KERNELS_FILE = "kernels.json"  # a fused export's kernels (see `export`)
 
 
 def vector(dtype, name):
@@ -209,16 +215,31 @@ def next_version(base: str) -> int:
     return max(versions(base), default=0) + 1
 
 
-def export(model, config: Config, base: str, member_configs: list | None = None) -> str:
+def export(
+    model, config: Config, base: str, member_configs: list | None = None, fused: bool = False
+) -> str:
     """Writes the next version under `base`; returns its path. `model` may be an `Ensemble`
-    (then `member_configs` are its members' run configs, `config` the first's)."""
+    (then `member_configs` are its members' run configs, `config` the first's).
+
+    `fused`: the LSTM loops run s2s_keras' C++ kernels (`lstm.fused_inference`), faster; such a
+    version loads only in a Python process with s2s_keras installed, on a CPU that runs those
+    kernels (`load_saved_model`), not in TF Serving. `assets.extra/kernels.json` names them."""
+    from s2s_keras.layers import lstm, lstm_kernels
+
+    if fused and lstm_kernels.load() is None:
+        raise RuntimeError(f"a fused export needs the LSTM kernels: {lstm_kernels.status()}")
     os.makedirs(base, exist_ok=True)
-    module = serving_module(model, config)
     staging = tempfile.mkdtemp(prefix=".export-", dir=base)
     try:
-        tf.saved_model.save(module, staging, signatures=module.serving_signatures)
+        with lstm.fused_inference() if fused else contextlib.nullcontext():
+            module = serving_module(model, config)
+            tf.saved_model.save(module, staging, signatures=module.serving_signatures)
         extra = os.path.join(staging, "assets.extra")
         os.makedirs(extra, exist_ok=True)
+        kernels = sorted(op for op in graph_ops(staging) if op.startswith("S2s"))
+        if kernels:
+            with open(os.path.join(extra, KERNELS_FILE), "w") as handle:
+                json.dump({"ops": kernels}, handle)
         with open(os.path.join(extra, "config.json"), "w") as handle:
             handle.write(config.to_json())
         if isinstance(model, Ensemble):
@@ -248,6 +269,35 @@ def export(model, config: Config, base: str, member_configs: list | None = None)
     finally:
         if os.path.isdir(staging):
             shutil.rmtree(staging)
+
+
+def graph_ops(path: str) -> set:
+    """The op types of a SavedModel's graph and of its functions (calls of its own functions
+    left out)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as handle:
+        saved_model.ParseFromString(handle.read())
+    graph = saved_model.meta_graphs[0].graph_def
+    ops = {node.op for node in graph.node}
+    for function in graph.library.function:
+        ops |= {node.op for node in function.node_def}
+    return ops - {function.signature.name for function in graph.library.function}
+
+
+def load_saved_model(path: str):
+    """`tf.saved_model.load` of an export, TensorFlow Text's ops and, for a fused export, the
+    LSTM kernels registered first (an error naming those this process cannot load)."""
+    import tensorflow_text  # noqa: F401  (registers the ops the serving graph uses)
+
+    kernels = os.path.join(path, "assets.extra", KERNELS_FILE)
+    if os.path.isfile(kernels):
+        from s2s_keras.layers import lstm_kernels
+
+        with open(kernels) as handle:
+            lstm_kernels.register(json.load(handle)["ops"])
+    return tf.saved_model.load(path)
 
 
 def _readable_by_all(root: str) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from s2s_keras.config import Config
-from s2s_keras.export import versions
+from s2s_keras.export import load_saved_model, versions
 
 
 class SequencePredictor:
@@ -135,9 +135,7 @@ def load_predictor(path: str | list):
             )
     path = paths[0]
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        import tensorflow_text  # noqa: F401  (registers the ops the serving graph uses)
-
-        loaded = tf.saved_model.load(path)
+        loaded = load_saved_model(path)
         with open(os.path.join(path, "assets.extra", "config.json")) as handle:
             task = get_task(Config.from_json(handle.read()).task)
         return task.saved_model_predictor(loaded)

@@ -12,7 +12,7 @@ import tensorflow as tf
 from conftest import REPO, run_python
 
 from s2s_keras.config import preset
-from s2s_keras.export import WARMUP_FILE, export, warmup_requests
+from s2s_keras.export import KERNELS_FILE, WARMUP_FILE, export, graph_ops, warmup_requests
 from s2s_keras.inference import Translator
 
 SIGNATURES = ("serving_default", "nbest", "greedy", "sample", "score")
@@ -144,6 +144,49 @@ def test_op_audit_only_serving_ops_no_cudnn_no_forced_xla(exported):
     # TensorFlow Text ops linked into the stock tensorflow_model_server.
     assert non_core <= {"NormalizeUTF8", "CaseFoldUTF8"}, non_core
     assert non_core  # the audit really sees the text ops (else it checks nothing)
+
+
+def test_a_fused_export_decodes_as_the_default_one_in_a_process_of_its_own(exported):
+    """`fused`: the LSTM loops on the kernels, named in `kernels.json`; loaded through
+    `load_saved_model` in a new process, every decoder gives the default export's answers."""
+    model, path, base = exported
+    fused = export(model, preset("tiny"), str(base) + "-fused", fused=True)
+    with open(os.path.join(fused, "assets.extra", KERNELS_FILE)) as handle:
+        kernels = json.load(handle)["ops"]
+    assert "S2sLstmGates" in kernels
+    assert kernels == sorted(op for op in graph_ops(fused) if op.startswith("S2s"))
+    assert not [op for op in graph_ops(path) if op.startswith("S2s")]
+    assert not os.path.exists(os.path.join(path, "assets.extra", KERNELS_FILE))
+    out = run_python(
+        f"""
+import json
+import tensorflow as tf
+from s2s_keras.export import load_saved_model
+words = tf.constant(["hello", "World", "", "a" * 60, "zz☃é", "low", "hold", "were"])
+answers = []
+for path in ({path!r}, {fused!r}):
+    loaded = load_saved_model(path)
+    answers.append({{
+        "beam": loaded.nbest(inputs=words, num_results=tf.fill([8], 3))["outputs"],
+        "greedy": loaded.greedy(inputs=words)["outputs"],
+        "score": loaded.score(sources=words, targets=tf.fill([8], "X Y"))["log_prob"],
+    }})
+print(json.dumps([{{k: v.numpy().tolist() for k, v in a.items()}} for a in answers], default=str))
+""",
+        cwd=REPO,
+    )
+    plain, fused = json.loads(out.strip().splitlines()[-1])
+    assert fused["beam"] == plain["beam"] and fused["greedy"] == plain["greedy"]
+    np.testing.assert_allclose(fused["score"], plain["score"], rtol=1e-6)
+
+
+def test_a_fused_export_needs_the_kernels(exported, tmp_path, monkeypatch):
+    from s2s_keras.layers import lstm_kernels
+
+    monkeypatch.setitem(lstm_kernels._loaded, lstm_kernels.LIBRARY, (None, "not built here"))
+    with pytest.raises(RuntimeError, match="needs the LSTM kernels: tensorflow ops: not built"):
+        export(exported[0], preset("tiny"), str(tmp_path / "fused"), fused=True)
+    assert not os.path.exists(tmp_path / "fused")
 
 
 def audit_ops(path) -> set:

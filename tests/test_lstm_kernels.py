@@ -1,7 +1,8 @@
 """layers/lstm_kernels: the fused step kernels build from source, load, and give the training
 loop exactly the numbers of the same loop in TensorFlow ops (outputs, states and every
-gradient, float32, bf16 and float16, every mask); only training uses them, so exports never do.
-On a CPU with AMX tiles, the whole-sequence ops against the per-step kernels."""
+gradient, float32, bf16 and float16, every mask); inference uses them only within
+`fused_inference` (the same numbers), so default exports never do. On a CPU with AMX tiles, the
+whole-sequence ops against the per-step kernels."""
 
 import os
 import subprocess
@@ -118,6 +119,96 @@ def test_inference_never_uses_the_kernels(kernels):
     assert not {"S2sLstmGates", "S2sLstmGatesGrad"} & _op_types(infer)
 
 
+def _infer(units, dtype, mask, go_backwards, zero_masked_outputs):
+    """The traced inference pass of `lstm_sequence` (`_run`'s inputs) and its outputs and
+    states."""
+    rng = np.random.default_rng(units)
+    x, kernel, recurrent, bias, h0, c0 = (
+        tf.constant(rng.normal(size=shape).astype("float32") * scale)
+        for shape, scale in (
+            ((BATCH, STEPS, FEATURES), 1.0),
+            ((FEATURES, 4 * units), 0.5),
+            ((units, 4 * units), 0.5),
+            ((4 * units,), 0.5),
+            ((BATCH, units), 1.0),
+            ((BATCH, units), 1.0),
+        )
+    )
+
+    @tf.function
+    def infer():
+        weights = (tf.cast(kernel, dtype), tf.cast(recurrent, dtype), bias)
+        outputs, h, c = lstm.lstm_sequence(
+            x,
+            tf.cast(h0, dtype),
+            tf.cast(c0, dtype),
+            mask,
+            weights,
+            go_backwards=go_backwards,
+            zero_masked_outputs=zero_masked_outputs,
+            training=False,
+        )
+        return [tf.cast(t, tf.float32) for t in (outputs, h, c)]
+
+    return infer, [t.numpy() for t in infer()]
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
+@pytest.mark.parametrize("mask", ["none", "right", "left"])
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_fused_inference_gives_the_numbers_of_inference_in_tensorflow_ops(
+    kernels, dtype, mask, go_backwards
+):
+    """Within `fused_inference`, a pass runs training's loop on the per-step kernels (whole
+    sequences aside): the same outputs and states as TensorFlow's inference loops."""
+    with lstm.fused_inference(), lstm.per_step_kernels():
+        fused_infer, fused = _infer(16, dtype, _mask(mask), go_backwards, mask == "left")
+    plain_infer, plain = _infer(16, dtype, _mask(mask), go_backwards, mask == "left")
+    assert "S2sLstmGates" in _op_types(fused_infer)
+    assert not {op for op in _op_types(plain_infer) if op.startswith("S2s")}
+    for got, expected in zip(fused, plain):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_fused_inference_runs_whole_sequences_where_they_run(kernels):
+    """Where a whole-sequence op runs (bf16 on AMX or AVX-512-BF16, float32 on AVX2 FMA), a
+    fused inference pass is that one op, its numbers within a bf16 rounding of the loop's."""
+    dtype = tf.bfloat16 if lstm_kernels.sequence_ops(tf.bfloat16) else tf.float32
+    ops = lstm_kernels.sequence_ops(dtype)
+    if ops is None:
+        pytest.skip(f"no whole-sequence op runs here: {lstm_kernels.status()}")
+    with lstm.fused_inference():
+        fused_infer, fused = _infer(32, dtype, _mask("right"), True, True)
+    plain_infer, plain = _infer(32, dtype, _mask("right"), True, True)
+    assert "S2sLstmGates" not in _op_types(fused_infer)
+    assert len({op for op in _op_types(fused_infer) if op.startswith("S2sLstmSequence")}) >= 1
+    for got, expected in zip(fused, plain):
+        np.testing.assert_allclose(got, expected, atol=0.02)
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
+def test_fused_decoding_step_gives_the_numbers_of_the_step_in_tensorflow_ops(kernels, dtype):
+    rng = np.random.default_rng(3)
+    projected = tf.constant(rng.normal(size=(BATCH, 64)).astype("float32"))
+    recurrent = tf.cast(rng.normal(size=(16, 64)).astype("float32") * 0.5, dtype)
+    h, c = (tf.cast(rng.normal(size=(BATCH, 16)).astype("float32"), dtype) for _ in range(2))
+    weights = (None, recurrent, None)
+    step = tf.function(lambda: lstm.lstm_projected_step(projected, h, c, weights))
+    with lstm.fused_inference():
+        fused_step = tf.function(lambda: lstm.lstm_projected_step(projected, h, c, weights))
+        fused = fused_step()
+    assert "S2sLstmGates" in _op_types(fused_step)
+    for got, expected in zip(fused, step()):
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got.numpy(), expected.numpy())
+
+
+def test_register_names_the_kernels_it_cannot_load(kernels):
+    lstm_kernels.register(["S2sLstmGates"])
+    with pytest.raises(RuntimeError, match="S2sLstmNoSuchOp, which this process cannot load"):
+        lstm_kernels.register(["S2sLstmGates", "S2sLstmNoSuchOp"])
+
+
 def test_a_step_outside_the_sequence_is_refused(kernels):
     projected = tf.zeros([3, 2, 8])
     state = tf.zeros([2, 2])
@@ -172,8 +263,11 @@ def test_loop_choices_are_restored_after_nested_contexts():
         with lstm.without_packing(), lstm.per_step_kernels():
             with lstm.without_token_tables(), lstm.without_one_hot_gradient():
                 assert not any(lstm._loops.values())
+                with lstm.fused_inference():
+                    assert lstm._loops["inference_kernels"]
             assert lstm._loops["tables"] and lstm._loops["one_hot_gradient"]
     assert lstm._loops == {
+        "inference_kernels": False,
         "packing": True,
         "fusing": True,
         "sequence": True,

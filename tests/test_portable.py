@@ -163,6 +163,10 @@ def test_what_the_portable_exports_refuse(run_dir, tmp_path):
         export(model, config, str(tmp_path / "x"), "coreml")
     result = run_cli("export", "--format", "litert", "--run-dir", run_dir, check=False)
     assert result.returncode == 2 and "--format litert needs --output" in result.stderr
+    result = run_cli(
+        "export", "--format", "onnx", "--fused", "--run-dir", run_dir, "--output", "x", check=False
+    )
+    assert result.returncode == 2 and "--fused is a savedmodel option" in result.stderr
 
 
 def test_the_runtime_file_imports_only_numpy_and_the_runtimes():

@@ -17,7 +17,8 @@ kernel-sized gradient per step); at batch 1 these casts cost more than the matmu
     `lstm_kernels` (C++, built by `make install`) instead of a dozen and two dozen ops, with the
     same numbers; where it can (bf16 on a CPU with AMX tiles or AVX-512-BF16, float32 on one
     with AVX2 and FMA) a layer runs its whole loop, recurrent matmuls included, as one op
-    forward and one backward. Inference and exports trace TensorFlow's ops only.
+    forward and one backward. Inference and exports trace TensorFlow's ops only, unless
+    traced within `fused_inference` (an opt-in export for Python runtimes on this kind of CPU).
 Masked steps keep the previous state and output the previous output (zeros before the first
 real step), as Keras' loop does; `go_backwards` reverses time (and the mask) first, as Keras.
 
@@ -102,9 +103,17 @@ def lstm_step(x, h, c, weights) -> tuple:
 
 
 def lstm_projected_step(projected, h, c, weights) -> tuple:
-    """`lstm_step` from the projected input `x W_x + b (batch, 4·units)` float32."""
+    """`lstm_step` from the projected input `x W_x + b (batch, 4·units)` float32 (within
+    `fused_inference`, its element-wise work one kernel)."""
     _, recurrent_kernel, _ = weights
     dtype = h.dtype
+    kernels = lstm_kernels.load() if _loops["inference_kernels"] else None
+    if kernels is not None:  # the same numbers in one op
+        recurrent = tf.matmul(tf.cast(h, recurrent_kernel.dtype), recurrent_kernel)
+        rows = tf.ones([1, tf.shape(h)[0]], tf.bool)
+        state = [tf.cast(s, recurrent_kernel.dtype) for s in (h, c)]
+        h, c, _ = kernels.s2s_lstm_gates(0, projected[None], recurrent, *state, rows)
+        return tf.cast(h, dtype), tf.cast(c, dtype)
     z = projected + tf.cast(
         tf.matmul(tf.cast(h, recurrent_kernel.dtype), recurrent_kernel), tf.float32
     )
@@ -205,7 +214,18 @@ def lstm_inference_sequence(
     unmasked (`_span_recurrence`); another mask padded on one side the packed loop
     (`_packed_recurrence`), each step on the rows real at that step only; other masks
     (and every mask `without_packing`) the masked loop. Their gradients come from TensorFlow's
-    own differentiation."""
+    own differentiation. Within `fused_inference`, training's loop instead (the kernels)."""
+    if _loops["inference_kernels"]:
+        source, source_project = (inputs, project) if batched is None else batched
+        return lstm_projected_sequence(
+            source_project(source),
+            h0,
+            c0,
+            mask,
+            (None, recurrent_kernel, None),
+            go_backwards,
+            zero_masked_outputs,
+        )
     if go_backwards:
         inputs = tf.reverse(inputs, [1])
         mask = None if mask is None else tf.reverse(mask, [1])
@@ -274,11 +294,13 @@ def _masked_outputs(outputs, mask, zero_masked_outputs: bool):
     return tf.where(shown[:, :, None], outputs, tf.zeros([], outputs.dtype))
 
 
-# Choices of loop made when a function is traced, all on unless turned off around the trace:
-# inference packs rows padded on one side (`_packed_recurrence`), training runs the fused
-# kernels, where it can the whole-sequence ones, gathers token tables where it is given token
-# ids, and takes a small table's gradient as a one-hot matmul (`gather_table`).
+# Choices of loop made when a function is traced, all but the first on unless turned off
+# around the trace: inference runs TensorFlow's ops unless `fused_inference`, packs rows padded
+# on one side (`_packed_recurrence`), training runs the fused kernels, where it can the
+# whole-sequence ones, gathers token tables where it is given token ids, and takes a small
+# table's gradient as a one-hot matmul (`gather_table`).
 _loops = {
+    "inference_kernels": False,
     "packing": True,
     "fusing": True,
     "sequence": True,
@@ -288,12 +310,25 @@ _loops = {
 
 
 @contextlib.contextmanager
-def _without(choice: str):
-    before, _loops[choice] = _loops[choice], False
+def _choosing(choice: str, value: bool):
+    before, _loops[choice] = _loops[choice], value
     try:
         yield
     finally:
         _loops[choice] = before
+
+
+def _without(choice: str):
+    return _choosing(choice, False)
+
+
+def fused_inference():
+    """Inference loops traced inside run on the kernels as training's do (where their
+    libraries load): an encoder's pass is training's loop — on AMX, AVX-512-BF16 or AVX2 one op
+    for the whole sequence, whose matmuls may round differently from TensorFlow's — and a
+    decoding step's element-wise work one `S2sLstmGates` (the same numbers). What
+    `export(fused=True)` traces; the graph then needs the libraries (`lstm_kernels.register`)."""
+    return _choosing("inference_kernels", True)
 
 
 def without_packing():

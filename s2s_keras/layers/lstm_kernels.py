@@ -10,8 +10,9 @@ AMX tiles (`amx()`; `S2sLstmSequence`, units a multiple of 32) or else with AVX-
 (`avx512_bf16()`; `S2sLstmSequenceAvx512`, units a multiple of 16), in float32 on a CPU with AVX2
 and FMA (`S2sLstmSequenceFloat`, units a multiple of 16).
 Inference, decoding and every export run TensorFlow's own ops, so a SavedModel never needs the
-library. Without it (not built, or built for another TensorFlow) training runs the same loop
-in TensorFlow ops, with the same numbers, slower; `status()` says which and why.
+library, unless exported with `fused=True` (`lstm.fused_inference`; `register()` before loading).
+Without it (not built, or built for another TensorFlow) training runs the same loop in
+TensorFlow ops, with the same numbers, slower; `status()` says which and why.
 """
 
 from __future__ import annotations
@@ -173,6 +174,24 @@ def sequence_ops(dtype=tf.bfloat16) -> SequenceOps | None:
             module.s2s_lstm_sequence_float, module.s2s_lstm_sequence_float_grad, 16, "AVX2 FMA"
         )
     return None
+
+
+def register(op_names=()) -> None:
+    """Loads every library of kernels that runs on this CPU, registering their ops in this
+    process: what loading an export traced within `lstm.fused_inference` needs. Raises
+    `RuntimeError` naming those of `op_names` (the ops such an export uses) that are still
+    unknown, and why."""
+    from tensorflow.python.framework import op_def_registry
+
+    load()
+    sequence_ops(tf.bfloat16)
+    sequence_ops(tf.float32)
+    missing = [name for name in op_names if op_def_registry.get(name) is None]
+    if missing:
+        raise RuntimeError(
+            f"the model runs the LSTM kernels {', '.join(missing)}, which this process cannot "
+            f"load ({status()}): export it on this machine again, or without fused kernels"
+        )
 
 
 def status(library: str = LIBRARY) -> str:
