@@ -514,7 +514,8 @@ def decode_profile_rows(reports: list, prefix: str) -> list:
         rows.append(
             [
                 link(name, prefix),
-                f"`{report['preset']}`, `{report['precision']}`",
+                f"`{report['preset']}`, `{report['precision']}`"
+                + (", fused export" if report.get("fused") else ""),
                 f"**{profile['ms_per_call']:.1f}**",
                 number(profile["words_per_s"]),
                 f"{profile['op_ms_per_call']:.1f} ({number(profile['ops_per_call'])} ops)",
@@ -573,8 +574,15 @@ def latency(value: dict) -> str:
 
 def decode_rows(reports: list, prefix: str) -> list:
     rows = []
-    for name, report in reports:
-        saved = report["saved_model"]
+    for name, report, export, saved in (
+        (name, report, export, saved)
+        for name, report in reports
+        for export, saved in (
+            ("", report["saved_model"]),
+            (", fused export", report.get("fused_saved_model")),
+        )
+        if saved
+    ):
         greedy, beam = saved["greedy_words_per_s"], saved["beam5_words_per_s"]
         torch = report.get("pytorch_eager") or {}
         bf16 = torch.get("greedy_words_per_s_batch_256_bf16_autocast")
@@ -582,7 +590,7 @@ def decode_rows(reports: list, prefix: str) -> list:
         rows.append(
             [
                 link(name, prefix),
-                f"`{report.get('preset', NONE)}`, {number(report.get('words'))} words",
+                f"`{report.get('preset', NONE)}`{export}, {number(report.get('words'))} words",
                 number(greedy["batch_1"]),
                 f"**{number(greedy['batch_256'])}**",
                 number(beam["batch_1"]),

@@ -85,6 +85,8 @@ TABLE_MAX_ROWS = 1024
 def project_inputs(x, weights):
     """`x W_x + b` in float32 for `x (..., in)` (compute dtype matmul)."""
     kernel, _, bias = weights
+    if x.shape.rank == 2:  # a decoding step's: no reshapes (their shape ops run every step)
+        return tf.cast(tf.matmul(tf.cast(x, kernel.dtype), kernel), tf.float32) + bias
     flat = tf.reshape(tf.cast(x, kernel.dtype), [-1, tf.shape(x)[-1]])
     projected = tf.cast(tf.matmul(flat, kernel), tf.float32) + bias
     return tf.reshape(projected, tf.concat([tf.shape(x)[:-1], [tf.shape(kernel)[1]]], 0))
