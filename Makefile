@@ -12,6 +12,7 @@ STEP_KERNELS := s2s_keras/layers/_lstm_kernels.so
 SEQUENCE_KERNELS := s2s_keras/layers/_lstm_sequence.so
 FLOAT_SEQUENCE_KERNELS := s2s_keras/layers/_lstm_sequence_float.so
 KERNELS := $(STEP_KERNELS) $(SEQUENCE_KERNELS) $(FLOAT_SEQUENCE_KERNELS)
+# Every library counts as stale when one of these is newer (lstm_kernels._stale).
 SEQUENCE_HEADERS := s2s_keras/layers/lstm_rows.h s2s_keras/layers/lstm_sequence.h
 
 .PHONY: install train test lint format docs clean
@@ -26,7 +27,7 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(BIN)/pip install --no-deps -e .
 	touch $(STAMP)
 
-$(STEP_KERNELS): s2s_keras/layers/lstm_kernels.cc s2s_keras/layers/lstm_rows.h $(STAMP)
+$(STEP_KERNELS): s2s_keras/layers/lstm_kernels.cc $(SEQUENCE_HEADERS) $(STAMP)
 	$(BIN)/python -c 'from s2s_keras.layers import lstm_kernels; lstm_kernels.build("$@")'
 
 $(SEQUENCE_KERNELS): s2s_keras/layers/lstm_sequence.cc $(SEQUENCE_HEADERS) $(STAMP)

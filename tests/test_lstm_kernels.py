@@ -180,10 +180,29 @@ def test_fused_inference_runs_whole_sequences_where_they_run(kernels):
     with lstm.fused_inference():
         fused_infer, fused = _infer(32, dtype, _mask("right"), True, True)
     plain_infer, plain = _infer(32, dtype, _mask("right"), True, True)
-    assert "S2sLstmGates" not in _op_types(fused_infer)
-    assert len({op for op in _op_types(fused_infer) if op.startswith("S2sLstmSequence")}) >= 1
+    kernels_run = {op for op in _op_types(fused_infer) if op.startswith("S2s")}
+    assert len(kernels_run) == 1 and kernels_run <= {"S2sLstmSequence", "S2sLstmSequenceAvx512"}
     for got, expected in zip(fused, plain):
         np.testing.assert_allclose(got, expected, atol=0.02)
+
+
+@pytest.mark.parametrize("dtype", [tf.bfloat16, tf.float32])
+def test_whole_sequence_op_in_inference_keeps_nothing_for_a_backward_pass(kernels, dtype):
+    """`inference=True`: the same h_seq, h and c, bit for bit; c_prev_seq and gate_seq empty."""
+    ops = lstm_kernels.sequence_ops(dtype)
+    if ops is None:
+        pytest.skip(f"no {dtype.name} whole-sequence op runs here: {lstm_kernels.status()}")
+    rng = np.random.default_rng(5)
+    units = 32
+    projected = tf.constant(rng.normal(size=(BATCH, STEPS, 4 * units)).astype("float32"))
+    h0, c0 = (tf.cast(rng.normal(size=(BATCH, units)).astype("float32"), dtype) for _ in "hc")
+    kernel = tf.cast(rng.normal(size=(units, 4 * units)).astype("float32") * 0.3, dtype)
+    keep = _mask("left")
+    training = ops.forward(projected, h0, c0, kernel, keep)
+    inference = ops.forward(projected, h0, c0, kernel, keep, inference=True)
+    assert inference[1].shape == (BATCH, 0, units) and inference[2].shape == (BATCH, 0, 4 * units)
+    for got, expected in zip(inference[::3] + inference[4:], training[::3] + training[4:]):
+        np.testing.assert_array_equal(tf.cast(got, tf.float32), tf.cast(expected, tf.float32))
 
 
 @pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])

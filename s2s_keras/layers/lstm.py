@@ -409,9 +409,13 @@ def _whole_sequence_runs(recurrent_kernel) -> bool:
 def _whole_sequence(projected, h0, c0, mask, recurrent_kernel):
     """`_recurrence(fused=True)` as one op forward and one backward (`lstm_sequence.h`), batch
     major: `projected (batch, T, 4·units)` float32, `mask (batch, T)` bool or None →
-    `(outputs (batch, T, units), h, c)` in the compute dtype, outputs unmasked."""
+    `(outputs (batch, T, units), h, c)` in the compute dtype, outputs unmasked. Within
+    `fused_inference`, the forward op alone, keeping nothing for a backward pass."""
     ops = lstm_kernels.sequence_ops(recurrent_kernel.dtype)
     keep = tf.ones(tf.shape(projected)[:2], tf.bool) if mask is None else mask
+    if _loops["inference_kernels"]:
+        h_seq, _, _, h, c = ops.forward(projected, h0, c0, recurrent_kernel, keep, inference=True)
+        return h_seq, h, c
 
     @tf.custom_gradient
     def run(projected, h0, c0, recurrent_kernel):

@@ -6,7 +6,7 @@
 //   i, f, g, o = sigmoid(z_i), sigmoid(z_f), tanh(z_g), sigmoid(z_o)     (gate order i f c̃ o)
 //   c = f * float(c_{t-1}) + i * g,  h = o * tanh(c)
 //   outputs h, c rounded to T, and the float32 activations [i f g o]; rows with keep false
-//   carry h_{t-1} and c_{t-1} unchanged (their activations are computed and never used).
+//   carry h_{t-1} and c_{t-1} unchanged, their activations zero (no sigmoid or tanh spent).
 // S2sLstmGatesGrad, the backward step t (the derivative of the above; `lstm._recurrence`'s
 // backward loop): from d_h = float(d_h_recurrent) + d_h_pass + d_h_seq[t] and d_c,
 //   tanh_c = tanh(f * c_prev[t] + i * g),  d_c += d_h * o * (1 - tanh_c²)

@@ -34,22 +34,25 @@ template <typename T>
 using Map = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
 // The forward step of one row (the arithmetic the header gives): pre-activations from the
 // projected input `p` and `recurrent` (4·units each), the previous `h_prev`, `c_prev`; writes
-// `h`, `c` and the float32 activations `act`. `cell` is scratch of `units` floats.
+// `h`, `c` and the float32 activations `act`. `cell` is scratch of `units` floats. A masked
+// row (`keep` false) carries `h_prev` and `c_prev` and gets zero activations, which its
+// backward step never reads: no sigmoid or tanh is spent on padding.
 template <typename T>
 void GatesRow(int64_t units, const float* p, const T* recurrent, const T* h_prev,
               const T* c_prev, bool keep, T* h, T* c, float* act_out, Floats* cell) {
-  const auto z = ConstFloatMap(p, 4 * units) +
-                 ConstMap<T>(recurrent, 4 * units).template cast<float>();
   FloatMap act(act_out, 4 * units);
-  act.segment(0, 2 * units) = z.segment(0, 2 * units).logistic();
-  act.segment(2 * units, units) = z.segment(2 * units, units).tanh();
-  act.segment(3 * units, units) = z.segment(3 * units, units).logistic();
   Map<T> h_out(h, units), c_out(c, units);
   if (!keep) {
+    act.setZero();
     h_out = ConstMap<T>(h_prev, units);
     c_out = ConstMap<T>(c_prev, units);
     return;
   }
+  const auto z = ConstFloatMap(p, 4 * units) +
+                 ConstMap<T>(recurrent, 4 * units).template cast<float>();
+  act.segment(0, 2 * units) = z.segment(0, 2 * units).logistic();
+  act.segment(2 * units, units) = z.segment(2 * units, units).tanh();
+  act.segment(3 * units, units) = z.segment(3 * units, units).logistic();
   const auto i = act.segment(0, units), f = act.segment(units, units),
              g = act.segment(2 * units, units), o = act.segment(3 * units, units);
   *cell = f * ConstMap<T>(c_prev, units).template cast<float>() + i * g;

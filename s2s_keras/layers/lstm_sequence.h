@@ -9,7 +9,8 @@
 // Sequences are batch major ([batch, T, ...], as the layers hold them): a block's rows are
 // contiguous and no transpose is needed on either side of the op. The matmul's float32 sums are
 // rounded to the compute dtype, as TensorFlow's MatMul outputs, so the numbers differ from the
-// TensorFlow loop's only by the order of those sums.
+// TensorFlow loop's only by the order of those sums. With `inference` (an attr, default false)
+// the forward op keeps nothing for a backward pass: c_prev_seq and gate_seq are empty.
 //
 // An engine is a struct with:
 //   using T;                                       the compute dtype (h, c, W_h)
@@ -83,7 +84,9 @@ template <typename Engine>
 class LstmSequenceOp : public OpKernel {
  public:
   using T = typename Engine::T;
-  LstmSequenceOp(OpKernelConstruction* ctx, const char* name) : OpKernel(ctx), name_(name) {}
+  LstmSequenceOp(OpKernelConstruction* ctx, const char* name) : OpKernel(ctx), name_(name) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("inference", &inference_));
+  }
 
   void Compute(OpKernelContext* ctx) override {
     const Tensor& projected = ctx->input(0);  // [batch, T, 4·units] float
@@ -102,10 +105,15 @@ class LstmSequenceOp : public OpKernel {
                 InvalidArgument(name_, ": inconsistent shapes"));
     if (!CheckSequenceOp<Engine>(ctx, name_, units)) return;
     const int64_t steps = projected.dim_size(1), width = 4 * units;
+    // In inference nothing is kept for a backward pass: c_prev_seq and gate_seq are empty, each
+    // row's activations go to scratch.
+    const int64_t kept_steps = inference_ ? 0 : steps;
     Tensor *h_seq, *c_prev_seq, *gate_seq, *h_last, *c_last;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({batch, steps, units}), &h_seq));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({batch, steps, units}), &c_prev_seq));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, projected.shape(), &gate_seq));
+    OP_REQUIRES_OK(ctx,
+                   ctx->allocate_output(1, TensorShape({batch, kept_steps, units}), &c_prev_seq));
+    OP_REQUIRES_OK(ctx,
+                   ctx->allocate_output(2, TensorShape({batch, kept_steps, width}), &gate_seq));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, h0.shape(), &h_last));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(4, c0.shape(), &c_last));
     const T* w = kernel.flat<T>().data();
@@ -129,6 +137,7 @@ class LstmSequenceOp : public OpKernel {
       std::vector<T> c(c0_all + begin * units, c0_all + end * units), c_next(rows * units);
       std::vector<float> sums(block_rows * width);
       std::vector<T> recurrent(width);
+      std::vector<float> activations(inference_ ? width : 0);
       Floats cell(units);
       std::copy(h0_all + begin * units, h0_all + end * units, h.begin());
       for (int64_t t = 0; t < steps; ++t) {
@@ -138,9 +147,12 @@ class LstmSequenceOp : public OpKernel {
           const T* recurrent_row = InComputeDtype(sums.data() + r * width, width, &recurrent);
           T* h_row = h.data() + r * units;
           const T* c_row = c.data() + r * units;
-          FloatMap(cp_all + row, units) = ConstMap<T>(c_row, units).template cast<float>();
+          if (!inference_) {
+            FloatMap(cp_all + row, units) = ConstMap<T>(c_row, units).template cast<float>();
+          }
           GatesRow<T>(units, p_all + row4, recurrent_row, h_row, c_row, keep_all[at],
-                      h_all + row, c_next.data() + r * units, g_all + row4, &cell);
+                      h_all + row, c_next.data() + r * units,
+                      inference_ ? activations.data() : g_all + row4, &cell);
           std::copy(h_all + row, h_all + row + units, h_row);
         }
         std::swap(c, c_next);
@@ -152,6 +164,7 @@ class LstmSequenceOp : public OpKernel {
 
  private:
   const char* name_;
+  bool inference_;
 };
 
 template <typename Engine>
@@ -251,6 +264,7 @@ class LstmSequenceGradOp : public OpKernel {
       .Input("c0: " dtype)                                                                    \
       .Input("recurrent_kernel: " dtype)                                                      \
       .Input("keep: bool")                                                                    \
+      .Attr("inference: bool = false")                                                        \
       .Output("h_seq: " dtype)                                                                \
       .Output("c_prev_seq: float")                                                            \
       .Output("gate_seq: float")                                                              \
@@ -259,9 +273,12 @@ class LstmSequenceGradOp : public OpKernel {
       .SetShapeFn([](InferenceContext* c) {                                                   \
         auto steps = c->Dim(c->input(0), 1);                                                  \
         auto batch = c->Dim(c->input(1), 0), units = c->Dim(c->input(1), 1);                  \
+        bool inference;                                                                       \
+        TF_RETURN_IF_ERROR(c->GetAttr("inference", &inference));                              \
+        auto kept = inference ? c->MakeDim(0) : steps;                                        \
         c->set_output(0, c->MakeShape({batch, steps, units}));                                \
-        c->set_output(1, c->MakeShape({batch, steps, units}));                                \
-        c->set_output(2, c->input(0));                                                        \
+        c->set_output(1, c->MakeShape({batch, kept, units}));                                 \
+        c->set_output(2, c->MakeShape({batch, kept, c->Dim(c->input(0), 2)}));                \
         c->set_output(3, c->input(1));                                                        \
         c->set_output(4, c->input(2));                                                        \
         return tensorflow::OkStatus();                                                        \
