@@ -1,15 +1,21 @@
-"""Decoding speed of this tree against another checkout of the package, interleaved on one host.
+"""Decoding speed of this tree against another checkout of the package (or of its fused export
+against its default one), interleaved on one host.
 
     .venv/bin/python benchmarks/decode_ab.py --baseline ../baseline --run-dir runs/bench-lstm \
         --rounds 2 [--saved-model-only] --json > benchmarks/results/decode-ab.json
+
+    .venv/bin/python benchmarks/decode_ab.py --fused --run-dir runs/bench-lstm --rounds 4 \
+        [--saved-model-only] --json
 
     .venv/bin/python benchmarks/decode_ab.py --pool benchmarks/results/decode-ab-*.json
 
 Runs `benchmarks/decode_speed.py --skip-torch` (the SavedModel's greedy and beam 5 words/s at
 batch 1 and 256, single-word latency) from each tree in turn, A B A B ..., each in a process of
 its own with the same model and words, so that a change of the decoding code can be compared
-with what it replaced on the same machine in the same minutes. Reports every run and, per
-measure, the median of each side and their ratio (this tree over the baseline: above 1 is
+with what it replaced on the same machine in the same minutes. `--fused` compares this tree's
+fused export (`s2s export --fused`, "this") with its default one ("baseline"), which every
+run of `decode_speed.py` measures one after the other in its process. Reports every run and,
+per measure, the median of each side and their ratio (this over the baseline: above 1 is
 faster, for latency below 1 is faster). `--pool` reads such reports (of one host) and gives the
 medians and ratios over all their runs.
 """
@@ -42,8 +48,8 @@ def commit(tree: str) -> str:
     return head + ("+changes" if dirty else "")
 
 
-def measures(report: dict) -> dict:
-    saved = report["saved_model"]
+def measures(report: dict, export: str = "saved_model") -> dict:
+    saved = report[export]
     return {
         "greedy_batch_1": saved["greedy_words_per_s"]["batch_1"],
         "greedy_batch_256": saved["greedy_words_per_s"]["batch_256"],
@@ -83,6 +89,7 @@ def pool(paths: list) -> dict:
 
 
 def run(tree: str, run_dir: str, saved_model_only: bool = False) -> dict:
+    """`decode_speed.py`'s report from `tree`."""
     script = os.path.join(tree, "benchmarks", "decode_speed.py")
     command = [
         sys.executable,
@@ -96,7 +103,7 @@ def run(tree: str, run_dir: str, saved_model_only: bool = False) -> dict:
     completed = subprocess.run(command, capture_output=True, text=True, cwd=tree)
     if completed.returncode:
         raise RuntimeError(f"{' '.join(command)} failed:\n{completed.stderr[-3000:]}")
-    return measures(json.loads(completed.stdout.strip().splitlines()[-1]))
+    return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def main():
@@ -110,22 +117,39 @@ def main():
         action="store_true",
         help="decode_speed.py's measures of the SavedModel alone (any model, attention too)",
     )
+    parser.add_argument(
+        "--fused",
+        action="store_true",
+        help="this tree's fused export against its default one, instead of --baseline",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.pool:
         print(json.dumps(pool(args.pool), indent=None if args.json else 2))
         return
-    if not args.baseline:
-        parser.error("--baseline is required (or --pool)")
-    trees = {"baseline": os.path.abspath(args.baseline), "this": os.path.dirname(HERE)}
-    runs = {name: [] for name in trees}
-    for _ in range(args.rounds):
-        for name, tree in trees.items():
-            runs[name].append(run(tree, args.run_dir, args.saved_model_only))
+    if args.fused:
+        this = os.path.dirname(HERE)
+        runs = {"baseline": [], "this": []}
+        for _ in range(args.rounds):
+            report = run(this, args.run_dir, args.saved_model_only)
+            if "fused_saved_model" not in report:
+                raise RuntimeError("--fused: decode_speed.py measured no fused export here")
+            runs["baseline"].append(measures(report))
+            runs["this"].append(measures(report, "fused_saved_model"))
+        commits = {"baseline": commit(this) + " (default export)", "this": "fused export"}
+    else:
+        if not args.baseline:
+            parser.error("--baseline is required (or --fused, or --pool)")
+        trees = {"baseline": os.path.abspath(args.baseline), "this": os.path.dirname(HERE)}
+        runs = {name: [] for name in trees}
+        for _ in range(args.rounds):
+            for name, tree in trees.items():
+                runs[name].append(measures(run(tree, args.run_dir, args.saved_model_only)))
+        commits = {name: commit(tree) for name, tree in trees.items()}
     report = {
         "host": host(),
         "run_dir": args.run_dir,
-        "commits": {name: commit(tree) for name, tree in trees.items()},
+        "commits": commits,
         "runs": runs,
         **compare(runs),
     }
