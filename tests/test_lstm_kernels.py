@@ -47,31 +47,38 @@ def _inputs(units):
     ]
 
 
+def _sequence(inputs, dtype, mask, go_backwards, zero_masked_outputs, training):
+    """`lstm_sequence` of `_inputs`, its weights and states cast to the compute `dtype`."""
+    x, kernel, recurrent, bias, h0, c0 = inputs
+    weights = (tf.cast(kernel, dtype), tf.cast(recurrent, dtype), bias)
+    return lstm.lstm_sequence(
+        x,
+        tf.cast(h0, dtype),
+        tf.cast(c0, dtype),
+        mask,
+        weights,
+        go_backwards=go_backwards,
+        zero_masked_outputs=zero_masked_outputs,
+        training=training,
+    )
+
+
 def _run(units, dtype, mask, go_backwards, zero_masked_outputs):
     """Outputs, states and the gradients of every input of `lstm_sequence` under training."""
-    x, kernel, recurrent, bias, h0, c0 = _inputs(units)
+    inputs = _inputs(units)
     weights_of = np.arange(1.0, units + 1.0, dtype="float32")
 
     @tf.function
     def step():
         with tf.GradientTape() as tape:
-            tape.watch([x, kernel, recurrent, bias, h0, c0])
-            weights = (tf.cast(kernel, dtype), tf.cast(recurrent, dtype), bias)
-            outputs, h, c = lstm.lstm_sequence(
-                x,
-                tf.cast(h0, dtype),
-                tf.cast(c0, dtype),
-                mask,
-                weights,
-                go_backwards=go_backwards,
-                zero_masked_outputs=zero_masked_outputs,
-            )
+            tape.watch(inputs)
+            outputs, h, c = _sequence(inputs, dtype, mask, go_backwards, zero_masked_outputs, True)
             loss = (
                 tf.reduce_sum(tf.cast(outputs, tf.float32) * weights_of)
                 + tf.reduce_sum(tf.cast(h, tf.float32) ** 2)
                 + tf.reduce_sum(tf.cast(c, tf.float32) * 3.0)
             )
-        gradients = tape.gradient(loss, [x, kernel, recurrent, bias, h0, c0])
+        gradients = tape.gradient(loss, inputs)
         return [tf.cast(t, tf.float32) for t in (outputs, h, c, *gradients)]
 
     return step, [t.numpy() for t in step()]
@@ -126,21 +133,11 @@ def test_inference_never_uses_the_kernels(kernels):
 def _infer(units, dtype, mask, go_backwards, zero_masked_outputs):
     """The traced inference pass of `lstm_sequence` (`_run`'s inputs) and its outputs and
     states."""
-    x, kernel, recurrent, bias, h0, c0 = _inputs(units)
+    inputs = _inputs(units)
 
     @tf.function
     def infer():
-        weights = (tf.cast(kernel, dtype), tf.cast(recurrent, dtype), bias)
-        outputs, h, c = lstm.lstm_sequence(
-            x,
-            tf.cast(h0, dtype),
-            tf.cast(c0, dtype),
-            mask,
-            weights,
-            go_backwards=go_backwards,
-            zero_masked_outputs=zero_masked_outputs,
-            training=False,
-        )
+        outputs, h, c = _sequence(inputs, dtype, mask, go_backwards, zero_masked_outputs, False)
         return [tf.cast(t, tf.float32) for t in (outputs, h, c)]
 
     return infer, [t.numpy() for t in infer()]
