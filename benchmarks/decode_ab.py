@@ -127,6 +127,8 @@ def main():
     if args.pool:
         print(json.dumps(pool(args.pool), indent=None if args.json else 2))
         return
+    if args.fused and args.baseline:
+        parser.error("--fused compares this tree's two exports: give it or --baseline, not both")
     if args.fused:
         this = os.path.dirname(HERE)
         runs = {"baseline": [], "this": []}
