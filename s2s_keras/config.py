@@ -38,6 +38,16 @@ OPTIMIZERS = ("adam", "sgd")
 CELLS = ("lstm", "gru", "rnn")
 ATTENTIONS = ("none", "luong_dot", "luong_general", "bahdanau")
 BRIDGES = ("copy", "dense", "zero")
+
+
+def encoder_size(hidden_units: int, bidirectional: bool, bridge: str, encoder_units: int) -> int:
+    """Units of each encoder layer, per direction: `encoder_units`, or 0 for `hidden_units` (its
+    half per direction of a bidirectional encoder whose state the decoder copies)."""
+    if encoder_units:
+        return encoder_units
+    return hidden_units // 2 if bidirectional and bridge == "copy" else hidden_units
+
+
 POOLINGS = ("last", "mean", "attention")
 ON_BAD_LINE = ("error", "skip")
 STREAMABLE = ("tsv", "parallel", "jsonl")  # data.source kinds that data.streaming can read
@@ -132,6 +142,9 @@ class ModelConfig:
     bidirectional encoder then runs `hidden_units / 2` units per direction, so the concatenated
     state fits), `dense` (each direction runs `hidden_units`; a linear layer maps the concatenated
     state), `zero` (the decoder starts from zeros; sensible with attention only).
+    `encoder_units` sizes the encoder apart from the decoder (per direction; 0: as above): with
+    attention over a bidirectional encoder most of a step's arithmetic is the encoder's, and a
+    narrower one costs less per epoch.
     `init_scale > 0` initializes every weight uniformly in `[-init_scale, init_scale]`
     (Sutskever et al.: 0.08); 0 keeps the Keras defaults.
     """
@@ -142,6 +155,7 @@ class ModelConfig:
     hidden_units: int = 256
     num_layers: int = 2  # decoder depth, and the encoder's unless encoder_num_layers is set
     encoder_num_layers: int = 0  # 0: num_layers
+    encoder_units: int = 0  # per direction; 0: hidden_units (its half with bridge=copy)
     dropout: float = 0.1  # between stacked layers (and on the attentional vector)
     recurrent_dropout: float = 0.0
     bidirectional: bool = False
@@ -163,6 +177,7 @@ class ModelConfig:
         "hidden_units": integer(1),
         "num_layers": integer(1),
         "encoder_num_layers": integer(0, " (0: model.num_layers)"),
+        "encoder_units": integer(0, " (0: from model.hidden_units)"),
         "dropout": fraction(1.0, "rate"),
         "recurrent_dropout": fraction(1.0, "rate"),
         "cell": one_of(CELLS),
@@ -182,6 +197,15 @@ class ModelConfig:
                 f"dense or zero when model.encoder_num_layers ({self.encoder_num_layers}) != "
                 f"model.num_layers ({self.num_layers})",
             )
+        directions = 2 if self.bidirectional else 1
+        if self.encoder_units and self.bridge == "copy":
+            check(
+                self.encoder_units * directions == self.hidden_units,
+                "model.encoder_units",
+                self.encoder_units,
+                f"{self.hidden_units // directions} (model.hidden_units over the directions) or 0 "
+                "with model.bridge=copy, or model.bridge=dense",
+            )
         if self.bidirectional and self.bridge == "copy":
             check(
                 self.hidden_units % 2 == 0,
@@ -198,7 +222,7 @@ class ModelConfig:
                 "copy or dense when model.attention=none (a zero start state would ignore the "
                 "source)",
             )
-        memory_size = self.hidden_units * (2 if self.bidirectional and self.bridge != "copy" else 1)
+        memory_size = self.encoder_size * directions
         if self.attention == "luong_dot":
             check(
                 memory_size == self.hidden_units,
@@ -217,6 +241,11 @@ class ModelConfig:
                 f"model.hidden_units ({self.hidden_units}) to tie the decoder embedding to the "
                 "output projection",
             )
+
+    @property
+    def encoder_size(self) -> int:
+        """Units of each encoder layer, per direction."""
+        return encoder_size(self.hidden_units, self.bidirectional, self.bridge, self.encoder_units)
 
 
 @dataclass(frozen=True)

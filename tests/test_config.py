@@ -101,6 +101,16 @@ def test_paper_and_attention_presets():
             "model.bridge: expected dense or zero when model.encoder_num_layers (3) != "
             "model.num_layers (2)",
         ),
+        (
+            ["model.bidirectional=true", "model.encoder_units=64"],
+            "model.encoder_units: expected 128 (model.hidden_units over the directions) or 0 "
+            "with model.bridge=copy, or model.bridge=dense",
+        ),
+        (
+            ["model.bridge=dense", "model.encoder_units=128", "model.attention=luong_dot"],
+            "model.attention: expected luong_general or bahdanau when the encoder outputs "
+            "128 features",
+        ),
         (["train.optimizer=adagrad"], "train.optimizer: expected one of"),
         (["train.label_smoothing=1"], "train.label_smoothing: expected a rate in [0, 1)"),
     ],
@@ -131,6 +141,14 @@ def test_model_family_options_are_validated(assignments, message):
         (
             ["task=lm", "data.bptt_length=20", "train.strategy=mirrored"],
             "auto or one_device with data.bptt_length",
+        ),
+        (
+            ["task=classify", "model.encoder_units=32"],
+            "model.encoder_units: expected 0 with task=classify .its model has no use for it.",
+        ),
+        (
+            ["task=lm", "model.encoder_num_layers=3", "model.bridge=dense"],
+            "model.encoder_num_layers: expected 0 with task=lm",
         ),
         (["model.pooling=max"], "model.pooling: expected one of"),
     ],

@@ -165,6 +165,27 @@ def test_bidirectional_encoder_and_bridge_shapes(bridge, per_direction):
     assert logits.shape == (2, 4 + 4)
 
 
+@pytest.mark.parametrize("attention", ["luong_general", "bahdanau"])
+def test_the_encoder_may_be_narrower_than_the_decoder(attention):
+    model = family_model(
+        dict(cell="lstm", bidirectional=True, bridge="dense", attention=attention),
+        encoder_units=4,
+        encoder_num_layers=2,
+        num_layers=1,
+    )
+    assert [layer.forward_layer.units for layer in model.encoder_layers] == [4, 4]
+    assert model.encoder_layers[1].forward_layer.cell.kernel.shape == (8, 16)  # reads 2 × 4
+    state = model.encode(INPUTS["source_ids"])
+    assert state["memory"].shape[-1] == 8  # both directions' 4 units
+    logits = model(INPUTS).numpy()
+    step_logits, _ = model.decode_step(INPUTS["target_in_ids"][:, 0], state)
+    np.testing.assert_allclose(step_logits.numpy(), logits[:, 0], atol=1e-5)
+    rebuilt = Seq2Seq.from_config(model.get_config())
+    assert rebuilt.encoder_units == 4 and rebuilt.count_params() == model.count_params()
+    with pytest.raises(ValueError, match="encoder_units=8 × 2 direction.* bridge='copy' needs"):
+        family_model(dict(bidirectional=True, bridge="copy"), encoder_units=8)
+
+
 def test_option_errors_name_the_option():
     with pytest.raises(ValueError, match="cell: expected one of"):
         family_model({}, cell="transformer")

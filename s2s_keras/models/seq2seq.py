@@ -9,7 +9,7 @@ import typing
 
 import keras
 
-from s2s_keras.config import ATTENTIONS, BRIDGES, CELLS, PRECISIONS
+from s2s_keras.config import ATTENTIONS, BRIDGES, CELLS, PRECISIONS, encoder_size
 from s2s_keras.keras_workarounds import DistributedBuildFix
 from s2s_keras.layers import (
     Attention,
@@ -55,7 +55,9 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
         source_lowercase, target_lowercase: Unicode case folding of each side.
         cell: `lstm`, `gru` or `rnn`. learn_initial_state: learned encoder h0 (and c0).
         embedding_size, hidden_units, num_layers, dropout, recurrent_dropout: network shape;
-            `num_layers` is the decoder's depth and the encoder's unless `encoder_num_layers`.
+            `num_layers` is the decoder's depth and the encoder's unless `encoder_num_layers`;
+            `hidden_units` is the decoder's width and the encoder's unless `encoder_units`
+            (per direction).
         bidirectional, bridge: see `ModelConfig` (with `bridge="copy"` each direction gets
             `hidden_units / 2` units).
         attention: `none`, `luong_dot`, `luong_general` or `bahdanau`.
@@ -97,6 +99,7 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
         hidden_units: int = 256,
         num_layers: int = 2,
         encoder_num_layers: int = 0,
+        encoder_units: int = 0,
         dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
         bidirectional: bool = False,
@@ -122,6 +125,12 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
                 f"Seq2Seq: bidirectional with bridge='copy' needs an even hidden_units, "
                 f"got {hidden_units}"
             )
+        directions = 2 if bidirectional else 1
+        if encoder_units and bridge == "copy" and encoder_units * directions != hidden_units:
+            raise ValueError(
+                f"Seq2Seq: encoder_units={encoder_units} × {directions} direction(s) != "
+                f"hidden_units={hidden_units}; bridge='copy' needs equal state sizes (use 'dense')"
+            )
         encoder_depth = encoder_num_layers or num_layers
         if encoder_depth != num_layers and bridge == "copy":
             raise ValueError(
@@ -136,8 +145,7 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
         # === Layers ===
         inits = uniform_initializers(init_scale)
         init, kernels, recurrent = inits["initializer"], inits["kernels"], inits["recurrent"]
-        directions = 2 if bidirectional else 1
-        encoder_units = hidden_units // 2 if bidirectional and bridge == "copy" else hidden_units
+        encoder_width = encoder_size(hidden_units, bidirectional, bridge, encoder_units)
         states_per_layer = state_count(cell)
         self._build_source_embedding(
             source_vocabulary,
@@ -159,7 +167,7 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
         )
         self._build_encoder_layers(
             cell,
-            encoder_units,
+            encoder_width,
             encoder_depth,
             bidirectional,
             learn_initial_state,
@@ -194,7 +202,7 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
                 hidden_units,
                 num_layers,
                 embedding_size,
-                encoder_units * directions,
+                encoder_width * directions,
                 attention,
                 dropout=dropout,
                 recurrent_dropout=recurrent_dropout,
@@ -206,7 +214,7 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
         if attention != "none" and not input_feeding:
             self.output_attention = Attention(
                 hidden_units,
-                encoder_units * directions,
+                encoder_width * directions,
                 attention,
                 kernel_initializer=init or "glorot_uniform",
                 dtype=precision,
@@ -240,6 +248,7 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
         self.hidden_units = hidden_units
         self.num_layers = num_layers
         self.encoder_num_layers = encoder_num_layers
+        self.encoder_units = encoder_units
         self.dropout = dropout
         self.recurrent_dropout = recurrent_dropout
         self.bidirectional = bidirectional
@@ -357,6 +366,7 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
             "hidden_units": self.hidden_units,
             "num_layers": self.num_layers,
             "encoder_num_layers": self.encoder_num_layers,
+            "encoder_units": self.encoder_units,
             "dropout": self.dropout,
             "recurrent_dropout": self.recurrent_dropout,
             "bidirectional": self.bidirectional,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from s2s_keras.config import Config, ConfigError, DataConfig, DecodeConfig
+from s2s_keras.config import Config, ConfigError, DataConfig, DecodeConfig, ModelConfig
 from s2s_keras.data import TrainingData, bucketed_training_data, length_histogram
 from s2s_keras.text import TokenCounter
 from s2s_keras.validation import check
@@ -62,6 +62,8 @@ class Task:
         tuning_space: the default Keras Tuner search space.
         architecture: `model.*` fields that fix the computation a model's weights were
             trained for (fine-tuning checks them; dropout and init may change).
+        unused_fields: `model.*` fields the task's model has no use for; `check` refuses a
+            config that sets them.
     """
 
     name = ""
@@ -70,6 +72,7 @@ class Task:
     objectives = {"val_loss": "min"}
     tuning_space: dict = {}
     architecture: tuple = ()
+    unused_fields: tuple = ()
 
     # --- config -----------------------------------------------------------------------------
 
@@ -80,6 +83,15 @@ class Task:
         objectives = sorted(self.objectives)
         expected = f"one of {objectives} for task {self.name} (or empty: val_loss)"
         check(not metric or metric in objectives, "train.best_metric", metric, expected)
+        defaults = ModelConfig()
+        for name in self.unused_fields:
+            value = getattr(config.model, name)
+            check(
+                value == getattr(defaults, name),
+                f"model.{name}",
+                value,
+                f"{getattr(defaults, name)} with task={self.name} (its model has no use for it)",
+            )
         self.check_config(config)
 
     def check_config(self, config: Config) -> None:

@@ -60,6 +60,8 @@ class Seq2SeqTask(Task):
         "embedding_size",
         "hidden_units",
         "num_layers",
+        "encoder_num_layers",
+        "encoder_units",
         "bidirectional",
         "bridge",
         "attention",
