@@ -38,16 +38,6 @@ OPTIMIZERS = ("adam", "sgd")
 CELLS = ("lstm", "gru", "rnn")
 ATTENTIONS = ("none", "luong_dot", "luong_general", "bahdanau")
 BRIDGES = ("copy", "dense", "zero")
-
-
-def encoder_size(hidden_units: int, bidirectional: bool, bridge: str, encoder_units: int) -> int:
-    """Units of each encoder layer, per direction: `encoder_units`, or 0 for `hidden_units` (its
-    half per direction of a bidirectional encoder whose state the decoder copies)."""
-    if encoder_units:
-        return encoder_units
-    return hidden_units // 2 if bidirectional and bridge == "copy" else hidden_units
-
-
 POOLINGS = ("last", "mean", "attention")
 ON_BAD_LINE = ("error", "skip")
 STREAMABLE = ("tsv", "parallel", "jsonl")  # data.source kinds that data.streaming can read
@@ -132,6 +122,14 @@ class DataConfig:
             self.streaming,
             f"false for data.source {self.source!r} (only {', '.join(STREAMABLE)} files stream)",
         )
+
+
+def encoder_size(hidden_units: int, bidirectional: bool, bridge: str, encoder_units: int) -> int:
+    """Units of each encoder layer, per direction: `encoder_units`, or 0 for `hidden_units` (its
+    half per direction of a bidirectional encoder whose state the decoder copies)."""
+    if encoder_units:
+        return encoder_units
+    return hidden_units // 2 if bidirectional and bridge == "copy" else hidden_units
 
 
 @dataclass(frozen=True)
