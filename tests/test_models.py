@@ -165,23 +165,21 @@ def test_bidirectional_encoder_and_bridge_shapes(bridge, per_direction):
     assert logits.shape == (2, 4 + 4)
 
 
-@pytest.mark.parametrize("attention", ["luong_general", "bahdanau"])
-def test_the_encoder_may_be_narrower_than_the_decoder(attention):
+@pytest.mark.parametrize("attention, input_feeding", [("luong_general", True), ("bahdanau", False)])
+def test_the_encoder_may_be_narrower_than_the_decoder(attention, input_feeding):
+    options = dict(cell="lstm", bidirectional=True, bridge="dense", attention=attention)
     model = family_model(
-        dict(cell="lstm", bidirectional=True, bridge="dense", attention=attention),
-        encoder_units=4,
-        encoder_num_layers=2,
-        num_layers=1,
+        options, encoder_units=2, encoder_num_layers=2, num_layers=1, input_feeding=input_feeding
     )
-    assert [layer.forward_layer.units for layer in model.encoder_layers] == [4, 4]
-    assert model.encoder_layers[1].forward_layer.cell.kernel.shape == (8, 16)  # reads 2 × 4
+    assert [layer.forward_layer.units for layer in model.encoder_layers] == [2, 2]
+    assert model.encoder_layers[1].forward_layer.cell.kernel.shape == (4, 8)  # reads 2 × 2
     state = model.encode(INPUTS["source_ids"])
-    assert state["memory"].shape[-1] == 8  # both directions' 4 units
+    assert state["memory"].shape[-1] == 4  # both directions' 2 units; the decoder has 8
     logits = model(INPUTS).numpy()
     step_logits, _ = model.decode_step(INPUTS["target_in_ids"][:, 0], state)
     np.testing.assert_allclose(step_logits.numpy(), logits[:, 0], atol=1e-5)
     rebuilt = Seq2Seq.from_config(model.get_config())
-    assert rebuilt.encoder_units == 4 and rebuilt.count_params() == model.count_params()
+    assert rebuilt.encoder_units == 2 and rebuilt.count_params() == model.count_params()
     with pytest.raises(ValueError, match="encoder_units=8 × 2 direction.* bridge='copy' needs"):
         family_model(dict(bidirectional=True, bridge="copy"), encoder_units=8)
 
