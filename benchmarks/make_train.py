@@ -60,6 +60,8 @@ def main():
         "test": quality,
         "parameters": summary["parameters"],
         "epochs_run": len(summary["history"]["loss"]),
+        "updates": summary["updates"],  # the last epoch may be cut short (train.max_minutes)
+        "steps_per_epoch": summary["steps_per_epoch"],
         "train_padding_fraction": summary["train_padding_fraction"],
         "host": host(),
         "measured": measured(),

@@ -166,6 +166,9 @@ def train_seconds(report: dict):
 
 def epochs(report: dict) -> str:
     if report.get("epochs_run") is not None:
+        updates, steps = report.get("updates"), report.get("steps_per_epoch")
+        if updates and steps and updates != report["epochs_run"] * steps:
+            return f"{updates / steps:.2f}"  # the last epoch cut short (train.max_minutes)
         return str(report["epochs_run"])
     members = [m.get("epochs_run") for m in report.get("members", [])]
     return " + ".join(map(str, members)) if members and None not in members else NONE

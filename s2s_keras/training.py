@@ -237,7 +237,9 @@ def summary(
         "train_seconds": run_state.state["train_seconds"],
         "attempt_seconds": seconds,
         "replicas": replicas,
-        "epochs_run": run_state.state["epoch"],
+        "epochs_run": run_state.state["epoch"],  # the last may be cut short (time_budget.py)
+        "steps_per_epoch": data.batches,
+        "updates": int(model.optimizer.iterations.numpy()),
         "averaged": run_state.state.get("averaged"),  # train.average_last
         "history": history,
     }
