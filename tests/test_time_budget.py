@@ -23,6 +23,8 @@ from s2s_keras.time_budget import EPOCH_END_SECONDS, EPOCH_SECONDS, TimeBudget, 
         ([14, 8], [4, 2], 60, 30, (7, 6)),
         ([14, 8], [4, 7], 60, 30, (6, 10)),  # the end alone would not fit: no cut epoch
         ([14, 8], [2], 60, 30, (7, 7)),  # ends not measured for every epoch (an older run)
+        # at the slowest pace after the first: 28 s left, 2 epochs at 10 s, 8 steps of 1 s
+        ([14, 8, 10], [], 60, 30, (6, 8)),
         ([10], [], 600, 8, (8, 10)),  # at most train.epochs, whole
         ([50, 40], [], 60, 30, (2, 10)),  # over the budget: the epochs done
     ],
