@@ -239,7 +239,7 @@ def summary(
         "replicas": replicas,
         "epochs_run": run_state.state["epoch"],  # the last may be cut short (time_budget.py)
         "steps_per_epoch": data.batches,
-        "updates": int(model.optimizer.iterations.numpy()),
+        "updates": run_state.state["global_step"],  # every epoch's, not only the kept one's
         "averaged": run_state.state.get("averaged"),  # train.average_last
         "history": history,
     }

@@ -153,15 +153,17 @@ def test_a_run_whose_plan_cuts_its_last_epoch_trains_and_validates_that_part(tmp
     model = train(config, str(run_dir), verbose=0)
     summary = json.loads((run_dir / "summary.json").read_text())
     steps = summary["steps_per_epoch"]
-    assert steps > 3 and summary["updates"] == steps + 3 == int(model.optimizer.iterations)
+    assert steps > 3 and summary["updates"] == steps + 3
     assert summary["epochs_run"] == 2 and len(summary["history"]["val_loss"]) == 2
     assert len(summary["history"][EPOCH_END_SECONDS]) == 2
-    assert model.optimizer._learning_rate.get_config()["decay_steps"] == steps + 3
-    rate = float(model.optimizer.learning_rate)
+    schedule = model.optimizer._learning_rate
+    assert schedule.get_config()["decay_steps"] == steps + 3
+    # at its floor after the last update (the model kept may be an earlier epoch's)
+    rate = float(schedule(steps + 3))
     np.testing.assert_allclose(rate, 0.05 * config.train.learning_rate, rtol=1e-5)
     # finished: training the same run dir again returns it as it is
-    again = train(config, str(run_dir), verbose=0)
-    assert int(again.optimizer.iterations) == steps + 3
+    train(config, str(run_dir), verbose=0)
+    assert json.loads((run_dir / "summary.json").read_text()) == summary
 
 
 @pytest.mark.parametrize(
