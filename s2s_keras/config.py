@@ -267,8 +267,9 @@ class TrainConfig:
     best_metric: str = ""  # the epoch kept and early stopping's measure (seq2seq: val_wer too)
     # > 0: keep the mean of the last N epochs' weights if it scores at least as well on it.
     average_last: int = 0
-    # > 0: train only as many of `epochs` as fit in this many minutes of model.fit on this
-    # machine (its pace measured after each epoch); cosine's decay spans them (time_budget.py).
+    # > 0: train only as much of `epochs` as fits in this many minutes of model.fit on this
+    # machine (its pace measured after each epoch; the last epoch may be cut short); cosine's
+    # decay spans it (time_budget.py).
     max_minutes: float = 0.0
     backup_every_steps: int = 250  # a killed run loses at most this many steps (0: epoch ends only)
     strategy: str = "auto"

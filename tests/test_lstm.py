@@ -234,7 +234,13 @@ def test_g2p_presets_train_and_decode_on_the_fast_path(name, precision, monkeypa
     assert config.train.precision == "auto" and config.model.cell == "lstm"
     config = dataclasses.replace(
         config,
-        model=dataclasses.replace(config.model, hidden_units=8, embedding_size=8),
+        model=dataclasses.replace(
+            config.model,
+            hidden_units=8,
+            embedding_size=8,
+            # a narrower encoder than the decoder, as `small`'s, stays narrower
+            encoder_units=4 if config.model.encoder_units else 0,
+        ),
         train=dataclasses.replace(config.train, precision=precision),
     )
     model = build_model(config, list("abcdef"), ["X", "Y", "Z"])
