@@ -16,7 +16,7 @@ from s2s_keras.time_budget import EPOCH_END_SECONDS, EPOCH_SECONDS, TimeBudget, 
     [
         ([], [], 60, 30, (30, 10)),  # nothing measured yet: the most
         ([10], [], 60, 30, (6, 10)),  # the first epoch's pace until there is a second
-        # then the later epochs' (the first also traces): 38 s left, 4 whole epochs at 8 s, and
+        # then the slowest later epoch's (the first also traces): 38 s left, 4 epochs at 8 s, and
         # the 6 s left make 7 of the next one's 10 steps (its end shrinks with them: unmeasured)
         ([14, 8], [], 60, 30, (7, 7)),
         # measured, the 2 s end is paid whole: 4 s for steps of 0.6 s, 6 of them
