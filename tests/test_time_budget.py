@@ -107,17 +107,15 @@ def test_a_cut_last_epoch_stops_training_at_its_planned_step(tmp_path):
     assert logs[EPOCH_SECONDS] >= logs[EPOCH_END_SECONDS] >= 0
 
 
-def write_pairs(tmp_path) -> str:
-    return write_reversal_pairs(tmp_path, 200, max_length=5)
-
-
-@pytest.mark.parametrize("minutes, epochs_run", [(1e-9, 1), (1000.0, 3)])
-def test_training_stops_when_the_budget_is_spent(tmp_path, minutes, epochs_run):
+def trained(tmp_path, minutes: float) -> tuple:
+    """`(config, model, run dir, summary.json)` of `tiny` trained with a budget, at most 3
+    epochs."""
     from s2s_keras.training import train
 
+    pairs = write_reversal_pairs(tmp_path, 200, max_length=5)
     config = preset("tiny").override(
         [
-            f"data.source=tsv:{write_pairs(tmp_path)}",
+            f"data.source=tsv:{pairs}",
             "train.epochs=3",
             "train.batch_size=16",
             f"train.max_minutes={minutes}",
@@ -125,7 +123,12 @@ def test_training_stops_when_the_budget_is_spent(tmp_path, minutes, epochs_run):
     )
     run_dir = tmp_path / "run"
     model = train(config, str(run_dir), verbose=0)
-    summary = json.loads((run_dir / "summary.json").read_text())
+    return config, model, run_dir, json.loads((run_dir / "summary.json").read_text())
+
+
+@pytest.mark.parametrize("minutes, epochs_run", [(1e-9, 1), (1000.0, 3)])
+def test_training_stops_when_the_budget_is_spent(tmp_path, minutes, epochs_run):
+    config, model, run_dir, summary = trained(tmp_path, minutes)
     assert summary["epochs_run"] == epochs_run
     assert len(summary["history"][EPOCH_SECONDS]) == epochs_run
     assert EPOCH_SECONDS in (run_dir / "history.csv").read_text().splitlines()[0]
@@ -141,17 +144,7 @@ def test_a_run_whose_plan_cuts_its_last_epoch_trains_and_validates_that_part(tmp
     from s2s_keras.training import train
 
     monkeypatch.setattr(time_budget, "plan", lambda *args: time_budget.Plan(2, 3))
-    config = preset("tiny").override(
-        [
-            f"data.source=tsv:{write_pairs(tmp_path)}",
-            "train.epochs=3",
-            "train.batch_size=16",
-            "train.max_minutes=1000",
-        ]
-    )
-    run_dir = tmp_path / "run"
-    model = train(config, str(run_dir), verbose=0)
-    summary = json.loads((run_dir / "summary.json").read_text())
+    config, model, run_dir, summary = trained(tmp_path, 1000.0)
     steps = summary["steps_per_epoch"]
     assert steps > 3 and summary["updates"] == steps + 3
     assert summary["epochs_run"] == 2 and len(summary["history"]["val_loss"]) == 2
