@@ -460,3 +460,126 @@ def test_float32_whole_sequence_ops_refuse_bad_shapes(fma):
     odd = tf.zeros([2, 8])
     with pytest.raises(tf.errors.InvalidArgumentError, match="multiple of 16, got 8"):
         fma.forward(tf.zeros([2, 3, 32]), odd, odd, tf.zeros([8, 32]), tf.ones([2, 3], bool))
+
+
+def _decoder(units, vocabulary=11, embedding_size=6):
+    """Our LSTM layers of `units` under an embedding of `vocabulary` rows, and a projection to
+    `vocabulary` logits: random weights, scaled up so that the argmax changes from step to step."""
+    import keras
+
+    keras.utils.set_random_seed(sum(units))
+    embedding = keras.layers.Embedding(vocabulary, embedding_size)
+    embedding.build((None,))
+    layers, width = [], embedding_size
+    for size in units:
+        layer = lstm.LSTM(size, return_sequences=True, return_state=True, use_cudnn=False)
+        layer.build((None, None, width))
+        width = size
+        layers.append(layer)
+    projection = keras.layers.Dense(vocabulary)
+    projection.build((None, width))
+    for weight in [embedding.embeddings, projection.kernel, projection.bias]:
+        weight.assign(weight * 3.0 + 0.1)
+    return embedding, layers, projection
+
+
+def _greedy_in_tensorflow(embedding, layers, projection, state, start_ids, end_id, max_length):
+    """`decoding.greedy_search` over the step function of the layers, in TensorFlow's ops."""
+    from s2s_keras.decoding import greedy_search
+    from s2s_keras.layers import cell_steppers, step_cells
+
+    steppers = cell_steppers(layers, embedding)
+
+    def step(token_ids, state):
+        x, state = step_cells(steppers, token_ids, state)
+        return projection(x), state
+
+    return greedy_search(step, state, start_ids, end_id, max_length).numpy()
+
+
+@pytest.mark.parametrize("batch", [3, 13, 50])  # weights as they are; packed; two blocks
+def test_greedy_op_decodes_as_the_loop_in_tensorflow_ops(fma, batch):
+    """`S2sLstmGreedy` (greedy decoding's whole loop in one op) against `greedy_search` over the
+    same layers' step in TensorFlow ops: the same ids, rows ending at different steps (the end
+    id chosen among the tokens the loop emits) and some running to `max_length`."""
+    embedding, layers, projection = _decoder([16, 12])
+    rng = np.random.default_rng(batch)
+    state = [
+        [tf.constant(rng.normal(size=(batch, layer.units)).astype("float32")) for _ in "hc"]
+        for layer in layers
+    ]
+    start_ids = tf.constant(rng.integers(0, 11, size=batch).astype("int32"))
+    never = _greedy_in_tensorflow(embedding, layers, projection, state, start_ids, -1, 9)
+    tokens, counts = np.unique(never[:, 2:], return_counts=True)
+    end_id = int(tokens[np.argsort(counts)[len(counts) // 2]])  # emitted by some rows, not all
+    expected = _greedy_in_tensorflow(embedding, layers, projection, state, start_ids, end_id, 9)
+    with lstm.fused_inference():
+        search = lstm.greedy_search_op(
+            layers, embedding, lambda: (projection.kernel.value, projection.bias.value)
+        )
+    got = search(state, start_ids, end_id, tf.constant(9)).numpy()
+    np.testing.assert_array_equal(got, expected)
+    lengths = [list(row).index(end_id) + 1 if end_id in row else None for row in got]
+    assert None in lengths and len({length for length in lengths if length}) > 1, lengths
+
+
+def test_greedy_op_only_within_fused_inference_and_where_it_runs(fma):
+    embedding, layers, projection = _decoder([16])
+    weights = lambda: (projection.kernel.value, projection.bias.value)  # noqa: E731
+    assert lstm.greedy_search_op(layers, embedding, weights) is None
+    with lstm.fused_inference():
+        assert lstm.greedy_search_op(layers, embedding, weights) is not None
+        odd_embedding, odd_layers, odd_projection = _decoder([6])  # units not a multiple of 4
+        assert lstm.greedy_search_op(odd_layers, odd_embedding, weights) is None
+
+
+def test_greedy_op_refuses_bad_inputs(fma):
+    op = lstm_kernels.greedy_op()
+    arguments = dict(
+        h0=[tf.zeros([2, 4])],
+        c0=[tf.zeros([2, 4])],
+        kernels=[tf.zeros([3, 16])],
+        biases=[tf.zeros([16])],
+        recurrent_kernels=[tf.zeros([4, 16])],
+        embeddings=tf.zeros([5, 3]),
+        projection_kernel=tf.zeros([4, 5]),
+        projection_bias=tf.zeros([5]),
+        start_ids=tf.constant([1, 4]),
+        max_length=tf.constant(3),
+        end_id=2,
+    )
+    assert op(**arguments).shape == (2, 3)  # all logits 0: token 0 (never the end) each step
+    for change, message in (
+        (dict(start_ids=tf.constant([1, 5])), r"start id 5 outside \[0, 5\)"),
+        (dict(recurrent_kernels=[tf.zeros([4, 12])]), "inconsistent shapes in layer 0"),
+        (dict(projection_kernel=tf.zeros([4, 6]), projection_bias=tf.zeros([6])), "6 logits"),
+        (
+            dict(
+                h0=[tf.zeros([2, 2])],
+                c0=[tf.zeros([2, 2])],
+                kernels=[tf.zeros([3, 8])],
+                biases=[tf.zeros([8])],
+                recurrent_kernels=[tf.zeros([2, 8])],
+                projection_kernel=tf.zeros([2, 5]),
+            ),
+            "needs units a multiple of 4, got 2",
+        ),
+    ):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            op(**{**arguments, **change})
+
+
+def test_float32_whole_sequence_op_gives_a_row_alone_its_numbers_in_a_batch(fma):
+    """A batch of a few rows multiplies W_h as it is, a larger one packed: the same sums in the
+    same order, so a row's outputs and states do not depend on the batch it came in."""
+    rng = np.random.default_rng(11)
+    batch, steps, units = 40, 6, 32
+    projected = tf.constant(rng.normal(size=(batch, steps, 4 * units)).astype("float32"))
+    h0, c0 = (tf.constant(rng.normal(size=(batch, units)).astype("float32")) for _ in "hc")
+    kernel = tf.constant(rng.normal(size=(units, 4 * units)).astype("float32") * 0.3)
+    keep = tf.ones([batch, steps], bool)
+    together = fma.forward(projected, h0, c0, kernel, keep, inference=True)
+    for rows in (slice(0, 1), slice(5, 8)):
+        alone = fma.forward(projected[rows], h0[rows], c0[rows], kernel, keep[rows], inference=True)
+        for got, expected in zip(alone[::3] + alone[4:], together[::3] + together[4:]):
+            np.testing.assert_array_equal(got.numpy(), expected.numpy()[rows])

@@ -94,7 +94,9 @@ def greedy_search(
     """At each step the most probable next token; returns `(batch, steps)` ids (see `decode_loop`).
 
     A batch of at least `COMPACT_MIN_ROWS` rows is decoded with `compact` (finished rows leave
-    it); the results are the same either way.
+    it); the results are the same either way. A `step_fn` with a `greedy_search` attribute
+    other than None (`search(state, start_ids, end_id, max_length) -> ids`, the same result) is
+    searched by it instead: `Seq2Seq.step_function()` within `lstm.fused_inference`.
 
     Example:
         >>> step = lambda ids, s: (tf.one_hot(tf.fill(tf.shape(ids), 3), 5), s)
@@ -102,6 +104,9 @@ def greedy_search(
         [[3], [3]]
     """
     start_ids = tf.convert_to_tensor(start_ids, tf.int32)
+    search = getattr(step_fn, "greedy_search", None)
+    if search is not None:  # the step's own whole loop (an LSTM decoder's, `lstm.py`)
+        return search(state, start_ids, end_id, max_length)
 
     def loop(compact):
         return lambda: decode_loop(step_fn, state, start_ids, end_id, max_length, argmax, compact)

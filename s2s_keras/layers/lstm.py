@@ -685,6 +685,48 @@ def reading_tokens(layers, token_ids, embedding):
             object.__setattr__(layer, "_token_source", None)
 
 
+def greedy_search_op(layers, embedding, projection_weights):
+    """Within `fused_inference`, where the float32 library runs (`lstm_kernels.greedy_op`): a
+    `search(state, start_ids, end_id, max_length) -> (batch, steps)` ids that runs greedy
+    decoding's whole loop as one op, `S2sLstmGreedy` (`lstm_greedy.h`): the decoder `layers`
+    (our LSTMs with the plain equations, float32, units a multiple of 4, the first reading
+    `embedding`'s small table), then the output projection `h W + b` (`projection_weights() ->
+    (W, b)` float32) and argmax, step after step: what `decoding.greedy_search` computes from
+    the step function, with no TensorFlow op per step. Otherwise None. `state`: per layer
+    `[h, c]`, as `cell_steppers` take it."""
+    op = lstm_kernels.greedy_op() if _loops["inference_kernels"] else None
+    if op is None or not reads_token_table(layers[0], embedding):
+        return None
+    for layer in layers:
+        if not (
+            isinstance(layer, LSTM)
+            and has_lstm_equations(layer.cell)
+            and not layer.go_backwards
+            and layer.cell.compute_dtype == "float32"
+            and layer.cell.units % 4 == 0
+        ):
+            return None
+    weights = [lstm_weights(layer.cell) for layer in layers]
+    projection_kernel, projection_bias = projection_weights()
+
+    def search(state, start_ids, end_id, max_length):
+        return op(
+            h0=[layer_state[0] for layer_state in state],
+            c0=[layer_state[1] for layer_state in state],
+            kernels=[kernel for kernel, _, _ in weights],
+            biases=[bias for _, _, bias in weights],
+            recurrent_kernels=[recurrent for _, recurrent, _ in weights],
+            embeddings=tf.convert_to_tensor(embedding.embeddings.value),
+            projection_kernel=projection_kernel,
+            projection_bias=projection_bias,
+            start_ids=start_ids,
+            max_length=max_length,
+            end_id=end_id,
+        )
+
+    return search
+
+
 @keras.saving.register_keras_serializable(package="s2s_keras")
 class LSTM(keras.layers.LSTM):
     """`keras.layers.LSTM` (same weights, config and outputs) whose loop is `lstm_sequence`;

@@ -35,7 +35,9 @@ SEQUENCE_LIBRARY = os.path.join(_HERE, "_lstm_sequence.so")
 # in functions of its own, so it loads anywhere and says itself whether it runs.
 FLOAT_SEQUENCE_SOURCE = os.path.join(_HERE, "lstm_sequence_float.cc")
 FLOAT_SEQUENCE_LIBRARY = os.path.join(_HERE, "_lstm_sequence_float.so")
-HEADERS = [os.path.join(_HERE, name) for name in ("lstm_rows.h", "lstm_sequence.h")]
+HEADERS = [
+    os.path.join(_HERE, name) for name in ("lstm_rows.h", "lstm_sequence.h", "lstm_greedy.h")
+]
 # The per-step library: `-mavx` like TensorFlow's wheel, so that Eigen's sigmoid and tanh
 # round as tf.sigmoid and tf.tanh do. The sequence library targets the CPUs with AMX or
 # AVX-512-BF16 (all have these AVX-512 subsets).
@@ -174,6 +176,15 @@ def sequence_ops(dtype=tf.bfloat16) -> SequenceOps | None:
             module.s2s_lstm_sequence_float, module.s2s_lstm_sequence_float_grad, 16, "AVX2 FMA"
         )
     return None
+
+
+def greedy_op():
+    """`S2sLstmGreedy` (greedy decoding of an LSTM stack in one op, float32; in the float32
+    library) where the CPU runs it, else None."""
+    module = load(FLOAT_SEQUENCE_LIBRARY, FLOAT_SEQUENCE_SOURCE)
+    if module is None or not _usable(FLOAT_SEQUENCE_LIBRARY, module.s2s_fma_usable):
+        return None
+    return module.s2s_lstm_greedy
 
 
 def register(op_names=()) -> None:

@@ -36,6 +36,16 @@
 
 namespace {
 
+// Blocks of fewer rows (a single request's) multiply W_h as it is, where the engine can
+// (`MatMulRowMajor`: the same sums as its `MatMul`), instead of packing it for every call.
+constexpr int64_t kPackRows = 8;
+
+template <typename Engine, typename = void>
+struct MultipliesRowMajor : std::false_type {};
+template <typename Engine>
+struct MultipliesRowMajor<Engine, std::void_t<decltype(&Engine::MatMulRowMajor)>>
+    : std::true_type {};
+
 // Blocks of `Engine::BlockRows` rows on the intra-op threads, each block's whole loop on one
 // thread (`cost_per_block`: for the pool's sharding).
 template <typename Engine>
@@ -117,9 +127,13 @@ class LstmSequenceOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, h0.shape(), &h_last));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(4, c0.shape(), &c_last));
     const T* w = kernel.flat<T>().data();
-    const auto packed = Engine::Pack(units, width, [&](int64_t k, int64_t n) {
-      return w[k * width + n];
-    });
+    const int64_t block_rows = BlockRows<Engine>(ctx, batch);
+    bool in_place = false;
+    if constexpr (MultipliesRowMajor<Engine>::value) in_place = block_rows < kPackRows;
+    std::vector<T> packed;
+    if (!in_place) {
+      packed = Engine::Pack(units, width, [&](int64_t k, int64_t n) { return w[k * width + n]; });
+    }
     const float* p_all = projected.flat<float>().data();
     const bool* keep_all = keep.flat<bool>().data();
     const T* h0_all = h0.flat<T>().data();
@@ -129,7 +143,6 @@ class LstmSequenceOp : public OpKernel {
     float* g_all = gate_seq->flat<float>().data();
     T* h_last_all = h_last->flat<T>().data();
     T* c_last_all = c_last->flat<T>().data();
-    const int64_t block_rows = BlockRows<Engine>(ctx, batch);
     const int64_t cost = steps * block_rows * units * 4 * 400;
     ForBlocks<Engine>(ctx, batch, block_rows, cost, [&](int64_t begin, int64_t end) {
       const int64_t rows = end - begin;
@@ -141,7 +154,10 @@ class LstmSequenceOp : public OpKernel {
       Floats cell(units);
       std::copy(h0_all + begin * units, h0_all + end * units, h.begin());
       for (int64_t t = 0; t < steps; ++t) {
-        Engine::MatMul(h.data(), rows, packed.data(), units, width, sums.data());
+        if constexpr (MultipliesRowMajor<Engine>::value) {
+          if (in_place) Engine::MatMulRowMajor(h.data(), rows, w, units, width, sums.data());
+        }
+        if (!in_place) Engine::MatMul(h.data(), rows, packed.data(), units, width, sums.data());
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t at = (begin + r) * steps + t, row = at * units, row4 = at * width;
           const T* recurrent_row = InComputeDtype(sums.data() + r * width, width, &recurrent);

@@ -1,13 +1,15 @@
 // The whole-sequence LSTM training ops of `lstm_sequence.h` in float32, for CPUs with AVX2 and
-// FMA: S2sLstmSequenceFloat and S2sLstmSequenceFloatGrad (`s2s_keras/layers/lstm_kernels.py`
-// builds this library with `-mavx`, as the per-step one, and loads it where `S2sFmaUsable`
-// holds). The gate arithmetic is the per-step kernels' (AVX: tf.sigmoid's and tf.tanh's
+// FMA: S2sLstmSequenceFloat and S2sLstmSequenceFloatGrad, and the greedy decoding op of
+// `lstm_greedy.h`, S2sLstmGreedy (`s2s_keras/layers/lstm_kernels.py` builds this library with
+// `-mavx`, as the per-step one, and loads it where `S2sFmaUsable` holds). The gate arithmetic is the per-step kernels' (AVX: tf.sigmoid's and tf.tanh's
 // roundings); only the recurrent matmul is AVX2 FMA code, in functions of their own.
 //
 // The matmul: W_h (or W_hᵀ) is packed once per call into panels of 16 columns, each panel's
 // rows contiguous; a block of rows (one per intra-op thread) multiplies panel by panel, so a
 // panel stays in the L1 or L2 cache while 6-row slices of the block's A stream past it, 6 x 16
-// float32 sums in 12 registers.
+// float32 sums in 12 registers. A few rows (a single request's decoding) multiply B as it is,
+// row after row of it (`MatMulRowMajor`): no packing, B streamed once in memory order; each
+// sum runs over k in the same order as in the microkernel, so both give the same numbers.
 
 #include <immintrin.h>
 
@@ -15,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "lstm_greedy.h"
 #include "lstm_sequence.h"
 
 namespace {
@@ -54,6 +57,7 @@ __attribute__((target("avx2,fma"))) void MicroKernel(const float* a, const float
 
 struct Fma {
   using T = float;
+  static constexpr int64_t kPanel = ::kPanel;
 
   static std::string Requirement(int64_t units) {
     if (!FmaUsable()) return "needs a CPU with AVX2 and FMA; this one has not";
@@ -100,6 +104,25 @@ struct Fma {
     }
   }
 
+  // c [rows, width] = a [rows, depth] x b [depth, width] (row major, width a multiple of 8),
+  // for a few rows: c's rows stay in the L1 cache while b streams past once.
+  __attribute__((target("avx2,fma"))) static void MatMulRowMajor(const float* a, int64_t rows,
+                                                                 const float* b, int64_t depth,
+                                                                 int64_t width, float* c) {
+    std::fill(c, c + rows * width, 0.0f);
+    for (int64_t k = 0; k < depth; ++k) {
+      const float* b_row = b + k * width;
+      for (int64_t r = 0; r < rows; ++r) {
+        const __m256 x = _mm256_set1_ps(a[r * depth + k]);
+        float* c_row = c + r * width;
+        for (int64_t n = 0; n < width; n += 8) {
+          _mm256_storeu_ps(c_row + n, _mm256_fmadd_ps(x, _mm256_loadu_ps(b_row + n),
+                                                      _mm256_loadu_ps(c_row + n)));
+        }
+      }
+    }
+  }
+
   static void ThreadBegin() {}
   static void ThreadEnd() {}
 };
@@ -107,5 +130,7 @@ struct Fma {
 }  // namespace
 
 S2S_REGISTER_LSTM_SEQUENCE_OPS("S2sLstmSequenceFloat", "float", Fma);
+
+S2S_REGISTER_LSTM_GREEDY_OP("S2sLstmGreedy", Fma);
 
 S2S_REGISTER_USABLE_OP("S2sFmaUsable", FmaUsable);

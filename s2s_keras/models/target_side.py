@@ -4,6 +4,7 @@ the target tokenizer, its embedding and the output projection, tied or not."""
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 from s2s_keras.models.recurrent_encoder import uniform_initializers
 from s2s_keras.text import Tokenizer
@@ -57,3 +58,17 @@ class TargetSideMixin:
         if self.output_projection is None:
             return self.target_embedding(x, reverse=True)
         return self.output_projection(x)
+
+    def _projection_weights(self) -> tuple:
+        """`(kernel (units, V), bias (V,))` float32: `_project(x)` is `x kernel + bias` (tied:
+        the embedding matrix transposed, no bias)."""
+        if self.output_projection is None:
+            embeddings = tf.cast(
+                tf.convert_to_tensor(self.target_embedding.embeddings.value), "float32"
+            )
+            return tf.transpose(embeddings), tf.zeros(tf.shape(embeddings)[:1])
+        layer = self.output_projection
+        kernel = tf.convert_to_tensor(layer.kernel.value)
+        if layer.bias is None:
+            return kernel, tf.zeros(tf.shape(kernel)[1:])
+        return kernel, tf.convert_to_tensor(layer.bias.value)
