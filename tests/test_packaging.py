@@ -1,4 +1,5 @@
-"""What `pip install` ships: every package of the tree; the recipes as `s2s_keras.pipelines`."""
+"""What `pip install` ships: every package of the tree; the recipes as `s2s_keras.pipelines`;
+the LSTM kernels' sources."""
 
 import os
 import tomllib
@@ -26,3 +27,21 @@ def test_the_recipes_import_under_the_package():
 
     assert os.path.dirname(pipelines.__file__) == os.path.join(REPO, "pipelines")
     assert callable(pipelines.load_corpus)
+
+
+def test_the_kernel_sources_ship_for_the_build_after_install():
+    """`lstm_kernels.build` compiles from the installed package: every source and header."""
+    from s2s_keras.layers import lstm_kernels
+
+    with open(os.path.join(REPO, "pyproject.toml"), "rb") as handle:
+        shipped = set(tomllib.load(handle)["tool"]["setuptools"]["package-data"]["s2s_keras"])
+    layers = os.path.join(REPO, "s2s_keras", "layers")
+    sources = [
+        lstm_kernels.SOURCE,
+        lstm_kernels.SEQUENCE_SOURCE,
+        lstm_kernels.FLOAT_SEQUENCE_SOURCE,
+        *lstm_kernels.HEADERS,
+    ]
+    on_disk = {name for name in os.listdir(layers) if name.endswith((".cc", ".h"))}
+    assert {os.path.basename(path) for path in sources} == on_disk
+    assert {"layers/" + name for name in on_disk} <= shipped
