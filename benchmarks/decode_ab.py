@@ -7,6 +7,8 @@ against its default one), interleaved on one host.
     .venv/bin/python benchmarks/decode_ab.py --fused --run-dir runs/bench-lstm --rounds 4 \
         [--saved-model-only] --json
 
+    .venv/bin/python benchmarks/decode_ab.py --baseline ../baseline --export fused --rounds 2 --json
+
     .venv/bin/python benchmarks/decode_ab.py --pool benchmarks/results/decode-ab-*.json
 
 Runs `benchmarks/decode_speed.py --skip-torch` (the SavedModel's greedy and beam 5 words/s at
@@ -14,7 +16,9 @@ batch 1 and 256, single-word latency) from each tree in turn, A B A B ..., each 
 its own with the same model and words, so that a change of the decoding code can be compared
 with what it replaced on the same machine in the same minutes. `--fused` compares this tree's
 fused export (`s2s export --fused`, "this") with its default one ("baseline"), which every
-run of `decode_speed.py` measures one after the other in its process. Reports every run and,
+run of `decode_speed.py` measures one after the other in its process. `--export fused` compares
+the two trees' fused exports instead of their default ones (each tree's kernels built in it:
+`lstm_kernels.build` there). Reports every run and,
 per measure, the median of each side and their ratio (this over the baseline: above 1 is
 faster, for latency below 1 is faster). `--pool` reads such reports (of one host) and gives the
 medians and ratios over all their runs.
@@ -122,6 +126,12 @@ def main():
         action="store_true",
         help="this tree's fused export against its default one, instead of --baseline",
     )
+    parser.add_argument(
+        "--export",
+        choices=("default", "fused"),
+        default="default",
+        help="with --baseline: which export of each tree to compare",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.pool:
@@ -143,11 +153,15 @@ def main():
         if not args.baseline:
             parser.error("--baseline is required (or --fused, or --pool)")
         trees = {"baseline": os.path.abspath(args.baseline), "this": os.path.dirname(HERE)}
+        export = "fused_saved_model" if args.export == "fused" else "saved_model"
         runs = {name: [] for name in trees}
         for _ in range(args.rounds):
             for name, tree in trees.items():
-                runs[name].append(measures(run(tree, args.run_dir, args.saved_model_only)))
-        commits = {name: commit(tree) for name, tree in trees.items()}
+                report = run(tree, args.run_dir, args.saved_model_only)
+                if export not in report:
+                    raise RuntimeError(f"--export fused: {tree} measured no fused export")
+                runs[name].append(measures(report, export))
+        commits = {name: f"{commit(tree)} ({args.export} export)" for name, tree in trees.items()}
     report = {
         "host": host(),
         "run_dir": args.run_dir,

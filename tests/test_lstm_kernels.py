@@ -570,16 +570,24 @@ def test_greedy_op_refuses_bad_inputs(fma):
 
 
 def test_float32_whole_sequence_op_gives_a_row_alone_its_numbers_in_a_batch(fma):
-    """A batch of a few rows multiplies W_h as it is, a larger one packed: the same sums in the
-    same order, so a row's outputs and states do not depend on the batch it came in."""
+    """A batch of a few rows multiplies W_h as it is, a larger one packed, and a step's matmul
+    takes only the rows its mask keeps: the same sums in the same order, so a row's outputs and
+    states do not depend on the batch it came in, nor on its neighbours' padding."""
     rng = np.random.default_rng(11)
     batch, steps, units = 40, 6, 32
     projected = tf.constant(rng.normal(size=(batch, steps, 4 * units)).astype("float32"))
     h0, c0 = (tf.constant(rng.normal(size=(batch, units)).astype("float32")) for _ in "hc")
     kernel = tf.constant(rng.normal(size=(units, 4 * units)).astype("float32") * 0.3)
-    keep = tf.ones([batch, steps], bool)
+    lengths = rng.integers(0, steps + 1, size=batch)
+    right = np.arange(steps)[None, :] < lengths[:, None]
+    keep = tf.constant(np.where(np.arange(batch)[:, None] % 2 == 0, right, right[:, ::-1]))
     together = fma.forward(projected, h0, c0, kernel, keep, inference=True)
+    unmasked = fma.forward(projected, h0, c0, kernel, tf.ones_like(keep), inference=True)
     for rows in (slice(0, 1), slice(5, 8)):
-        alone = fma.forward(projected[rows], h0[rows], c0[rows], kernel, keep[rows], inference=True)
-        for got, expected in zip(alone[::3] + alone[4:], together[::3] + together[4:]):
+        alone = fma.forward(
+            projected[rows], h0[rows], c0[rows], kernel, tf.ones_like(keep[rows]), inference=True
+        )
+        masked = fma.forward(projected[rows], h0[rows], c0[rows], kernel, keep[rows], True)
+        for got, expected in zip(masked[::3] + masked[4:], together[::3] + together[4:]):
             np.testing.assert_array_equal(got.numpy(), expected.numpy()[rows])
+        np.testing.assert_array_equal(alone[0].numpy(), unmasked[0].numpy()[rows])

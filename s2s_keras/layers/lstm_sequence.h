@@ -153,21 +153,42 @@ class LstmSequenceOp : public OpKernel {
       std::vector<float> activations(inference_ ? width : 0);
       Floats cell(units);
       std::copy(h0_all + begin * units, h0_all + end * units, h.begin());
+      // The rows a step keeps (its mask true), in order; when some are masked, their h_{t-1}
+      // gathered into `kept_h` (its rows past them 0), so the matmul skips padding.
+      std::vector<int64_t> kept(rows);
+      std::vector<T> kept_h;
       for (int64_t t = 0; t < steps; ++t) {
-        if constexpr (MultipliesRowMajor<Engine>::value) {
-          if (in_place) Engine::MatMulRowMajor(h.data(), rows, w, units, width, sums.data());
-        }
-        if (!in_place) Engine::MatMul(h.data(), rows, packed.data(), units, width, sums.data());
+        int64_t n = 0;
         for (int64_t r = 0; r < rows; ++r) {
+          if (keep_all[(begin + r) * steps + t]) kept[n++] = r;
+        }
+        const T* a = h.data();
+        if (n < rows) {
+          kept_h.assign(block_rows * units, T(0.0f));
+          for (int64_t i = 0; i < n; ++i) {
+            std::copy_n(h.data() + kept[i] * units, units, kept_h.data() + i * units);
+          }
+          a = kept_h.data();
+        }
+        if (n > 0) {
+          if constexpr (MultipliesRowMajor<Engine>::value) {
+            if (in_place) Engine::MatMulRowMajor(a, n, w, units, width, sums.data());
+          }
+          if (!in_place) Engine::MatMul(a, n, packed.data(), units, width, sums.data());
+        }
+        for (int64_t r = 0, i = 0; r < rows; ++r) {
           const int64_t at = (begin + r) * steps + t, row = at * units, row4 = at * width;
-          const T* recurrent_row = InComputeDtype(sums.data() + r * width, width, &recurrent);
+          const bool keeps = keep_all[at];
+          // a masked row's step reads no recurrent input
+          const T* recurrent_row =
+              keeps ? InComputeDtype(sums.data() + i++ * width, width, &recurrent) : nullptr;
           T* h_row = h.data() + r * units;
           const T* c_row = c.data() + r * units;
           if (!inference_) {
             FloatMap(cp_all + row, units) = ConstMap<T>(c_row, units).template cast<float>();
           }
-          GatesRow<T>(units, p_all + row4, recurrent_row, h_row, c_row, keep_all[at],
-                      h_all + row, c_next.data() + r * units,
+          GatesRow<T>(units, p_all + row4, recurrent_row, h_row, c_row, keeps, h_all + row,
+                      c_next.data() + r * units,
                       inference_ ? activations.data() : g_all + row4, &cell);
           std::copy(h_all + row, h_all + row + units, h_row);
         }
