@@ -523,69 +523,18 @@ def test_greedy_op_decodes_as_the_loop_in_tensorflow_ops(fma, batch):
     assert None in lengths and len({length for length in lengths if length}) > 1, lengths
 
 
-def test_decoder_ops_only_within_fused_inference_and_where_they_run(fma):
+def test_greedy_op_only_within_fused_inference_and_where_it_runs(fma):
     embedding, layers, projection = _decoder([16])
     weights = lambda: (projection.kernel.value, projection.bias.value)  # noqa: E731
-    for make in (lstm.greedy_search_op, lstm.decoder_step_op):
-        assert make(layers, embedding, weights) is None
-        with lstm.fused_inference():
-            assert make(layers, embedding, weights) is not None
-            odd_embedding, odd_layers, _ = _decoder([6])  # units not a multiple of 4
-            assert make(odd_layers, odd_embedding, weights) is None
-
-
-@pytest.mark.parametrize("rows", [3, 50])  # weights as they are; packed, two blocks
-def test_decoder_step_op_gives_the_step_in_tensorflow_ops(fma, rows):
-    """`S2sLstmDecoderStep` against `cell_steppers` and the projection in TensorFlow's ops:
-    logits and every layer's h and c, to float32's precision (the matmuls sum in another
-    order)."""
-    from s2s_keras.layers import cell_steppers, step_cells
-
-    embedding, layers, projection = _decoder([16, 12])
-    rng = np.random.default_rng(rows)
-    state = [
-        [tf.constant(rng.normal(size=(rows, layer.units)).astype("float32")) for _ in "hc"]
-        for layer in layers
-    ]
-    token_ids = tf.constant(rng.integers(0, 11, size=rows).astype("int32"))
-    x, expected_state = step_cells(cell_steppers(layers, embedding), token_ids, state)
-    expected = [projection(x), *[t for layer_state in expected_state for t in layer_state]]
+    assert lstm.greedy_search_op(layers, embedding, weights) is None
     with lstm.fused_inference():
-        step = lstm.decoder_step_op(
-            layers, embedding, lambda: (projection.kernel.value, projection.bias.value)
-        )
-    logits, got_state = step(token_ids, state)
-    got = [logits, *[t for layer_state in got_state for t in layer_state]]
-    for got_tensor, expected_tensor in zip(got, expected, strict=True):
-        np.testing.assert_allclose(got_tensor, expected_tensor, rtol=1e-5, atol=1e-5)
-
-
-def test_decoder_step_op_refuses_bad_inputs(fma):
-    op = lstm_kernels.decoder_ops().step
-    arguments = dict(
-        h=[tf.zeros([2, 4])],
-        c=[tf.zeros([2, 4])],
-        kernels=[],
-        biases=[],
-        recurrent_kernels=[tf.zeros([4, 16])],
-        table=tf.zeros([5, 16]),
-        projection_kernel=tf.zeros([4, 5]),
-        projection_bias=tf.zeros([5]),
-        token_ids=tf.constant([1, 4]),
-    )
-    logits, h, c = op(**arguments)
-    assert logits.shape == (2, 5) and h[0].shape == c[0].shape == (2, 4)
-    for change, message in (
-        (dict(token_ids=tf.constant([1, 5])), r"token id 5 outside \[0, 5\)"),
-        (dict(table=tf.zeros([5, 12])), "inconsistent shapes in layer 0"),
-        (dict(projection_kernel=tf.zeros([3, 5])), "inconsistent shapes of the projection"),
-    ):
-        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
-            op(**{**arguments, **change})
+        assert lstm.greedy_search_op(layers, embedding, weights) is not None
+        odd_embedding, odd_layers, odd_projection = _decoder([6])  # units not a multiple of 4
+        assert lstm.greedy_search_op(odd_layers, odd_embedding, weights) is None
 
 
 def test_greedy_op_refuses_bad_inputs(fma):
-    op = lstm_kernels.decoder_ops().greedy
+    op = lstm_kernels.greedy_op()
     arguments = dict(
         h0=[tf.zeros([2, 4])],
         c0=[tf.zeros([2, 4])],

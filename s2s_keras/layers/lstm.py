@@ -328,11 +328,8 @@ def fused_inference():
     """Inference loops traced inside run on the kernels as training's do (where their
     libraries load): an encoder's pass is training's loop — on AMX, AVX-512-BF16 or AVX2 one op
     for the whole sequence, whose matmuls may round differently from TensorFlow's — and a
-    decoding step's element-wise work one `S2sLstmGates` (the same numbers); over a float32
-    LSTM decoder greedy search's whole loop is one op, and so is each step of the other loops
-    (`greedy_search_op`, `decoder_step_op`; AVX2 FMA, their matmuls too may round
-    differently). What `export(fused=True)` traces; the graph then needs the libraries
-    (`lstm_kernels.register`)."""
+    decoding step's element-wise work one `S2sLstmGates` (the same numbers). What
+    `export(fused=True)` traces; the graph then needs the libraries (`lstm_kernels.register`)."""
     return _choosing("inference_kernels", True)
 
 
@@ -688,12 +685,17 @@ def reading_tokens(layers, token_ids, embedding):
             object.__setattr__(layer, "_token_source", None)
 
 
-def _decoder_ops(layers, embedding):
-    """`lstm_kernels.decoder_ops()` where the decoder `layers` may run on them — within
-    `fused_inference`, our LSTMs with the plain equations, float32, units a multiple of 4, the
-    first reading `embedding`'s small table — else None."""
-    ops = lstm_kernels.decoder_ops() if _loops["inference_kernels"] else None
-    if ops is None or not reads_token_table(layers[0], embedding):
+def greedy_search_op(layers, embedding, projection_weights):
+    """Within `fused_inference`, where the float32 library runs (`lstm_kernels.greedy_op`): a
+    `search(state, start_ids, end_id, max_length) -> (batch, steps)` ids that runs greedy
+    decoding's whole loop as one op, `S2sLstmGreedy` (`lstm_greedy.h`): the decoder `layers`
+    (our LSTMs with the plain equations, float32, units a multiple of 4, the first reading
+    `embedding`'s small table), then the output projection `h W + b` (`projection_weights() ->
+    (W, b)` float32) and argmax, step after step: what `decoding.greedy_search` computes from
+    the step function, with no TensorFlow op per step. Otherwise None. `state`: per layer
+    `[h, c]`, as `cell_steppers` take it."""
+    op = lstm_kernels.greedy_op() if _loops["inference_kernels"] else None
+    if op is None or not reads_token_table(layers[0], embedding):
         return None
     for layer in layers:
         if not (
@@ -704,24 +706,11 @@ def _decoder_ops(layers, embedding):
             and layer.cell.units % 4 == 0
         ):
             return None
-    return ops
-
-
-def greedy_search_op(layers, embedding, projection_weights):
-    """Where `_decoder_ops` run: a `search(state, start_ids, end_id, max_length) -> (batch,
-    steps)` ids that runs greedy decoding's whole loop as one op, `S2sLstmGreedy`
-    (`lstm_greedy.h`): the decoder `layers`, then the output projection `h W + b`
-    (`projection_weights() -> (W, b)` float32) and argmax, step after step: what
-    `decoding.greedy_search` computes from the step function, with no TensorFlow op per step.
-    Otherwise None. `state`: per layer `[h, c]`, as `cell_steppers` take it."""
-    ops = _decoder_ops(layers, embedding)
-    if ops is None:
-        return None
     weights = [lstm_weights(layer.cell) for layer in layers]
     projection_kernel, projection_bias = projection_weights()
 
     def search(state, start_ids, end_id, max_length):
-        return ops.greedy(
+        return op(
             h0=[layer_state[0] for layer_state in state],
             c0=[layer_state[1] for layer_state in state],
             kernels=[kernel for kernel, _, _ in weights],
@@ -736,37 +725,6 @@ def greedy_search_op(layers, embedding, projection_weights):
         )
 
     return search
-
-
-def decoder_step_op(layers, embedding, projection_weights):
-    """Where `_decoder_ops` run: a step function `(token_ids (n,), state) -> (logits (n, V)
-    float32, state)` computing one decoding step of the `layers` and the output projection as
-    one op, `S2sLstmDecoderStep` (`lstm_greedy.h`), the first layer's inputs gathered from
-    `input_table` (made here, once): `cell_steppers` and the projection in one op, for the
-    loops that keep TensorFlow's bookkeeping (beam search, sampling). Otherwise None. Make it
-    outside a decoding loop."""
-    ops = _decoder_ops(layers, embedding)
-    if ops is None:
-        return None
-    weights = [lstm_weights(layer.cell) for layer in layers]
-    table = input_table(embedding.embeddings.value, weights[0])
-    projection_kernel, projection_bias = projection_weights()
-
-    def step(token_ids, state):
-        logits, h, c = ops.step(
-            h=[layer_state[0] for layer_state in state],
-            c=[layer_state[1] for layer_state in state],
-            kernels=[kernel for kernel, _, _ in weights[1:]],
-            biases=[bias for _, _, bias in weights[1:]],
-            recurrent_kernels=[recurrent for _, recurrent, _ in weights],
-            table=table,
-            projection_kernel=projection_kernel,
-            projection_bias=projection_bias,
-            token_ids=token_ids,
-        )
-        return logits, [[h_layer, c_layer] for h_layer, c_layer in zip(h, c)]
-
-    return step
 
 
 @keras.saving.register_keras_serializable(package="s2s_keras")

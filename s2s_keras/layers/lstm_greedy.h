@@ -69,55 +69,6 @@ class Weights {
   const float* data_;
 };
 
-// The layers' work of one decoding step for `n` rows, the first layer's projected inputs
-// given: each layer's matmuls and gates (h and c updated in place, n rows each), then the
-// logits' matmul (without its bias) into `logits` [n, projection.padded()].
-template <typename Engine>
-struct Stack {
-  std::vector<int64_t> units;
-  std::vector<Weights<Engine>> inputs;  // layer l's W_x at l - 1 (the first layer's: a table)
-  std::vector<const float*> biases;     // layer l's b at l - 1
-  std::vector<Weights<Engine>> recurrent;
-  const Weights<Engine>* projection;
-
-  int64_t widest() const { return 4 * *std::max_element(units.begin(), units.end()); }
-
-  // Scratch for `n` rows.
-  struct Scratch {
-    Scratch(const Stack& stack, int64_t n)
-        : projected(n * stack.widest()),
-          sums(n * stack.widest()),
-          activations(stack.widest()),
-          cell(stack.widest() / 4) {}
-    std::vector<float> projected, sums, activations;
-    Floats cell;
-  };
-
-  // `first[r]`: row r's projected input of the first layer (4 · units[0] floats).
-  void Step(int64_t n, const float* const* first, std::vector<std::vector<float>>* h,
-            std::vector<std::vector<float>>* c, Scratch* scratch, float* logits) const {
-    for (size_t l = 0; l < units.size(); ++l) {
-      const int64_t u = units[l], width = 4 * u;
-      if (l > 0) {
-        inputs[l - 1].MatMul((*h)[l - 1].data(), n, scratch->projected.data());
-        const ConstFloatMap bias(biases[l - 1], width);
-        for (int64_t r = 0; r < n; ++r) {
-          FloatMap(scratch->projected.data() + r * width, width) += bias;
-        }
-      }
-      recurrent[l].MatMul((*h)[l].data(), n, scratch->sums.data());
-      for (int64_t r = 0; r < n; ++r) {
-        const float* p = l == 0 ? first[r] : scratch->projected.data() + r * width;
-        float* h_row = (*h)[l].data() + r * u;
-        float* c_row = (*c)[l].data() + r * u;
-        GatesRow<float>(u, p, scratch->sums.data() + r * width, h_row, c_row, true, h_row,
-                        c_row, scratch->activations.data(), &scratch->cell);
-      }
-    }
-    projection->MatMul(h->back().data(), n, logits);
-  }
-};
-
 template <typename Engine>
 class LstmGreedyOp : public OpKernel {
  public:
@@ -185,19 +136,17 @@ class LstmGreedyOp : public OpKernel {
     const int64_t block_rows = std::max<int64_t>(1, (batch + blocks - 1) / blocks);
     const bool in_place = block_rows < kPackRows;
     // Layer 0's input kernel multiplies one embedding row at a time (its table rows).
-    const Weights<Engine> table_weights(kernels[0].flat<float>().data(), embeddings.dim_size(1),
-                                        4 * units[0], true);
-    const Weights<Engine> logits_weights(projection.flat<float>().data(), depth, outputs, false);
-    Stack<Engine> stack{units, {}, {}, {}, &logits_weights};
+    std::vector<Weights<Engine>> inputs, steps;
+    inputs.emplace_back(kernels[0].flat<float>().data(), embeddings.dim_size(1), 4 * units[0],
+                        true);
     for (int l = 0; l < layers_; ++l) {
       if (l > 0) {
-        stack.inputs.emplace_back(kernels[l].flat<float>().data(), units[l - 1], 4 * units[l],
-                                  in_place);
-        stack.biases.push_back(biases[l].flat<float>().data());
+        inputs.emplace_back(kernels[l].flat<float>().data(), units[l - 1], 4 * units[l],
+                            in_place);
       }
-      stack.recurrent.emplace_back(recurrent[l].flat<float>().data(), units[l], 4 * units[l],
-                                   in_place);
+      steps.emplace_back(recurrent[l].flat<float>().data(), units[l], 4 * units[l], in_place);
     }
+    const Weights<Engine> logits_weights(projection.flat<float>().data(), depth, outputs, false);
 
     std::vector<int32_t> ids(batch * max_length, 0);
     std::vector<int64_t> block_steps(blocks, 0);
@@ -214,37 +163,54 @@ class LstmGreedyOp : public OpKernel {
         h[l].assign(h_in, h_in + n * units[l]);
         c[l].assign(c_in, c_in + n * units[l]);
       }
-      typename Stack<Engine>::Scratch scratch(stack, n);
-      const int64_t padded = logits_weights.padded();
-      std::vector<float> logits(n * padded);
-      std::vector<const float*> first(n);
-      const int64_t width0 = 4 * units[0], embedding_size = embeddings.dim_size(1);
-      std::vector<float> table(vocabulary * width0);
+      const int64_t widest = 4 * *std::max_element(units.begin(), units.end());
+      std::vector<float> projected(n * std::max(widest, logits_weights.padded()));
+      std::vector<float> sums(n * widest), activations(widest);
+      std::vector<float> table(vocabulary * 4 * units[0]);
       std::vector<bool> tabulated(vocabulary, false);
       const float* embedding = embeddings.flat<float>().data();
-      const ConstFloatMap bias0(biases[0].flat<float>().data(), width0);
-      const float* bias = projection_bias.flat<float>().data();
+      const float* bias0 = biases[0].flat<float>().data();
+      const int64_t embedding_size = embeddings.dim_size(1), width0 = 4 * units[0];
+      Floats cell(*std::max_element(units.begin(), units.end()));
       int64_t step = 0;
       for (; step < max_length && n > 0; ++step) {
-        for (int64_t r = 0; r < n; ++r) {
-          const int32_t id = token[r];
-          float* table_row = table.data() + id * width0;
-          if (!tabulated[id]) {  // E[id] W_x + b, as `input_table` sums it
-            table_weights.MatMul(embedding + id * embedding_size, 1, table_row);
-            FloatMap(table_row, width0) += bias0;
-            tabulated[id] = true;
+        for (int l = 0; l < layers_; ++l) {
+          const int64_t u = units[l], width = 4 * u;
+          if (l > 0) {
+            inputs[l].MatMul(h[l - 1].data(), n, projected.data());
+            const ConstFloatMap bias(biases[l].flat<float>().data(), width);
+            for (int64_t r = 0; r < n; ++r) FloatMap(projected.data() + r * width, width) += bias;
           }
-          first[r] = table_row;
+          steps[l].MatMul(h[l].data(), n, sums.data());
+          for (int64_t r = 0; r < n; ++r) {
+            const float* p = projected.data() + r * width;
+            if (l == 0) {
+              const int32_t id = token[r];
+              float* table_row = table.data() + id * width0;
+              if (!tabulated[id]) {  // E[id] W_x + b, as `input_table` sums it
+                inputs[0].MatMul(embedding + id * embedding_size, 1, table_row);
+                FloatMap(table_row, width0) += ConstFloatMap(bias0, width0);
+                tabulated[id] = true;
+              }
+              p = table_row;
+            }
+            float* h_row = h[l].data() + r * u;
+            float* c_row = c[l].data() + r * u;
+            GatesRow<float>(u, p, sums.data() + r * width, h_row, c_row, true, h_row, c_row,
+                            activations.data(), &cell);
+          }
         }
-        stack.Step(n, first.data(), &h, &c, &scratch, logits.data());
+        const int64_t padded = logits_weights.padded();
+        logits_weights.MatMul(h[layers_ - 1].data(), n, projected.data());
+        const float* bias = projection_bias.flat<float>().data();
         int64_t kept = 0;
         for (int64_t r = 0; r < n; ++r) {
-          const float* row_logits = logits.data() + r * padded;
+          const float* logits = projected.data() + r * padded;
           int32_t best = 0;
-          float best_logit = row_logits[0] + bias[0];
+          float best_logit = logits[0] + bias[0];
           for (int64_t v = 1; v < outputs; ++v) {
-            const float logit = row_logits[v] + bias[v];
-            if (logit > best_logit) best = static_cast<int32_t>(v), best_logit = logit;
+            const float logit = logits[v] + bias[v];
+            if (logit > best_logit) best = v, best_logit = logit;
           }
           ids[row[r] * max_length + step] = best;
           if (best == end_id_) continue;
@@ -277,138 +243,6 @@ class LstmGreedyOp : public OpKernel {
   int end_id_;
 };
 
-// One decoding step of an LSTM stack (S2sLstmDecoderStep): what `Seq2Seq.step_function()`'s
-// step computes — the first layer's projected input a row of the given table (`input_table`),
-// each layer's matmuls and gates, the logits `h W_out + b_out` — in one op, for the loops that
-// keep TensorFlow's bookkeeping (beam search, sampling). Blocks of rows on the intra-op
-// threads, as the greedy op.
-template <typename Engine>
-class LstmDecoderStepOp : public OpKernel {
- public:
-  explicit LstmDecoderStepOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("layers", &layers_));
-    int inner;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("inner", &inner));
-    OP_REQUIRES(ctx, inner == layers_ - 1,
-                InvalidArgument("S2sLstmDecoderStep: kernels and biases for every layer but "
-                                "the first: ", layers_ - 1, ", not ", inner));
-  }
-
-  void Compute(OpKernelContext* ctx) override {
-    const char* name = "S2sLstmDecoderStep";
-    tensorflow::OpInputList h0, c0, kernels, biases, recurrent;
-    OP_REQUIRES_OK(ctx, ctx->input_list("h", &h0));
-    OP_REQUIRES_OK(ctx, ctx->input_list("c", &c0));
-    OP_REQUIRES_OK(ctx, ctx->input_list("kernels", &kernels));
-    OP_REQUIRES_OK(ctx, ctx->input_list("biases", &biases));
-    OP_REQUIRES_OK(ctx, ctx->input_list("recurrent_kernels", &recurrent));
-    const int inner = layers_ - 1;
-    const Tensor& table = ctx->input(2 * layers_ + 2 * inner + layers_);
-    const Tensor& projection = ctx->input(2 * layers_ + 2 * inner + layers_ + 1);
-    const Tensor& projection_bias = ctx->input(2 * layers_ + 2 * inner + layers_ + 2);
-    const Tensor& token_ids = ctx->input(2 * layers_ + 2 * inner + layers_ + 3);
-    OP_REQUIRES(ctx, token_ids.dims() == 1 && table.dims() == 2,
-                InvalidArgument(name, ": token_ids must be a vector, table a matrix"));
-    const int64_t rows = token_ids.dim_size(0), vocabulary = table.dim_size(0);
-    std::vector<int64_t> units(layers_);
-    int64_t depth = 0;
-    for (int l = 0; l < layers_; ++l) {
-      OP_REQUIRES(ctx, h0[l].dims() == 2 && h0[l].dim_size(0) == rows,
-                  InvalidArgument(name, ": h[", l, "] must be [rows, units]"));
-      units[l] = h0[l].dim_size(1);
-      const int64_t width = 4 * units[l];
-      OP_REQUIRES(ctx,
-                  c0[l].shape() == h0[l].shape() && recurrent[l].dims() == 2 &&
-                      recurrent[l].dim_size(0) == units[l] &&
-                      recurrent[l].dim_size(1) == width &&
-                      (l > 0 || table.dim_size(1) == width) &&
-                      (l == 0 || (kernels[l - 1].dims() == 2 &&
-                                  kernels[l - 1].dim_size(0) == depth &&
-                                  kernels[l - 1].dim_size(1) == width &&
-                                  biases[l - 1].dims() == 1 &&
-                                  biases[l - 1].dim_size(0) == width)),
-                  InvalidArgument(name, ": inconsistent shapes in layer ", l));
-      OP_REQUIRES(ctx, width % Engine::kPanel == 0,
-                  InvalidArgument(name, ": needs units a multiple of ", Engine::kPanel / 4,
-                                  ", got ", units[l], " in layer ", l));
-      depth = units[l];
-    }
-    const int64_t outputs = projection_bias.NumElements();
-    OP_REQUIRES(ctx,
-                projection.dims() == 2 && projection.dim_size(0) == depth &&
-                    projection.dim_size(1) == outputs && projection_bias.dims() == 1,
-                InvalidArgument(name, ": inconsistent shapes of the projection"));
-    const int32_t* ids = token_ids.flat<int32_t>().data();
-    for (int64_t r = 0; r < rows; ++r) {
-      OP_REQUIRES(ctx, ids[r] >= 0 && ids[r] < vocabulary,
-                  InvalidArgument(name, ": token id ", ids[r], " outside [0, ", vocabulary,
-                                  ")"));
-    }
-    Tensor* logits_out;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({rows, outputs}), &logits_out));
-    tensorflow::OpOutputList h_out, c_out;
-    OP_REQUIRES_OK(ctx, ctx->output_list("h_out", &h_out));
-    OP_REQUIRES_OK(ctx, ctx->output_list("c_out", &c_out));
-    std::vector<float*> h_all(layers_), c_all(layers_);
-    for (int l = 0; l < layers_; ++l) {
-      Tensor *h_tensor, *c_tensor;
-      OP_REQUIRES_OK(ctx, h_out.allocate(l, h0[l].shape(), &h_tensor));
-      OP_REQUIRES_OK(ctx, c_out.allocate(l, c0[l].shape(), &c_tensor));
-      h_all[l] = h_tensor->flat<float>().data();
-      c_all[l] = c_tensor->flat<float>().data();
-    }
-
-    const int threads = ctx->device()->tensorflow_cpu_worker_threads()->num_threads;
-    const int64_t blocks =
-        std::max<int64_t>(1, std::min<int64_t>(threads, rows / (2 * kPackRows)));
-    const int64_t block_rows = std::max<int64_t>(1, (rows + blocks - 1) / blocks);
-    const bool in_place = block_rows < kPackRows;
-    const Weights<Engine> logits_weights(projection.flat<float>().data(), depth, outputs, false);
-    Stack<Engine> stack{units, {}, {}, {}, &logits_weights};
-    for (int l = 0; l < layers_; ++l) {
-      if (l > 0) {
-        stack.inputs.emplace_back(kernels[l - 1].flat<float>().data(), units[l - 1],
-                                  4 * units[l], in_place);
-        stack.biases.push_back(biases[l - 1].flat<float>().data());
-      }
-      stack.recurrent.emplace_back(recurrent[l].flat<float>().data(), units[l], 4 * units[l],
-                                   in_place);
-    }
-    const float* table_data = table.flat<float>().data();
-    const float* bias = projection_bias.flat<float>().data();
-    float* logits_all = logits_out->flat<float>().data();
-    const int64_t cost = block_rows * depth * 4 * 400 * layers_;
-    ForBlocks<Engine>(ctx, rows, block_rows, cost, [&](int64_t begin, int64_t end) {
-      const int64_t n = end - begin;
-      std::vector<std::vector<float>> h(layers_), c(layers_);
-      for (int l = 0; l < layers_; ++l) {
-        const float* h_in = h0[l].flat<float>().data() + begin * units[l];
-        const float* c_in = c0[l].flat<float>().data() + begin * units[l];
-        h[l].assign(h_in, h_in + n * units[l]);
-        c[l].assign(c_in, c_in + n * units[l]);
-      }
-      std::vector<const float*> first(n);
-      for (int64_t r = 0; r < n; ++r) first[r] = table_data + ids[begin + r] * 4 * units[0];
-      typename Stack<Engine>::Scratch scratch(stack, n);
-      const int64_t padded = logits_weights.padded();
-      std::vector<float> logits(n * padded);
-      stack.Step(n, first.data(), &h, &c, &scratch, logits.data());
-      for (int64_t r = 0; r < n; ++r) {
-        for (int64_t v = 0; v < outputs; ++v) {
-          logits_all[(begin + r) * outputs + v] = logits[r * padded + v] + bias[v];
-        }
-      }
-      for (int l = 0; l < layers_; ++l) {
-        std::copy(h[l].begin(), h[l].end(), h_all[l] + begin * units[l]);
-        std::copy(c[l].begin(), c[l].end(), c_all[l] + begin * units[l]);
-      }
-    });
-  }
-
- private:
-  int layers_;
-};
-
 }  // namespace
 
 // The op's registration for an engine (float32).
@@ -433,32 +267,5 @@ class LstmDecoderStepOp : public OpKernel {
         return tensorflow::OkStatus();                                      \
       });                                                                   \
   REGISTER_KERNEL_BUILDER(Name(name).Device(DEVICE_CPU), LstmGreedyOp<Engine>)
-
-// The step op's registration for an engine (float32).
-#define S2S_REGISTER_LSTM_DECODER_STEP_OP(name, Engine)                       \
-  REGISTER_OP(name)                                                          \
-      .Input("h: layers * float")                                            \
-      .Input("c: layers * float")                                            \
-      .Input("kernels: inner * float")                                       \
-      .Input("biases: inner * float")                                        \
-      .Input("recurrent_kernels: layers * float")                            \
-      .Input("table: float")                                                 \
-      .Input("projection_kernel: float")                                     \
-      .Input("projection_bias: float")                                       \
-      .Input("token_ids: int32")                                             \
-      .Attr("layers: int >= 1")                                              \
-      .Attr("inner: int >= 0")                                               \
-      .Output("logits: float")                                               \
-      .Output("h_out: layers * float")                                       \
-      .Output("c_out: layers * float")                                       \
-      .SetShapeFn([](InferenceContext* c) {                                  \
-        int layers;                                                          \
-        TF_RETURN_IF_ERROR(c->GetAttr("layers", &layers));                   \
-        c->set_output(0, c->Matrix(c->Dim(c->input(c->num_inputs() - 1), 0), \
-                                   c->Dim(c->input(c->num_inputs() - 2), 0))); \
-        for (int l = 0; l < 2 * layers; ++l) c->set_output(1 + l, c->input(l)); \
-        return tensorflow::OkStatus();                                       \
-      });                                                                    \
-  REGISTER_KERNEL_BUILDER(Name(name).Device(DEVICE_CPU), LstmDecoderStepOp<Engine>)
 
 #endif  // S2S_KERAS_LAYERS_LSTM_GREEDY_H_

@@ -8,9 +8,7 @@ Where it can, a layer runs its whole loop as one op forward and one backward ins
 recurrent matmuls inside the op (`lstm_sequence.h`; `sequence_ops(dtype)`): in bf16 on a CPU with
 AMX tiles (`amx()`; `S2sLstmSequence`, units a multiple of 32) or else with AVX-512-BF16
 (`avx512_bf16()`; `S2sLstmSequenceAvx512`, units a multiple of 16), in float32 on a CPU with AVX2
-and FMA (`S2sLstmSequenceFloat`, units a multiple of 16). The float32 library also holds
-the decoding ops of an LSTM decoder (`lstm_greedy.h`; `decoder_ops()`): greedy decoding's whole
-loop (`S2sLstmGreedy`) and one step (`S2sLstmDecoderStep`), which only the fused export runs.
+and FMA (`S2sLstmSequenceFloat`, units a multiple of 16).
 Inference, decoding and every export run TensorFlow's own ops, so a SavedModel never needs the
 library, unless exported with `fused=True` (`lstm.fused_inference`; `register()` before loading).
 Without it (not built, or built for another TensorFlow) training runs the same loop in
@@ -180,16 +178,13 @@ def sequence_ops(dtype=tf.bfloat16) -> SequenceOps | None:
     return None
 
 
-DecoderOps = collections.namedtuple("DecoderOps", "greedy step")
-
-
-def decoder_ops() -> DecoderOps | None:
-    """`S2sLstmGreedy` (greedy decoding of an LSTM stack in one op) and `S2sLstmDecoderStep` (one
-    step of it), float32, in the float32 library, where the CPU runs them; else None."""
+def greedy_op():
+    """`S2sLstmGreedy` (greedy decoding of an LSTM stack in one op, float32; in the float32
+    library) where the CPU runs it, else None."""
     module = load(FLOAT_SEQUENCE_LIBRARY, FLOAT_SEQUENCE_SOURCE)
     if module is None or not _usable(FLOAT_SEQUENCE_LIBRARY, module.s2s_fma_usable):
         return None
-    return DecoderOps(module.s2s_lstm_greedy, module.s2s_lstm_decoder_step)
+    return module.s2s_lstm_greedy
 
 
 def register(op_names=()) -> None:

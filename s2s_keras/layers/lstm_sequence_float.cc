@@ -132,6 +132,5 @@ struct Fma {
 S2S_REGISTER_LSTM_SEQUENCE_OPS("S2sLstmSequenceFloat", "float", Fma);
 
 S2S_REGISTER_LSTM_GREEDY_OP("S2sLstmGreedy", Fma);
-S2S_REGISTER_LSTM_DECODER_STEP_OP("S2sLstmDecoderStep", Fma);
 
 S2S_REGISTER_USABLE_OP("S2sFmaUsable", FmaUsable);
