@@ -549,6 +549,8 @@ def test_greedy_op_refuses_bad_inputs(fma):
         end_id=2,
     )
     assert op(**arguments).shape == (2, 3)  # all logits 0: token 0 (never the end) each step
+    empty = dict(h0=[tf.zeros([0, 4])], c0=[tf.zeros([0, 4])], start_ids=tf.zeros([0], tf.int32))
+    assert op(**{**arguments, **empty}).shape == (0, 0)
     for change, message in (
         (dict(start_ids=tf.constant([1, 5])), r"start id 5 outside \[0, 5\)"),
         (dict(recurrent_kernels=[tf.zeros([4, 12])]), "inconsistent shapes in layer 0"),

@@ -50,7 +50,6 @@ class Weights {
     data_ = packed_.data();
   }
 
-  int64_t width() const { return width_; }
   int64_t padded() const { return padded_; }
 
   // c [rows, padded()] = a [rows, depth] x W (zeros in the padded columns)
@@ -148,8 +147,8 @@ class LstmGreedyOp : public OpKernel {
     }
     const Weights<Engine> logits_weights(projection.flat<float>().data(), depth, outputs, false);
 
-    std::vector<int32_t> ids(batch * max_length, 0);
-    std::vector<int64_t> block_steps(blocks, 0);
+    // each row's tokens, up to and including the end id (or max_length of them)
+    std::vector<std::vector<int32_t>> ids(batch);
     const int64_t cost = max_length * block_rows * depth * 4 * 400 * layers_;
     ForBlocks<Engine>(ctx, batch, block_rows, cost, [&](int64_t begin, int64_t end) {
       int64_t n = end - begin;  // rows still decoding, compacted to the front
@@ -172,8 +171,7 @@ class LstmGreedyOp : public OpKernel {
       const float* bias0 = biases[0].flat<float>().data();
       const int64_t embedding_size = embeddings.dim_size(1), width0 = 4 * units[0];
       Floats cell(*std::max_element(units.begin(), units.end()));
-      int64_t step = 0;
-      for (; step < max_length && n > 0; ++step) {
+      for (int64_t step = 0; step < max_length && n > 0; ++step) {
         for (int l = 0; l < layers_; ++l) {
           const int64_t u = units[l], width = 4 * u;
           if (l > 0) {
@@ -210,9 +208,9 @@ class LstmGreedyOp : public OpKernel {
           float best_logit = logits[0] + bias[0];
           for (int64_t v = 1; v < outputs; ++v) {
             const float logit = logits[v] + bias[v];
-            if (logit > best_logit) best = v, best_logit = logit;
+            if (logit > best_logit) best = static_cast<int32_t>(v), best_logit = logit;
           }
-          ids[row[r] * max_length + step] = best;
+          ids[row[r]].push_back(best);
           if (best == end_id_) continue;
           // the row goes on: moved to the front of the block's state
           if (kept != r) {
@@ -226,15 +224,17 @@ class LstmGreedyOp : public OpKernel {
         }
         n = kept;
       }
-      block_steps[begin / block_rows] = step;
     });
-    const int64_t steps_run =
-        batch == 0 ? 0 : *std::max_element(block_steps.begin(), block_steps.end());
+    // The loop ran as many steps as the longest row has tokens.
+    size_t steps_run = 0;
+    for (const auto& row_ids : ids) steps_run = std::max(steps_run, row_ids.size());
     Tensor* out;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({batch, steps_run}), &out));
-    int32_t* out_ids = out->flat<int32_t>().data();
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(
+                            0, TensorShape({batch, static_cast<int64_t>(steps_run)}), &out));
+    auto out_ids = out->matrix<int32_t>();
+    out_ids.setZero();
     for (int64_t r = 0; r < batch; ++r) {
-      std::copy_n(ids.data() + r * max_length, steps_run, out_ids + r * steps_run);
+      for (size_t t = 0; t < ids[r].size(); ++t) out_ids(r, t) = ids[r][t];
     }
   }
 
