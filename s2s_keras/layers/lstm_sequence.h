@@ -21,6 +21,12 @@
 //       float32) = a [rows, depth] (row stride depth; BlockRows rows allocated, the rows past
 //       `rows` zero) x the packed B
 //   static void ThreadBegin(), ThreadEnd()         around a thread's blocks
+// and may have
+//   static void MatMulRowMajor(a, rows, b, depth, width, c)   `MatMul` with B [depth, width]
+//       as it is, row major, the same sums: blocks of fewer than kPackRows rows use it
+//       instead of packing W_h on every call
+// A step's matmul takes only the rows whose mask is true at that step (gathered in order, the
+// others read no recurrent input), so padding costs no matmul.
 
 #ifndef S2S_KERAS_LAYERS_LSTM_SEQUENCE_H_
 #define S2S_KERAS_LAYERS_LSTM_SEQUENCE_H_

@@ -1,8 +1,9 @@
 // The whole-sequence LSTM training ops of `lstm_sequence.h` in float32, for CPUs with AVX2 and
 // FMA: S2sLstmSequenceFloat and S2sLstmSequenceFloatGrad, and the greedy decoding op of
 // `lstm_greedy.h`, S2sLstmGreedy (`s2s_keras/layers/lstm_kernels.py` builds this library with
-// `-mavx`, as the per-step one, and loads it where `S2sFmaUsable` holds). The gate arithmetic is the per-step kernels' (AVX: tf.sigmoid's and tf.tanh's
-// roundings); only the recurrent matmul is AVX2 FMA code, in functions of their own.
+// `-mavx`, as the per-step one, and loads it where `S2sFmaUsable` holds). The gate arithmetic
+// is the per-step kernels' (AVX: tf.sigmoid's and tf.tanh's roundings); only the recurrent
+// matmul is AVX2 FMA code, in functions of their own.
 //
 // The matmul: W_h (or W_hᵀ) is packed once per call into panels of 16 columns, each panel's
 // rows contiguous; a block of rows (one per intra-op thread) multiplies panel by panel, so a
