@@ -529,7 +529,7 @@ def test_greedy_op_only_within_fused_inference_and_where_it_runs(fma):
     assert lstm.greedy_search_op(layers, embedding, weights) is None
     with lstm.fused_inference():
         assert lstm.greedy_search_op(layers, embedding, weights) is not None
-        odd_embedding, odd_layers, odd_projection = _decoder([6])  # units not a multiple of 4
+        odd_embedding, odd_layers, _ = _decoder([6])  # units not a multiple of 4
         assert lstm.greedy_search_op(odd_layers, odd_embedding, weights) is None
 
 

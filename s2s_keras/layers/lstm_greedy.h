@@ -23,7 +23,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <string>
 #include <vector>
 
 #include "lstm_sequence.h"
@@ -129,6 +128,8 @@ class LstmGreedyOp : public OpKernel {
     }
     const int64_t max_length = std::max<int32_t>(1, max_length_in.scalar<int32_t>()());
 
+    // A block per intra-op thread, but no split below 2 · kPackRows rows a block: a batch of
+    // a few rows stays on one thread, its weights unpacked (a step is too short to share).
     const int threads = ctx->device()->tensorflow_cpu_worker_threads()->num_threads;
     const int64_t blocks =
         std::max<int64_t>(1, std::min<int64_t>(threads, batch / (2 * kPackRows)));

@@ -162,7 +162,7 @@ class LstmSequenceOp : public OpKernel {
       // The rows a step keeps (its mask true), in order; when some are masked, their h_{t-1}
       // gathered into `kept_h` (its rows past them 0), so the matmul skips padding.
       std::vector<int64_t> kept(rows);
-      std::vector<T> kept_h;
+      std::vector<T> kept_h(block_rows * units, T(0.0f));
       for (int64_t t = 0; t < steps; ++t) {
         int64_t n = 0;
         for (int64_t r = 0; r < rows; ++r) {
@@ -170,10 +170,11 @@ class LstmSequenceOp : public OpKernel {
         }
         const T* a = h.data();
         if (n < rows) {
-          kept_h.assign(block_rows * units, T(0.0f));
           for (int64_t i = 0; i < n; ++i) {
             std::copy_n(h.data() + kept[i] * units, units, kept_h.data() + i * units);
           }
+          // rows n .. rows-1 may hold an earlier step's; those past the block stay 0
+          std::fill(kept_h.begin() + n * units, kept_h.begin() + rows * units, T(0.0f));
           a = kept_h.data();
         }
         if (n > 0) {
