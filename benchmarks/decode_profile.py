@@ -48,10 +48,11 @@ WHILE = re.compile(r"/while(_\d+)?/")
 
 def region(node: str, op: str = "") -> str:
     """The region of an op from its node name and type (see the module docstring): a fused
-    export's whole-sequence op is an encoder loop in one op, its greedy op the decoding loop."""
+    export's whole-sequence op is an encoder loop in one op, its greedy and beam search ops
+    the decoding loop."""
     if op.startswith("S2sLstmSequence"):
         return "encoder loops"
-    if op == "S2sLstmGreedy":
+    if op in ("S2sLstmGreedy", "S2sLstmBeamSearch"):
         return "decoding loop"
     match = WHILE.search(node)
     if not match:

@@ -571,6 +571,96 @@ def test_greedy_op_refuses_bad_inputs(fma):
             op(**{**arguments, **change})
 
 
+def _step_in_tensorflow(embedding, layers, projection):
+    from s2s_keras.layers import cell_steppers, step_cells
+
+    steppers = cell_steppers(layers, embedding)
+
+    def step(token_ids, state):
+        x, state = step_cells(steppers, token_ids, state)
+        return projection(x), state
+
+    return step
+
+
+@pytest.mark.parametrize(
+    "batch, beam, alpha, num_results, max_length",
+    [
+        (1, 5, 0.0, 5, 9),  # a single request: weights as they are
+        (3, 1, 0.0, 1, 9),  # beam 1 is greedy search
+        (13, 4, 0.6, 2, 9),  # packed weights; rows leaving early (num_results settled)
+        (50, 3, 1.0, 3, 4),  # two blocks; rows cut at max_length, unfinished ones filling up
+    ],
+)
+def test_beam_search_op_searches_as_the_loop_in_tensorflow_ops(
+    fma, batch, beam, alpha, num_results, max_length
+):
+    """`S2sLstmBeamSearch` (beam search's whole loop in one op) against `beam_search` over the
+    same layers' step in TensorFlow ops: the same hypotheses in the same order, scores to
+    float32's precision, with rows finishing at different steps."""
+    from s2s_keras.decoding import beam_search, greedy_search
+
+    embedding, layers, projection = _decoder([16, 12])
+    rng = np.random.default_rng(batch)
+    state = [
+        [tf.constant(rng.normal(size=(batch, layer.units)).astype("float32")) for _ in "hc"]
+        for layer in layers
+    ]
+    start_ids = tf.constant(rng.integers(0, 11, size=batch).astype("int32"))
+    step = _step_in_tensorflow(embedding, layers, projection)
+    never = greedy_search(step, state, start_ids, -1, 9).numpy()
+    tokens, counts = np.unique(never[:, 2:], return_counts=True)
+    end_id = int(tokens[np.argsort(counts)[len(counts) // 2]])  # emitted by some rows, not all
+    arguments = (start_ids, end_id, max_length, beam, alpha, num_results)
+    expected_ids, expected_scores = beam_search(step, state, *arguments)
+    with lstm.fused_inference():
+        search = lstm.beam_search_op(
+            layers, embedding, lambda: (projection.kernel.value, projection.bias.value)
+        )
+    ids, scores = search(state, *arguments)
+    np.testing.assert_array_equal(ids.numpy(), expected_ids.numpy())
+    np.testing.assert_allclose(scores.numpy(), expected_scores.numpy(), rtol=1e-5)
+    assert ids.shape[:2] == (batch, num_results)
+    if beam == 1:
+        np.testing.assert_array_equal(ids.numpy()[:, 0], greedy_search(step, state, *arguments[:3]))
+    ended = (ids.numpy()[:, 0] == end_id).any(axis=1)
+    assert ended.any() and (batch == 1 or not ended.all()), ended  # some cut at max_length
+
+
+def test_beam_search_op_refuses_bad_inputs_and_takes_an_empty_batch(fma):
+    op = lstm_kernels.beam_search_op()
+    arguments = dict(
+        h0=[tf.zeros([2, 4])],
+        c0=[tf.zeros([2, 4])],
+        kernels=[tf.zeros([3, 16])],
+        biases=[tf.zeros([16])],
+        recurrent_kernels=[tf.zeros([4, 16])],
+        embeddings=tf.zeros([5, 3]),
+        projection_kernel=tf.zeros([4, 5]),
+        projection_bias=tf.zeros([5]),
+        start_ids=tf.constant([1, 4]),
+        max_length=tf.constant(3),
+        beam_size=tf.constant(2),
+        alpha=tf.constant(0.0),
+        num_results=tf.constant(2),
+        end_id=2,
+    )
+    ids, scores = op(**arguments)  # equal logits: ties go to the lower token, never the end
+    assert ids.shape == (2, 2, 3) and scores.shape == (2, 2)
+    np.testing.assert_array_equal(ids[:, 0], np.zeros([2, 3]))
+    np.testing.assert_allclose(scores[:, 0], 3 * np.log(1 / 5), rtol=1e-6)
+    empty = dict(h0=[tf.zeros([0, 4])], c0=[tf.zeros([0, 4])], start_ids=tf.zeros([0], tf.int32))
+    ids, scores = op(**{**arguments, **empty})
+    assert ids.shape == (0, 2, 0) and scores.shape == (0, 2)
+    for change, message in (
+        (dict(start_ids=tf.constant([1, 5])), r"start id 5 outside \[0, 5\)"),
+        (dict(biases=[tf.zeros([12])]), "inconsistent shapes in layer 0"),
+        (dict(beam_size=tf.constant([2])), "must be scalars"),
+    ):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            op(**{**arguments, **change})
+
+
 def test_float32_whole_sequence_op_gives_a_row_alone_its_numbers_in_a_batch(fma):
     """A batch of a few rows multiplies W_h as it is, a larger one packed, and a step's matmul
     takes only the rows its mask keeps: the same sums in the same order, so a row's outputs and

@@ -436,24 +436,31 @@ def test_training_from_token_tables_equals_embedding_then_multiplying(options, m
 
 
 @pytest.mark.parametrize("tie_embeddings", [False, True])
-def test_fused_greedy_search_gives_the_ids_of_the_loop_in_tensorflow_ops(tie_embeddings):
-    """Within `lstm.fused_inference` an LSTM decoder without attention searches greedily in one
-    op (`S2sLstmGreedy`, where it runs): the ids of `greedy_search` over its step in TensorFlow's
-    ops, with its own output projection or the embedding's transpose."""
-    from s2s_keras.decoding import greedy_search
+def test_fused_greedy_and_beam_search_give_the_results_of_the_loops_in_tensorflow_ops(
+    tie_embeddings,
+):
+    """Within `lstm.fused_inference` an LSTM decoder without attention searches greedily and by
+    beams in one op each (`S2sLstmGreedy`, `S2sLstmBeamSearch`, where they run): the results of
+    `greedy_search` and `beam_search` over its step in TensorFlow's ops, with its own output
+    projection or the embedding's transpose."""
+    from s2s_keras.decoding import beam_search, greedy_search
     from s2s_keras.layers import lstm, lstm_kernels
     from s2s_keras.text import END_ID, START_ID
 
     if lstm_kernels.greedy_op() is None:
-        pytest.skip(f"the greedy op does not run here: {lstm_kernels.status()}")
+        pytest.skip(f"the decoding ops do not run here: {lstm_kernels.status()}")
     options = dict(cell="lstm", bidirectional=True, bridge="dense", attention="none")
     model = family_model(options, tie_embeddings=tie_embeddings, dropout=0.0)
     state = model.encode(INPUTS["source_ids"])
     start_ids = tf.fill([INPUTS["source_ids"].shape[0]], START_ID)
     expected = greedy_search(model.step_function(), state, start_ids, END_ID, 7).numpy()
+    expected_beams = beam_search(model.step_function(), state, start_ids, END_ID, 7, 3, 0.6, 2)
     with lstm.fused_inference():
         step = model.step_function()
-    assert step.greedy_search is not None
+    assert step.greedy_search is not None and step.beam_search is not None
     got = greedy_search(step, state, start_ids, END_ID, 7).numpy()
     np.testing.assert_array_equal(got, expected)
     assert len(set(map(tuple, got))) > 1  # the rows decode differently
+    ids, scores = beam_search(step, state, start_ids, END_ID, 7, 3, 0.6, 2)
+    np.testing.assert_array_equal(ids.numpy(), expected_beams[0].numpy())
+    np.testing.assert_allclose(scores.numpy(), expected_beams[1].numpy(), rtol=1e-5)

@@ -49,6 +49,10 @@ def beam_search(
     Returns `(ids (batch, num_results, steps) int32` — tokens up to and including `end_id`,
     then 0 — `, scores (batch, num_results) float32)`. `beam_size` and `max_length` are clamped
     to at least 1, `alpha` to at least 0, `num_results` (default `beam_size`) to `[1, beam_size]`.
+
+    A `step_fn` with a `beam_search` attribute other than None (`search(state, start_ids,
+    end_id, max_length, beam_size, alpha, num_results) -> (ids, scores)`, the same search) is
+    searched by it instead: `Seq2Seq.step_function()` within `lstm.fused_inference`.
     """
     start_ids = tf.convert_to_tensor(start_ids, tf.int32)
     beam_size = tf.maximum(tf.convert_to_tensor(beam_size, tf.int32), 1)
@@ -60,6 +64,9 @@ def beam_search(
     )
     # GNMT's penalty is defined for alpha >= 0; negative values are clamped to 0.
     alpha = tf.maximum(tf.convert_to_tensor(alpha, tf.float32), 0.0)
+    search = getattr(step_fn, "beam_search", None)
+    if search is not None:  # the step's own whole loop (an LSTM decoder's, `lstm.py`)
+        return search(state, start_ids, end_id, max_length, beam_size, alpha, num_results)
     batch_size = tf.shape(start_ids)[0]
 
     state = tf.nest.map_structure(lambda t: tf.repeat(t, beam_size, axis=0), state)

@@ -685,16 +685,9 @@ def reading_tokens(layers, token_ids, embedding):
             object.__setattr__(layer, "_token_source", None)
 
 
-def greedy_search_op(layers, embedding, projection_weights):
-    """Within `fused_inference`, where the float32 library runs (`lstm_kernels.greedy_op`): a
-    `search(state, start_ids, end_id, max_length) -> (batch, steps)` ids that runs greedy
-    decoding's whole loop as one op, `S2sLstmGreedy` (`lstm_greedy.h`): the decoder `layers`
-    (our LSTMs with the plain equations, float32, units a multiple of 4, the first reading
-    `embedding`'s small table), then the output projection `h W + b` (`projection_weights() ->
-    (W, b)` float32) and argmax, step after step: what `decoding.greedy_search` computes from
-    the step function, with no TensorFlow op per step. Otherwise None. `state`: per layer
-    `[h, c]`, as `cell_steppers` take it."""
-    op = lstm_kernels.greedy_op() if _loops["inference_kernels"] else None
+def _decoder_inputs(op, layers, embedding, projection_weights):
+    """The inputs the decoding ops (`lstm_greedy.h`, `lstm_beam.h`) start with, as a function
+    of `(state, start_ids, max_length)`; None where `op` is None or cannot run the `layers`."""
     if op is None or not reads_token_table(layers[0], embedding):
         return None
     for layer in layers:
@@ -709,8 +702,8 @@ def greedy_search_op(layers, embedding, projection_weights):
     weights = [lstm_weights(layer.cell) for layer in layers]
     projection_kernel, projection_bias = projection_weights()
 
-    def search(state, start_ids, end_id, max_length):
-        return op(
+    def inputs(state, start_ids, max_length):
+        return dict(
             h0=[layer_state[0] for layer_state in state],
             c0=[layer_state[1] for layer_state in state],
             kernels=[kernel for kernel, _, _ in weights],
@@ -721,6 +714,47 @@ def greedy_search_op(layers, embedding, projection_weights):
             projection_bias=projection_bias,
             start_ids=start_ids,
             max_length=max_length,
+        )
+
+    return inputs
+
+
+def greedy_search_op(layers, embedding, projection_weights):
+    """Within `fused_inference`, where the float32 library runs (`lstm_kernels.greedy_op`): a
+    `search(state, start_ids, end_id, max_length) -> (batch, steps)` ids that runs greedy
+    decoding's whole loop as one op, `S2sLstmGreedy` (`lstm_greedy.h`): the decoder `layers`
+    (our LSTMs with the plain equations, float32, units a multiple of 4, the first reading
+    `embedding`'s small table), then the output projection `h W + b` (`projection_weights() ->
+    (W, b)` float32) and argmax, step after step: what `decoding.greedy_search` computes from
+    the step function, with no TensorFlow op per step. Otherwise None. `state`: per layer
+    `[h, c]`, as `cell_steppers` take it."""
+    op = lstm_kernels.greedy_op() if _loops["inference_kernels"] else None
+    inputs = _decoder_inputs(op, layers, embedding, projection_weights)
+    if inputs is None:
+        return None
+
+    def search(state, start_ids, end_id, max_length):
+        return op(**inputs(state, start_ids, max_length), end_id=end_id)
+
+    return search
+
+
+def beam_search_op(layers, embedding, projection_weights):
+    """`greedy_search_op`'s counterpart for beam search (`lstm_kernels.beam_search_op`,
+    `S2sLstmBeamSearch` in `lstm_beam.h`): a `search(state, start_ids, end_id, max_length,
+    beam_size, alpha, num_results) -> (ids (batch, num_results, steps), scores (batch,
+    num_results))` that runs `decoding.beam_search`'s whole loop as one op, or None."""
+    op = lstm_kernels.beam_search_op() if _loops["inference_kernels"] else None
+    inputs = _decoder_inputs(op, layers, embedding, projection_weights)
+    if inputs is None:
+        return None
+
+    def search(state, start_ids, end_id, max_length, beam_size, alpha, num_results):
+        return op(
+            **inputs(state, start_ids, max_length),
+            beam_size=beam_size,
+            alpha=alpha,
+            num_results=num_results,
             end_id=end_id,
         )
 

@@ -23,9 +23,25 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "lstm_sequence.h"
+
+// In a function returning bool: unless `condition` (resp. the status is ok), the op fails with
+// `status` and the function returns false.
+#define S2S_REQUIRE(ctx, condition, status) \
+  do {                                      \
+    if (!(condition)) {                     \
+      (ctx)->CtxFailure(status);            \
+      return false;                         \
+    }                                       \
+  } while (0)
+#define S2S_REQUIRE_OK(ctx, expression)            \
+  do {                                             \
+    const auto s2s_status = (expression);          \
+    S2S_REQUIRE(ctx, s2s_status.ok(), s2s_status); \
+  } while (0)
 
 namespace {
 
@@ -67,6 +83,212 @@ class Weights {
   const float* data_;
 };
 
+// What the decoding ops share: the decoder stack's inputs (checked), its weights as a call
+// multiplies them, and one step of a block of rows — the step `Seq2Seq.step_function()` makes
+// for a decoder without attention, logits `h W_out + b_out` included.
+template <typename Engine>
+class DecoderStack {
+ public:
+  // A block's rows: per layer h and c (`capacity` rows), the first layer's table rows as they
+  // are met, and scratch. `logits`: the last step's, row stride `LogitsStride()`.
+  struct Block {
+    std::vector<std::vector<float>> h, c;
+    std::vector<float> projected, sums, activations, logits, table, moved;
+    std::vector<bool> tabulated;
+    Floats cell;
+  };
+
+  // Reads the inputs all decoding ops start with (see S2S_DECODER_INPUTS); false after a
+  // failure (the context has it).
+  bool Read(OpKernelContext* ctx, const char* name, int layers) {
+    layers_ = layers;
+    S2S_REQUIRE_OK(ctx, ctx->input_list("h0", &h0_));
+    S2S_REQUIRE_OK(ctx, ctx->input_list("c0", &c0_));
+    S2S_REQUIRE_OK(ctx, ctx->input_list("kernels", &kernels_));
+    S2S_REQUIRE_OK(ctx, ctx->input_list("biases", &biases_));
+    S2S_REQUIRE_OK(ctx, ctx->input_list("recurrent_kernels", &recurrent_));
+    embeddings_ = &ctx->input(5 * layers);               // [V_in, E]
+    const Tensor& projection = ctx->input(5 * layers + 1);  // [U_last, V]
+    projection_bias_ = &ctx->input(5 * layers + 2);      // [V]
+    const Tensor& start_ids = ctx->input(5 * layers + 3);  // [batch]
+    const Tensor& max_length = ctx->input(5 * layers + 4);  // scalar
+    S2S_REQUIRE(ctx, start_ids.dims() == 1 && embeddings_->dims() == 2,
+            InvalidArgument(name, ": start_ids must be a vector, embeddings a matrix"));
+    S2S_REQUIRE(ctx, tensorflow::TensorShapeUtils::IsScalar(max_length.shape()),
+            InvalidArgument(name, ": max_length must be a scalar"));
+    batch_ = start_ids.dim_size(0);
+    vocabulary_ = embeddings_->dim_size(0);
+    units_.resize(layers);
+    int64_t depth = embeddings_->dim_size(1);
+    for (int l = 0; l < layers; ++l) {
+      S2S_REQUIRE(ctx, h0_[l].dims() == 2 && h0_[l].dim_size(0) == batch_,
+              InvalidArgument(name, ": h0[", l, "] must be [batch, units]"));
+      units_[l] = h0_[l].dim_size(1);
+      const int64_t width = 4 * units_[l];
+      S2S_REQUIRE(ctx, c0_[l].shape() == h0_[l].shape() && kernels_[l].dims() == 2 &&
+                  kernels_[l].dim_size(0) == depth && kernels_[l].dim_size(1) == width &&
+                  biases_[l].dims() == 1 && biases_[l].dim_size(0) == width &&
+                  recurrent_[l].dims() == 2 && recurrent_[l].dim_size(0) == units_[l] &&
+                  recurrent_[l].dim_size(1) == width,
+              InvalidArgument(name, ": inconsistent shapes in layer ", l));
+      S2S_REQUIRE(ctx, width % Engine::kPanel == 0,
+              InvalidArgument(name, ": needs units a multiple of ", Engine::kPanel / 4,
+                              ", got ", units_[l], " in layer ", l));
+      depth = units_[l];
+    }
+    outputs_ = projection_bias_->NumElements();
+    S2S_REQUIRE(ctx, projection.dims() == 2 && projection.dim_size(0) == depth &&
+                projection.dim_size(1) == outputs_ && projection_bias_->dims() == 1,
+            InvalidArgument(name, ": inconsistent shapes of the projection"));
+    S2S_REQUIRE(ctx, outputs_ > 0 && outputs_ <= vocabulary_,
+            InvalidArgument(name, ": ", outputs_, " logits for an embedding of ", vocabulary_,
+                            " rows"));
+    starts_ = start_ids.flat<int32_t>().data();
+    for (int64_t r = 0; r < batch_; ++r) {
+      S2S_REQUIRE(ctx, starts_[r] >= 0 && starts_[r] < vocabulary_,
+              InvalidArgument(name, ": start id ", starts_[r], " outside [0, ", vocabulary_,
+                              ")"));
+    }
+    max_length_ = std::max<int32_t>(1, max_length.scalar<int32_t>()());
+    projection_ = projection.flat<float>().data();
+    return true;
+  }
+
+  int64_t batch() const { return batch_; }
+  int64_t max_length() const { return max_length_; }
+  int64_t outputs() const { return outputs_; }
+  int32_t start(int64_t row) const { return starts_[row]; }
+
+  // A block per intra-op thread for `rows` network rows (`rows_per_item` of them per batch
+  // row), but no split below 2 · kPackRows rows a block: a few rows stay on one thread, their
+  // weights unpacked (a step is too short to share). Returns the batch rows of a block, and
+  // makes the weights the blocks multiply.
+  int64_t Prepare(OpKernelContext* ctx, int64_t rows_per_item) {
+    const int threads = ctx->device()->tensorflow_cpu_worker_threads()->num_threads;
+    const int64_t blocks = std::max<int64_t>(
+        1, std::min<int64_t>({threads, batch_, batch_ * rows_per_item / (2 * kPackRows)}));
+    const int64_t block_items = std::max<int64_t>(1, (batch_ + blocks - 1) / blocks);
+    const bool in_place = block_items * rows_per_item < kPackRows;
+    // Layer 0's input kernel multiplies one embedding row at a time (its table rows).
+    inputs_.clear();
+    steps_.clear();
+    inputs_.emplace_back(kernels_[0].flat<float>().data(), embeddings_->dim_size(1),
+                         4 * units_[0], true);
+    for (int l = 0; l < layers_; ++l) {
+      if (l > 0) {
+        inputs_.emplace_back(kernels_[l].flat<float>().data(), units_[l - 1], 4 * units_[l],
+                             in_place);
+      }
+      steps_.emplace_back(recurrent_[l].flat<float>().data(), units_[l], 4 * units_[l],
+                          in_place);
+    }
+    logits_weights_.emplace(projection_, units_.back(), outputs_, false);
+    return block_items;
+  }
+
+  // After `Prepare`: the cost of a block's loop for the pool's sharding, blocks, logits.
+  int64_t Cost(int64_t block_rows) const {
+    return max_length_ * block_rows * units_.back() * 4 * 400 * layers_;
+  }
+
+  Block NewBlock(int64_t capacity) const {
+    Block block;
+    block.h.resize(layers_);
+    block.c.resize(layers_);
+    for (int l = 0; l < layers_; ++l) {
+      block.h[l].resize(capacity * units_[l]);
+      block.c[l].resize(capacity * units_[l]);
+    }
+    const int64_t widest = 4 * *std::max_element(units_.begin(), units_.end());
+    block.projected.resize(capacity * widest);
+    block.sums.resize(capacity * widest);
+    block.activations.resize(widest);
+    block.logits.resize(capacity * logits_weights_->padded());
+    block.table.resize(vocabulary_ * 4 * units_[0]);
+    block.tabulated.assign(vocabulary_, false);
+    block.moved.resize(capacity * widest / 4);
+    block.cell.resize(widest / 4);
+    return block;
+  }
+
+  // Block row `row` starts from the initial state of batch row `item`.
+  void Start(Block* block, int64_t row, int64_t item) const {
+    for (int l = 0; l < layers_; ++l) {
+      const int64_t u = units_[l];
+      std::copy_n(h0_[l].flat<float>().data() + item * u, u, block->h[l].data() + row * u);
+      std::copy_n(c0_[l].flat<float>().data() + item * u, u, block->c[l].data() + row * u);
+    }
+  }
+
+  // Rows [0, n) of the block's state become rows `from[0, n)` of it.
+  void Gather(Block* block, const int64_t* from, int64_t n) const {
+    for (int l = 0; l < layers_; ++l) {
+      const int64_t u = units_[l];
+      for (auto* state : {&block->h[l], &block->c[l]}) {
+        for (int64_t r = 0; r < n; ++r) {
+          std::copy_n(state->data() + from[r] * u, u, block->moved.data() + r * u);
+        }
+        std::copy_n(block->moved.data(), n * u, state->data());
+      }
+    }
+  }
+
+  int64_t LogitsStride() const { return logits_weights_->padded(); }
+
+  // One step of rows [0, n) reading `tokens`: their states, and their logits (bias added).
+  void Step(const int32_t* tokens, int64_t n, Block* block) const {
+    const float* embedding = embeddings_->flat<float>().data();
+    const float* bias0 = biases_[0].flat<float>().data();
+    const int64_t embedding_size = embeddings_->dim_size(1), width0 = 4 * units_[0];
+    for (int l = 0; l < layers_; ++l) {
+      const int64_t u = units_[l], width = 4 * u;
+      if (l > 0) {
+        inputs_[l].MatMul(block->h[l - 1].data(), n, block->projected.data());
+        const ConstFloatMap bias(biases_[l].flat<float>().data(), width);
+        for (int64_t r = 0; r < n; ++r) {
+          FloatMap(block->projected.data() + r * width, width) += bias;
+        }
+      }
+      steps_[l].MatMul(block->h[l].data(), n, block->sums.data());
+      for (int64_t r = 0; r < n; ++r) {
+        const float* p = block->projected.data() + r * width;
+        if (l == 0) {
+          const int32_t id = tokens[r];
+          float* table_row = block->table.data() + id * width0;
+          if (!block->tabulated[id]) {  // E[id] W_x + b, as `input_table` sums it
+            inputs_[0].MatMul(embedding + id * embedding_size, 1, table_row);
+            FloatMap(table_row, width0) += ConstFloatMap(bias0, width0);
+            block->tabulated[id] = true;
+          }
+          p = table_row;
+        }
+        float* h_row = block->h[l].data() + r * u;
+        float* c_row = block->c[l].data() + r * u;
+        GatesRow<float>(u, p, block->sums.data() + r * width, h_row, c_row, true, h_row, c_row,
+                        block->activations.data(), &block->cell);
+      }
+    }
+    const int64_t padded = logits_weights_->padded();
+    logits_weights_->MatMul(block->h[layers_ - 1].data(), n, block->logits.data());
+    const ConstFloatMap bias(projection_bias_->flat<float>().data(), outputs_);
+    for (int64_t r = 0; r < n; ++r) {
+      FloatMap(block->logits.data() + r * padded, outputs_) += bias;
+    }
+  }
+
+ private:
+  int layers_ = 0;
+  tensorflow::OpInputList h0_, c0_, kernels_, biases_, recurrent_;
+  const Tensor* embeddings_ = nullptr;
+  const Tensor* projection_bias_ = nullptr;
+  const float* projection_ = nullptr;
+  const int32_t* starts_ = nullptr;
+  int64_t batch_ = 0, vocabulary_ = 0, outputs_ = 0, max_length_ = 1;
+  std::vector<int64_t> units_;
+  std::vector<Weights<Engine>> inputs_, steps_;
+  std::optional<Weights<Engine>> logits_weights_;
+};
+
 template <typename Engine>
 class LstmGreedyOp : public OpKernel {
  public:
@@ -76,153 +298,40 @@ class LstmGreedyOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
-    tensorflow::OpInputList h0, c0, kernels, biases, recurrent;
-    OP_REQUIRES_OK(ctx, ctx->input_list("h0", &h0));
-    OP_REQUIRES_OK(ctx, ctx->input_list("c0", &c0));
-    OP_REQUIRES_OK(ctx, ctx->input_list("kernels", &kernels));
-    OP_REQUIRES_OK(ctx, ctx->input_list("biases", &biases));
-    OP_REQUIRES_OK(ctx, ctx->input_list("recurrent_kernels", &recurrent));
-    const Tensor& embeddings = ctx->input(5 * layers_);         // [V_in, E]
-    const Tensor& projection = ctx->input(5 * layers_ + 1);     // [U_last, V]
-    const Tensor& projection_bias = ctx->input(5 * layers_ + 2);  // [V]
-    const Tensor& start_ids = ctx->input(5 * layers_ + 3);      // [batch]
-    const Tensor& max_length_in = ctx->input(5 * layers_ + 4);  // scalar
-    const char* name = "S2sLstmGreedy";
-    OP_REQUIRES(ctx, start_ids.dims() == 1 && embeddings.dims() == 2,
-                InvalidArgument(name, ": start_ids must be a vector, embeddings a matrix"));
-    OP_REQUIRES(ctx, tensorflow::TensorShapeUtils::IsScalar(max_length_in.shape()),
-                InvalidArgument(name, ": max_length must be a scalar"));
-    const int64_t batch = start_ids.dim_size(0), vocabulary = embeddings.dim_size(0);
-    std::vector<int64_t> units(layers_);
-    int64_t depth = embeddings.dim_size(1);
-    for (int l = 0; l < layers_; ++l) {
-      OP_REQUIRES(ctx, h0[l].dims() == 2 && h0[l].dim_size(0) == batch,
-                  InvalidArgument(name, ": h0[", l, "] must be [batch, units]"));
-      units[l] = h0[l].dim_size(1);
-      const int64_t width = 4 * units[l];
-      OP_REQUIRES(ctx,
-                  c0[l].shape() == h0[l].shape() && kernels[l].dims() == 2 &&
-                      kernels[l].dim_size(0) == depth && kernels[l].dim_size(1) == width &&
-                      biases[l].dims() == 1 && biases[l].dim_size(0) == width &&
-                      recurrent[l].dims() == 2 && recurrent[l].dim_size(0) == units[l] &&
-                      recurrent[l].dim_size(1) == width,
-                  InvalidArgument(name, ": inconsistent shapes in layer ", l));
-      OP_REQUIRES(ctx, width % Engine::kPanel == 0,
-                  InvalidArgument(name, ": needs units a multiple of ", Engine::kPanel / 4,
-                                  ", got ", units[l], " in layer ", l));
-      depth = units[l];
-    }
-    const int64_t outputs = projection_bias.NumElements();
-    OP_REQUIRES(ctx,
-                projection.dims() == 2 && projection.dim_size(0) == depth &&
-                    projection.dim_size(1) == outputs && projection_bias.dims() == 1,
-                InvalidArgument(name, ": inconsistent shapes of the projection"));
-    OP_REQUIRES(ctx, outputs > 0 && outputs <= vocabulary,
-                InvalidArgument(name, ": ", outputs, " logits for an embedding of ", vocabulary,
-                                " rows"));
-    const int32_t* starts = start_ids.flat<int32_t>().data();
-    for (int64_t r = 0; r < batch; ++r) {
-      OP_REQUIRES(ctx, starts[r] >= 0 && starts[r] < vocabulary,
-                  InvalidArgument(name, ": start id ", starts[r], " outside [0, ", vocabulary,
-                                  ")"));
-    }
-    const int64_t max_length = std::max<int32_t>(1, max_length_in.scalar<int32_t>()());
-
-    // A block per intra-op thread, but no split below 2 · kPackRows rows a block: a batch of
-    // a few rows stays on one thread, its weights unpacked (a step is too short to share).
-    const int threads = ctx->device()->tensorflow_cpu_worker_threads()->num_threads;
-    const int64_t blocks =
-        std::max<int64_t>(1, std::min<int64_t>(threads, batch / (2 * kPackRows)));
-    const int64_t block_rows = std::max<int64_t>(1, (batch + blocks - 1) / blocks);
-    const bool in_place = block_rows < kPackRows;
-    // Layer 0's input kernel multiplies one embedding row at a time (its table rows).
-    std::vector<Weights<Engine>> inputs, steps;
-    inputs.emplace_back(kernels[0].flat<float>().data(), embeddings.dim_size(1), 4 * units[0],
-                        true);
-    for (int l = 0; l < layers_; ++l) {
-      if (l > 0) {
-        inputs.emplace_back(kernels[l].flat<float>().data(), units[l - 1], 4 * units[l],
-                            in_place);
-      }
-      steps.emplace_back(recurrent[l].flat<float>().data(), units[l], 4 * units[l], in_place);
-    }
-    const Weights<Engine> logits_weights(projection.flat<float>().data(), depth, outputs, false);
-
+    DecoderStack<Engine> stack;
+    if (!stack.Read(ctx, "S2sLstmGreedy", layers_)) return;
+    const int64_t batch = stack.batch(), max_length = stack.max_length();
+    const int64_t block_rows = stack.Prepare(ctx, 1);
     // each row's tokens, up to and including the end id (or max_length of them)
     std::vector<std::vector<int32_t>> ids(batch);
-    const int64_t cost = max_length * block_rows * depth * 4 * 400 * layers_;
-    ForBlocks<Engine>(ctx, batch, block_rows, cost, [&](int64_t begin, int64_t end) {
+    ForBlocks<Engine>(ctx, batch, block_rows, stack.Cost(block_rows), [&](int64_t begin,
+                                                                           int64_t end) {
       int64_t n = end - begin;  // rows still decoding, compacted to the front
-      std::vector<int64_t> row(n);
-      std::vector<int32_t> token(starts + begin, starts + end);
-      for (int64_t r = 0; r < n; ++r) row[r] = begin + r;
-      std::vector<std::vector<float>> h(layers_), c(layers_);
-      for (int l = 0; l < layers_; ++l) {
-        const float* h_in = h0[l].flat<float>().data() + begin * units[l];
-        const float* c_in = c0[l].flat<float>().data() + begin * units[l];
-        h[l].assign(h_in, h_in + n * units[l]);
-        c[l].assign(c_in, c_in + n * units[l]);
+      std::vector<int64_t> row(n), from(n);
+      std::vector<int32_t> token(n);
+      auto block = stack.NewBlock(n);
+      for (int64_t r = 0; r < n; ++r) {
+        row[r] = begin + r;
+        token[r] = stack.start(begin + r);
+        stack.Start(&block, r, begin + r);
       }
-      const int64_t widest = 4 * *std::max_element(units.begin(), units.end());
-      std::vector<float> projected(n * std::max(widest, logits_weights.padded()));
-      std::vector<float> sums(n * widest), activations(widest);
-      std::vector<float> table(vocabulary * 4 * units[0]);
-      std::vector<bool> tabulated(vocabulary, false);
-      const float* embedding = embeddings.flat<float>().data();
-      const float* bias0 = biases[0].flat<float>().data();
-      const int64_t embedding_size = embeddings.dim_size(1), width0 = 4 * units[0];
-      Floats cell(*std::max_element(units.begin(), units.end()));
+      const int64_t stride = stack.LogitsStride(), outputs = stack.outputs();
       for (int64_t step = 0; step < max_length && n > 0; ++step) {
-        for (int l = 0; l < layers_; ++l) {
-          const int64_t u = units[l], width = 4 * u;
-          if (l > 0) {
-            inputs[l].MatMul(h[l - 1].data(), n, projected.data());
-            const ConstFloatMap bias(biases[l].flat<float>().data(), width);
-            for (int64_t r = 0; r < n; ++r) FloatMap(projected.data() + r * width, width) += bias;
-          }
-          steps[l].MatMul(h[l].data(), n, sums.data());
-          for (int64_t r = 0; r < n; ++r) {
-            const float* p = projected.data() + r * width;
-            if (l == 0) {
-              const int32_t id = token[r];
-              float* table_row = table.data() + id * width0;
-              if (!tabulated[id]) {  // E[id] W_x + b, as `input_table` sums it
-                inputs[0].MatMul(embedding + id * embedding_size, 1, table_row);
-                FloatMap(table_row, width0) += ConstFloatMap(bias0, width0);
-                tabulated[id] = true;
-              }
-              p = table_row;
-            }
-            float* h_row = h[l].data() + r * u;
-            float* c_row = c[l].data() + r * u;
-            GatesRow<float>(u, p, sums.data() + r * width, h_row, c_row, true, h_row, c_row,
-                            activations.data(), &cell);
-          }
-        }
-        const int64_t padded = logits_weights.padded();
-        logits_weights.MatMul(h[layers_ - 1].data(), n, projected.data());
-        const float* bias = projection_bias.flat<float>().data();
+        stack.Step(token.data(), n, &block);
         int64_t kept = 0;
         for (int64_t r = 0; r < n; ++r) {
-          const float* logits = projected.data() + r * padded;
-          int32_t best = 0;
-          float best_logit = logits[0] + bias[0];
-          for (int64_t v = 1; v < outputs; ++v) {
-            const float logit = logits[v] + bias[v];
-            if (logit > best_logit) best = static_cast<int32_t>(v), best_logit = logit;
-          }
+          const float* logits = block.logits.data() + r * stride;
+          // the first of equal maxima, as tf.argmax
+          const int32_t best =
+              static_cast<int32_t>(std::max_element(logits, logits + outputs) - logits);
           ids[row[r]].push_back(best);
           if (best == end_id_) continue;
           // the row goes on: moved to the front of the block's state
-          if (kept != r) {
-            row[kept] = row[r];
-            for (int l = 0; l < layers_; ++l) {
-              std::copy_n(h[l].data() + r * units[l], units[l], h[l].data() + kept * units[l]);
-              std::copy_n(c[l].data() + r * units[l], units[l], c[l].data() + kept * units[l]);
-            }
-          }
+          row[kept] = row[r];
+          from[kept] = r;
           token[kept++] = best;
         }
+        if (kept < n) stack.Gather(&block, from.data(), kept);
         n = kept;
       }
     });
@@ -246,19 +355,23 @@ class LstmGreedyOp : public OpKernel {
 
 }  // namespace
 
+// The inputs every decoding op starts with (`DecoderStack::Read`).
+#define S2S_DECODER_INPUTS                     \
+  .Input("h0: layers * float")                 \
+      .Input("c0: layers * float")             \
+      .Input("kernels: layers * float")        \
+      .Input("biases: layers * float")         \
+      .Input("recurrent_kernels: layers * float") \
+      .Input("embeddings: float")              \
+      .Input("projection_kernel: float")       \
+      .Input("projection_bias: float")         \
+      .Input("start_ids: int32")               \
+      .Input("max_length: int32")
+
 // The op's registration for an engine (float32).
 #define S2S_REGISTER_LSTM_GREEDY_OP(name, Engine)                            \
   REGISTER_OP(name)                                                         \
-      .Input("h0: layers * float")                                          \
-      .Input("c0: layers * float")                                          \
-      .Input("kernels: layers * float")                                     \
-      .Input("biases: layers * float")                                      \
-      .Input("recurrent_kernels: layers * float")                           \
-      .Input("embeddings: float")                                           \
-      .Input("projection_kernel: float")                                    \
-      .Input("projection_bias: float")                                      \
-      .Input("start_ids: int32")                                            \
-      .Input("max_length: int32")                                           \
+      S2S_DECODER_INPUTS                                                    \
       .Attr("layers: int >= 1")                                             \
       .Attr("end_id: int")                                                  \
       .Output("ids: int32")                                                 \

@@ -36,7 +36,13 @@ SEQUENCE_LIBRARY = os.path.join(_HERE, "_lstm_sequence.so")
 FLOAT_SEQUENCE_SOURCE = os.path.join(_HERE, "lstm_sequence_float.cc")
 FLOAT_SEQUENCE_LIBRARY = os.path.join(_HERE, "_lstm_sequence_float.so")
 HEADERS = [
-    os.path.join(_HERE, name) for name in ("lstm_rows.h", "lstm_sequence.h", "lstm_greedy.h")
+    os.path.join(_HERE, name)
+    for name in (
+        "lstm_rows.h",
+        "lstm_sequence.h",
+        "lstm_greedy.h",
+        "lstm_beam.h",
+    )
 ]
 # The per-step library: `-mavx` like TensorFlow's wheel, so that Eigen's sigmoid and tanh
 # round as tf.sigmoid and tf.tanh do. The sequence library targets the CPUs with AMX or
@@ -178,13 +184,23 @@ def sequence_ops(dtype=tf.bfloat16) -> SequenceOps | None:
     return None
 
 
-def greedy_op():
-    """`S2sLstmGreedy` (greedy decoding of an LSTM stack in one op, float32; in the float32
-    library) where the CPU runs it, else None."""
+def _float_decoding_op(name):
     module = load(FLOAT_SEQUENCE_LIBRARY, FLOAT_SEQUENCE_SOURCE)
     if module is None or not _usable(FLOAT_SEQUENCE_LIBRARY, module.s2s_fma_usable):
         return None
-    return module.s2s_lstm_greedy
+    return getattr(module, name)
+
+
+def greedy_op():
+    """`S2sLstmGreedy` (greedy decoding of an LSTM stack in one op, float32; in the float32
+    library) where the CPU runs it, else None."""
+    return _float_decoding_op("s2s_lstm_greedy")
+
+
+def beam_search_op():
+    """`S2sLstmBeamSearch` (beam search over an LSTM stack in one op, float32; in the float32
+    library) where the CPU runs it, else None."""
+    return _float_decoding_op("s2s_lstm_beam_search")
 
 
 def register(op_names=()) -> None:

@@ -21,7 +21,7 @@ from s2s_keras.layers import (
     token_inputs,
 )
 from s2s_keras.layers.bridge import make_bridge
-from s2s_keras.layers.lstm import greedy_search_op
+from s2s_keras.layers.lstm import beam_search_op, greedy_search_op
 from s2s_keras.models.recurrent_encoder import RecurrentEncoderMixin, uniform_initializers
 from s2s_keras.models.target_side import TargetSideMixin
 from s2s_keras.text import PAD_ID
@@ -299,10 +299,17 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
                 x, new_state = step_cells(steppers, token_ids, state)
                 return self._project(x), new_state
 
-            # within `lstm.fused_inference`, greedy search's whole loop as one op, where it runs
-            step.greedy_search = greedy_search_op(
-                self.decoder_layers, self.target_embedding, self._projection_weights
-            )
+            # within `lstm.fused_inference`, greedy and beam search's whole loops as one op each,
+            # where they run
+            for attribute, make_op in (
+                ("greedy_search", greedy_search_op),
+                ("beam_search", beam_search_op),
+            ):
+                setattr(
+                    step,
+                    attribute,
+                    make_op(self.decoder_layers, self.target_embedding, self._projection_weights),
+                )
             return step
 
         def step(token_ids, state):
