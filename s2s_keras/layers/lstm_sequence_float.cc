@@ -9,9 +9,10 @@
 // The matmul: W_h (or W_hᵀ) is packed once per call into panels of 16 columns, each panel's
 // rows contiguous; a block of rows (one per intra-op thread) multiplies panel by panel, so a
 // panel stays in the L1 or L2 cache while 6-row slices of the block's A stream past it, 6 x 16
-// float32 sums in 12 registers. A few rows (a single request's decoding) multiply B as it is,
-// row after row of it (`MatMulRowMajor`): no packing, B streamed once in memory order; each
-// sum runs over k in the same order as in the microkernel, so both give the same numbers.
+// float32 sums in 12 registers. A few rows (a single request's decoding) multiply B as it is
+// (`MatMulRowMajor`): no packing, the same microkernel reading B's rows with their own stride,
+// blocks of 16 to 64 columns at a time; each sum runs over k in the same order either way, so
+// both give the same numbers.
 
 #include <immintrin.h>
 
@@ -33,29 +34,42 @@ bool FmaUsable() {
   return usable;
 }
 
-// c [R, 16] (row stride c_stride) = a [R, depth] (row stride depth) x panel [depth, 16].
-template <int R>
-__attribute__((target("avx2,fma"))) void MicroKernel(const float* a, const float* panel,
-                                                      int64_t depth, float* c,
+// c [R, 16·S] (row stride c_stride) = a [R, depth] (row stride depth) x b [depth, 16·S] (row
+// stride b_stride: kPanel for a packed panel, the width for B as it is). Each sum runs over k in
+// order from 0, one FMA a step, whatever R and S: every blocking gives the same numbers.
+template <int R, int S>
+__attribute__((target("avx2,fma"))) void MicroKernel(const float* a, const float* b,
+                                                      int64_t b_stride, int64_t depth, float* c,
                                                       int64_t c_stride) {
-  __m256 low[R], high[R];
+  __m256 sums[R][2 * S];
 #pragma GCC unroll 6
-  for (int r = 0; r < R; ++r) low[r] = high[r] = _mm256_setzero_ps();
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int j = 0; j < 2 * S; ++j) sums[r][j] = _mm256_setzero_ps();
   for (int64_t k = 0; k < depth; ++k) {
-    const __m256 b_low = _mm256_loadu_ps(panel + k * kPanel);
-    const __m256 b_high = _mm256_loadu_ps(panel + k * kPanel + 8);
+    __m256 b_k[2 * S];
+#pragma GCC unroll 8
+    for (int j = 0; j < 2 * S; ++j) b_k[j] = _mm256_loadu_ps(b + k * b_stride + 8 * j);
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
       const __m256 x = _mm256_broadcast_ss(a + r * depth + k);
-      low[r] = _mm256_fmadd_ps(x, b_low, low[r]);
-      high[r] = _mm256_fmadd_ps(x, b_high, high[r]);
+#pragma GCC unroll 8
+      for (int j = 0; j < 2 * S; ++j) sums[r][j] = _mm256_fmadd_ps(x, b_k[j], sums[r][j]);
     }
   }
 #pragma GCC unroll 6
-  for (int r = 0; r < R; ++r) {
-    _mm256_storeu_ps(c + r * c_stride, low[r]);
-    _mm256_storeu_ps(c + r * c_stride + 8, high[r]);
-  }
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int j = 0; j < 2 * S; ++j) _mm256_storeu_ps(c + r * c_stride + 8 * j, sums[r][j]);
+}
+
+// c [R, width] = a [R, depth] x b [depth, width] as it is (width a multiple of kPanel), in
+// column blocks of 16·S, the last ones of 16.
+template <int R, int S>
+void RowMajorSlice(const float* a, const float* b, int64_t depth, int64_t width, float* c) {
+  int64_t n = 0;
+  for (; n + 16 * S <= width; n += 16 * S) MicroKernel<R, S>(a, b + n, width, depth, c + n, width);
+  for (; n < width; n += 16) MicroKernel<R, 1>(a, b + n, width, depth, c + n, width);
 }
 
 struct Fma {
@@ -96,32 +110,33 @@ struct Fma {
         const float* a_slice = a + r * depth;
         float* c_slice = c_panel + r * width;
         switch (std::min(kSlice, rows - r)) {
-          case 6: MicroKernel<6>(a_slice, b, depth, c_slice, width); break;
-          case 5: MicroKernel<5>(a_slice, b, depth, c_slice, width); break;
-          case 4: MicroKernel<4>(a_slice, b, depth, c_slice, width); break;
-          case 3: MicroKernel<3>(a_slice, b, depth, c_slice, width); break;
-          case 2: MicroKernel<2>(a_slice, b, depth, c_slice, width); break;
-          default: MicroKernel<1>(a_slice, b, depth, c_slice, width); break;
+          case 6: MicroKernel<6, 1>(a_slice, b, kPanel, depth, c_slice, width); break;
+          case 5: MicroKernel<5, 1>(a_slice, b, kPanel, depth, c_slice, width); break;
+          case 4: MicroKernel<4, 1>(a_slice, b, kPanel, depth, c_slice, width); break;
+          case 3: MicroKernel<3, 1>(a_slice, b, kPanel, depth, c_slice, width); break;
+          case 2: MicroKernel<2, 1>(a_slice, b, kPanel, depth, c_slice, width); break;
+          default: MicroKernel<1, 1>(a_slice, b, kPanel, depth, c_slice, width); break;
         }
       }
     }
   }
 
-  // c [rows, width] = a [rows, depth] x b [depth, width] (row major, width a multiple of 8),
-  // for a few rows: c's rows stay in the L1 cache while b streams past once.
-  __attribute__((target("avx2,fma"))) static void MatMulRowMajor(const float* a, int64_t rows,
-                                                                 const float* b, int64_t depth,
-                                                                 int64_t width, float* c) {
-    std::fill(c, c + rows * width, 0.0f);
-    for (int64_t k = 0; k < depth; ++k) {
-      const float* b_row = b + k * width;
-      for (int64_t r = 0; r < rows; ++r) {
-        const __m256 x = _mm256_set1_ps(a[r * depth + k]);
-        float* c_row = c + r * width;
-        for (int64_t n = 0; n < width; n += 8) {
-          _mm256_storeu_ps(c_row + n, _mm256_fmadd_ps(x, _mm256_loadu_ps(b_row + n),
-                                                      _mm256_loadu_ps(c_row + n)));
-        }
+  // c [rows, width] = a [rows, depth] x b [depth, width] (row major, width a multiple of
+  // kPanel), for a few rows: B read as it is, 16 to 64 columns of it at a time, their sums in
+  // registers over the whole depth (one or two rows take wider blocks, to have enough sums in
+  // flight).
+  static void MatMulRowMajor(const float* a, int64_t rows, const float* b, int64_t depth,
+                             int64_t width, float* c) {
+    for (int64_t r = 0; r < rows; r += kSlice) {
+      const float* a_slice = a + r * depth;
+      float* c_slice = c + r * width;
+      switch (std::min(kSlice, rows - r)) {
+        case 6: RowMajorSlice<6, 1>(a_slice, b, depth, width, c_slice); break;
+        case 5: RowMajorSlice<5, 1>(a_slice, b, depth, width, c_slice); break;
+        case 4: RowMajorSlice<4, 1>(a_slice, b, depth, width, c_slice); break;
+        case 3: RowMajorSlice<3, 1>(a_slice, b, depth, width, c_slice); break;
+        case 2: RowMajorSlice<2, 2>(a_slice, b, depth, width, c_slice); break;
+        default: RowMajorSlice<1, 4>(a_slice, b, depth, width, c_slice); break;
       }
     }
   }
