@@ -462,6 +462,27 @@ def test_float32_whole_sequence_ops_refuse_bad_shapes(fma):
         fma.forward(tf.zeros([2, 3, 32]), odd, odd, tf.zeros([8, 32]), tf.ones([2, 3], bool))
 
 
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_fused_inference_projects_the_inputs_of_real_steps_alone(fma, go_backwards):
+    """Within `fused_inference`, a layer reading vectors (another layer's outputs) projects them
+    at the steps its mask keeps, never at the padding (which the op never reads): a padded
+    batch gives the outputs and states of inference in TensorFlow's ops, to float32 precision."""
+    import keras
+
+    keras.utils.set_random_seed(4)
+    layer = lstm.LSTM(16, return_sequences=True, return_state=True, go_backwards=go_backwards)
+    rng = np.random.default_rng(4)
+    x = tf.constant(rng.normal(size=(BATCH, STEPS, 8)).astype("float32"))
+    mask = _mask("right")
+    plain = [t.numpy() for t in layer(x, mask=mask)]
+    with lstm.fused_inference():
+        infer = tf.function(lambda: layer(x, mask=mask))
+        fused = [t.numpy() for t in infer()]
+    assert {"ScatterNd", "S2sLstmSequenceFloat"} <= _op_types(infer)
+    for got, expected in zip(fused, plain):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
 def _decoder(units, vocabulary=11, embedding_size=6):
     """Our LSTM layers of `units` under an embedding of `vocabulary` rows, and a projection to
     `vocabulary` logits: random weights, scaled up so that the argmax changes from step to step."""

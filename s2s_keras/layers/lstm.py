@@ -216,11 +216,17 @@ def lstm_inference_sequence(
     unmasked (`_span_recurrence`); another mask padded on one side the packed loop
     (`_packed_recurrence`), each step on the rows real at that step only; other masks
     (and every mask `without_packing`) the masked loop. Their gradients come from TensorFlow's
-    own differentiation. Within `fused_inference`, training's loop instead (the kernels)."""
+    own differentiation. Within `fused_inference`, training's loop instead (the kernels), on
+    inputs projected at their real steps alone (`_project_real_steps`)."""
     if _loops["inference_kernels"]:
-        source, source_project = (inputs, project) if batched is None else batched
+        if batched is not None:  # a table's rows: gathering padding costs next to nothing
+            projected = batched[1](batched[0])
+        elif mask is None or project is tf.identity:  # nothing to save
+            projected = project(inputs)
+        else:
+            projected = _project_real_steps(inputs, project, mask)
         return lstm_projected_sequence(
-            source_project(source),
+            projected,
             h0,
             c0,
             mask,
@@ -280,6 +286,16 @@ def lstm_inference_sequence(
         )
     outputs = tf.transpose(h_seq, [1, 0, 2])
     return _masked_outputs(outputs, mask, zero_masked_outputs), h, c
+
+
+def _project_real_steps(inputs, project, mask):
+    """`project(inputs)` at the steps `mask (batch, T)` keeps, zeros at the others — which the
+    whole-sequence op never reads (a masked step reads no input) — so that a batch padded to
+    its longest row pays the input matmul of its real steps only."""
+    real = tf.where(mask)  # (n, 2): row, step
+    projected = project(tf.gather_nd(inputs, real))  # (n, 4·units)
+    shape = tf.concat([tf.shape(mask, tf.int64), tf.shape(projected, tf.int64)[1:]], 0)
+    return tf.scatter_nd(real, projected, shape)
 
 
 def _time_major(inputs):
