@@ -45,7 +45,7 @@ train: $(STAMP) $(KERNELS)
 	$(BIN)/s2s predict --model $(RUN_DIR) hello world keras tensorflow pronunciation
 
 test: $(STAMP) $(KERNELS)
-	$(BIN)/python -m pytest -q -n 2 --durations=15 tests
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal --durations=15 tests
 
 # ruff: lint rules and the formatter (line length 100), configured in pyproject.toml.
 lint: $(STAMP)

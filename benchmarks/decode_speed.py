@@ -17,10 +17,10 @@ Measures, on the same words (CMUdict test-split words):
     measured matmul peak (4096², fp32 and bf16) and the speed of the recurrent step's own
     [256, units] × [units, 4·units] matmul in TensorFlow: how far each side is from the limit.
 The same measures of the fused SavedModel (`export(fused=True)`: the LSTM loops on s2s_keras'
-kernels; not for TF Serving) where the kernels load, with how many of its greedy outputs equal
-the default export's. `--saved-model-only` measures the SavedModels alone: any model, attention
-or not (the other measures rebuild the network as an LSTM encoder-decoder without attention,
-`--preset lstm`).
+kernels; not for TF Serving) where the kernels load, with how many of its greedy and beam-5
+outputs equal the default export's. `--saved-model-only` measures the SavedModels alone: any
+model, attention or not (the other measures rebuild the network as an LSTM encoder-decoder
+without attention, `--preset lstm`).
 Timings exclude the first call (tracing/warm-up). Sources are pre-tokenized for PyTorch and
 keras-io (which favours them); the SavedModel timings include tokenization and detokenization.
 """
@@ -90,12 +90,15 @@ def saved_model_benchmarks(path, words, latency_count):
         "serving_default_beam5": latencies_ms(best, words, latency_count),
         "greedy": latencies_ms(greedy, words, latency_count),
     }
-    greedy_outputs = [
-        o.decode()
-        for start in range(0, len(words), 256)
-        for o in greedy(words[start : start + 256]).numpy()
-    ]
-    return result, greedy_outputs
+    outputs = {
+        name: [
+            o.decode()
+            for start in range(0, len(words), 256)
+            for o in np.reshape(call(words[start : start + 256]).numpy(), [-1])
+        ]
+        for name, call in (("greedy", greedy), ("beam5", beam5))
+    }
+    return result, outputs
 
 
 def model_arrays(model) -> dict:
@@ -250,7 +253,7 @@ def main():
     corpus = pipelines.load_corpus(config.data)
     words = sorted({source for source, _ in corpus.test})[: args.words]
     with tempfile.TemporaryDirectory() as base:
-        saved_model, greedy_outputs = saved_model_benchmarks(
+        saved_model, outputs = saved_model_benchmarks(
             export(model, config, os.path.join(base, "default")), words, args.latency_requests
         )
         fused = None
@@ -259,9 +262,10 @@ def main():
             fused, fused_outputs = saved_model_benchmarks(path, words, args.latency_requests)
             with open(os.path.join(path, "assets.extra", KERNELS_FILE)) as handle:
                 fused["kernels"] = json.load(handle)["ops"]
-            fused["greedy_outputs_as_the_default"] = sum(
-                a == b for a, b in zip(fused_outputs, greedy_outputs)
-            )
+            for name in ("greedy", "beam5"):
+                fused[f"{name}_outputs_as_the_default"] = sum(
+                    a == b for a, b in zip(fused_outputs[name], outputs[name])
+                )
     report = {
         "host": host(),
         "measured": measured(),
@@ -293,7 +297,7 @@ def main():
     )
     # How far from the machine's limit: useful GFLOP/s of greedy at batch 256 against the matmul
     # peak and the speed of the recurrent step's own matmul shape (as train_speed.py).
-    flop_per_word = useful_flop_per_word(model, words, greedy_outputs)
+    flop_per_word = useful_flop_per_word(model, words, outputs["greedy"])
     report["useful_flop_per_word"] = flop_per_word
     report["useful_gflop_per_s_greedy_batch_256"] = (
         saved_model["greedy_words_per_s"]["batch_256"] * flop_per_word / 1e9
@@ -307,7 +311,7 @@ def main():
     }
     if not args.skip_torch:
         report["pytorch_eager"] = torch_benchmarks(
-            model, words, config.decode.max_length, greedy_outputs[:256]
+            model, words, config.decode.max_length, outputs["greedy"][:256]
         )
         fastest = max(
             v for k, v in report["pytorch_eager"].items() if k.startswith("greedy_words_per_s")

@@ -9,6 +9,13 @@ import pytest  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def pytest_collection_modifyitems(items):
+    """The end-to-end runs (marked slow) first, in their order: two processes (`make test`) then
+    start the longest tests early and end on short ones, each stealing the other's when idle
+    (`--dist worksteal`), instead of one waiting for the other's last minute-long run."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def tiny_model():
     """Untrained but deterministic: vocab ≤ 12, 8 units, 2 layers."""
