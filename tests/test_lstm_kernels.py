@@ -504,9 +504,9 @@ def _decoder(units, vocabulary=11, embedding_size=6):
     return embedding, layers, projection
 
 
-def _greedy_in_tensorflow(embedding, layers, projection, state, start_ids, end_id, max_length):
-    """`decoding.greedy_search` over the step function of the layers, in TensorFlow's ops."""
-    from s2s_keras.decoding import greedy_search
+def _step_in_tensorflow(embedding, layers, projection):
+    """The step function of the layers under the embedding, then the projection, in
+    TensorFlow's ops (`cell_steppers`, `step_cells`)."""
     from s2s_keras.layers import cell_steppers, step_cells
 
     steppers = cell_steppers(layers, embedding)
@@ -515,14 +515,20 @@ def _greedy_in_tensorflow(embedding, layers, projection, state, start_ids, end_i
         x, state = step_cells(steppers, token_ids, state)
         return projection(x), state
 
+    return step
+
+
+def _greedy_in_tensorflow(embedding, layers, projection, state, start_ids, end_id, max_length):
+    """`decoding.greedy_search` over the step function of the layers, in TensorFlow's ops."""
+    from s2s_keras.decoding import greedy_search
+
+    step = _step_in_tensorflow(embedding, layers, projection)
     return greedy_search(step, state, start_ids, end_id, max_length).numpy()
 
 
-@pytest.mark.parametrize("batch", [3, 13, 50])  # weights as they are; packed; two blocks
-def test_greedy_op_decodes_as_the_loop_in_tensorflow_ops(fma, batch):
-    """`S2sLstmGreedy` (greedy decoding's whole loop in one op) against `greedy_search` over the
-    same layers' step in TensorFlow ops: the same ids, rows ending at different steps (the end
-    id chosen among the tokens the loop emits) and some running to `max_length`."""
+def _decoding_case(batch):
+    """`_decoder([16, 12])`, random initial states and start ids for `batch` rows, and an end
+    id that greedy search emits in some rows, not all (by 9 steps)."""
     embedding, layers, projection = _decoder([16, 12])
     rng = np.random.default_rng(batch)
     state = [
@@ -532,7 +538,16 @@ def test_greedy_op_decodes_as_the_loop_in_tensorflow_ops(fma, batch):
     start_ids = tf.constant(rng.integers(0, 11, size=batch).astype("int32"))
     never = _greedy_in_tensorflow(embedding, layers, projection, state, start_ids, -1, 9)
     tokens, counts = np.unique(never[:, 2:], return_counts=True)
-    end_id = int(tokens[np.argsort(counts)[len(counts) // 2]])  # emitted by some rows, not all
+    end_id = int(tokens[np.argsort(counts)[len(counts) // 2]])
+    return embedding, layers, projection, state, start_ids, end_id
+
+
+@pytest.mark.parametrize("batch", [3, 13, 50])  # weights as they are; packed; two blocks
+def test_greedy_op_decodes_as_the_loop_in_tensorflow_ops(fma, batch):
+    """`S2sLstmGreedy` (greedy decoding's whole loop in one op) against `greedy_search` over the
+    same layers' step in TensorFlow ops: the same ids, rows ending at different steps (the end
+    id chosen among the tokens the loop emits) and some running to `max_length`."""
+    embedding, layers, projection, state, start_ids, end_id = _decoding_case(batch)
     expected = _greedy_in_tensorflow(embedding, layers, projection, state, start_ids, end_id, 9)
     with lstm.fused_inference():
         search = lstm.greedy_search_op(
@@ -554,9 +569,10 @@ def test_greedy_op_only_within_fused_inference_and_where_it_runs(fma):
         assert lstm.greedy_search_op(odd_layers, odd_embedding, weights) is None
 
 
-def test_greedy_op_refuses_bad_inputs(fma):
-    op = lstm_kernels.greedy_op()
-    arguments = dict(
+def _decoding_op_arguments(**more):
+    """A decoding op's inputs for a one-layer stack of 4 units, all weights 0 (equal logits):
+    two rows starting from tokens 1 and 4 of 5, end id 2, at most 3 steps."""
+    return dict(
         h0=[tf.zeros([2, 4])],
         c0=[tf.zeros([2, 4])],
         kernels=[tf.zeros([3, 16])],
@@ -568,7 +584,13 @@ def test_greedy_op_refuses_bad_inputs(fma):
         start_ids=tf.constant([1, 4]),
         max_length=tf.constant(3),
         end_id=2,
+        **more,
     )
+
+
+def test_greedy_op_refuses_bad_inputs(fma):
+    op = lstm_kernels.greedy_op()
+    arguments = _decoding_op_arguments()
     assert op(**arguments).shape == (2, 3)  # all logits 0: token 0 (never the end) each step
     empty = dict(h0=[tf.zeros([0, 4])], c0=[tf.zeros([0, 4])], start_ids=tf.zeros([0], tf.int32))
     assert op(**{**arguments, **empty}).shape == (0, 0)
@@ -592,18 +614,6 @@ def test_greedy_op_refuses_bad_inputs(fma):
             op(**{**arguments, **change})
 
 
-def _step_in_tensorflow(embedding, layers, projection):
-    from s2s_keras.layers import cell_steppers, step_cells
-
-    steppers = cell_steppers(layers, embedding)
-
-    def step(token_ids, state):
-        x, state = step_cells(steppers, token_ids, state)
-        return projection(x), state
-
-    return step
-
-
 @pytest.mark.parametrize(
     "batch, beam, alpha, num_results, max_length",
     [
@@ -621,17 +631,8 @@ def test_beam_search_op_searches_as_the_loop_in_tensorflow_ops(
     float32's precision, with rows finishing at different steps."""
     from s2s_keras.decoding import beam_search, greedy_search
 
-    embedding, layers, projection = _decoder([16, 12])
-    rng = np.random.default_rng(batch)
-    state = [
-        [tf.constant(rng.normal(size=(batch, layer.units)).astype("float32")) for _ in "hc"]
-        for layer in layers
-    ]
-    start_ids = tf.constant(rng.integers(0, 11, size=batch).astype("int32"))
+    embedding, layers, projection, state, start_ids, end_id = _decoding_case(batch)
     step = _step_in_tensorflow(embedding, layers, projection)
-    never = greedy_search(step, state, start_ids, -1, 9).numpy()
-    tokens, counts = np.unique(never[:, 2:], return_counts=True)
-    end_id = int(tokens[np.argsort(counts)[len(counts) // 2]])  # emitted by some rows, not all
     arguments = (start_ids, end_id, max_length, beam, alpha, num_results)
     expected_ids, expected_scores = beam_search(step, state, *arguments)
     with lstm.fused_inference():
@@ -650,21 +651,8 @@ def test_beam_search_op_searches_as_the_loop_in_tensorflow_ops(
 
 def test_beam_search_op_refuses_bad_inputs_and_takes_an_empty_batch(fma):
     op = lstm_kernels.beam_search_op()
-    arguments = dict(
-        h0=[tf.zeros([2, 4])],
-        c0=[tf.zeros([2, 4])],
-        kernels=[tf.zeros([3, 16])],
-        biases=[tf.zeros([16])],
-        recurrent_kernels=[tf.zeros([4, 16])],
-        embeddings=tf.zeros([5, 3]),
-        projection_kernel=tf.zeros([4, 5]),
-        projection_bias=tf.zeros([5]),
-        start_ids=tf.constant([1, 4]),
-        max_length=tf.constant(3),
-        beam_size=tf.constant(2),
-        alpha=tf.constant(0.0),
-        num_results=tf.constant(2),
-        end_id=2,
+    arguments = _decoding_op_arguments(
+        beam_size=tf.constant(2), alpha=tf.constant(0.0), num_results=tf.constant(2)
     )
     ids, scores = op(**arguments)  # equal logits: ties go to the lower token, never the end
     assert ids.shape == (2, 2, 3) and scores.shape == (2, 2)
