@@ -180,7 +180,7 @@ def test_a_killed_worker_and_its_peer_restart_and_resume(tmp_path):
     import numpy as np
     from test_run_state import read_state
 
-    pairs = reversal_pairs(1500, seed=6)
+    pairs = reversal_pairs(700, seed=6)
     (tmp_path / "train.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in pairs))
     settings = ("train.epochs=3", "train.backup_every_steps=3", "model.hidden_units=64")
     finish(start_workers(tmp_path, tmp_path / "whole", *settings))

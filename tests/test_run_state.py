@@ -26,7 +26,7 @@ def read_state(path):
 
 def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
     monkeypatch.setenv("TF_DETERMINISTIC_OPS", "1")  # run-to-run identical kernels
-    pairs = reversal_pairs(2400, seed=4)
+    pairs = reversal_pairs(1200, seed=4)
     (tmp_path / "train.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in pairs))
     command = [
         "train",

@@ -107,22 +107,22 @@ class DecoderStack {
     S2S_REQUIRE_OK(ctx, ctx->input_list("kernels", &kernels_));
     S2S_REQUIRE_OK(ctx, ctx->input_list("biases", &biases_));
     S2S_REQUIRE_OK(ctx, ctx->input_list("recurrent_kernels", &recurrent_));
-    embeddings_ = &ctx->input(5 * layers);               // [V_in, E]
+    embeddings_ = &ctx->input(5 * layers);                  // [V_in, E]
     const Tensor& projection = ctx->input(5 * layers + 1);  // [U_last, V]
-    projection_bias_ = &ctx->input(5 * layers + 2);      // [V]
-    const Tensor& start_ids = ctx->input(5 * layers + 3);  // [batch]
+    projection_bias_ = &ctx->input(5 * layers + 2);         // [V]
+    const Tensor& start_ids = ctx->input(5 * layers + 3);   // [batch]
     const Tensor& max_length = ctx->input(5 * layers + 4);  // scalar
     S2S_REQUIRE(ctx, start_ids.dims() == 1 && embeddings_->dims() == 2,
-            InvalidArgument(name, ": start_ids must be a vector, embeddings a matrix"));
+                InvalidArgument(name, ": start_ids must be a vector, embeddings a matrix"));
     S2S_REQUIRE(ctx, tensorflow::TensorShapeUtils::IsScalar(max_length.shape()),
-            InvalidArgument(name, ": max_length must be a scalar"));
+                InvalidArgument(name, ": max_length must be a scalar"));
     batch_ = start_ids.dim_size(0);
     vocabulary_ = embeddings_->dim_size(0);
     units_.resize(layers);
     int64_t depth = embeddings_->dim_size(1);
     for (int l = 0; l < layers; ++l) {
       S2S_REQUIRE(ctx, h0_[l].dims() == 2 && h0_[l].dim_size(0) == batch_,
-              InvalidArgument(name, ": h0[", l, "] must be [batch, units]"));
+                  InvalidArgument(name, ": h0[", l, "] must be [batch, units]"));
       units_[l] = h0_[l].dim_size(1);
       const int64_t width = 4 * units_[l];
       S2S_REQUIRE(ctx, c0_[l].shape() == h0_[l].shape() && kernels_[l].dims() == 2 &&
@@ -130,24 +130,24 @@ class DecoderStack {
                   biases_[l].dims() == 1 && biases_[l].dim_size(0) == width &&
                   recurrent_[l].dims() == 2 && recurrent_[l].dim_size(0) == units_[l] &&
                   recurrent_[l].dim_size(1) == width,
-              InvalidArgument(name, ": inconsistent shapes in layer ", l));
+                  InvalidArgument(name, ": inconsistent shapes in layer ", l));
       S2S_REQUIRE(ctx, width % Engine::kPanel == 0,
-              InvalidArgument(name, ": needs units a multiple of ", Engine::kPanel / 4,
-                              ", got ", units_[l], " in layer ", l));
+                  InvalidArgument(name, ": needs units a multiple of ", Engine::kPanel / 4,
+                                  ", got ", units_[l], " in layer ", l));
       depth = units_[l];
     }
     outputs_ = projection_bias_->NumElements();
     S2S_REQUIRE(ctx, projection.dims() == 2 && projection.dim_size(0) == depth &&
                 projection.dim_size(1) == outputs_ && projection_bias_->dims() == 1,
-            InvalidArgument(name, ": inconsistent shapes of the projection"));
+                InvalidArgument(name, ": inconsistent shapes of the projection"));
     S2S_REQUIRE(ctx, outputs_ > 0 && outputs_ <= vocabulary_,
-            InvalidArgument(name, ": ", outputs_, " logits for an embedding of ", vocabulary_,
-                            " rows"));
+                InvalidArgument(name, ": ", outputs_, " logits for an embedding of ",
+                                vocabulary_, " rows"));
     starts_ = start_ids.flat<int32_t>().data();
     for (int64_t r = 0; r < batch_; ++r) {
       S2S_REQUIRE(ctx, starts_[r] >= 0 && starts_[r] < vocabulary_,
-              InvalidArgument(name, ": start id ", starts_[r], " outside [0, ", vocabulary_,
-                              ")"));
+                  InvalidArgument(name, ": start id ", starts_[r], " outside [0, ",
+                                  vocabulary_, ")"));
     }
     max_length_ = std::max<int32_t>(1, max_length.scalar<int32_t>()());
     projection_ = projection.flat<float>().data();
@@ -159,10 +159,10 @@ class DecoderStack {
   int64_t outputs() const { return outputs_; }
   int32_t start(int64_t row) const { return starts_[row]; }
 
-  // A block per intra-op thread for `rows` network rows (`rows_per_item` of them per batch
-  // row), but no split below 2 · kPackRows rows a block: a few rows stay on one thread, their
-  // weights unpacked (a step is too short to share). Returns the batch rows of a block, and
-  // makes the weights the blocks multiply.
+  // Makes the weights the blocks multiply, and returns the batch rows of a block: a block per
+  // intra-op thread, but no split below 2 · kPackRows network rows a block (`rows_per_item`
+  // of them per batch row): a few rows stay on one thread, their weights unpacked (a step is
+  // too short to share). `Cost`, `NewBlock` and `LogitsStride` need it first.
   int64_t Prepare(OpKernelContext* ctx, int64_t rows_per_item) {
     const int threads = ctx->device()->tensorflow_cpu_worker_threads()->num_threads;
     const int64_t blocks = std::max<int64_t>(
@@ -186,7 +186,7 @@ class DecoderStack {
     return block_items;
   }
 
-  // After `Prepare`: the cost of a block's loop for the pool's sharding, blocks, logits.
+  // The cost of a block's loop over `block_rows` network rows, for the pool's sharding.
   int64_t Cost(int64_t block_rows) const {
     return max_length_ * block_rows * units_.back() * 4 * 400 * layers_;
   }
