@@ -220,15 +220,24 @@ class DecoderStack {
     }
   }
 
-  // Rows [0, n) of the block's state become rows `from[0, n)` of it.
+  // Rows [0, n) of the block's state become rows `from[0, n)` of it. Rows kept in order (the
+  // greedy op's compaction: `from` increasing, so never below its position) move in place;
+  // others (beams chosen twice, or reordered) through a buffer.
   void Gather(Block* block, const int64_t* from, int64_t n) const {
+    bool in_order = true;
+    for (int64_t r = 1; r < n && in_order; ++r) in_order = from[r - 1] < from[r];
     for (int l = 0; l < layers_; ++l) {
       const int64_t u = units_[l];
       for (auto* state : {&block->h[l], &block->c[l]}) {
+        float* rows = state->data();
         for (int64_t r = 0; r < n; ++r) {
-          std::copy_n(state->data() + from[r] * u, u, block->moved.data() + r * u);
+          if (!in_order) {
+            std::copy_n(rows + from[r] * u, u, block->moved.data() + r * u);
+          } else if (from[r] != r) {
+            std::copy_n(rows + from[r] * u, u, rows + r * u);
+          }
         }
-        std::copy_n(block->moved.data(), n * u, state->data());
+        if (!in_order) std::copy_n(block->moved.data(), n * u, rows);
       }
     }
   }

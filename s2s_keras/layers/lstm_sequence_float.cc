@@ -2,9 +2,8 @@
 // FMA: S2sLstmSequenceFloat and S2sLstmSequenceFloatGrad, and the decoding ops S2sLstmGreedy
 // (`lstm_greedy.h`) and S2sLstmBeamSearch (`lstm_beam.h`). `s2s_keras/layers/lstm_kernels.py`
 // builds this library with `-mavx`, as the per-step one, and loads it where `S2sFmaUsable`
-// holds. The gate arithmetic
-// is the per-step kernels' (AVX: tf.sigmoid's and tf.tanh's roundings); only the recurrent
-// matmul is AVX2 FMA code, in functions of their own.
+// holds. The gate arithmetic is the per-step kernels' (AVX: tf.sigmoid's and tf.tanh's
+// roundings); only the recurrent matmul is AVX2 FMA code, in functions of their own.
 //
 // The matmul: W_h (or W_hᵀ) is packed once per call into panels of 16 columns, each panel's
 // rows contiguous; a block of rows (one per intra-op thread) multiplies panel by panel, so a

@@ -301,15 +301,9 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
 
             # within `lstm.fused_inference`, greedy and beam search's whole loops as one op each,
             # where they run
-            for attribute, make_op in (
-                ("greedy_search", greedy_search_op),
-                ("beam_search", beam_search_op),
-            ):
-                setattr(
-                    step,
-                    attribute,
-                    make_op(self.decoder_layers, self.target_embedding, self._projection_weights),
-                )
+            decoder = (self.decoder_layers, self.target_embedding, self._projection_weights)
+            step.greedy_search = greedy_search_op(*decoder)
+            step.beam_search = beam_search_op(*decoder)
             return step
 
         def step(token_ids, state):
