@@ -152,7 +152,7 @@ def test_cli_trains_evaluates_predicts_and_exports_a_classifier(tmp_path, capsys
     assert config["task"] == "classify"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["train_sources_cut"] == sum(len(t.split()) > 8 for t, _ in rows[:900]) > 0
-    # evaluate and predict in this process (training and export run as the CLI's own processes)
+    # evaluate, predict and export in this process (training runs as the CLI's own process)
     capsys.readouterr()
     assert cli.main(["evaluate", "--run-dir", str(run_dir), "--split", "test"]) == 0
     result = json.loads(capsys.readouterr().out.splitlines()[-1])
@@ -163,9 +163,11 @@ def test_cli_trains_evaluates_predicts_and_exports_a_classifier(tmp_path, capsys
     )
     out = capsys.readouterr().out
     assert [line.split("\t")[1] for line in out.splitlines()] == ["pos", "neg"]
-    version = run_cli(
-        "export", "--run-dir", str(run_dir), "--export-base", str(tmp_path / "export")
-    ).stdout.strip()
+    assert (
+        cli.main(["export", "--run-dir", str(run_dir), "--export-base", str(tmp_path / "export")])
+        == 0
+    )
+    version = capsys.readouterr().out.strip()
     from test_export import audit_ops
 
     assert audit_ops(version) <= {"NormalizeUTF8", "CaseFoldUTF8"}, audit_ops(version)

@@ -133,11 +133,13 @@ def test_bad_tsv_line_is_reported_through_the_cli(tmp_path):
     assert result.returncode == 2 and "bad.tsv:2: expected 2 tab-separated columns" in result.stderr
 
 
-def test_wordpiece_sentence_model_trains_evaluates_and_exports(tmp_path):
+def test_wordpiece_sentence_model_trains_evaluates_and_exports(tmp_path, capsys):
     """Sentence-level data end to end: WordPiece on both sides, BLEU/chrF, export, op audit."""
     import random
 
     from test_export import audit_ops
+
+    from s2s_keras import cli
 
     rng = random.Random(2)
     lexicon = {
@@ -197,20 +199,23 @@ def test_wordpiece_sentence_model_trains_evaluates_and_exports(tmp_path):
         "--run-dir",
         str(run_dir),
     )
-    result = json.loads(
-        run_cli("evaluate", "--run-dir", str(run_dir), "--split", "test").stdout.splitlines()[-1]
-    )
+    # evaluate, export and predict in this process (each start of TensorFlow costs seconds)
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--run-dir", str(run_dir), "--split", "test"]) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert result["num_words"] == 40 and 0 <= result["bleu"] <= 100 and 0 <= result["chrf"] <= 100
     assert result["exact_match"] == pytest.approx(1 - result["wer"])
     assert result["chrf"] > 30, result  # it learned something of the word mapping
 
-    version = run_cli(
-        "export", "--run-dir", str(run_dir), "--export-base", str(tmp_path / "sm")
-    ).stdout.strip()
+    assert (
+        cli.main(["export", "--run-dir", str(run_dir), "--export-base", str(tmp_path / "sm")]) == 0
+    )
+    version = capsys.readouterr().out.strip()
     assert audit_ops(version) <= {
         "NormalizeUTF8",
         "CaseFoldUTF8",
         "FastWordpieceTokenizeWithOffsets",
     }
-    output = run_cli("predict", "--model", version, "The big cat sees a dog.").stdout
+    assert cli.main(["predict", "--model", version, "The big cat sees a dog."]) == 0
+    output = capsys.readouterr().out
     assert output.startswith("The big cat sees a dog.\t") and output.split("\t")[1].strip()

@@ -6,9 +6,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import run_cli
 
-from s2s_keras import Seq2Seq
+from s2s_keras import Seq2Seq, cli
 from s2s_keras.config import DecodeConfig, preset
 from s2s_keras.decoding import greedy_search
 from s2s_keras.evaluation import evaluate_language_model
@@ -157,7 +156,7 @@ def test_members_that_read_or_write_other_tokens_are_refused_by_name():
 
 
 @pytest.mark.slow
-def test_cli_evaluates_and_exports_an_ensemble_of_runs(tmp_path):
+def test_cli_evaluates_and_exports_an_ensemble_of_runs(tmp_path, capsys):
     """Two finished runs (written as `s2s train` writes them) → `s2s evaluate --run-dir A B` and
     `s2s export --run-dir A B`; the SavedModel's answers are the in-process ensemble's."""
     rows = [("abc", "X Y"), ("bad", "W X"), ("cafe", "Y Y Z"), ("fed", "Z")]
@@ -177,8 +176,19 @@ def test_cli_evaluates_and_exports_an_ensemble_of_runs(tmp_path):
     rows[0] = (rows[0][0], expected[0].decode())
     rows[1] = (rows[1][0], expected[1].decode())
     (tmp_path / "pairs.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in rows))
-    evaluate = ("evaluate", "--split", "test", "--beam-size", "1", "--run-dir")
-    result = json.loads(run_cli(*evaluate, *run_dirs).stdout.splitlines()[-1])
+    # `s2s evaluate --run-dir A B`, `s2s export --run-dir A B`, `s2s predict --model A --model B`
+    # (in this process: each start of TensorFlow costs seconds)
+    words = [s for s, _ in rows]
+    out = []
+    for command in (
+        ["evaluate", "--split", "test", "--beam-size", "1", "--run-dir", *run_dirs],
+        ["export", "--run-dir", *run_dirs, "--export-base", str(tmp_path / "export")],
+        ["predict", "--model", run_dirs[0], "--model", run_dirs[1], "--beam-size", "1", *words],
+    ):
+        capsys.readouterr()
+        assert cli.main(command) == 0
+        out.append(capsys.readouterr().out)
+    result = json.loads(out[0].splitlines()[-1])
     exact = np.mean([h.decode() == t for h, (_, t) in zip(expected, rows)])
     assert exact >= 0.5 and result["exact_match"] == pytest.approx(exact), (expected, result)
     first = Translator(ensemble.members[0], preset("tiny").decode)
@@ -186,9 +196,7 @@ def test_cli_evaluates_and_exports_an_ensemble_of_runs(tmp_path):
         first.translate([s for s, _ in rows[:2]], beam_size=1).numpy().tolist()
         != expected[:2].tolist()
     )
-    version = run_cli(
-        "export", "--run-dir", *run_dirs, "--export-base", str(tmp_path / "export")
-    ).stdout.strip()
+    version = out[1].strip()
     extra = sorted(p.name for p in (tmp_path / "export" / "1" / "assets.extra").iterdir())
     assert {
         "member-0.keras",
@@ -201,17 +209,7 @@ def test_cli_evaluates_and_exports_an_ensemble_of_runs(tmp_path):
     served = loaded.greedy(inputs=tf.constant([s for s, _ in rows]))["outputs"].numpy()
     assert served.tolist() == expected.tolist()
     # `s2s predict --model A --model B`: the same ensemble from the run dirs.
-    out = run_cli(
-        "predict",
-        "--model",
-        run_dirs[0],
-        "--model",
-        run_dirs[1],
-        "--beam-size",
-        "1",
-        *(s for s, _ in rows),
-    ).stdout
-    assert [line.split("\t")[1] for line in out.splitlines()] == [e.decode() for e in expected]
+    assert [line.split("\t")[1] for line in out[2].splitlines()] == [e.decode() for e in expected]
     with pytest.raises(FileNotFoundError, match=r"--model '.*/1': an ensemble is made of run dirs"):
         load_predictor([run_dirs[0], version])
 
