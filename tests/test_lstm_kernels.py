@@ -649,6 +649,31 @@ def test_beam_search_op_searches_as_the_loop_in_tensorflow_ops(
     assert ended.any() and (batch == 1 or not ended.all()), ended  # some cut at max_length
 
 
+def test_decoding_ops_give_a_request_alone_its_numbers_in_a_batch(fma):
+    """A single request's few rows multiply the weights as they are, each matmul's columns
+    shared with a helper thread, and tabulate the first layer's new tokens together; a batch's
+    blocks multiply packed weights: the same sums in the same order, so a request's beam scores
+    and greedy ids do not depend on the batch it came in."""
+    embedding, layers, projection, state, start_ids, end_id = _decoding_case(13)
+    weights = (layers, embedding, lambda: (projection.kernel.value, projection.bias.value))
+    with lstm.fused_inference():
+        beam, greedy = lstm.beam_search_op(*weights), lstm.greedy_search_op(*weights)
+    search = (end_id, tf.constant(9), tf.constant(5), tf.constant(0.6), tf.constant(3))
+    ids, scores = beam(state, start_ids, *search)
+    greedy_ids = greedy(state, start_ids, end_id, tf.constant(9)).numpy()
+    for row in (0, 7, 12):
+        alone = [[tensor[row : row + 1] for tensor in layer] for layer in state]
+        row_ids, row_scores = beam(alone, start_ids[row : row + 1], *search)
+        np.testing.assert_array_equal(row_scores.numpy()[0], scores.numpy()[row])
+        steps = row_ids.shape[2]
+        np.testing.assert_array_equal(row_ids.numpy()[0], ids.numpy()[row, :, :steps])
+        assert not ids.numpy()[row, :, steps:].any()
+        row_greedy = greedy(alone, start_ids[row : row + 1], end_id, tf.constant(9)).numpy()
+        np.testing.assert_array_equal(
+            row_greedy[0], greedy_ids[row, : row_greedy.shape[1]], err_msg=str(row)
+        )
+
+
 def test_beam_search_op_refuses_bad_inputs_and_takes_an_empty_batch(fma):
     op = lstm_kernels.beam_search_op()
     arguments = _decoding_op_arguments(

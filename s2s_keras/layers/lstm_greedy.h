@@ -22,8 +22,12 @@
 #define S2S_KERAS_LAYERS_LSTM_GREEDY_H_
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "lstm_sequence.h"
@@ -44,6 +48,92 @@
   } while (0)
 
 namespace {
+
+// A second thread for a lone block's matmuls (a single request's few rows: its steps are too
+// short to share between blocks, but each matmul's columns split in two). `Run(n, task)` runs
+// task(0), ..., task(n - 1), each on whichever thread claims it first: the calling one, or the
+// helper, a loop of an intra-op pool thread that waits for work (spinning, then yielding)
+// until `Stop()`. The caller never waits for a helper that has not started (it then claims
+// every task itself), only for tasks the helper claimed, so a busy pool costs no deadlock.
+class Helper {
+ public:
+  template <typename Engine>
+  void Start(tensorflow::thread::ThreadPool* pool) {
+    shared_ = std::make_shared<Shared>();
+    pool->Schedule([shared = shared_] {
+      Engine::ThreadBegin();
+      int64_t seen = 0;
+      for (int idle = 0; !shared->stop.load(std::memory_order_acquire);) {
+        const int64_t state = shared->state.load(std::memory_order_acquire);
+        if (state >> 32 == seen) {
+          Wait(++idle);
+          continue;
+        }
+        seen = state >> 32;
+        idle = 0;
+        shared->Claim(seen);
+      }
+      Engine::ThreadEnd();
+    });
+  }
+
+  bool started() const { return shared_ != nullptr; }
+
+  void Run(int tasks, const std::function<void(int)>& task) {
+    Shared& shared = *shared_;
+    shared.task.store(&task, std::memory_order_relaxed);
+    shared.tasks.store(tasks, std::memory_order_relaxed);
+    shared.done.store(0, std::memory_order_relaxed);
+    const int64_t generation = (shared.state.load(std::memory_order_relaxed) >> 32) + 1;
+    shared.state.store(generation << 32, std::memory_order_release);
+    shared.Claim(generation);
+    for (int idle = 0; shared.done.load(std::memory_order_acquire) < tasks;) Wait(++idle);
+  }
+
+  void Stop() {
+    if (shared_) shared_->stop.store(true, std::memory_order_release);
+    shared_.reset();
+  }
+
+  ~Helper() { Stop(); }
+
+ private:
+  struct Shared {
+    // generation << 32 | the next task to claim
+    std::atomic<int64_t> state{0};
+    std::atomic<int> done{0};
+    std::atomic<bool> stop{false};
+    std::atomic<const std::function<void(int)>*> task{nullptr};
+    std::atomic<int> tasks{0};  // of the generation `state` names
+
+    // Runs the tasks of `generation` this thread claims, until none is left.
+    void Claim(int64_t generation) {
+      int64_t state_now = state.load(std::memory_order_acquire);
+      while (state_now >> 32 == generation &&
+             (state_now & 0xffffffff) < tasks.load(std::memory_order_relaxed)) {
+        if (!state.compare_exchange_weak(state_now, state_now + 1, std::memory_order_acq_rel)) {
+          continue;
+        }
+        (*task.load(std::memory_order_relaxed))(static_cast<int>(state_now & 0xffffffff));
+        done.fetch_add(1, std::memory_order_release);
+        state_now = state.load(std::memory_order_acquire);
+      }
+    }
+  };
+
+  // A wait's `idle`-th round: a pause, then yielding the core once the wait is long.
+  static void Wait(int idle) {
+    if (idle < 4096) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    } else {
+      std::this_thread::yield();
+    }
+  }
+
+  std::shared_ptr<Shared> shared_;
+};
 
 // A [depth, width] float32 matrix as the engine multiplies it: packed (its width padded with
 // zero columns to a multiple of kPanel) or, where `in_place`, as it is.
@@ -67,12 +157,19 @@ class Weights {
 
   int64_t padded() const { return padded_; }
 
-  // c [rows, padded()] = a [rows, depth] x W (zeros in the padded columns)
-  void MatMul(const float* a, int64_t rows, float* c) const {
-    if (in_place_) {
+  // c [rows, padded()] = a [rows, depth] x W (zeros in the padded columns); where W is as it
+  // is and a helper has started, each thread multiplies half its columns.
+  void MatMul(const float* a, int64_t rows, float* c, Helper* helper = nullptr) const {
+    if (!in_place_) {
+      Engine::MatMul(a, rows, data_, depth_, padded_, c);
+    } else if (helper == nullptr || !helper->started()) {
       Engine::MatMulRowMajor(a, rows, data_, depth_, width_, c);
     } else {
-      Engine::MatMul(a, rows, data_, depth_, padded_, c);
+      const int64_t half = width_ / 2 / Engine::kPanel * Engine::kPanel;
+      helper->Run(2, [&](int part) {
+        Engine::MatMulRowMajor(a, rows, data_, depth_, width_, c, part ? half : 0,
+                               part ? width_ : half);
+      });
     }
   }
 
@@ -93,8 +190,9 @@ class DecoderStack {
   // are met, and scratch. `logits`: the last step's, row stride `LogitsStride()`.
   struct Block {
     std::vector<std::vector<float>> h, c;
-    std::vector<float> projected, sums, activations, logits, table, moved;
+    std::vector<float> projected, sums, activations, logits, table, moved, embedded;
     std::vector<bool> tabulated;
+    std::vector<int32_t> new_ids;
     Floats cell;
   };
 
@@ -161,14 +259,19 @@ class DecoderStack {
 
   // Makes the weights the blocks multiply, and returns the batch rows of a block: a block per
   // intra-op thread, but no split below 2 · kPackRows network rows a block (`rows_per_item`
-  // of them per batch row): a few rows stay on one thread, their weights unpacked (a step is
-  // too short to share). `Cost`, `NewBlock` and `LogitsStride` need it first.
+  // of them per batch row): a few rows stay in one block, their weights unpacked (a step is
+  // too short to share), and a helper thread multiplies half of each recurrent and input
+  // matmul's columns. `Cost`, `NewBlock` and `LogitsStride` need it first.
   int64_t Prepare(OpKernelContext* ctx, int64_t rows_per_item) {
     const int threads = ctx->device()->tensorflow_cpu_worker_threads()->num_threads;
     const int64_t blocks = std::max<int64_t>(
         1, std::min<int64_t>({threads, batch_, batch_ * rows_per_item / (2 * kPackRows)}));
     const int64_t block_items = std::max<int64_t>(1, (batch_ + blocks - 1) / blocks);
     const bool in_place = block_items * rows_per_item < kPackRows;
+    helper_.Stop();
+    if (blocks == 1 && threads > 1 && in_place && batch_ > 0) {
+      helper_.Start<Engine>(ctx->device()->tensorflow_cpu_worker_threads()->workers);
+    }
     // Layer 0's input kernel multiplies one embedding row at a time (its table rows).
     inputs_.clear();
     steps_.clear();
@@ -206,6 +309,8 @@ class DecoderStack {
     block.logits.resize(capacity * logits_weights_->padded());
     block.table.resize(vocabulary_ * 4 * units_[0]);
     block.tabulated.assign(vocabulary_, false);
+    block.embedded.resize(capacity * embeddings_->dim_size(1));
+    block.new_ids.reserve(capacity);
     block.moved.resize(capacity * widest / 4);
     block.cell.resize(widest / 4);
     return block;
@@ -244,33 +349,45 @@ class DecoderStack {
 
   int64_t LogitsStride() const { return logits_weights_->padded(); }
 
+  // The first layer's table rows `tokens[0, n)` that the block has not met yet, E[id] W_x + b
+  // as `input_table` sums them: in one matmul (the same sums as one at a time).
+  void Tabulate(const int32_t* tokens, int64_t n, Block* block) const {
+    const int64_t embedding_size = embeddings_->dim_size(1), width0 = 4 * units_[0];
+    block->new_ids.clear();
+    for (int64_t r = 0; r < n; ++r) {
+      if (block->tabulated[tokens[r]]) continue;
+      block->tabulated[tokens[r]] = true;
+      std::copy_n(embeddings_->flat<float>().data() + tokens[r] * embedding_size, embedding_size,
+                  block->embedded.data() + block->new_ids.size() * embedding_size);
+      block->new_ids.push_back(tokens[r]);
+    }
+    const int64_t m = block->new_ids.size();
+    if (m == 0) return;
+    inputs_[0].MatMul(block->embedded.data(), m, block->projected.data(), &helper_);
+    const ConstFloatMap bias(biases_[0].flat<float>().data(), width0);
+    for (int64_t i = 0; i < m; ++i) {
+      FloatMap(block->table.data() + block->new_ids[i] * width0, width0) =
+          ConstFloatMap(block->projected.data() + i * width0, width0) + bias;
+    }
+  }
+
   // One step of rows [0, n) reading `tokens`: their states, and their logits (bias added).
   void Step(const int32_t* tokens, int64_t n, Block* block) const {
-    const float* embedding = embeddings_->flat<float>().data();
-    const float* bias0 = biases_[0].flat<float>().data();
-    const int64_t embedding_size = embeddings_->dim_size(1), width0 = 4 * units_[0];
+    Tabulate(tokens, n, block);
+    const int64_t width0 = 4 * units_[0];
     for (int l = 0; l < layers_; ++l) {
       const int64_t u = units_[l], width = 4 * u;
       if (l > 0) {
-        inputs_[l].MatMul(block->h[l - 1].data(), n, block->projected.data());
+        inputs_[l].MatMul(block->h[l - 1].data(), n, block->projected.data(), &helper_);
         const ConstFloatMap bias(biases_[l].flat<float>().data(), width);
         for (int64_t r = 0; r < n; ++r) {
           FloatMap(block->projected.data() + r * width, width) += bias;
         }
       }
-      steps_[l].MatMul(block->h[l].data(), n, block->sums.data());
+      steps_[l].MatMul(block->h[l].data(), n, block->sums.data(), &helper_);
       for (int64_t r = 0; r < n; ++r) {
         const float* p = block->projected.data() + r * width;
-        if (l == 0) {
-          const int32_t id = tokens[r];
-          float* table_row = block->table.data() + id * width0;
-          if (!block->tabulated[id]) {  // E[id] W_x + b, as `input_table` sums it
-            inputs_[0].MatMul(embedding + id * embedding_size, 1, table_row);
-            FloatMap(table_row, width0) += ConstFloatMap(bias0, width0);
-            block->tabulated[id] = true;
-          }
-          p = table_row;
-        }
+        if (l == 0) p = block->table.data() + tokens[r] * width0;
         float* h_row = block->h[l].data() + r * u;
         float* c_row = block->c[l].data() + r * u;
         GatesRow<float>(u, p, block->sums.data() + r * width, h_row, c_row, true, h_row, c_row,
@@ -296,6 +413,7 @@ class DecoderStack {
   std::vector<int64_t> units_;
   std::vector<Weights<Engine>> inputs_, steps_;
   std::optional<Weights<Engine>> logits_weights_;
+  mutable Helper helper_;  // where a lone block's few rows share their matmuls
 };
 
 template <typename Engine>

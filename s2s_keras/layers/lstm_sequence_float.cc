@@ -62,13 +62,14 @@ __attribute__((target("avx2,fma"))) void MicroKernel(const float* a, const float
     for (int j = 0; j < 2 * S; ++j) _mm256_storeu_ps(c + r * c_stride + 8 * j, sums[r][j]);
 }
 
-// c [R, width] = a [R, depth] x b [depth, width] as it is (width a multiple of kPanel), in
-// column blocks of 16·S, the last ones of 16.
+// Columns [begin, end) of c [R, width] = a [R, depth] x b [depth, width] as it is (width, begin
+// and end multiples of kPanel), in column blocks of 16·S, the last ones of 16.
 template <int R, int S>
-void RowMajorSlice(const float* a, const float* b, int64_t depth, int64_t width, float* c) {
-  int64_t n = 0;
-  for (; n + 16 * S <= width; n += 16 * S) MicroKernel<R, S>(a, b + n, width, depth, c + n, width);
-  for (; n < width; n += 16) MicroKernel<R, 1>(a, b + n, width, depth, c + n, width);
+void RowMajorSlice(const float* a, const float* b, int64_t depth, int64_t width, float* c,
+                   int64_t begin, int64_t end) {
+  int64_t n = begin;
+  for (; n + 16 * S <= end; n += 16 * S) MicroKernel<R, S>(a, b + n, width, depth, c + n, width);
+  for (; n < end; n += 16) MicroKernel<R, 1>(a, b + n, width, depth, c + n, width);
 }
 
 struct Fma {
@@ -123,19 +124,20 @@ struct Fma {
   // c [rows, width] = a [rows, depth] x b [depth, width] (row major, width a multiple of
   // kPanel), for a few rows: B read as it is, 16 to 64 columns of it at a time, their sums in
   // registers over the whole depth (one or two rows take wider blocks, to have enough sums in
-  // flight).
+  // flight). Only columns [begin, end) where `end` is given (multiples of kPanel).
   static void MatMulRowMajor(const float* a, int64_t rows, const float* b, int64_t depth,
-                             int64_t width, float* c) {
+                             int64_t width, float* c, int64_t begin = 0, int64_t end = -1) {
+    if (end < 0) end = width;
     for (int64_t r = 0; r < rows; r += kSlice) {
       const float* a_slice = a + r * depth;
       float* c_slice = c + r * width;
       switch (std::min(kSlice, rows - r)) {
-        case 6: RowMajorSlice<6, 1>(a_slice, b, depth, width, c_slice); break;
-        case 5: RowMajorSlice<5, 1>(a_slice, b, depth, width, c_slice); break;
-        case 4: RowMajorSlice<4, 1>(a_slice, b, depth, width, c_slice); break;
-        case 3: RowMajorSlice<3, 1>(a_slice, b, depth, width, c_slice); break;
-        case 2: RowMajorSlice<2, 2>(a_slice, b, depth, width, c_slice); break;
-        default: RowMajorSlice<1, 4>(a_slice, b, depth, width, c_slice); break;
+        case 6: RowMajorSlice<6, 1>(a_slice, b, depth, width, c_slice, begin, end); break;
+        case 5: RowMajorSlice<5, 1>(a_slice, b, depth, width, c_slice, begin, end); break;
+        case 4: RowMajorSlice<4, 1>(a_slice, b, depth, width, c_slice, begin, end); break;
+        case 3: RowMajorSlice<3, 1>(a_slice, b, depth, width, c_slice, begin, end); break;
+        case 2: RowMajorSlice<2, 2>(a_slice, b, depth, width, c_slice, begin, end); break;
+        default: RowMajorSlice<1, 4>(a_slice, b, depth, width, c_slice, begin, end); break;
       }
     }
   }
