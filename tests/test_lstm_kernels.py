@@ -463,52 +463,24 @@ def test_float32_whole_sequence_ops_refuse_bad_shapes(fma):
 
 
 @pytest.mark.parametrize("go_backwards", [False, True])
-@pytest.mark.parametrize("rows", [BATCH, 3])  # 18 real steps: MatMul; 12: S2sLstmProjectRows
-def test_fused_inference_projects_the_inputs_of_real_steps_alone(fma, go_backwards, rows):
+def test_fused_inference_projects_the_inputs_of_real_steps_alone(fma, go_backwards):
     """Within `fused_inference`, a layer reading vectors (another layer's outputs) projects them
-    at the steps its mask keeps, never at the padding (which the op never reads), a few of them
-    by `S2sLstmProjectRows`: a padded batch gives the outputs and states of inference in
-    TensorFlow's ops, to float32 precision."""
+    at the steps its mask keeps, never at the padding (which the op never reads): a padded
+    batch gives the outputs and states of inference in TensorFlow's ops, to float32 precision."""
     import keras
 
     keras.utils.set_random_seed(4)
     layer = lstm.LSTM(16, return_sequences=True, return_state=True, go_backwards=go_backwards)
     rng = np.random.default_rng(4)
-    x = tf.constant(rng.normal(size=(BATCH, STEPS, 8)).astype("float32"))[:rows]
-    mask = _mask("right")[:rows]
+    x = tf.constant(rng.normal(size=(BATCH, STEPS, 8)).astype("float32"))
+    mask = _mask("right")
     plain = [t.numpy() for t in layer(x, mask=mask)]
     with lstm.fused_inference():
         infer = tf.function(lambda: layer(x, mask=mask))
         fused = [t.numpy() for t in infer()]
-    assert {"ScatterNd", "S2sLstmSequenceFloat", "S2sLstmProjectRows"} <= _op_types(infer)
+    assert {"ScatterNd", "S2sLstmSequenceFloat"} <= _op_types(infer)
     for got, expected in zip(fused, plain):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-
-
-def test_project_rows_op_is_x_w_plus_b_and_refuses_bad_shapes(fma):
-    """`S2sLstmProjectRows`: `x W + b` for a few rows (W as it is, half its columns on a helper
-    thread), to float32 precision; no rows give none; bad shapes are named."""
-    op = lstm_kernels.project_rows_op()
-    rng = np.random.default_rng(8)
-    kernel = tf.constant(rng.normal(size=(24, 48)).astype("float32"))
-    bias = tf.constant(rng.normal(size=48).astype("float32"))
-    for rows in (1, 5, 9, 15):
-        x = tf.constant(rng.normal(size=(rows, 24)).astype("float32"))
-        np.testing.assert_allclose(
-            op(inputs=x, kernel=kernel, bias=bias).numpy(),
-            (x @ kernel + bias).numpy(),
-            rtol=1e-5,
-            atol=1e-5,
-        )
-    assert op(inputs=tf.zeros([0, 24]), kernel=kernel, bias=bias).shape == (0, 48)
-    for change, message in (
-        (dict(inputs=tf.zeros([2, 23])), r"needs inputs \[rows, depth\], kernel"),
-        (dict(bias=tf.zeros([47])), r"needs inputs \[rows, depth\], kernel"),
-        (dict(kernel=tf.zeros([24, 40]), bias=tf.zeros([40])), "width multiple of 16, got 40"),
-    ):
-        arguments = {**dict(inputs=tf.zeros([2, 24]), kernel=kernel, bias=bias), **change}
-        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
-            op(**arguments)
 
 
 def _decoder(units, vocabulary=11, embedding_size=6):

@@ -92,18 +92,6 @@ def project_inputs(x, weights):
     return tf.reshape(projected, tf.concat([tf.shape(x)[:-1], [tf.shape(kernel)[1]]], 0))
 
 
-def project_rows_op(weights):
-    """Within `fused_inference`, where the float32 library runs: `x (rows, in) -> x W_x + b`
-    for a few rows by `S2sLstmProjectRows` (W_x as it is, its columns shared by two threads:
-    TensorFlow's MatMul packs W_x even for a handful of rows), the same sums in another order
-    than MatMul's; None for other weights (not float32, or 4·units not a multiple of 16)."""
-    op = lstm_kernels.project_rows_op() if _loops["inference_kernels"] else None
-    kernel, _, bias = weights
-    if op is None or kernel.dtype != tf.float32 or kernel.shape[-1] % 16:
-        return None
-    return lambda x: op(inputs=x, kernel=kernel, bias=bias)
-
-
 def input_table(embeddings, weights):
     """`(rows, 4·units)` float32: `project_inputs` of every row of an embedding matrix; a token's
     projected input is its row (`tf.gather(table, ids)`)."""
@@ -300,24 +288,12 @@ def lstm_inference_sequence(
     return _masked_outputs(outputs, mask, zero_masked_outputs), h, c
 
 
-# Fewer real steps than this (a single request's) are projected by `project.few_rows`.
-_FEW_ROWS = 16
-
-
 def _project_real_steps(inputs, project, mask):
     """`project(inputs)` at the steps `mask (batch, T)` keeps, zeros at the others — which the
     whole-sequence op never reads (a masked step reads no input) — so that a batch padded to
-    its longest row pays the input matmul of its real steps only. Fewer than `_FEW_ROWS` of
-    them go through `project.few_rows` where the function has it (`project_rows_op`)."""
+    its longest row pays the input matmul of its real steps only."""
     real = tf.where(mask)  # (n, 2): row, step
-    rows = tf.gather_nd(inputs, real)
-    few_rows = getattr(project, "few_rows", None)
-    if few_rows is None:
-        projected = project(rows)  # (n, 4·units)
-    else:
-        projected = tf.cond(
-            tf.shape(real)[0] < _FEW_ROWS, lambda: few_rows(rows), lambda: project(rows)
-        )
+    projected = project(tf.gather_nd(inputs, real))  # (n, 4·units)
     shape = tf.concat([tf.shape(mask, tf.int64), tf.shape(projected, tf.int64)[1:]], 0)
     return tf.scatter_nd(real, projected, shape)
 
@@ -847,14 +823,9 @@ class LSTM(keras.layers.LSTM):
                 return input_table(embedding.embeddings.value, weights)
 
         if not training:
-
-            def project(x):
-                return project_inputs(x, weights)
-
-            project.few_rows = project_rows_op(weights)
             outputs, h, c = lstm_inference_sequence(
                 sequences,
-                project,
+                lambda x: project_inputs(x, weights),
                 initial_state[0],
                 initial_state[1],
                 mask,

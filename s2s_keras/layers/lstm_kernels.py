@@ -203,12 +203,6 @@ def beam_search_op():
     return _float_decoding_op("s2s_lstm_beam_search")
 
 
-def project_rows_op():
-    """`S2sLstmProjectRows` (`x W + b` for a few rows, W as it is, float32; in the float32
-    library) where the CPU runs it, else None."""
-    return _float_decoding_op("s2s_lstm_project_rows")
-
-
 def register(op_names=()) -> None:
     """Loads every library of kernels that runs on this CPU, registering their ops in this
     process: what loading an export traced within `lstm.fused_inference` needs. Raises

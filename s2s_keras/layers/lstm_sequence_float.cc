@@ -1,10 +1,9 @@
 // The whole-sequence LSTM training ops of `lstm_sequence.h` in float32, for CPUs with AVX2 and
-// FMA: S2sLstmSequenceFloat and S2sLstmSequenceFloatGrad, the decoding ops S2sLstmGreedy
-// (`lstm_greedy.h`) and S2sLstmBeamSearch (`lstm_beam.h`), and S2sLstmProjectRows (a few rows'
-// input projection). `s2s_keras/layers/lstm_kernels.py` builds this library with `-mavx`, as
-// the per-step one, and loads it where `S2sFmaUsable` holds. The gate arithmetic is the
-// per-step kernels' (AVX: tf.sigmoid's and tf.tanh's roundings); only the matmuls are AVX2 FMA
-// code, in functions of their own.
+// FMA: S2sLstmSequenceFloat and S2sLstmSequenceFloatGrad, and the decoding ops S2sLstmGreedy
+// (`lstm_greedy.h`) and S2sLstmBeamSearch (`lstm_beam.h`). `s2s_keras/layers/lstm_kernels.py`
+// builds this library with `-mavx`, as the per-step one, and loads it where `S2sFmaUsable`
+// holds. The gate arithmetic is the per-step kernels' (AVX: tf.sigmoid's and tf.tanh's
+// roundings); only the recurrent matmul is AVX2 FMA code, in functions of their own.
 //
 // The matmul: W_h (or W_hᵀ) is packed once per call into panels of 16 columns, each panel's
 // rows contiguous; a block of rows (one per intra-op thread) multiplies panel by panel, so a
@@ -147,59 +146,11 @@ struct Fma {
   static void ThreadEnd() {}
 };
 
-// `x W + b` for a few rows (`lstm._project_real_steps`: the real steps of a single request,
-// where TensorFlow's MatMul packs W for a handful of rows): W as it is, half of its columns on
-// a helper thread (`lstm_greedy.h`), each sum over k in order as `MatMulRowMajor`'s.
-class LstmProjectRowsOp : public OpKernel {
- public:
-  explicit LstmProjectRowsOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
-
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& x = ctx->input(0);
-    const Tensor& kernel = ctx->input(1);
-    const Tensor& bias = ctx->input(2);
-    OP_REQUIRES(ctx,
-                x.dims() == 2 && kernel.dims() == 2 && bias.dims() == 1 &&
-                    x.dim_size(1) == kernel.dim_size(0) && bias.dim_size(0) == kernel.dim_size(1),
-                InvalidArgument("S2sLstmProjectRows: needs inputs [rows, depth], kernel [depth, "
-                                "width] and bias [width], got ",
-                                x.shape().DebugString(), ", ", kernel.shape().DebugString(),
-                                " and ", bias.shape().DebugString()));
-    const int64_t rows = x.dim_size(0), depth = kernel.dim_size(0), width = kernel.dim_size(1);
-    OP_REQUIRES(ctx, width % kPanel == 0,
-                InvalidArgument("S2sLstmProjectRows: needs a width multiple of ", kPanel,
-                                ", got ", width));
-    Tensor* out;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({rows, width}), &out));
-    if (rows == 0) return;
-    Helper helper;
-    if (ctx->device()->tensorflow_cpu_worker_threads()->num_threads > 1) {
-      helper.Start<Fma>(ctx->device()->tensorflow_cpu_worker_threads()->workers);
-    }
-    const Weights<Fma> weights(kernel.flat<float>().data(), depth, width, true);
-    float* c = out->flat<float>().data();
-    weights.MatMul(x.flat<float>().data(), rows, c, &helper);
-    const ConstFloatMap b(bias.flat<float>().data(), width);
-    for (int64_t r = 0; r < rows; ++r) FloatMap(c + r * width, width) += b;
-  }
-};
-
 }  // namespace
 
 S2S_REGISTER_LSTM_SEQUENCE_OPS("S2sLstmSequenceFloat", "float", Fma);
 
 S2S_REGISTER_LSTM_GREEDY_OP("S2sLstmGreedy", Fma);
 S2S_REGISTER_LSTM_BEAM_SEARCH_OP("S2sLstmBeamSearch", Fma);
-
-REGISTER_OP("S2sLstmProjectRows")
-    .Input("inputs: float")
-    .Input("kernel: float")
-    .Input("bias: float")
-    .Output("projected: float")
-    .SetShapeFn([](InferenceContext* c) {
-      c->set_output(0, c->Matrix(c->Dim(c->input(0), 0), c->Dim(c->input(1), 1)));
-      return tensorflow::OkStatus();
-    });
-REGISTER_KERNEL_BUILDER(Name("S2sLstmProjectRows").Device(DEVICE_CPU), LstmProjectRowsOp);
 
 S2S_REGISTER_USABLE_OP("S2sFmaUsable", FmaUsable);
