@@ -4,19 +4,23 @@
 // projected input a row of `E W_x + b` (`lstm.input_table`), each layer's gates those of
 // `lstm_rows.h`, logits `h W_out + b_out`, the next token their argmax (the first of equal
 // maxima, as tf.argmax). No TensorFlow op runs per step: each block of rows runs its whole loop
-// on one thread, as the sequence ops do (`lstm_sequence.h`). Float32 only.
+// on one thread, as the sequence ops do (`lstm_sequence.h`); a lone block (a single request)
+// shares each recurrent and input matmul's columns with a helper thread (`Helper`). Float32
+// only.
 //
 // The matmuls are the engine's (`lstm_sequence_float.cc`): for blocks of at least kPackRows rows
 // on weights packed once per call; for fewer (a single request) on the weights as they are, so
 // that one word does not pay for packing them. The first layer's table rows are computed when a
-// block first meets their token: a word needs a handful of rows, a batch the whole table. Sums
-// run in another order than TensorFlow's MatMul: the logits agree to float32's precision, not
-// bit for bit.
+// block first meets their token (a step's new tokens in one matmul): a word needs a handful of
+// rows, a batch the whole table. Sums run in another order than TensorFlow's MatMul: the logits
+// agree to float32's precision, not bit for bit; but each sum runs over k in order whatever the
+// blocking, so a row gets the same numbers alone or in a batch.
 //
 // An engine (besides `lstm_sequence.h`'s) has:
 //   static constexpr int64_t kPanel                 packed widths are a multiple of it
-//   static void MatMulRowMajor(a, rows, b, depth, width, c)   `MatMul` of a few rows with b
-//       [depth, width] as it is, row major (width a multiple of kPanel): the same sums
+//   static void MatMulRowMajor(a, rows, b, depth, width, c, begin = 0, end = -1)   `MatMul` of
+//       a few rows with b [depth, width] as it is, row major (width a multiple of kPanel), only
+//       columns [begin, end) where `end` is given: the same sums
 
 #ifndef S2S_KERAS_LAYERS_LSTM_GREEDY_H_
 #define S2S_KERAS_LAYERS_LSTM_GREEDY_H_
