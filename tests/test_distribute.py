@@ -152,7 +152,7 @@ def test_two_workers_train_alike_and_resume_after_one_is_killed(tmp_path):
 
     pairs = reversal_pairs(700, seed=6)
     (tmp_path / "train.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in pairs))
-    settings = ("train.epochs=3", "train.backup_every_steps=3", "model.hidden_units=64")
+    settings = ("train.epochs=2", "train.backup_every_steps=3", "model.hidden_units=64")
     whole = tmp_path / "whole"
     outputs = finish(start_workers(tmp_path, whole, *settings))
     assert "2 replica(s)" in outputs[0][0]

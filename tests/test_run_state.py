@@ -35,7 +35,7 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch
         "--preset",
         "tiny",
         "--set",
-        "train.epochs=3",
+        "train.epochs=2",
         "--set",
         "train.backup_every_steps=5",
         "--set",
@@ -75,7 +75,7 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch
 
     whole = json.loads((tmp_path / "whole" / "summary.json").read_text())
     again = json.loads((run_dir / "summary.json").read_text())
-    assert again["epochs_run"] == whole["epochs_run"] == 3
+    assert again["epochs_run"] == whole["epochs_run"] == 2
     np.testing.assert_allclose(
         again["history"]["val_loss"], whole["history"]["val_loss"], rtol=1e-6
     )

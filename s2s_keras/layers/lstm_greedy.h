@@ -276,7 +276,7 @@ class DecoderStack {
     if (blocks == 1 && threads > 1 && in_place && batch_ > 0) {
       helper_.Start<Engine>(ctx->device()->tensorflow_cpu_worker_threads()->workers);
     }
-    // Layer 0's input kernel multiplies one embedding row at a time (its table rows).
+    // Layer 0's input kernel multiplies embedding rows (its table rows: a step's new tokens).
     inputs_.clear();
     steps_.clear();
     inputs_.emplace_back(kernels_[0].flat<float>().data(), embeddings_->dim_size(1),
