@@ -74,3 +74,13 @@ def run_cli(*args: str, cwd: str = REPO, check: bool = True) -> subprocess.Compl
     if check:
         assert result.returncode == 0, result.stderr[-3000:]
     return result
+
+
+def cli_stdout(capsys, *args: str) -> str:
+    """`s2s ARGS` in this process (`cli.main`: no new TensorFlow start, which costs seconds); it
+    must succeed; its stdout."""
+    from s2s_keras import cli
+
+    capsys.readouterr()
+    assert cli.main(list(args)) == 0, capsys.readouterr().err[-3000:]
+    return capsys.readouterr().out

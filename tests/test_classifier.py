@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO, run_cli, run_python
+from conftest import REPO, cli_stdout, run_cli, run_python
 
 from s2s_keras import Seq2Seq, cli
 from s2s_keras.inference import LabelPredictor
@@ -163,11 +163,9 @@ def test_cli_trains_evaluates_predicts_and_exports_a_classifier(tmp_path, capsys
     )
     out = capsys.readouterr().out
     assert [line.split("\t")[1] for line in out.splitlines()] == ["pos", "neg"]
-    assert (
-        cli.main(["export", "--run-dir", str(run_dir), "--export-base", str(tmp_path / "export")])
-        == 0
-    )
-    version = capsys.readouterr().out.strip()
+    version = cli_stdout(
+        capsys, "export", "--run-dir", str(run_dir), "--export-base", str(tmp_path / "export")
+    ).strip()
     from test_export import audit_ops
 
     assert audit_ops(version) <= {"NormalizeUTF8", "CaseFoldUTF8"}, audit_ops(version)

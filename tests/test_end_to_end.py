@@ -6,7 +6,7 @@ import os
 import random
 
 import pytest
-from conftest import run_cli
+from conftest import cli_stdout, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -139,8 +139,6 @@ def test_wordpiece_sentence_model_trains_evaluates_and_exports(tmp_path, capsys)
 
     from test_export import audit_ops
 
-    from s2s_keras import cli
-
     rng = random.Random(2)
     lexicon = {
         "the": "die",
@@ -200,22 +198,19 @@ def test_wordpiece_sentence_model_trains_evaluates_and_exports(tmp_path, capsys)
         str(run_dir),
     )
     # evaluate, export and predict in this process (each start of TensorFlow costs seconds)
-    capsys.readouterr()
-    assert cli.main(["evaluate", "--run-dir", str(run_dir), "--split", "test"]) == 0
-    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    evaluated = cli_stdout(capsys, "evaluate", "--run-dir", str(run_dir), "--split", "test")
+    result = json.loads(evaluated.splitlines()[-1])
     assert result["num_words"] == 40 and 0 <= result["bleu"] <= 100 and 0 <= result["chrf"] <= 100
     assert result["exact_match"] == pytest.approx(1 - result["wer"])
     assert result["chrf"] > 30, result  # it learned something of the word mapping
 
-    assert (
-        cli.main(["export", "--run-dir", str(run_dir), "--export-base", str(tmp_path / "sm")]) == 0
-    )
-    version = capsys.readouterr().out.strip()
+    version = cli_stdout(
+        capsys, "export", "--run-dir", str(run_dir), "--export-base", str(tmp_path / "sm")
+    ).strip()
     assert audit_ops(version) <= {
         "NormalizeUTF8",
         "CaseFoldUTF8",
         "FastWordpieceTokenizeWithOffsets",
     }
-    assert cli.main(["predict", "--model", version, "The big cat sees a dog."]) == 0
-    output = capsys.readouterr().out
+    output = cli_stdout(capsys, "predict", "--model", version, "The big cat sees a dog.")
     assert output.startswith("The big cat sees a dog.\t") and output.split("\t")[1].strip()

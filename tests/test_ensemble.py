@@ -6,8 +6,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import cli_stdout
 
-from s2s_keras import Seq2Seq, cli
+from s2s_keras import Seq2Seq
 from s2s_keras.config import DecodeConfig, preset
 from s2s_keras.decoding import greedy_search
 from s2s_keras.evaluation import evaluate_language_model
@@ -179,15 +180,14 @@ def test_cli_evaluates_and_exports_an_ensemble_of_runs(tmp_path, capsys):
     # `s2s evaluate --run-dir A B`, `s2s export --run-dir A B`, `s2s predict --model A --model B`
     # (in this process: each start of TensorFlow costs seconds)
     words = [s for s, _ in rows]
-    out = []
-    for command in (
-        ["evaluate", "--split", "test", "--beam-size", "1", "--run-dir", *run_dirs],
-        ["export", "--run-dir", *run_dirs, "--export-base", str(tmp_path / "export")],
-        ["predict", "--model", run_dirs[0], "--model", run_dirs[1], "--beam-size", "1", *words],
-    ):
-        capsys.readouterr()
-        assert cli.main(command) == 0
-        out.append(capsys.readouterr().out)
+    out = [
+        cli_stdout(capsys, *command)
+        for command in (
+            ["evaluate", "--split", "test", "--beam-size", "1", "--run-dir", *run_dirs],
+            ["export", "--run-dir", *run_dirs, "--export-base", str(tmp_path / "export")],
+            ["predict", "--model", run_dirs[0], "--model", run_dirs[1], "--beam-size", "1", *words],
+        )
+    ]
     result = json.loads(out[0].splitlines()[-1])
     exact = np.mean([h.decode() == t for h, (_, t) in zip(expected, rows)])
     assert exact >= 0.5 and result["exact_match"] == pytest.approx(exact), (expected, result)

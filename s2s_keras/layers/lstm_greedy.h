@@ -63,6 +63,7 @@ class Helper {
  public:
   template <typename Engine>
   void Start(tensorflow::thread::ThreadPool* pool) {
+    Stop();  // a helper started before leaves its loop
     shared_ = std::make_shared<Shared>();
     pool->Schedule([shared = shared_] {
       Engine::ThreadBegin();
@@ -272,7 +273,6 @@ class DecoderStack {
         1, std::min<int64_t>({threads, batch_, batch_ * rows_per_item / (2 * kPackRows)}));
     const int64_t block_items = std::max<int64_t>(1, (batch_ + blocks - 1) / blocks);
     const bool in_place = block_items * rows_per_item < kPackRows;
-    helper_.Stop();
     if (blocks == 1 && threads > 1 && in_place && batch_ > 0) {
       helper_.Start<Engine>(ctx->device()->tensorflow_cpu_worker_threads()->workers);
     }
