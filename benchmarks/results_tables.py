@@ -48,6 +48,8 @@ def kind(report: dict) -> str:
     test = report.get("test") if isinstance(report.get("test"), dict) else {}
     if "best_alpha_on_valid" in report:
         return "length_penalty"
+    if "best_weight_on_valid" in report:
+        return "rescore"
     if "wer" in test:
         return "g2p"
     if "accuracy" in test or "perplexity" in test:
@@ -571,6 +573,37 @@ def length_penalty_rows(reports: list, prefix: str) -> list:
     return table(header, rows)
 
 
+def rescore_rows(reports: list, prefix: str) -> list:
+    rows = []
+    for name, report in reports:
+        best = report["best_weight_on_valid"]
+        test = report["test"]
+        rows.append(
+            [
+                link(name, prefix),
+                f"`{report['preset']}`, {len(report['run_dirs'])} model(s), beam "
+                f"{report['beam_size']}",
+                ", ".join(f"`{run}`" for run in report["rescore"]),
+                ", ".join(f"{w}: {percent(r['wer'])}" for w, r in report["valid"].items()),
+                f"{best}",
+                f"{percent(test['0.0']['wer'])} / {percent(test['0.0']['per'])}",
+                f"**{percent(test[str(best)]['wer'])}** / {percent(test[str(best)]['per'])}",
+                host(report),
+            ]
+        )
+    header = [
+        "result",
+        "model",
+        "rescored with",
+        "validation WER by weight",
+        "weight chosen",
+        "test WER / PER, beam alone",
+        "test WER / PER, reranked",
+        "host",
+    ]
+    return table(header, rows)
+
+
 def latency(value: dict) -> str:
     return f"{value['p50']:.1f} / {value['p99']:.1f}" if value else NONE
 
@@ -851,6 +884,14 @@ SECTIONS = (
         "`benchmarks/length_penalty.py`: GNMT's α (`decode.length_penalty`) chosen on the "
         "validation split, then scored on the test split next to α = 0.",
         length_penalty_rows,
+    ),
+    (
+        "rescore",
+        "G2P: reranking the beam with right-to-left models",
+        "`benchmarks/rescore.py`: the beam's candidates rescored by other runs (trained with "
+        "`model.reverse_target=true`); the weight chosen on the validation split, then scored on "
+        "the test split next to the beam alone.",
+        rescore_rows,
     ),
     (
         "tasks",

@@ -83,6 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="1: greedy; default: the run's decode.beam_size (what serving_default uses)",
     )
+    evaluate.add_argument(
+        "--rescore",
+        nargs="+",
+        default=None,
+        metavar="RUN_DIR",
+        help="seq2seq: rerank the beam's candidates with these runs (e.g. trained with "
+        "model.reverse_target=true; several: their ensemble)",
+    )
+    evaluate.add_argument(
+        "--rescore-weight",
+        type=float,
+        default=None,
+        help="the rescoring runs' share of a candidate's score; default: decode.rescore_weight",
+    )
 
     predict = commands.add_parser("predict", help=COMMANDS["predict"])
     predict.add_argument(
@@ -271,8 +285,13 @@ def _evaluate(args) -> int:
     corpus = pipelines.load_corpus(data)
     if corpus.skipped.count:
         print(f"[s2s] {corpus.skipped}", file=sys.stderr)
-    config = dataclasses.replace(config, data=data)
-    result = get_task(config.task).evaluate(model, config, corpus.split(args.split), args.beam_size)
+    decode = config.decode
+    if args.rescore_weight is not None:
+        decode = dataclasses.replace(decode, rescore_weight=args.rescore_weight)
+    config = dataclasses.replace(config, data=data, decode=decode)
+    result = get_task(config.task).evaluate(
+        model, config, corpus.split(args.split), args.beam_size, args.rescore
+    )
     result.update(split=args.split, data=data.source, skipped_lines=corpus.skipped.count)
     print(json.dumps(result))
     return 0

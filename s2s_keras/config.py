@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from s2s_keras.validation import (
     ConfigError,
     apply_rules,
+    between,
     check,
     fraction,
     integer,
@@ -163,6 +164,9 @@ class ModelConfig:
     # or (false) attend over the decoder's outputs: a cheaper loop, the same decoding interface.
     input_feeding: bool = True
     reverse_source: bool = True  # Sutskever et al.'s trick; pays off without attention
+    # seq2seq: emit targets right to left (text stays in reading order): a model to rerank a
+    # left-to-right model's n-best with (`s2s evaluate --rescore`)
+    reverse_target: bool = False
     # decoder embedding = output projection (needs embedding_size == hidden_units)
     tie_embeddings: bool = False
     init_scale: float = 0.0
@@ -347,12 +351,15 @@ class DecodeConfig:
     beam_size: int = 5  # serving_default and the `nbest` signature's default width
     max_beam_size: int = 32
     length_penalty: float = 0.0  # GNMT alpha; 0: rank by summed log-probability
+    # `s2s evaluate --rescore`: the reranking model's share of a candidate's score
+    rescore_weight: float = 0.5
     batch_size: int = 256  # words per decoding batch in `s2s evaluate` (and val_wer)
 
     _RULES: typing.ClassVar[dict] = {
         "max_length": integer(1),
         "max_input_length": integer(1),
         "length_penalty": number(0),
+        "rescore_weight": between(0.0, 1.0),
         "batch_size": integer(1),
     }
 

@@ -222,6 +222,54 @@ class Translator(SequenceDecoder):
         return tf.where(empty[:, None], 0.0, scores)
 
 
+class Reranker:
+    """n-best reranking (Liu et al. 2016 rerank a left-to-right NMT model's beam with a
+    right-to-left one): `translator`'s beam of width `beam_size` gives `beam_size` candidates;
+    forced decoding (`Translator.score`) gives each its `log P(Y|X)` under `translator`'s model
+    and under `scorer`'s, and the candidate with the highest
+    `(1 - weight) · log P_translator + weight · log P_scorer` wins (summed log-probabilities, also
+    when the beam ranks with a length penalty). `scorer` is a `Translator` over a model that reads
+    the same text — one trained right to left (`model.reverse_target`) sees each candidate from
+    its other end; either side may be an ensemble. `weight` 0 keeps the beam's order (without a
+    length penalty); a beam of width 1 has nothing to rerank.
+
+    It has what `evaluate_pairs` reads of a `Translator`: `translate` and `model`.
+    """
+
+    def __init__(self, translator: Translator, scorer: Translator, weight: float):
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"Reranker weight: expected a number in [0, 1], got {weight!r}")
+        self.translator, self.scorer, self.weight = translator, scorer, weight
+        self.model = translator.model
+
+    def translate(self, strings, beam_size: int = 1):
+        """Best output per source (`(batch,)` strings) after reranking the beam's `beam_size`."""
+        strings = tf.convert_to_tensor(strings, tf.string)
+        if beam_size <= 1:
+            return self.translator.translate(strings, 1)
+        candidates, forward, other = self.nbest(strings, beam_size)
+        return tf.gather(candidates, tf.argmax(self.combine(forward, other), axis=1), batch_dims=1)
+
+    def nbest(self, strings, beam_size: int) -> tuple:
+        """`(candidates (batch, k) strings, their log P under the translator's model (batch, k),
+        under the scorer's (batch, k))`, `k = beam_size`."""
+        decode = self.translator.decode
+        candidates, _ = self.translator.beam(
+            strings, beam_size, decode.max_length, decode.length_penalty, beam_size
+        )
+        k = tf.shape(candidates)[1]
+        sources, targets = tf.repeat(strings, k), tf.reshape(candidates, [-1])
+        forward, other = (
+            tf.reshape(translator.score(sources, targets)["log_prob"], [-1, k])
+            for translator in (self.translator, self.scorer)
+        )
+        return candidates, forward, other
+
+    def combine(self, forward, other):
+        """The reranking score: `(1 - weight) · forward + weight · other`."""
+        return (1.0 - self.weight) * forward + self.weight * other
+
+
 class TextGenerator(SequenceDecoder):
     """A `LanguageModel`'s prompt → continuation decoding and scoring.
 

@@ -52,6 +52,7 @@ def tokenizer_spec(tokenizer) -> dict:
         "tokens": [*RESERVED, *tokenizer.vocabulary],
         "split": tokenizer.split_mode,
         "lowercase": tokenizer.lowercase,
+        "reverse": tokenizer.reverse,
     }
 
 

@@ -51,7 +51,8 @@ class Vocabulary:
         return ids
 
     def decode(self, ids) -> list:
-        """Output ids `(batch, T)` → strings: the tokens before the first end id."""
+        """Output ids `(batch, T)` → strings: the tokens before the first end id, in reading
+        order (a right-to-left model's reversed)."""
         separator = "" if self.target["split"] == "characters" else " "
         texts = []
         for row in np.asarray(ids):
@@ -61,6 +62,8 @@ class Vocabulary:
                     break
                 if token_id not in (PAD_ID, START_ID):
                     tokens.append(self.target["tokens"][token_id])
+            if self.target.get("reverse"):
+                tokens.reverse()
             texts.append(separator.join(tokens))
         return texts
 

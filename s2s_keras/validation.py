@@ -31,6 +31,10 @@ def number(low: float, strict: bool = False) -> tuple:
     return (lambda value: value >= low), f"a number >= {low:g}"
 
 
+def between(low: float, high: float) -> tuple:
+    return (lambda value: low <= value <= high), f"a number in [{low:g}, {high:g}]"
+
+
 def fraction(high: float, kind: str) -> tuple:
     return (lambda value: 0.0 <= value < high), f"a {kind} in [0, {high:g})"
 

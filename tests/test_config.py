@@ -81,6 +81,7 @@ def test_paper_and_attention_presets():
     "assignments, message",
     [
         (["model.cell=transformer"], "model.cell: expected one of"),
+        (["decode.rescore_weight=1.5"], "decode.rescore_weight: expected a number in [0, 1]"),
         (["model.attention=multihead"], "model.attention: expected one of"),
         (["model.bridge=zero"], "model.bridge: expected copy or dense when model.attention=none"),
         (

@@ -154,6 +154,8 @@ def test_members_that_read_or_write_other_tokens_are_refused_by_name():
     other_target = Seq2Seq(list("abcdef"), ["X", "Y", "Z"], embedding_size=8, hidden_units=8)
     with pytest.raises(ValueError, match="m2: target_tokenizer"):
         Ensemble([seq2seq(1), other_target], names=["m1", "m2"])
+    with pytest.raises(ValueError, match=r"r2l: target_tokenizer \(.*direction\) differs"):
+        Ensemble([seq2seq(1), seq2seq(2, reverse_target=True)], names=["l2r", "r2l"])
 
 
 @pytest.mark.slow

@@ -127,24 +127,32 @@ def test_the_reference_tokenizer_matches_the_model_tokenizer(run_dir):
     from s2s_keras import s2s_runtime
     from s2s_keras.portable import tokenizer_spec
     from s2s_keras.run_dir import load_run
+    from s2s_keras.text import Tokenizer
 
     config, model = load_run(run_dir)
     path = os.path.join(run_dir, "vocabulary-test.json")
+    spec = {
+        "source": tokenizer_spec(model.source_tokenizer),
+        "target": tokenizer_spec(model.target_tokenizer),
+        "max_input_length": 8,
+    }
     with open(path, "w", encoding="utf-8") as handle:
-        json.dump(
-            {
-                "source": tokenizer_spec(model.source_tokenizer),
-                "target": tokenizer_spec(model.target_tokenizer),
-                "max_input_length": 8,
-            },
-            handle,
-        )
+        json.dump(spec, handle)
     vocabulary = s2s_runtime.Vocabulary(path)
     ours = model.source_tokenizer.tokenize(tf.constant(WORDS), max_length=8).numpy()
     np.testing.assert_array_equal(vocabulary.encode(WORDS)[:, :-1], ours)
     ids = model.target_tokenizer.tokenize(tf.constant(["A B C", "F", ""])).numpy()
     ids = np.pad(ids, [[0, 0], [0, 1]], constant_values=3)  # an end id, then padding
     assert vocabulary.decode(np.pad(ids, [[0, 0], [0, 2]])) == ["A B C", "F", ""]
+    # A right-to-left model's ids read back in reading order.
+    backward = Tokenizer.from_config({**model.target_tokenizer.get_config(), "reverse": True})
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump({**spec, "target": tokenizer_spec(backward)}, handle)
+    forward = ids[0, :3]
+    ids = backward.tokenize(tf.constant(["A B C", "F", ""])).numpy()
+    assert ids[0].tolist() == forward[::-1].tolist() != forward.tolist()
+    ids = np.pad(ids, [[0, 0], [0, 1]], constant_values=3)
+    assert s2s_runtime.Vocabulary(path).decode(ids) == ["A B C", "F", ""]
 
 
 def test_what_the_portable_exports_refuse(run_dir, tmp_path):

@@ -1,4 +1,5 @@
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -50,6 +51,32 @@ def test_serialization_round_trip():
     assert restored.vocabulary == ["x", "y", "z"] and restored.lowercase is False
     strings = tf.constant(["zyx", "X"])
     assert (restored.tokenize(strings).numpy() == tokenizer.tokenize(strings).numpy()).all()
+
+
+@pytest.mark.parametrize("split", ["characters", "whitespace", "wordpiece"])
+def test_a_reversing_tokenizer_runs_right_to_left_and_reads_back_in_order(split):
+    texts = {
+        "characters": ["cab", "a", "", "abcab"],
+        "whitespace": ["AA B C", "B", "", "C AA"],
+        "wordpiece": ["unhappy day", "day", "", "happy unday"],
+    }[split]
+    vocabulary = build_vocabulary(texts, split, lowercase=False, vocabulary_size=40)
+    forward = Tokenizer(vocabulary, split, lowercase=False)
+    backward = Tokenizer(vocabulary, split, lowercase=False, reverse=True)
+    strings = tf.constant(texts)
+    expected = [row[::-1] for row in forward.tokenize_ragged(strings).to_list()]
+    assert backward.tokenize_ragged(strings).to_list() == expected
+    ids = backward.tokenize(strings)
+    assert backward.detokenize(ids).numpy().tolist() == [text.encode() for text in texts]
+    # Ids after the end id are not read; the text before it comes back in reading order.
+    ids = tf.concat([ids[:, :2], tf.fill([4, 1], END_ID), tf.fill([4, 2], 4)], axis=1)
+    assert backward.detokenize(ids).numpy().tolist() == [
+        forward.detokenize(row[::-1][None]).numpy()[0] for row in ids[:, :2].numpy()
+    ]
+    assert backward.split(strings).to_list() == forward.split(strings).to_list()
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(backward))
+    assert restored.reverse
+    np.testing.assert_array_equal(restored.tokenize(strings), backward.tokenize(strings))
 
 
 def test_rejects_reserved_tokens_and_bad_split():

@@ -18,9 +18,10 @@ LSTM 82.7, two 77.0, ten 72.0; 68.7 for 38 large ones); a language-model ensembl
 (truncated-BPTT evaluation) is each member's own.
 
 Members must read and write the same tokens: the same task and, compared in full, the same
-source and target tokenizers (vocabulary, split, lower-casing; a language model has only the
-target one) — a classifier's labels and input cut (`max_source_tokens`) too. Architectures may
-differ (depth, attention, bidirectional, reversed source, cell, weight tying).
+source and target tokenizers (vocabulary, split, lower-casing, direction: left-to-right and
+right-to-left models do not average step by step; a language model has only the target one) —
+a classifier's labels and input cut (`max_source_tokens`) too. Architectures may differ (depth,
+attention, bidirectional, reversed source, cell, weight tying).
 """
 
 from __future__ import annotations
@@ -88,8 +89,8 @@ class Ensemble:
                     getattr(first, side)
                 ):
                     differences.append(
-                        f"{name}: {side} (vocabulary, split or lower-casing) differs from "
-                        f"{names[0]}'s"
+                        f"{name}: {side} (vocabulary, split, lower-casing or direction) "
+                        f"differs from {names[0]}'s"
                     )
             if is_classifier:
                 if member.labels != first.labels:
@@ -180,4 +181,4 @@ def _log_mean_probabilities(logits: list) -> tf.Tensor:
 
 def _tokenizer_config(tokenizer: keras.layers.Layer) -> dict:
     config = tokenizer.get_config()
-    return {key: config[key] for key in ("vocabulary", "split", "lowercase")}
+    return {key: config[key] for key in ("vocabulary", "split", "lowercase", "reverse")}

@@ -66,6 +66,9 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
             attends over the decoder's outputs instead.
         reverse_source: feed the source tokens in reverse order (padding stays on the right;
             attention still sees positions in source order).
+        reverse_target: emit the target right to left (`Tokenizer(reverse=True)`); text in and
+            out stays in reading order. A right-to-left model reranks a left-to-right model's
+            n-best (`inference.Reranker`).
         tie_embeddings: the decoder embedding matrix is the output projection (transposed).
         init_scale: > 0 initializes every weight uniformly in `[-init_scale, init_scale]`.
         precision: `"float32"` or `"mixed_bfloat16"` (bf16 compute, float32 weights); the
@@ -108,6 +111,7 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
         attention: str = "none",
         input_feeding: bool = True,
         reverse_source: bool = False,
+        reverse_target: bool = False,
         tie_embeddings: bool = False,
         init_scale: float = 0.0,
         precision: str = "float32",
@@ -165,6 +169,7 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
             tie_embeddings,
             init_scale,
             precision,
+            reverse=reverse_target,
         )
         self._build_encoder_layers(
             cell,
@@ -257,6 +262,7 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
         self.attention = attention
         self.input_feeding = input_feeding
         self.reverse_source = reverse_source
+        self.reverse_target = reverse_target
         self.tie_embeddings = tie_embeddings
         self.init_scale = init_scale
         self.precision = precision
@@ -380,6 +386,7 @@ class Seq2Seq(RecurrentEncoderMixin, TargetSideMixin, DistributedBuildFix, keras
             "attention": self.attention,
             "input_feeding": self.input_feeding,
             "reverse_source": self.reverse_source,
+            "reverse_target": self.reverse_target,
             "tie_embeddings": self.tie_embeddings,
             "init_scale": self.init_scale,
             "precision": self.precision,

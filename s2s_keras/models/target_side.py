@@ -25,8 +25,11 @@ class TargetSideMixin:
         tie_embeddings: bool,
         init_scale: float,
         precision: str,
+        reverse: bool = False,
     ) -> None:
-        self.target_tokenizer = Tokenizer(vocabulary, split, lowercase, name="target_tokenizer")
+        self.target_tokenizer = Tokenizer(
+            vocabulary, split, lowercase, reverse=reverse, name="target_tokenizer"
+        )
         embedding_type = (
             keras.layers.ReversibleEmbedding if tie_embeddings else keras.layers.Embedding
         )

@@ -226,9 +226,19 @@ class Task:
         """One example request per signature (`export.warmup_requests`)."""
         raise NotImplementedError
 
-    def evaluate(self, model, config: Config, pairs, beam_size: int | None = None) -> dict:
-        """Scores of `pairs` through the inference path, as `s2s evaluate` prints them."""
+    def evaluate(
+        self, model, config: Config, pairs, beam_size: int | None = None, rescore=None
+    ) -> dict:
+        """Scores of `pairs` through the inference path, as `s2s evaluate` prints them;
+        `rescore`: run dirs whose model (or ensemble) reranks the beam's candidates (seq2seq)."""
         raise NotImplementedError
+
+    def no_reranking(self, rescore) -> None:
+        if rescore is not None:
+            raise ConfigError(
+                f"s2s evaluate --rescore: the {self.name} task has no n-best reranking "
+                "(seq2seq has)"
+            )
 
     def distill(self, model, config: Config, pairs, beam_size: int | None = None) -> tuple:
         """`(training pairs for a student, counts)`: `model`'s outputs for the sources of

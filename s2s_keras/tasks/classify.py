@@ -246,7 +246,10 @@ class ClassifyTask(Task):
     def warmup_requests(self, decode: DecodeConfig) -> dict:
         return {"serving_default": {"inputs": np.array([b"a fine film", b"dull"])}}
 
-    def evaluate(self, model, config: Config, pairs, beam_size: int | None = None) -> dict:
+    def evaluate(
+        self, model, config: Config, pairs, beam_size: int | None = None, rescore=None
+    ) -> dict:
+        self.no_reranking(rescore)
         return evaluate_classifier(
             self.inference(model, config.decode), pairs, config.decode.batch_size
         )

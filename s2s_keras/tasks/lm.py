@@ -306,7 +306,10 @@ class LanguageModelTask(Task):
             "score": {"inputs": np.array([b"hello world", b""])},
         }
 
-    def evaluate(self, model, config: Config, pairs, beam_size: int | None = None) -> dict:
+    def evaluate(
+        self, model, config: Config, pairs, beam_size: int | None = None, rescore=None
+    ) -> dict:
+        self.no_reranking(rescore)
         return evaluate_language_model(model, config, pairs)
 
     def predictor(self, model, config: Config) -> SequencePredictor:

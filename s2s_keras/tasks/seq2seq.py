@@ -8,15 +8,16 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from s2s_keras.config import Config, DataConfig, DecodeConfig
+from s2s_keras.config import Config, ConfigError, DataConfig, DecodeConfig
 from s2s_keras.data import TeacherForcing, teacher_forcing_lengths
 from s2s_keras.evaluation import ValidationErrorRates, evaluate_pairs, translate
 from s2s_keras.export import Serving, decoding_requests, decoding_signatures, vector
-from s2s_keras.inference import Translator
+from s2s_keras.inference import Reranker, Translator
 from s2s_keras.losses import SequenceCrossentropy
 from s2s_keras.metrics import MaskedAccuracy
 from s2s_keras.models import Seq2Seq
 from s2s_keras.prediction import SequencePredictor
+from s2s_keras.run_dir import load_runs
 from s2s_keras.tasks.base import RECURRENT_SPACE, Task
 from s2s_keras.text import TokenCounter
 
@@ -67,6 +68,7 @@ class Seq2SeqTask(Task):
         "attention",
         "input_feeding",
         "reverse_source",
+        "reverse_target",
         "tie_embeddings",
     )
 
@@ -145,11 +147,26 @@ class Seq2SeqTask(Task):
             "score": {"sources": words, "targets": np.array([b"HH AH L OW", b"W ER L D"])},
         }
 
-    def evaluate(self, model, config: Config, pairs, beam_size: int | None = None) -> dict:
+    def evaluate(
+        self, model, config: Config, pairs, beam_size: int | None = None, rescore=None
+    ) -> dict:
+        """`rescore`: run dirs whose model (their ensemble if several) reranks the beam's
+        candidates with weight `decode.rescore_weight` (`Reranker`); the result then says so."""
         beam_size = config.decode.beam_size if beam_size is None else beam_size
         translator = self.inference(model, config.decode)
+        reranked = {}
+        if rescore is not None:
+            scorer_config, scorer, _ = load_runs(rescore)
+            if scorer_config.task != self.name:
+                raise ConfigError(
+                    f"--rescore {' '.join(rescore)}: expected {self.name} runs, got "
+                    f"{scorer_config.task} runs"
+                )
+            weight = config.decode.rescore_weight
+            translator = Reranker(translator, self.inference(scorer, config.decode), weight)
+            reranked = {"rescore": list(rescore), "rescore_weight": weight}
         result = evaluate_pairs(translator, pairs, config.decode.batch_size, beam_size)
-        return {**result, "beam_size": beam_size}
+        return {**result, "beam_size": beam_size, **reranked}
 
     def distill(self, model, config: Config, pairs, beam_size: int | None = None) -> tuple:
         """Each distinct source once (first-seen order) with the beam's best output; a source

@@ -38,6 +38,9 @@ class Tokenizer(keras.layers.Layer):
             with `##`; `build_vocabulary` learns one). Detokenization joins pieces back into
             words, words with single spaces.
         lowercase: apply Unicode case folding.
+        reverse: ids run right to left (`tokenize` reverses each row's tokens; `detokenize`
+            reads ids in that order and gives text in reading order): a right-to-left model,
+            e.g. for reranking a left-to-right model's n-best. `split` keeps reading order.
 
     Shapes: `tokenize(strings (batch,)) -> ids (batch, time)` int32, padded with 0;
     `detokenize(ids (batch, time)) -> strings (batch,)`, stopping at the end id.
@@ -55,6 +58,7 @@ class Tokenizer(keras.layers.Layer):
         vocabulary: typing.Sequence[str],
         split: str = "characters",
         lowercase: bool = True,
+        reverse: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -68,6 +72,7 @@ class Tokenizer(keras.layers.Layer):
         self.vocabulary = list(vocabulary)
         self.split_mode = split
         self.lowercase = lowercase
+        self.reverse = reverse
         self.lookup = keras.layers.StringLookup(
             vocabulary=[START, END, *self.vocabulary],
             mask_token=PAD,
@@ -118,7 +123,8 @@ class Tokenizer(keras.layers.Layer):
     def tokenize_ragged(self, strings: tf.Tensor) -> tf.RaggedTensor:
         tokens = self.split(strings)
         ids = self.lookup(tokens.flat_values)
-        return tokens.with_flat_values(tf.cast(ids, tf.int32))
+        ids = tokens.with_flat_values(tf.cast(ids, tf.int32))
+        return reversed_rows(ids) if self.reverse else ids
 
     def tokenize(self, strings: tf.Tensor, max_length: int | tf.Tensor | None = None) -> tf.Tensor:
         ids = self.tokenize_ragged(strings)
@@ -137,6 +143,8 @@ class Tokenizer(keras.layers.Layer):
         )
         keep = before_end & (ids != PAD_ID) & (ids != START_ID) & (ids != END_ID)
         tokens = tf.ragged.boolean_mask(tf.gather(self.id_to_token, ids), keep)
+        if self.reverse:
+            tokens = reversed_rows(tokens)
         separator = "" if self.split_mode == "characters" else " "
         text = tf.strings.reduce_join(tokens, axis=1, separator=separator)
         if self.split_mode == "wordpiece":
@@ -147,8 +155,23 @@ class Tokenizer(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(vocabulary=self.vocabulary, split=self.split_mode, lowercase=self.lowercase)
+        config.update(
+            vocabulary=self.vocabulary,
+            split=self.split_mode,
+            lowercase=self.lowercase,
+            reverse=self.reverse,
+        )
         return config
+
+
+def reversed_rows(ragged: tf.RaggedTensor) -> tf.RaggedTensor:
+    """Each row of a 2-D ragged tensor in reverse order: the value at offset k of a row of
+    length n moves to offset n - 1 - k."""
+    rows = ragged.value_rowids()
+    starts = tf.gather(ragged.row_starts(), rows)
+    ends = tf.gather(ragged.row_limits(), rows)
+    positions = tf.range(tf.size(rows, out_type=rows.dtype), dtype=rows.dtype)
+    return ragged.with_flat_values(tf.gather(ragged.flat_values, starts + ends - 1 - positions))
 
 
 class TokenCounter:
