@@ -140,6 +140,38 @@ def test_score_is_the_sum_of_teacher_forced_log_probs(exported, loaded):
     assert [t.decode() for t in result["tokens"].numpy()[0]] == ["X", "Y", "</s>"]
 
 
+def test_a_right_to_left_export_answers_in_reading_order(exported, loaded, tmp_path):
+    """The same weights emitting right to left (`model.reverse_target`): the export's greedy and
+    beam text is the left-to-right export's read backwards, its score the score of the reversed
+    target, as in process."""
+    from s2s_keras import Seq2Seq
+
+    model, _, _ = exported
+    backward = Seq2Seq.from_config({**model.get_config(), "reverse_target": True})
+    backward.set_weights(model.get_weights())
+    other = tf.saved_model.load(export(backward, preset("tiny"), str(tmp_path / "r2l")))
+    words = tf.constant(["hello", "world", "", "low"])
+    targets = tf.constant(["X Y Z", "W", "Y", "Z X"])
+
+    def read_backwards(texts):
+        return [" ".join(reversed(t.decode().split())).encode() for t in texts.numpy()]
+
+    greedy = other.greedy(inputs=words)["outputs"]
+    assert greedy.numpy().tolist() == read_backwards(loaded.greedy(inputs=words)["outputs"])
+    decode = preset("tiny").decode
+    in_process = Translator(backward, decode)
+    assert greedy.numpy().tolist() == in_process.greedy(words, decode.max_length).numpy().tolist()
+    assert other.serving_default(inputs=words)["outputs"].numpy().tolist() == read_backwards(
+        loaded.serving_default(inputs=words)["outputs"]
+    )
+    reversed_targets = tf.constant(read_backwards(targets))
+    np.testing.assert_allclose(
+        other.score(sources=words, targets=targets)["log_prob"],
+        loaded.score(sources=words, targets=reversed_targets)["log_prob"],
+        atol=1e-5,
+    )
+
+
 def test_op_audit_only_serving_ops_no_cudnn_no_forced_xla(exported):
     non_core = audit_ops(exported[1])
     # TensorFlow Text ops linked into the stock tensorflow_model_server.
