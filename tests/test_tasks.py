@@ -47,9 +47,9 @@ class ParityTask(ClassifyTask):
     def examples(self, config, model):
         return ParityExamples(model.source_tokenizer, model.labels, 0)
 
-    def evaluate(self, model, config, pairs, beam_size=None):
+    def evaluate(self, model, config, pairs, beam_size=None, rescore=None):
         labelled = [(source, ("even", "odd")[len(source) % 2]) for source, _ in pairs]
-        return super().evaluate(model, config, labelled, beam_size)
+        return super().evaluate(model, config, labelled, beam_size, rescore)
 
 
 register_task(ParityTask())
