@@ -151,6 +151,10 @@ def test_model_family_options_are_validated(assignments, message):
             ["task=lm", "model.encoder_num_layers=3", "model.bridge=dense"],
             "model.encoder_num_layers: expected 0 with task=lm",
         ),
+        (
+            ["task=lm", "model.reverse_target=true"],
+            "model.reverse_target: expected False with task=lm",
+        ),
         (["model.pooling=max"], "model.pooling: expected one of"),
     ],
 )

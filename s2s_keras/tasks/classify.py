@@ -96,7 +96,7 @@ class ClassifyTask(Task):
         "reverse_source",
         "pooling",
     )
-    unused_fields = ("encoder_num_layers", "encoder_units")
+    unused_fields = ("encoder_num_layers", "encoder_units", "reverse_target")
 
     def check_config(self, config: Config) -> None:
         check(

@@ -161,7 +161,7 @@ class LanguageModelTask(Task):
         if k not in ("model.attention", "model.bidirectional", "model.reverse_source")
     }
     architecture = ("cell", "embedding_size", "hidden_units", "num_layers", "tie_embeddings")
-    unused_fields = ("encoder_num_layers", "encoder_units")
+    unused_fields = ("encoder_num_layers", "encoder_units", "reverse_target")
 
     def check_config(self, config: Config) -> None:
         model = config.model
