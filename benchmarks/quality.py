@@ -17,6 +17,12 @@ their ensemble (`s2s evaluate --run-dir A B C`: probabilities averaged — seq2s
 lm); the JSON's `test` is the ensemble's, `members` each run's, `fit_seconds` their sum. A member
 dir that already holds a finished run (e.g. a symlink to an earlier single-seed run) is reused.
 
+`--right-to-left-seeds 1234` (with `--seeds`) also trains one run per seed with
+`model.reverse_target=true` (in `RUN_DIR/r2l-seed-S`), and those rerank the ensemble's beam
+(`benchmarks/rescore.py`, in its own process: the weight chosen on the validation split); the
+JSON's `test` and `valid` are then the reranked ensemble's, `rescore` says how it was chosen and
+what the beam alone scored, `members` lists the right-to-left runs too.
+
 `--distill-from A B C` trains the preset as the student of those finished runs' ensemble:
 `s2s distill` writes its data into `RUN_DIR/distilled` (reused when there), the student trains
 on it in `RUN_DIR/student`; the JSON adds `distillation` (what `s2s distill` counted and its
@@ -26,6 +32,7 @@ seconds) and `teachers` (the ensemble's test scores).
 import argparse
 import json
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -44,9 +51,16 @@ def main():
         "--seeds", default=None, help="comma-separated train.seed values: their ensemble"
     )
     parser.add_argument(
+        "--right-to-left-seeds",
+        default=None,
+        help="comma-separated train.seed values of right-to-left runs that rerank (see above)",
+    )
+    parser.add_argument(
         "--distill-from", nargs="+", default=None, help="teacher run dirs (see above)"
     )
     args = parser.parse_args()
+    if args.right_to_left_seeds and not args.seeds:
+        parser.error("--right-to-left-seeds reranks an ensemble: give --seeds too")
     run_dir = args.run_dir or f"runs/quality-{args.preset}"
     if args.distill_from:
         report = distilled(args, run_dir)
@@ -62,6 +76,20 @@ def main():
             )
             for seed, member_dir in zip(seeds, member_dirs)
         ]
+        reranking = {}
+        if args.right_to_left_seeds:
+            r2l_seeds = [int(seed) for seed in args.right_to_left_seeds.split(",")]
+            r2l_dirs = [os.path.join(run_dir, f"r2l-seed-{seed}") for seed in r2l_seeds]
+            r2l_overrides = [*args.overrides, "model.reverse_target=true"]
+            members += [
+                dict(
+                    run(args.preset, args.data, r2l_dir, [*r2l_overrides, f"train.seed={seed}"]),
+                    seed=seed,
+                    right_to_left=True,
+                )
+                for seed, r2l_dir in zip(r2l_seeds, r2l_dirs)
+            ]
+            reranking = rescored(member_dirs, r2l_dirs, r2l_seeds)
         report = {
             "preset": args.preset,
             "data": args.data,
@@ -75,6 +103,8 @@ def main():
             "host": host(),
             "measured": measured(),
         }
+        if reranking:
+            report.update(reranking)
     text = json.dumps(report, indent=2)
     if args.output:
         os.makedirs(os.path.dirname(args.output), exist_ok=True)
@@ -121,6 +151,28 @@ def distilled(args, run_dir: str) -> dict:
     student_dir = os.path.join(run_dir, "student")
     report = run(args.preset, distillation["student_data"], student_dir, args.overrides)
     return {**report, "distillation": distillation, "teachers": teachers}
+
+
+def rescored(run_dirs: list, r2l_dirs: list, r2l_seeds: list) -> dict:
+    """`test`, `valid` and `rescore` of the report when right-to-left runs rerank `run_dirs`
+    (`benchmarks/rescore.py` on the runs' own data)."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rescore.py")
+    command = [sys.executable, script, "--run-dir", *run_dirs, "--rescore", *r2l_dirs]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode:
+        sys.exit(f"rescore.py failed:\n{result.stderr[-3000:]}")
+    sweep = json.loads(result.stdout)
+    best = str(sweep["best_weight_on_valid"])
+    return {
+        "test": sweep["test"][best],
+        "valid": sweep["valid"][best],
+        "rescore": {
+            "right_to_left_seeds": r2l_seeds,
+            "weight": sweep["best_weight_on_valid"],
+            "valid_wer_by_weight": {w: r["wer"] for w, r in sweep["valid"].items()},
+            "test_beam_alone": sweep["test"]["0.0"],
+        },
+    }
 
 
 def evaluate(run_dirs: list, split: str, data: str | None) -> dict:

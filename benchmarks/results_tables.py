@@ -185,6 +185,13 @@ def settings(report: dict) -> str:
         parts.append(code(overrides))
     if report.get("seeds"):
         parts.append(f"ensemble of `train.seed` {', '.join(map(str, report['seeds']))}")
+    rescore = report.get("rescore")
+    if isinstance(rescore, dict) and "right_to_left_seeds" in rescore:
+        seeds = ", ".join(map(str, rescore["right_to_left_seeds"]))
+        parts.append(
+            f"reranked by right-to-left `train.seed` {seeds} (weight {rescore['weight']}; "
+            f"the beam alone: {percent(rescore['test_beam_alone']['wer'])})"
+        )
     threads = report.get("threads")
     if isinstance(threads, dict):
         parts.append(", ".join(f"{key} threads {value}" for key, value in threads.items()))

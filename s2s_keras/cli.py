@@ -83,20 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="1: greedy; default: the run's decode.beam_size (what serving_default uses)",
     )
-    evaluate.add_argument(
-        "--rescore",
-        nargs="+",
-        default=None,
-        metavar="RUN_DIR",
-        help="seq2seq: rerank the beam's candidates with these runs (e.g. trained with "
-        "model.reverse_target=true; several: their ensemble)",
-    )
-    evaluate.add_argument(
-        "--rescore-weight",
-        type=float,
-        default=None,
-        help="the rescoring runs' share of a candidate's score; default: decode.rescore_weight",
-    )
+    _rescore_arguments(evaluate)
 
     predict = commands.add_parser("predict", help=COMMANDS["predict"])
     predict.add_argument(
@@ -113,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="1: greedy; default: the model's decode.beam_size",
     )
     predict.add_argument("--num-results", type=int, default=1, help="print the n best, with scores")
+    _rescore_arguments(predict)
     predict.add_argument("words", nargs="+")
 
     plot = commands.add_parser("plot", help=COMMANDS["plot"])
@@ -152,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         "s2s_keras on this kind of CPU, not in TF Serving (docs/serving.md)",
     )
     export.add_argument("--output", help="litert / onnx: a new or empty directory")
+    _rescore_arguments(export, " (savedmodel: serving_default answers the reranked best)")
     export.add_argument(
         "--batch-size", type=int, default=1, help="litert: the batch size fixed in the model"
     )
@@ -175,6 +164,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="the training split's own pairs join the teacher's outputs",
     )
     return parser
+
+
+def _rescore_arguments(parser, note: str = "") -> None:
+    parser.add_argument(
+        "--rescore",
+        nargs="+",
+        default=None,
+        metavar="RUN_DIR",
+        help="seq2seq: rerank the beam's candidates with these runs (e.g. trained with "
+        "model.reverse_target=true; several: their ensemble)" + note,
+    )
+    parser.add_argument(
+        "--rescore-weight",
+        type=float,
+        default=None,
+        help="the rescoring runs' share of a candidate's score; default: decode.rescore_weight",
+    )
+
+
+def _with_rescore_weight(config, weight):
+    if weight is None:
+        return config
+    return dataclasses.replace(
+        config, decode=dataclasses.replace(config.decode, rescore_weight=weight)
+    )
 
 
 def _config_arguments(parser, preset_help: str) -> None:
@@ -285,14 +299,14 @@ def _evaluate(args) -> int:
     corpus = pipelines.load_corpus(data)
     if corpus.skipped.count:
         print(f"[s2s] {corpus.skipped}", file=sys.stderr)
-    decode = config.decode
-    if args.rescore_weight is not None:
-        decode = dataclasses.replace(decode, rescore_weight=args.rescore_weight)
-    config = dataclasses.replace(config, data=data, decode=decode)
+    config = _with_rescore_weight(dataclasses.replace(config, data=data), args.rescore_weight)
+    rescorer = load_runs(args.rescore)[1] if args.rescore else None
     result = get_task(config.task).evaluate(
-        model, config, corpus.split(args.split), args.beam_size, args.rescore
+        model, config, corpus.split(args.split), args.beam_size, rescorer
     )
     result.update(split=args.split, data=data.source, skipped_lines=corpus.skipped.count)
+    if args.rescore:
+        result.update(rescore=args.rescore)
     print(json.dumps(result))
     return 0
 
@@ -300,7 +314,7 @@ def _evaluate(args) -> int:
 def _predict(args) -> int:
     from s2s_keras.prediction import load_predictor
 
-    predictor = load_predictor(args.model)
+    predictor = load_predictor(args.model, args.rescore, args.rescore_weight)
     for line in predictor.lines(args.words, args.beam_size, args.num_results):
         print(line)
     return 0
@@ -326,11 +340,14 @@ def _export(args) -> int:
     if not destination:
         needed = "--export-base" if args.format == "savedmodel" else "--output"
         raise ValueError(f"--format {args.format} needs {needed}")
-    if args.fused and args.format != "savedmodel":
-        raise ValueError(f"--fused is a savedmodel option, not one of --format {args.format}")
+    for flag, value in (("--fused", args.fused), ("--rescore", args.rescore)):
+        if value and args.format != "savedmodel":
+            raise ValueError(f"{flag} is a savedmodel option, not one of --format {args.format}")
     config, model, configs = load_runs(args.run_dir)
+    config = _with_rescore_weight(config, args.rescore_weight)
+    rescorer = load_runs(args.rescore)[1] if args.rescore else None
     if args.format == "savedmodel":
-        print(export(model, config, destination, configs, fused=args.fused))
+        print(export(model, config, destination, configs, fused=args.fused, rescorer=rescorer))
     else:
         from s2s_keras.portable import export as export_portable
 

@@ -7,6 +7,8 @@ Layout:
     <base>/<version>/assets.extra/model.keras        the Keras model, for other Keras apps
                                                       (an ensemble: `member-<i>.keras` and
                                                       `member-<i>.config.json` per model, i from 0)
+    <base>/<version>/assets.extra/rescore-<i>.keras  only if exported with a rescorer: its
+                                                      models (`export`)
     <base>/<version>/assets.extra/tf_serving_warmup_requests   one request per signature
     <base>/<version>/assets.extra/kernels.json       only if exported `fused`: the LSTM kernels
                                                       the graph runs (`load_saved_model`)
@@ -20,6 +22,10 @@ Signatures of a seq2seq model (all outputs dense, batch on dimension 0, valid UT
     sample           inputs [B] + optional temperature, top_k, seed, max_length → outputs [B]
     score            sources [B], targets [B] → tokens [B, T] string, token_log_probs [B, T],
                      log_prob [B]
+    rerank           only if exported with a rescorer: inputs [B] + optional beam_size,
+                     num_results → outputs [B, k] string, scores [B, k] (the beam's candidates
+                     best first by the reranking score; `serving_default` then answers its
+                     first)
 A classifier (`task=classify`):
     serving_default  inputs [B] string → labels [B] string, probabilities [B, L], classes [B, L]
 A language model (`task=lm`), prompts → prompt + continuation:
@@ -83,17 +89,18 @@ class Serving(tf.Module):
     attribute: tracking it would store the compiled model's optimizer state and every weight a
     second time (the SavedModel was 4x the weights)."""
 
-    def __init__(self, model):
+    def __init__(self, *models):
         super().__init__(name="s2s_serving")
         # The underlying tf.Variables, tracked directly: without this the SavedModel's TF1 session
         # loader (TF Serving, saved_model_cli) fails with "Could not find variable ..."
         # (keras-team/keras#20095, tensorflow/serving#2250). `variables`, not `weights`: Keras's
         # RNN layers draw (unused) dropout masks even at inference once recurrent_dropout > 0,
         # so the graph also reads their seed generators' state.
-        self.model_weights = [variable.value for variable in model.variables]
+        self.model_weights = [variable.value for model in models for variable in model.variables]
         # Lookup tables are resources that tf.Module tracking does not find through Keras layers.
         self.lookup_tables = [
             getattr(model, side).lookup.lookup_table
+            for model in models
             for side in ("source_tokenizer", "target_tokenizer")
             if hasattr(model, side)
         ]
@@ -188,11 +195,11 @@ def decoding_requests(words, decode: DecodeConfig, nbest: str) -> dict:
     }
 
 
-def serving_module(model, config: Config) -> Serving:
-    """The exported module of `config.task`."""
+def serving_module(model, config: Config, rescorer=None) -> Serving:
+    """The exported module of `config.task` (with a `rescorer`: see `Task.serving_module`)."""
     from s2s_keras.tasks import get_task
 
-    return get_task(config.task).serving_module(model, config)
+    return get_task(config.task).serving_module(model, config, rescorer)
 
 
 def warmup_requests(decode: DecodeConfig, task: str = "seq2seq") -> dict:
@@ -216,10 +223,18 @@ def next_version(base: str) -> int:
 
 
 def export(
-    model, config: Config, base: str, member_configs: list | None = None, fused: bool = False
+    model,
+    config: Config,
+    base: str,
+    member_configs: list | None = None,
+    fused: bool = False,
+    rescorer=None,
 ) -> str:
     """Writes the next version under `base`; returns its path. `model` may be an `Ensemble`
-    (then `member_configs` are its members' run configs, `config` the first's).
+    (then `member_configs` are its members' run configs, `config` the first's). `rescorer`
+    (seq2seq: a model or ensemble, e.g. trained right to left): `serving_default` answers the
+    beam's best after reranking with it (weight `config.decode.rescore_weight`), a `rerank`
+    signature its n-best; its models are kept as `assets.extra/rescore-<i>.keras`.
 
     `fused`: the LSTM loops run s2s_keras' C++ kernels (`lstm.fused_inference`), faster; such a
     version loads only in a Python process with s2s_keras installed, on a CPU that runs those
@@ -232,7 +247,7 @@ def export(
     staging = tempfile.mkdtemp(prefix=".export-", dir=base)
     try:
         with lstm.fused_inference() if fused else contextlib.nullcontext():
-            module = serving_module(model, config)
+            module = serving_module(model, config, rescorer)
             tf.saved_model.save(module, staging, signatures=module.serving_signatures)
         extra = os.path.join(staging, "assets.extra")
         os.makedirs(extra, exist_ok=True)
@@ -251,10 +266,14 @@ def export(
                     handle.write(member_config.to_json())
         else:
             model.save(os.path.join(extra, "model.keras"))
+        if rescorer is not None:
+            for i, scorer in enumerate(getattr(rescorer, "members", [rescorer])):
+                scorer.save(os.path.join(extra, f"rescore-{i}.keras"))
+        requests = warmup_requests(config.decode, config.task)
         write_warmup_requests(
             os.path.join(extra, WARMUP_FILE),
             os.path.basename(os.path.abspath(base)),
-            warmup_requests(config.decode, config.task),
+            {name: r for name, r in requests.items() if name in module.serving_signatures},
         )
         _write_server_examples(base)
         _readable_by_all(staging)  # mkdtemp made it 0700: a server running as another user

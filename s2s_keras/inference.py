@@ -202,6 +202,10 @@ class Translator(SequenceDecoder):
         )
         return tf.where(empty[:, None], tf.zeros_like(ids), ids)
 
+    def empty(self, strings):
+        """`(batch,)` bool: which sources have no tokens (they decode to "")."""
+        return tf.reduce_all(tf.equal(self._source_ids(strings), PAD_ID), axis=1)
+
     def _source_ids(self, strings):
         tokenizer = self.model.source_tokenizer
         return with_padding_column(
@@ -233,7 +237,9 @@ class Reranker:
     its other end; either side may be an ensemble. `weight` 0 keeps the beam's order (without a
     length penalty); a beam of width 1 has nothing to rerank.
 
-    It has what `evaluate_pairs` reads of a `Translator`: `translate` and `model`.
+    It has what `evaluate_pairs` reads of a `Translator`: `translate` and `model`; `ranked` is
+    the n-best in the reranked order (the `rerank` signature of a SavedModel exported with a
+    rescorer).
     """
 
     def __init__(self, translator: Translator, scorer: Translator, weight: float):
@@ -247,8 +253,18 @@ class Reranker:
         strings = tf.convert_to_tensor(strings, tf.string)
         if beam_size <= 1:
             return self.translator.translate(strings, 1)
+        return self.ranked(strings, beam_size, 1)[0][:, 0]
+
+    def ranked(self, strings, beam_size, num_results):
+        """`(outputs (batch, n) strings, scores (batch, n))`: the beam's `beam_size` candidates
+        best first by the reranking score (`combine`), `n = min(num_results, beam_size)`; an
+        empty source gives "" with score 0, as the beam does."""
         candidates, forward, other = self.nbest(strings, beam_size)
-        return tf.gather(candidates, tf.argmax(self.combine(forward, other), axis=1), batch_dims=1)
+        empty = self.translator.empty(strings)[:, None]
+        combined = tf.where(empty, 0.0, self.combine(forward, other))
+        n = tf.minimum(tf.maximum(num_results, 1), tf.shape(candidates)[1])
+        scores, order = tf.math.top_k(combined, n)
+        return tf.gather(candidates, order, batch_dims=1), scores
 
     def nbest(self, strings, beam_size: int) -> tuple:
         """`(candidates (batch, k) strings, their log P under the translator's model (batch, k),

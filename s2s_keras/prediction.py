@@ -7,6 +7,7 @@ own `lines(...)` for the CLI."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -27,12 +28,15 @@ class SequencePredictor:
         self._score = score
 
     @classmethod
-    def of_decoder(cls, decoder) -> "SequencePredictor":
-        """Over an `inference.SequenceDecoder` (a Keras model's)."""
+    def of_decoder(cls, decoder, reranker=None) -> "SequencePredictor":
+        """Over an `inference.SequenceDecoder` (a Keras model's); with an `inference.Reranker`
+        over it, the n-best come in its order, with its scores."""
         decode = decoder.decode
 
         def nbest(words, beam_size, num_results):
             beam_size = decode.beam_size if beam_size is None else beam_size
+            if reranker is not None:
+                return reranker.ranked(tf.constant(words, tf.string), beam_size, num_results)
             return decoder.beam(
                 tf.constant(words, tf.string),
                 beam_size,
@@ -41,7 +45,9 @@ class SequencePredictor:
                 num_results,
             )
 
-        return cls(nbest, decoder.score)
+        predictor = cls(nbest, decoder.score)
+        predictor.reranker = reranker  # its scorer's tf.functions hold their objects weakly
+        return predictor
 
     @classmethod
     def of_saved_model(cls, loaded, beam_function, score) -> "SequencePredictor":
@@ -115,11 +121,15 @@ def _versions(base: str) -> list:
     ]
 
 
-def load_predictor(path: str | list):
+def load_predictor(
+    path: str | list, rescore: list | None = None, rescore_weight: float | None = None
+):
     """PATH: a run dir (`model.keras` + `config.json`; `pretrained:NAME`: a shipped one), a
     `.keras` file (decode settings from `config.py`'s defaults), or a SavedModel version dir
     (its signatures, which is what TF Serving clients call); a list of several run dirs: their
-    `Ensemble` (decode settings from the first)."""
+    `Ensemble` (decode settings from the first). `rescore`: run dirs whose model (or ensemble)
+    reranks the beam (seq2seq, not a SavedModel: export it with `--rescore` instead), with
+    `rescore_weight` (None: `decode.rescore_weight`)."""
     from s2s_keras.pretrained import resolve
     from s2s_keras.run_dir import is_run_dir
     from s2s_keras.tasks import get_task, task_of_model
@@ -135,6 +145,11 @@ def load_predictor(path: str | list):
             )
     path = paths[0]
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        if rescore:
+            raise ValueError(
+                f"--rescore with --model {path}: a SavedModel reranks as it was exported "
+                "(s2s export --rescore)"
+            )
         loaded = load_saved_model(path)
         with open(os.path.join(path, "assets.extra", "config.json")) as handle:
             task = get_task(Config.from_json(handle.read()).task)
@@ -161,4 +176,8 @@ def load_predictor(path: str | list):
             f"--model {path!r}: expected a run dir, a .keras file or a SavedModel "
             f"version dir (with saved_model.pb)"
         )
-    return task.predictor(model, config)
+    rescorer = load_runs(rescore)[1] if rescore else None
+    if rescore_weight is not None:
+        decode = dataclasses.replace(config.decode, rescore_weight=rescore_weight)
+        config = dataclasses.replace(config, decode=decode)
+    return task.predictor(model, config, rescorer)

@@ -301,7 +301,8 @@ def test_warmup_records_replay_into_predict_responses(exported, loaded):
             response.outputs[name].CopyFrom(tf.make_tensor_proto(value.numpy()))
             assert value.shape[0] == 2
         seen.add(signature)
-    assert seen == set(SIGNATURES) == set(warmup_requests(preset("tiny").decode))
+    # Every signature warms up (`rerank` is only in an export with a rescorer: test_inference).
+    assert seen == set(SIGNATURES) == set(warmup_requests(preset("tiny").decode)) - {"rerank"}
 
 
 def test_tfsm_layer_in_a_keras_app_without_our_package(exported):

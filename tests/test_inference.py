@@ -1,6 +1,7 @@
 """Inference objects: a right-to-left model's decoding and scores, n-best reranking."""
 
 import json
+import os
 
 import keras
 import numpy as np
@@ -8,9 +9,11 @@ import pytest
 import tensorflow as tf
 from conftest import cli_stdout
 
-from s2s_keras import Seq2Seq
+from s2s_keras import Seq2Seq, cli
 from s2s_keras.config import ConfigError, DecodeConfig, preset
+from s2s_keras.export import WARMUP_FILE, load_saved_model
 from s2s_keras.inference import Reranker, Translator
+from s2s_keras.prediction import load_predictor
 from s2s_keras.tasks import get_task
 
 SOURCES = ["abc", "fed", "a", "bbbbbb", "cafe", ""]
@@ -89,8 +92,12 @@ def test_reranking_changes_some_choices_and_a_beam_of_one_is_greedy(reranker_par
         Reranker(translator, scorer, 1.5)
 
 
-def test_cli_evaluate_reranks_with_the_rescoring_runs_and_other_tasks_refuse(tmp_path, capsys):
-    """`s2s evaluate --run-dir A --rescore B --rescore-weight 1` scores what `Reranker` picks."""
+def test_cli_evaluate_export_and_predict_rerank_with_the_rescoring_runs(tmp_path, capsys):
+    """`--rescore B --rescore-weight 1`: `s2s evaluate --run-dir A` scores what `Reranker`
+    picks, `s2s export --run-dir A` serves it (`serving_default`, and `rerank`'s n-best, both
+    warmed up), `s2s predict --model A` prints it; other tasks refuse a rescorer."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
     rows = [("abc", "X Y"), ("bad", "W X"), ("cafe", "Y Y Z"), ("fed", "Z"), ("ace", "X")]
     models = {"forward": seq2seq(1), "backward": seq2seq(2, reverse_target=True)}
     translator, scorer = (Translator(m, preset("tiny").decode) for m in models.values())
@@ -106,13 +113,52 @@ def test_cli_evaluate_reranks_with_the_rescoring_runs_and_other_tasks_refuse(tmp
         model.save(tmp_path / name / "model.keras")
         config["model"]["reverse_target"] = name == "backward"
         (tmp_path / name / "config.json").write_text(json.dumps(config))
-    runs = [str(tmp_path / "forward"), "--rescore", str(tmp_path / "backward")]
-    flags = ["--beam-size", "3", "--rescore-weight", "1"]
-    out = cli_stdout(capsys, "evaluate", *flags, "--run-dir", *runs)
+    forward, rescore = str(tmp_path / "forward"), ["--rescore", str(tmp_path / "backward")]
+    weight = ["--rescore-weight", "1"]
+    out = cli_stdout(
+        capsys, "evaluate", "--beam-size", "3", *weight, "--run-dir", forward, *rescore
+    )
     result = json.loads(out.splitlines()[-1])
     exact = np.mean([h.decode() == t for h, (_, t) in zip(chosen, rows)])
     assert result["exact_match"] == pytest.approx(exact) and exact >= 0.4
     assert result["rescore"] == [str(tmp_path / "backward")] and result["rescore_weight"] == 1.0
+    # The export and `s2s predict` rerank the exported width (tiny: beam 5).
+    words = [s for s, _ in rows] + [""]
+    reranker = Reranker(translator, scorer, 1.0)
+    outputs, scores = (x.numpy() for x in reranker.ranked(tf.constant(words), 5, 3))
+    base = str(tmp_path / "export")
+    version = cli_stdout(
+        capsys, "export", "--run-dir", forward, *rescore, *weight, "--export-base", base
+    )
+    extra = os.path.join(version.strip(), "assets.extra")
+    assert os.path.isfile(os.path.join(extra, "rescore-0.keras"))
+    warmed = {
+        prediction_log_pb2.PredictionLog.FromString(
+            record
+        ).predict_log.request.model_spec.signature_name
+        for record in tf.data.TFRecordDataset(os.path.join(extra, WARMUP_FILE)).as_numpy_iterator()
+    }
+    assert warmed == {"serving_default", "nbest", "greedy", "sample", "score", "rerank"}
+    loaded = load_saved_model(version.strip())
+    served = loaded.serving_default(inputs=tf.constant(words))
+    assert served["outputs"].numpy().tolist() == outputs[:, 0].tolist()
+    np.testing.assert_allclose(served["scores"], scores[:, 0], rtol=1e-5, atol=1e-5)
+    ranked = loaded.rerank(inputs=tf.constant(words), num_results=tf.fill([len(words)], 3))
+    assert ranked["outputs"].numpy().tolist() == outputs.tolist() and outputs[-1, 0] == b""
+    assert outputs[:, 0].tolist() != translator.translate(tf.constant(words), 5).numpy().tolist()
+    out = cli_stdout(
+        capsys, "predict", "--model", forward, *rescore, *weight, "--num-results", "3", *words[:2]
+    )
+    two = reranker.ranked(tf.constant(words[:2]), 5, 3)[0].numpy()  # the same batch
+    assert [line.split("\t")[1] for line in out.splitlines()] == [
+        text.decode() for row in two for text in row
+    ]
+    assert (
+        load_predictor(version.strip())(words[:2], num_results=3)[0][0][0] == outputs[0, 0].decode()
+    )
     for task in ("classify", "lm"):
-        with pytest.raises(ConfigError, match=f"the {task} task has no n-best reranking"):
-            get_task(task).evaluate(None, preset("tiny"), [], rescore=["run"])
+        with pytest.raises(ConfigError, match=f"--rescore: the {task} task has no n-best rerank"):
+            get_task(task).evaluate(None, preset("tiny"), [], rescorer=models["backward"])
+    onnx = ["--format", "onnx", "--output", base]
+    assert cli.main(["export", "--run-dir", forward, *rescore, *onnx]) == 2
+    assert "--rescore is a savedmodel option" in capsys.readouterr().err

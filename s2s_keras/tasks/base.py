@@ -218,8 +218,9 @@ class Task:
         """The strings-in inference object (`inference.py`) of a trained model or `Ensemble`."""
         raise NotImplementedError
 
-    def serving_module(self, model, config: Config):
-        """The `export.Serving` module whose signatures the SavedModel exports."""
+    def serving_module(self, model, config: Config, rescorer=None):
+        """The `export.Serving` module whose signatures the SavedModel exports; `rescorer`: a
+        model (or ensemble) that reranks the beam's candidates (seq2seq)."""
         raise NotImplementedError
 
     def warmup_requests(self, decode: DecodeConfig) -> dict:
@@ -227,17 +228,16 @@ class Task:
         raise NotImplementedError
 
     def evaluate(
-        self, model, config: Config, pairs, beam_size: int | None = None, rescore=None
+        self, model, config: Config, pairs, beam_size: int | None = None, rescorer=None
     ) -> dict:
         """Scores of `pairs` through the inference path, as `s2s evaluate` prints them;
-        `rescore`: run dirs whose model (or ensemble) reranks the beam's candidates (seq2seq)."""
+        `rescorer`: as `serving_module`."""
         raise NotImplementedError
 
-    def no_reranking(self, rescore) -> None:
-        if rescore is not None:
+    def no_reranking(self, rescorer) -> None:
+        if rescorer is not None:
             raise ConfigError(
-                f"s2s evaluate --rescore: the {self.name} task has no n-best reranking "
-                "(seq2seq has)"
+                f"--rescore: the {self.name} task has no n-best reranking (seq2seq has)"
             )
 
     def distill(self, model, config: Config, pairs, beam_size: int | None = None) -> tuple:
@@ -245,8 +245,9 @@ class Task:
         `pairs` (`s2s distill`, `distillation.py`)."""
         raise ConfigError(f"s2s distill: the {self.name} task has no distillation (seq2seq has)")
 
-    def predictor(self, model, config: Config):
-        """`s2s predict`'s object over a Keras model (see `prediction.py`)."""
+    def predictor(self, model, config: Config, rescorer=None):
+        """`s2s predict`'s object over a Keras model (see `prediction.py`); `rescorer`: as
+        `serving_module`."""
         raise NotImplementedError
 
     def saved_model_predictor(self, loaded):

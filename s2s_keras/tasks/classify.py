@@ -240,21 +240,23 @@ class ClassifyTask(Task):
         `decode.max_input_length`."""
         return LabelPredictor(model, model.max_source_tokens or decode.max_input_length)
 
-    def serving_module(self, model, config: Config) -> ClassifierServing:
+    def serving_module(self, model, config: Config, rescorer=None) -> ClassifierServing:
+        self.no_reranking(rescorer)
         return ClassifierServing(self.inference(model, config.decode))
 
     def warmup_requests(self, decode: DecodeConfig) -> dict:
         return {"serving_default": {"inputs": np.array([b"a fine film", b"dull"])}}
 
     def evaluate(
-        self, model, config: Config, pairs, beam_size: int | None = None, rescore=None
+        self, model, config: Config, pairs, beam_size: int | None = None, rescorer=None
     ) -> dict:
-        self.no_reranking(rescore)
+        self.no_reranking(rescorer)
         return evaluate_classifier(
             self.inference(model, config.decode), pairs, config.decode.batch_size
         )
 
-    def predictor(self, model, config: Config) -> LabelPredictions:
+    def predictor(self, model, config: Config, rescorer=None) -> LabelPredictions:
+        self.no_reranking(rescorer)
         inference = self.inference(model, config.decode)
         predictor = LabelPredictions(inference.classify)
         predictor.inference = inference  # a tf.function method holds its object only weakly

@@ -293,7 +293,8 @@ class LanguageModelTask(Task):
     def inference(self, model, decode: DecodeConfig) -> TextGenerator:
         return TextGenerator(model, decode)
 
-    def serving_module(self, model, config: Config) -> LanguageModelServing:
+    def serving_module(self, model, config: Config, rescorer=None) -> LanguageModelServing:
+        self.no_reranking(rescorer)
         return LanguageModelServing(self.inference(model, config.decode))
 
     def warmup_requests(self, decode: DecodeConfig) -> dict:
@@ -307,12 +308,13 @@ class LanguageModelTask(Task):
         }
 
     def evaluate(
-        self, model, config: Config, pairs, beam_size: int | None = None, rescore=None
+        self, model, config: Config, pairs, beam_size: int | None = None, rescorer=None
     ) -> dict:
-        self.no_reranking(rescore)
+        self.no_reranking(rescorer)
         return evaluate_language_model(model, config, pairs)
 
-    def predictor(self, model, config: Config) -> SequencePredictor:
+    def predictor(self, model, config: Config, rescorer=None) -> SequencePredictor:
+        self.no_reranking(rescorer)
         return SequencePredictor.of_decoder(self.inference(model, config.decode))
 
     def saved_model_predictor(self, loaded) -> SequencePredictor:

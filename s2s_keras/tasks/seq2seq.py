@@ -11,31 +11,56 @@ import tensorflow as tf
 from s2s_keras.config import Config, ConfigError, DataConfig, DecodeConfig
 from s2s_keras.data import TeacherForcing, teacher_forcing_lengths
 from s2s_keras.evaluation import ValidationErrorRates, evaluate_pairs, translate
-from s2s_keras.export import Serving, decoding_requests, decoding_signatures, vector
+from s2s_keras.export import (
+    Serving,
+    decoding_requests,
+    decoding_signatures,
+    per_request,
+    vector,
+)
 from s2s_keras.inference import Reranker, Translator
 from s2s_keras.losses import SequenceCrossentropy
 from s2s_keras.metrics import MaskedAccuracy
 from s2s_keras.models import Seq2Seq
 from s2s_keras.prediction import SequencePredictor
-from s2s_keras.run_dir import load_runs
 from s2s_keras.tasks.base import RECURRENT_SPACE, Task
 from s2s_keras.text import TokenCounter
 
 
 class Seq2SeqServing(Serving):
     """Signatures of a seq2seq export: `serving_default` (beam, the exported width), `nbest`,
-    `greedy`, `sample`, `score` (see `export.py`)."""
+    `greedy`, `sample`, `score` (see `export.py`). With a `Reranker`, `serving_default` answers
+    its best and `rerank` its n-best (the other signatures stay the translator's)."""
 
-    def __init__(self, translator: Translator):
-        super().__init__(translator.model)
+    def __init__(self, translator: Translator, reranker: Reranker | None = None):
+        models = [translator.model] + ([reranker.scorer.model] if reranker else [])
+        super().__init__(*models)
         d: DecodeConfig = translator.decode
+        no_ints = tf.constant([], tf.int32)
 
         @tf.function(input_signature=[vector(tf.string, "inputs")])
         def serving_default(inputs):
-            outputs, scores = translator.beam(
-                inputs, d.beam_size, d.max_length, d.length_penalty, 1
-            )
+            if reranker is not None:
+                outputs, scores = reranker.ranked(inputs, d.beam_size, 1)
+            else:
+                outputs, scores = translator.beam(
+                    inputs, d.beam_size, d.max_length, d.length_penalty, 1
+                )
             return {"outputs": outputs[:, 0], "scores": scores[:, 0]}
+
+        @tf.function(
+            input_signature=[
+                vector(tf.string, "inputs"),
+                vector(tf.int32, "beam_size"),
+                vector(tf.int32, "num_results"),
+            ]
+        )
+        def rerank(inputs, beam_size=no_ints, num_results=no_ints):
+            width = per_request(beam_size, d.beam_size, inputs, "beam_size")
+            outputs, scores = reranker.ranked(
+                inputs, width, per_request(num_results, width, inputs, "num_results")
+            )
+            return {"outputs": outputs, "scores": scores}
 
         @tf.function(input_signature=[vector(tf.string, "sources"), vector(tf.string, "targets")])
         def score(sources, targets):
@@ -46,6 +71,7 @@ class Seq2SeqServing(Serving):
                 "serving_default": serving_default,
                 **decoding_signatures(translator, d),
                 "score": score,
+                **({"rerank": rerank} if reranker is not None else {}),
             }
         )
 
@@ -136,8 +162,9 @@ class Seq2SeqTask(Task):
             "max_length": config.decode.max_length,
         }
 
-    def serving_module(self, model, config: Config) -> Seq2SeqServing:
-        return Seq2SeqServing(self.inference(model, config.decode))
+    def serving_module(self, model, config: Config, rescorer=None) -> Seq2SeqServing:
+        reranker = self.reranker(model, config, rescorer)
+        return Seq2SeqServing(self.inference(model, config.decode), reranker)
 
     def warmup_requests(self, decode: DecodeConfig) -> dict:
         words = np.array([b"hello", b"world"])
@@ -145,28 +172,37 @@ class Seq2SeqTask(Task):
             "serving_default": {"inputs": words},
             **decoding_requests(words, decode, nbest="nbest"),
             "score": {"sources": words, "targets": np.array([b"HH AH L OW", b"W ER L D"])},
+            "rerank": {
+                "inputs": words,
+                "beam_size": np.full(len(words), decode.beam_size, np.int32),
+                "num_results": np.full(len(words), min(2, decode.beam_size), np.int32),
+            },
         }
 
     def evaluate(
-        self, model, config: Config, pairs, beam_size: int | None = None, rescore=None
+        self, model, config: Config, pairs, beam_size: int | None = None, rescorer=None
     ) -> dict:
-        """`rescore`: run dirs whose model (their ensemble if several) reranks the beam's
-        candidates with weight `decode.rescore_weight` (`Reranker`); the result then says so."""
+        """`rescorer`: a model (or ensemble) that reranks the beam's candidates (`reranker`);
+        the result then gives the weight."""
         beam_size = config.decode.beam_size if beam_size is None else beam_size
-        translator = self.inference(model, config.decode)
-        reranked = {}
-        if rescore is not None:
-            scorer_config, scorer, _ = load_runs(rescore)
-            if scorer_config.task != self.name:
-                raise ConfigError(
-                    f"--rescore {' '.join(rescore)}: expected {self.name} runs, got "
-                    f"{scorer_config.task} runs"
-                )
-            weight = config.decode.rescore_weight
-            translator = Reranker(translator, self.inference(scorer, config.decode), weight)
-            reranked = {"rescore": list(rescore), "rescore_weight": weight}
+        translator = self.reranker(model, config, rescorer) or self.inference(model, config.decode)
         result = evaluate_pairs(translator, pairs, config.decode.batch_size, beam_size)
+        reranked = {"rescore_weight": config.decode.rescore_weight} if rescorer else {}
         return {**result, "beam_size": beam_size, **reranked}
+
+    def reranker(self, model, config: Config, rescorer) -> Reranker | None:
+        """`model`'s beam reranked by `rescorer` (a seq2seq model or ensemble, e.g. trained
+        right to left) with weight `decode.rescore_weight`; None without a rescorer."""
+        if rescorer is None:
+            return None
+        if not isinstance(getattr(rescorer, "members", [rescorer])[0], Seq2Seq):
+            raise ConfigError(
+                f"--rescore: expected seq2seq runs, got a {type(rescorer).__name__} (a rescorer "
+                "scores the candidates' text)"
+            )
+        translator = self.inference(model, config.decode)
+        scorer = self.inference(rescorer, config.decode)
+        return Reranker(translator, scorer, config.decode.rescore_weight)
 
     def distill(self, model, config: Config, pairs, beam_size: int | None = None) -> tuple:
         """Each distinct source once (first-seen order) with the beam's best output; a source
@@ -197,12 +233,16 @@ class Seq2SeqTask(Task):
         counts["from_teacher"] = counts["sources"] - counts["empty_outputs"] - counts["cut_sources"]
         return distilled, counts
 
-    def predictor(self, model, config: Config) -> SequencePredictor:
-        return SequencePredictor.of_decoder(self.inference(model, config.decode))
+    def predictor(self, model, config: Config, rescorer=None) -> SequencePredictor:
+        inference = self.inference(model, config.decode)
+        reranker = self.reranker(model, config, rescorer)
+        return SequencePredictor.of_decoder(inference, reranker)
 
     def saved_model_predictor(self, loaded) -> SequencePredictor:
+        """Over `rerank` when the export has it (it was exported with a rescorer), else
+        `nbest`."""
         return SequencePredictor.of_saved_model(
             loaded,
-            loaded.nbest,
+            getattr(loaded, "rerank", None) or loaded.nbest,
             lambda sources, targets: loaded.score(sources=sources, targets=targets),
         )
