@@ -132,12 +132,9 @@ def test_cli_evaluate_export_and_predict_rerank_with_the_rescoring_runs(tmp_path
     )
     extra = os.path.join(version.strip(), "assets.extra")
     assert os.path.isfile(os.path.join(extra, "rescore-0.keras"))
-    warmed = {
-        prediction_log_pb2.PredictionLog.FromString(
-            record
-        ).predict_log.request.model_spec.signature_name
-        for record in tf.data.TFRecordDataset(os.path.join(extra, WARMUP_FILE)).as_numpy_iterator()
-    }
+    records = tf.data.TFRecordDataset(os.path.join(extra, WARMUP_FILE)).as_numpy_iterator()
+    logs = [prediction_log_pb2.PredictionLog.FromString(record).predict_log for record in records]
+    warmed = {log.request.model_spec.signature_name for log in logs}
     assert warmed == {"serving_default", "nbest", "greedy", "sample", "score", "rerank"}
     loaded = load_saved_model(version.strip())
     served = loaded.serving_default(inputs=tf.constant(words))
