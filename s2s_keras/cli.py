@@ -288,7 +288,7 @@ def _tune(args) -> int:
 
 def _evaluate(args) -> int:
     from s2s_keras import pipelines
-    from s2s_keras.run_dir import load_runs
+    from s2s_keras.run_dir import load_runs, rescore_dirs
 
     config, model, _ = load_runs(args.run_dir)
     data = config.data
@@ -300,13 +300,14 @@ def _evaluate(args) -> int:
     if corpus.skipped.count:
         print(f"[s2s] {corpus.skipped}", file=sys.stderr)
     config = _with_rescore_weight(dataclasses.replace(config, data=data), args.rescore_weight)
-    rescorer = load_runs(args.rescore)[1] if args.rescore else None
+    rescore = rescore_dirs(args.run_dir, args.rescore)
+    rescorer = load_runs(rescore)[1] if rescore else None
     result = get_task(config.task).evaluate(
         model, config, corpus.split(args.split), args.beam_size, rescorer
     )
     result.update(split=args.split, data=data.source, skipped_lines=corpus.skipped.count)
-    if args.rescore:
-        result.update(rescore=args.rescore)
+    if rescore:
+        result.update(rescore=rescore)
     print(json.dumps(result))
     return 0
 
@@ -334,7 +335,7 @@ def _plot(args) -> int:
 
 def _export(args) -> int:
     from s2s_keras.export import export
-    from s2s_keras.run_dir import load_runs
+    from s2s_keras.run_dir import load_rescorer, load_runs
 
     destination = args.export_base if args.format == "savedmodel" else args.output
     if not destination:
@@ -345,8 +346,8 @@ def _export(args) -> int:
             raise ValueError(f"{flag} is a savedmodel option, not one of --format {args.format}")
     config, model, configs = load_runs(args.run_dir)
     config = _with_rescore_weight(config, args.rescore_weight)
-    rescorer = load_runs(args.rescore)[1] if args.rescore else None
     if args.format == "savedmodel":
+        rescorer = load_rescorer(args.run_dir, args.rescore)
         print(export(model, config, destination, configs, fused=args.fused, rescorer=rescorer))
     else:
         from s2s_keras.portable import export as export_portable

@@ -128,7 +128,8 @@ def load_predictor(
     `.keras` file (decode settings from `config.py`'s defaults), or a SavedModel version dir
     (its signatures, which is what TF Serving clients call); a list of several run dirs: their
     `Ensemble` (decode settings from the first). `rescore`: run dirs whose model (or ensemble)
-    reranks the beam (seq2seq, not a SavedModel: export it with `--rescore` instead), with
+    reranks the beam (seq2seq, not a SavedModel: export it with `--rescore` instead; a run dir
+    that carries a `rescore/` run reranks with it by default: `run_dir.rescore_dirs`), with
     `rescore_weight` (None: `decode.rescore_weight`)."""
     from s2s_keras.pretrained import resolve
     from s2s_keras.run_dir import is_run_dir
@@ -157,7 +158,7 @@ def load_predictor(
 
     import keras
 
-    from s2s_keras.run_dir import load_runs
+    from s2s_keras.run_dir import load_rescorer, load_runs
 
     versions = _versions(path)
     if versions and not is_run_dir(path):
@@ -176,7 +177,7 @@ def load_predictor(
             f"--model {path!r}: expected a run dir, a .keras file or a SavedModel "
             f"version dir (with saved_model.pb)"
         )
-    rescorer = load_runs(rescore)[1] if rescore else None
+    rescorer = load_rescorer(paths, rescore)
     if rescore_weight is not None:
         decode = dataclasses.replace(config.decode, rescore_weight=rescore_weight)
         config = dataclasses.replace(config, decode=decode)

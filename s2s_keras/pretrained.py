@@ -5,8 +5,9 @@ expected: `s2s predict --model pretrained:g2p hello`, `s2s evaluate --run-dir pr
 Each is a finished run directory, `s2s_keras/pretrained/NAME/`: the run's `config.json` and
 `summary.json`, `model.keras` (the weights without optimizer state, computing in float32 so that
 its outputs do not depend on a CPU's bf16 support) and `card.json` (where the data and weights
-come from, the licence, how it was trained and what it scores). `pack` writes one from a
-finished run (`benchmarks/pretrained.py` runs it and measures the scores).
+come from, the licence, how it was trained and what it scores), and possibly `rescore/`: a run
+that reranks its beam (`run_dir.rescore_dirs`). `pack` writes one from a finished run
+(`benchmarks/pretrained.py` runs it and measures the scores).
 """
 
 from __future__ import annotations
@@ -52,20 +53,40 @@ def card(name: str) -> dict:
         return json.load(handle)
 
 
-def pack(run_dir: str, directory: str, card: dict, precision: str = "float32") -> None:
+def pack(
+    run_dir: str,
+    directory: str,
+    card: dict | None,
+    precision: str = "float32",
+    rescore: str | None = None,
+    rescore_weight: float | None = None,
+) -> None:
     """Writes the finished run `run_dir` into `directory` as a pretrained model: its config and
-    summary, its weights in a model of `precision` without optimizer state, and `card`."""
+    summary, its weights in a model of `precision` without optimizer state, and `card` (None:
+    none). `rescore`: a finished run packed the same way into `directory/rescore/`, which then
+    reranks the model's beam with `rescore_weight` (None: the run's `decode.rescore_weight`)."""
     from s2s_keras import run_dir as run_files
     from s2s_keras.models import with_precision
 
-    shipped = with_precision(run_files.load_run(run_dir)[1], precision)
-    os.makedirs(directory, exist_ok=True)
+    config, model = run_files.load_run(run_dir)
+    shipped = with_precision(model, precision)
+    if os.path.isdir(directory):
+        shutil.rmtree(directory)  # nothing of an earlier pack (a rescorer) stays behind
+    os.makedirs(directory)
     shipped.save(os.path.join(directory, run_files.MODEL_FILE))
-    for name in (run_files.CONFIG_FILE, run_files.SUMMARY_FILE):
-        shutil.copyfile(os.path.join(run_dir, name), os.path.join(directory, name))
-    with open(os.path.join(directory, CARD_FILE), "w", encoding="utf-8") as handle:
-        json.dump(card, handle, indent=2)
-        handle.write("\n")
+    if rescore_weight is not None:
+        config = config.override([f"decode.rescore_weight={rescore_weight}"])
+    run_files.write_config(directory, config)
+    shutil.copyfile(
+        os.path.join(run_dir, run_files.SUMMARY_FILE),
+        os.path.join(directory, run_files.SUMMARY_FILE),
+    )
+    if rescore is not None:
+        pack(rescore, os.path.join(directory, run_files.RESCORE_DIR), None, precision)
+    if card is not None:
+        with open(os.path.join(directory, CARD_FILE), "w", encoding="utf-8") as handle:
+            json.dump(card, handle, indent=2)
+            handle.write("\n")
 
 
 def sample(pairs, size: int = 500) -> list:

@@ -6,6 +6,11 @@ rerunning the same command resumes an interrupted run at its last backup, to the
 `logs/` (TensorBoard), `history.csv` (each epoch's logs, `padding_fraction` included) and
 `summary.json` (data sizes, padding, parameters, timing, history). Training, tuning (each trial
 is a run directory), evaluation, prediction and export all go through this module.
+
+A finished run may carry, in `rescore/`, a run that reranks its beam (e.g. trained right to
+left; the weight is its `decode.rescore_weight`): `s2s evaluate`, `predict` and `export` of it
+alone then rerank unless given `--rescore` (`rescore_dirs`). A shipped model packs one this way
+(`pretrained.pack`); training never writes it.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ LOGS_DIR = "logs"
 BACKUP_DIR = "backup"
 BEST_FILE = os.path.join("checkpoints", "best.keras")
 LOCK_FILE = ".lock"
+RESCORE_DIR = "rescore"
 # What a run writes (and `--overwrite` removes); other files in the directory are left alone.
 RUN_FILES = (
     MODEL_FILE,
@@ -228,6 +234,24 @@ def load_runs(run_dirs: list) -> tuple:
         return configs[0], loaded[0][1], configs
     # Ensemble refuses mixed tasks, naming each run dir's model class.
     return configs[0], Ensemble([model for _, model in loaded], names=list(run_dirs)), configs
+
+
+def rescore_dirs(run_dirs: list, rescore: list | None) -> list | None:
+    """The runs that rerank `run_dirs`' beam: `rescore` when given, else the `rescore/` run a
+    single run dir carries (see the module doc), else None."""
+    if rescore:
+        return list(rescore)
+    if len(run_dirs) == 1:
+        carried = os.path.join(pretrained.resolve(run_dirs[0]), RESCORE_DIR)
+        if os.path.isfile(os.path.join(carried, CONFIG_FILE)):
+            return [carried]
+    return None
+
+
+def load_rescorer(run_dirs: list, rescore: list | None):
+    """The model (or ensemble) of `rescore_dirs(run_dirs, rescore)`, or None."""
+    dirs = rescore_dirs(run_dirs, rescore)
+    return load_runs(dirs)[1] if dirs else None
 
 
 def is_run_dir(path: str) -> bool:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -14,6 +15,7 @@ from s2s_keras.config import ConfigError, DecodeConfig, preset
 from s2s_keras.export import WARMUP_FILE, load_saved_model
 from s2s_keras.inference import Reranker, Translator
 from s2s_keras.prediction import load_predictor
+from s2s_keras.run_dir import rescore_dirs
 from s2s_keras.tasks import get_task
 
 SOURCES = ["abc", "fed", "a", "bbbbbb", "cafe", ""]
@@ -159,3 +161,15 @@ def test_cli_evaluate_export_and_predict_rerank_with_the_rescoring_runs(tmp_path
     onnx = ["--format", "onnx", "--output", base]
     assert cli.main(["export", "--run-dir", forward, *rescore, *onnx]) == 2
     assert "--rescore is a savedmodel option" in capsys.readouterr().err
+    # A run carrying its reranker in `rescore/` (weight: its decode.rescore_weight) reranks
+    # without --rescore; --rescore names another; an ensemble of run dirs carries none.
+    carrier = tmp_path / "carrier"
+    shutil.copytree(tmp_path / "forward", carrier)
+    shutil.copytree(tmp_path / "backward", carrier / "rescore")
+    config["model"]["reverse_target"], config["decode"]["rescore_weight"] = False, 1.0
+    (carrier / "config.json").write_text(json.dumps(config))
+    out = cli_stdout(capsys, "evaluate", "--beam-size", "3", "--run-dir", str(carrier))
+    assert json.loads(out.splitlines()[-1])["exact_match"] == pytest.approx(exact)
+    assert rescore_dirs([str(carrier)], None) == [str(carrier / "rescore")]
+    assert rescore_dirs([str(carrier)], [forward]) == [forward]
+    assert rescore_dirs([str(carrier), forward], None) is None
