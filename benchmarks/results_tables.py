@@ -186,6 +186,12 @@ def settings(report: dict) -> str:
     if report.get("seeds"):
         parts.append(f"ensemble of `train.seed` {', '.join(map(str, report['seeds']))}")
     rescore = report.get("rescore")
+    if isinstance(rescore, dict) and "reverse_target" in rescore:  # a shipped model's reranker
+        parts.append(
+            f"reranked by a right-to-left `{rescore['preset']}` run "
+            f"({millions(rescore['parameters'])}, {rescore['epochs_run']} epochs, "
+            f"{duration(rescore['train_seconds'])}; weight {rescore['weight']})"
+        )
     if isinstance(rescore, dict) and "right_to_left_seeds" in rescore:
         seeds = ", ".join(map(str, rescore["right_to_left_seeds"]))
         parts.append(
@@ -1068,17 +1074,14 @@ def headline_table(reports: list) -> str:
         training = duration(train_seconds(report))
         if report.get("total_seconds") is not None:
             training += f" (all of `make train`: {duration(report['total_seconds'])})"
-        rows.append(
-            [
-                label,
-                what,
-                score,
-                millions(report.get("parameters")),
-                epochs(report),
-                training,
-                link(name, ""),
-            ]
-        )
+        parameters, epochs_run = millions(report.get("parameters")), epochs(report)
+        reranker = report.get("rescore") or {}
+        if "reverse_target" in reranker:  # a shipped model and the reranker it carries
+            label += f" + a right-to-left `{reranker['preset']}` reranking its beam"
+            parameters += f" + {millions(reranker['parameters'])}"
+            epochs_run += f" + {reranker['epochs_run']}"
+            training += f" + {duration(reranker['train_seconds'])}"
+        rows.append([label, what, score, parameters, epochs_run, training, link(name, "")])
     header = ["preset", "task, data", "test", "parameters", "epochs", "training", "report"]
     return "\n".join(table(header, rows))
 

@@ -1,6 +1,7 @@
 """The shipped `pretrained:g2p` model: it loads from the package with no download and no
-training, scores on the fixed test sample what its card says, is what `G2p()`, `s2s predict`
-and `train.init_from` reach, and the wheel and sdist carry it."""
+training, scores on the fixed test sample what its card says (its beam reranked by the
+right-to-left run it carries), is what `G2p()`, `s2s predict` and `train.init_from` reach, and
+the wheel and sdist carry it."""
 
 import glob
 import os
@@ -15,7 +16,8 @@ from conftest import REPO, run_cli
 
 from s2s_keras import pretrained
 
-FILES = ["CMUDICT-LICENSE", "card.json", "config.json", "model.keras", "summary.json"]
+FILES = ["CMUDICT-LICENSE", "card.json", "config.json", "model.keras", "rescore", "summary.json"]
+RESCORE_FILES = ["config.json", "model.keras", "summary.json"]  # the reranker it carries
 
 
 def test_the_package_ships_g2p_with_its_card_and_licence():
@@ -28,7 +30,13 @@ def test_the_package_ships_g2p_with_its_card_and_licence():
         and "BSD" in card["data"]
         and "training split" in card["trained_on"]
     )
-    assert os.path.getsize(os.path.join(directory, "model.keras")) == card["model_bytes"] <= 20e6
+    assert sorted(os.listdir(os.path.join(directory, "rescore"))) == RESCORE_FILES
+    models = [
+        os.path.join(directory, "model.keras"),
+        os.path.join(directory, "rescore", "model.keras"),
+    ]
+    assert sum(map(os.path.getsize, models)) == card["model_bytes"] <= 20e6
+    assert card["rescore"]["reverse_target"] and 0 < card["rescore"]["weight"] < 1
     with pytest.raises(FileNotFoundError, match="pretrained:nope: no such pretrained model .*g2p"):
         pretrained.resolve("pretrained:nope")
 
@@ -36,14 +44,17 @@ def test_the_package_ships_g2p_with_its_card_and_licence():
 def test_the_shipped_model_scores_on_the_sample_what_its_card_says():
     from s2s_keras import pipelines
     from s2s_keras.evaluation import evaluate_pairs
-    from s2s_keras.inference import Translator
-    from s2s_keras.run_dir import load_run
+    from s2s_keras.inference import Reranker
+    from s2s_keras.run_dir import load_rescorer, load_run
+    from s2s_keras.tasks import get_task
 
     card = pretrained.card("g2p")
     config, model = load_run("pretrained:g2p")
-    assert model.precision == "float32"  # the same numbers on every CPU, bf16 or not
+    rescorer = load_rescorer(["pretrained:g2p"], None)
+    assert model.precision == rescorer.precision == "float32"  # the same numbers on every CPU
     pairs = pretrained.sample(pipelines.load_corpus(config.data).test)
-    translator = Translator(model, config.decode)
+    translator = get_task("seq2seq").reranker(model, config, rescorer)
+    assert isinstance(translator, Reranker) and translator.weight == card["rescore"]["weight"]
     result = evaluate_pairs(
         translator, pairs, config.decode.batch_size, card["sample"]["beam_size"]
     )
@@ -85,7 +96,9 @@ def test_the_wheel_and_the_sdist_carry_the_shipped_model(tmp_path):
     subprocess.run([sys.executable, "-c", code], cwd=source, check=True, capture_output=True)
     (wheel,) = glob.glob(str(out / "*.whl"))
     (sdist,) = glob.glob(str(out / "*.tar.gz"))
-    shipped = {f"s2s_keras/pretrained/g2p/{name}" for name in FILES}
+    files = [name for name in FILES if name != "rescore"]
+    files += [f"rescore/{name}" for name in RESCORE_FILES]
+    shipped = {f"s2s_keras/pretrained/g2p/{name}" for name in files}
     assert shipped <= set(zipfile.ZipFile(wheel).namelist())
     assert "s2s_keras_cli.py" in zipfile.ZipFile(wheel).namelist()
     # and the LSTM kernels' sources, which an installed package compiles (`lstm_kernels.build`)
