@@ -184,11 +184,7 @@ def _rescore_arguments(parser, note: str = "") -> None:
 
 
 def _with_rescore_weight(config, weight):
-    if weight is None:
-        return config
-    return dataclasses.replace(
-        config, decode=dataclasses.replace(config.decode, rescore_weight=weight)
-    )
+    return config if weight is None else config.override([f"decode.rescore_weight={weight}"])
 
 
 def _config_arguments(parser, preset_help: str) -> None:

@@ -8,12 +8,13 @@
 The text is cut into words (runs of letters, with inner apostrophes), numbers and single other
 characters. A word found in CMUdict gets its first pronunciation there (stress marks removed,
 as the model's phones have none: heteronyms such as "read" get one reading); any other word is
-decoded by the model (beam search, the model's `decode.beam_size`), all of a call's unknown
-words in one batch. A number is read as English words first: an integer as a whole ("911" →
-nine hundred eleven, "1,000" → one thousand; beyond 10^15 digit by digit), digits after a
-decimal point one by one ("3.14" → three point one four). Punctuation and other symbols are
-kept as they are. Items are separated by `" "` (as g2p_en does); empty or blank text gives
-`[]`. `lookup=False` decodes every word with the model.
+decoded by the model (beam search, the model's `decode.beam_size`, reranked by the
+right-to-left run the shipped model carries), all of a call's unknown words in one batch. A
+number is read as English words first: an integer as a whole ("911" → nine hundred eleven,
+"1,000" → one thousand; beyond 10^15 digit by digit), digits after a decimal point one by one
+("3.14" → three point one four). Punctuation and other symbols are kept as they are. Items
+are separated by `" "` (as g2p_en does); empty or blank text gives `[]`. `lookup=False` decodes
+every word with the model.
 """
 
 from __future__ import annotations

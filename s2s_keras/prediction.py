@@ -7,7 +7,6 @@ own `lines(...)` for the CLI."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import numpy as np
@@ -179,6 +178,5 @@ def load_predictor(
         )
     rescorer = load_rescorer(paths, rescore)
     if rescore_weight is not None:
-        decode = dataclasses.replace(config.decode, rescore_weight=rescore_weight)
-        config = dataclasses.replace(config, decode=decode)
+        config = config.override([f"decode.rescore_weight={rescore_weight}"])
     return task.predictor(model, config, rescorer)
