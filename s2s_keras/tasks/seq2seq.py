@@ -164,7 +164,7 @@ class Seq2SeqTask(Task):
 
     def serving_module(self, model, config: Config, rescorer=None) -> Seq2SeqServing:
         reranker = self.reranker(model, config, rescorer)
-        return Seq2SeqServing(self.inference(model, config.decode), reranker)
+        return Seq2SeqServing(self._translator(model, config, reranker), reranker)
 
     def warmup_requests(self, decode: DecodeConfig) -> dict:
         words = np.array([b"hello", b"world"])
@@ -234,9 +234,12 @@ class Seq2SeqTask(Task):
         return distilled, counts
 
     def predictor(self, model, config: Config, rescorer=None) -> SequencePredictor:
-        inference = self.inference(model, config.decode)
         reranker = self.reranker(model, config, rescorer)
-        return SequencePredictor.of_decoder(inference, reranker)
+        return SequencePredictor.of_decoder(self._translator(model, config, reranker), reranker)
+
+    def _translator(self, model, config: Config, reranker: Reranker | None) -> Translator:
+        """The reranker's own translator (one traced decoder, not two), else a new one."""
+        return reranker.translator if reranker else self.inference(model, config.decode)
 
     def saved_model_predictor(self, loaded) -> SequencePredictor:
         """Over `rerank` when the export has it (it was exported with a rescorer), else
