@@ -21,6 +21,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from host import host, measured  # noqa: E402
+from sweep import chosen_on_valid  # noqa: E402
 
 from s2s_keras import pipelines  # noqa: E402
 from s2s_keras.run_dir import load_runs  # noqa: E402
@@ -46,21 +47,13 @@ def main():
     def scored(alpha: float, split: str) -> dict:
         decode = dataclasses.replace(config.decode, length_penalty=alpha)
         pairs = corpus.split(split)
-        result = task.evaluate(model, dataclasses.replace(config, decode=decode), pairs)
-        print(f"[length_penalty] alpha {alpha} {split}: wer {result['wer']:.4f}", file=sys.stderr)
-        return result
+        return task.evaluate(model, dataclasses.replace(config, decode=decode), pairs)
 
-    valid = {alpha: scored(alpha, "valid") for alpha in args.alphas}
-    best = min(args.alphas, key=lambda alpha: (valid[alpha]["wer"], alpha))
-    test = {alpha: scored(alpha, "test") for alpha in sorted({0.0, best})}
     report = {
         "run_dirs": args.run_dir,
         "preset": config.preset,
         "beam_size": config.decode.beam_size,
-        "valid": {str(alpha): result for alpha, result in valid.items()},
-        "best_alpha_on_valid": best,
-        "test": {str(alpha): result for alpha, result in test.items()},
-        "test_wer_change": test[best]["wer"] - test[0.0]["wer"],
+        **chosen_on_valid("alpha", args.alphas, scored),
         "host": host(),
         "measured": measured(),
     }

@@ -28,6 +28,7 @@ import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from host import host, measured  # noqa: E402
+from sweep import chosen_on_valid  # noqa: E402
 
 from s2s_keras import pipelines  # noqa: E402
 from s2s_keras.evaluation import evaluate_pairs  # noqa: E402
@@ -89,20 +90,12 @@ def main():
         return {**result, "rescore_weight": weight, "changed_choices": changed}
 
     splits = {name: nbest(name) for name in ("valid", "test")}
-    valid = {w: scored(w, splits["valid"]) for w in args.weights}
-    for w, result in valid.items():
-        print(f"[rescore] weight {w} valid: wer {result['wer']:.4f}", file=sys.stderr)
-    best = min(args.weights, key=lambda w: (valid[w]["wer"], w))
-    test = {w: scored(w, splits["test"]) for w in sorted({0.0, best})}
     report = {
         "run_dirs": args.run_dir,
         "rescore": args.rescore,
         "preset": config.preset,
         "beam_size": beam_size,
-        "valid": {str(w): result for w, result in valid.items()},
-        "best_weight_on_valid": best,
-        "test": {str(w): result for w, result in test.items()},
-        "test_wer_change": test[best]["wer"] - test[0.0]["wer"],
+        **chosen_on_valid("weight", args.weights, lambda w, split: scored(w, splits[split])),
         "host": host(),
         "measured": measured(),
     }

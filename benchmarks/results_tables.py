@@ -557,47 +557,22 @@ def decode_profile_rows(reports: list, prefix: str) -> list:
     return table(header, rows)
 
 
-def length_penalty_rows(reports: list, prefix: str) -> list:
+def chosen_on_valid_rows(reports: list, prefix: str, name: str, columns: dict) -> list:
+    """Rows of `sweep.chosen_on_valid` reports: `name` is the setting's key, `columns` the
+    headers of its own columns (the value's, the chosen one's, test at 0 and at the chosen value)
+    and what a report adds before them ("extra": header and how to read it)."""
     rows = []
-    for name, report in reports:
-        best = report["best_alpha_on_valid"]
+    for report_name, report in reports:
+        best = report[f"best_{name}_on_valid"]
         test = report["test"]
+        extra = [read(report) for read in columns["extra"].values()]
         rows.append(
             [
-                link(name, prefix),
+                link(report_name, prefix),
                 f"`{report['preset']}`, {len(report['run_dirs'])} model(s), beam "
                 f"{report['beam_size']}",
-                ", ".join(f"{alpha}: {percent(r['wer'])}" for alpha, r in report["valid"].items()),
-                f"{best}",
-                f"{percent(test['0.0']['wer'])} / {percent(test['0.0']['per'])}",
-                f"{percent(test[str(best)]['wer'])} / {percent(test[str(best)]['per'])}",
-                host(report),
-            ]
-        )
-    header = [
-        "result",
-        "model",
-        "validation WER by α",
-        "α chosen",
-        "test WER / PER, α = 0",
-        "test WER / PER, α chosen",
-        "host",
-    ]
-    return table(header, rows)
-
-
-def rescore_rows(reports: list, prefix: str) -> list:
-    rows = []
-    for name, report in reports:
-        best = report["best_weight_on_valid"]
-        test = report["test"]
-        rows.append(
-            [
-                link(name, prefix),
-                f"`{report['preset']}`, {len(report['run_dirs'])} model(s), beam "
-                f"{report['beam_size']}",
-                ", ".join(f"`{run}`" for run in report["rescore"]),
-                ", ".join(f"{w}: {percent(r['wer'])}" for w, r in report["valid"].items()),
+                *extra,
+                ", ".join(f"{value}: {percent(r['wer'])}" for value, r in report["valid"].items()),
                 f"{best}",
                 f"{percent(test['0.0']['wer'])} / {percent(test['0.0']['per'])}",
                 f"**{percent(test[str(best)]['wer'])}** / {percent(test[str(best)]['per'])}",
@@ -607,14 +582,25 @@ def rescore_rows(reports: list, prefix: str) -> list:
     header = [
         "result",
         "model",
-        "rescored with",
-        "validation WER by weight",
-        "weight chosen",
-        "test WER / PER, beam alone",
-        "test WER / PER, reranked",
+        *columns["extra"],
+        f"validation WER by {columns['value']}",
+        f"{columns['value']} chosen",
+        f"test WER / PER, {columns['zero']}",
+        f"test WER / PER, {columns['chosen']}",
         "host",
     ]
     return table(header, rows)
+
+
+def length_penalty_rows(reports: list, prefix: str) -> list:
+    columns = {"value": "α", "zero": "α = 0", "chosen": "α chosen", "extra": {}}
+    return chosen_on_valid_rows(reports, prefix, "alpha", columns)
+
+
+def rescore_rows(reports: list, prefix: str) -> list:
+    extra = {"rescored with": lambda r: ", ".join(f"`{run}`" for run in r["rescore"])}
+    columns = {"value": "weight", "zero": "beam alone", "chosen": "reranked", "extra": extra}
+    return chosen_on_valid_rows(reports, prefix, "weight", columns)
 
 
 def latency(value: dict) -> str:
