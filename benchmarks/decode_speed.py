@@ -20,7 +20,10 @@ The same measures of the fused SavedModel (`export(fused=True)`: the LSTM loops 
 kernels; not for TF Serving) where the kernels load, with how many of its greedy and beam-5
 outputs equal the default export's. `--saved-model-only` measures the SavedModels alone: any
 model, attention or not (the other measures rebuild the network as an LSTM encoder-decoder
-without attention, `--preset lstm`).
+without attention, `--preset lstm`). A run that reranks its beam (`--rescore RUN...`, or the
+`rescore/` run it carries, as `s2s export`) is exported reranked too: what `serving_default`
+costs then (words/s at batch 1 and 256, one-word latency) and how many of its outputs differ
+from the beam's own best.
 Timings exclude the first call (tracing/warm-up). Sources are pre-tokenized for PyTorch and
 keras-io (which favours them); the SavedModel timings include tokenization and detokenization.
 """
@@ -51,7 +54,7 @@ from train_speed import matmul_peak_gflops, step_matmul_gflops, training_flops  
 from s2s_keras import pipelines  # noqa: E402
 from s2s_keras.export import KERNELS_FILE, export, load_saved_model  # noqa: E402
 from s2s_keras.layers import lstm_kernels  # noqa: E402
-from s2s_keras.run_dir import load_run, read_summary  # noqa: E402
+from s2s_keras.run_dir import load_rescorer, load_run, read_summary  # noqa: E402
 from s2s_keras.text import END_ID, START_ID  # noqa: E402
 
 
@@ -99,6 +102,31 @@ def saved_model_benchmarks(path, words, latency_count):
         for name, call in (("greedy", greedy), ("beam5", beam5))
     }
     return result, outputs
+
+
+def reranked_benchmarks(path, words, latency_count, beam_outputs):
+    """`serving_default` of an export that reranks its beam: words/s, one-word latency, and how
+    many outputs differ from `beam_outputs` (the beam's own best, the default export's)."""
+    loaded = load_saved_model(path)
+
+    def best(batch):
+        return loaded.signatures["serving_default"](inputs=tf.constant(batch))["outputs"]
+
+    outputs = [
+        o.decode()
+        for start in range(0, len(words), 256)
+        for o in np.reshape(best(words[start : start + 256]).numpy(), [-1])
+    ]
+    return {
+        "serving_default_words_per_s": {
+            f"batch_{batch_size}": words_per_second(
+                lambda rows: best(words[rows]), len(words), batch_size
+            )
+            for batch_size in (1, 256)
+        },
+        "latency_ms": {"serving_default_beam5": latencies_ms(best, words, latency_count)},
+        "outputs_changed_by_reranking": sum(a != b for a, b in zip(outputs, beam_outputs)),
+    }
 
 
 def model_arrays(model) -> dict:
@@ -246,6 +274,9 @@ def main():
         help="the SavedModel's measures alone, for any model (the keras-io and PyTorch "
         "references and the FLOP count need an LSTM encoder-decoder without attention)",
     )
+    parser.add_argument(
+        "--rescore", nargs="+", default=None, help="runs that rerank the beam (see above)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -266,6 +297,13 @@ def main():
                 fused[f"{name}_outputs_as_the_default"] = sum(
                     a == b for a, b in zip(fused_outputs[name], outputs[name])
                 )
+        rescorer = load_rescorer([args.run_dir], args.rescore)
+        reranked = None
+        if rescorer is not None:
+            path = export(model, config, os.path.join(base, "reranked"), rescorer=rescorer)
+            reranked = reranked_benchmarks(path, words, args.latency_requests, outputs["beam5"])
+            reranked["rescore_weight"] = config.decode.rescore_weight
+            reranked["rescorer_parameters"] = rescorer.count_params()
     report = {
         "host": host(),
         "measured": measured(),
@@ -279,6 +317,7 @@ def main():
         "words": len(words),
         "saved_model": saved_model,
         "fused_saved_model": fused,
+        "reranked_saved_model": reranked,
     }
     report["beam5_over_greedy_batch_256"] = (
         saved_model["beam5_words_per_s"]["batch_256"]

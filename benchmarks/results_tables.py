@@ -638,6 +638,27 @@ def decode_rows(reports: list, prefix: str) -> list:
                 date(report),
             ]
         )
+        reranked = report.get("reranked_saved_model") if not export else None
+        if reranked:  # `serving_default` reranking its beam: what the beam 5 columns cost then
+            served = reranked["serving_default_words_per_s"]
+            rows.append(
+                [
+                    link(name, prefix),
+                    f"`{report.get('preset', NONE)}`, beam reranked by a "
+                    f"{reranked['rescorer_parameters'] / 1e6:.2f} M model (weight "
+                    f"{reranked['rescore_weight']}), {number(report.get('words'))} words",
+                    NONE,
+                    NONE,
+                    number(served["batch_1"]),
+                    f"**{number(served['batch_256'])}**",
+                    latency(reranked["latency_ms"]["serving_default_beam5"]),
+                    NONE,
+                    NONE,
+                    NONE,
+                    host(report),
+                    date(report),
+                ]
+            )
     header = [
         "result",
         "model",
