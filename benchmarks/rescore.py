@@ -87,7 +87,12 @@ def main():
         }
         result = evaluate_pairs(Chosen(model, outputs), pairs, batch_size, beam_size)
         changed = int(np.sum(choice != 0))
-        return {**result, "rescore_weight": weight, "changed_choices": changed}
+        return {
+            **result,
+            "beam_size": beam_size,
+            "rescore_weight": weight,
+            "changed_choices": changed,
+        }
 
     splits = {name: nbest(name) for name in ("valid", "test")}
     report = {
