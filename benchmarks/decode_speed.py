@@ -303,7 +303,8 @@ def main():
             path = export(model, config, os.path.join(base, "reranked"), rescorer=rescorer)
             reranked = reranked_benchmarks(path, words, args.latency_requests, outputs["beam5"])
             reranked["rescore_weight"] = config.decode.rescore_weight
-            reranked["rescorer_parameters"] = rescorer.count_params()
+            scorers = getattr(rescorer, "members", [rescorer])  # an ensemble's, or one model
+            reranked["rescorer_parameters"] = sum(m.count_params() for m in scorers)
     report = {
         "host": host(),
         "measured": measured(),

@@ -644,8 +644,8 @@ def decode_rows(reports: list, prefix: str) -> list:
             rows.append(
                 [
                     link(name, prefix),
-                    f"`{report.get('preset', NONE)}`, beam reranked by a "
-                    f"{reranked['rescorer_parameters'] / 1e6:.2f} M model (weight "
+                    f"`{report.get('preset', NONE)}`, beam reranked by "
+                    f"{millions(reranked['rescorer_parameters'])} parameters (weight "
                     f"{reranked['rescore_weight']}), {number(report.get('words'))} words",
                     NONE,
                     NONE,
@@ -1036,13 +1036,19 @@ def results_page(reports: list) -> str:
 # --- the README's headline table -----------------------------------------------------------------
 
 
+# The reports of the best recipes (several runs of a preset together), headlined in the README.
+BEST_RECIPES = ("quality-g2p-ensemble-3-seeds-right-to-left-amx.json",)
+
+
 def headline(name: str, report: dict) -> bool:
-    """A preset's own report (`quality-P.json` for preset P), `make train`'s, a shipped model's."""
+    """A preset's own report (`quality-P.json` for preset P), `make train`'s, a shipped model's,
+    a best recipe's."""
     stem = os.path.splitext(name)[0]
     if kind(report) not in ("g2p", "tasks") or os.sep in name:
         return False
     return (
-        stem == f"quality-{report.get('preset')}"
+        name in BEST_RECIPES
+        or stem == f"quality-{report.get('preset')}"
         or stem == f"make-train-{report.get('preset')}"
         or stem.startswith("pretrained-")
     )
@@ -1064,6 +1070,12 @@ def headline_table(reports: list) -> str:
             label = f"`{report.get('name', name)}` (shipped; preset `{report.get('preset')}`)"
         elif name.startswith("make-train-"):
             label = f"`{report.get('preset')}` (`make train`)"
+        elif name in BEST_RECIPES:
+            right_to_left = len((report.get("rescore") or {}).get("right_to_left_seeds", []))
+            label = (
+                f"best: `{report.get('preset')}` × {len(report['seeds'])} seeds averaged, "
+                f"reranked by {right_to_left} trained right to left"
+            )
         else:
             label = f"`{report.get('preset')}`"
         if "wer" in test:
