@@ -139,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="savedmodel: the LSTM loops on s2s_keras' C++ kernels, faster; loads only with "
         "s2s_keras on this kind of CPU, not in TF Serving (docs/serving.md)",
     )
+    export.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help="what the exported model computes in (default: the run's own); float32 lets a "
+        "fused export of a bf16-trained LSTM run its greedy and beam loops as one op each",
+    )
     export.add_argument("--output", help="litert / onnx: a new or empty directory")
     _rescore_arguments(export, " (savedmodel: serving_default answers the reranked best)")
     export.add_argument(
@@ -342,6 +349,8 @@ def _export(args) -> int:
             raise ValueError(f"{flag} is a savedmodel option, not one of --format {args.format}")
     config, model, configs = load_runs(args.run_dir)
     config = _with_rescore_weight(config, args.rescore_weight)
+    if args.precision:
+        model = _with_precision(model, args.precision)
     if args.format == "savedmodel":
         rescorer = load_rescorer(args.run_dir, args.rescore)
         print(export(model, config, destination, configs, fused=args.fused, rescorer=rescorer))
@@ -350,6 +359,15 @@ def _export(args) -> int:
 
         print(export_portable(model, config, destination, args.format, args.batch_size))
     return 0
+
+
+def _with_precision(model, precision: str):
+    """`model` (or each member of an ensemble) computing in `precision`, same weights."""
+    from s2s_keras.models import Ensemble, with_precision
+
+    if isinstance(model, Ensemble):
+        return Ensemble([with_precision(m, precision) for m in model.members])
+    return with_precision(model, precision)
 
 
 def _distill(args) -> int:

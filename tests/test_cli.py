@@ -1,5 +1,6 @@
 """`s2s ...` arguments → the config a command runs with (no training here)."""
 
+import numpy as np
 import pytest
 
 from s2s_keras.cli import _config, build_parser
@@ -117,3 +118,46 @@ def test_an_error_reaches_the_terminal_without_tensorflow_lines(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr == "s2s train: error: missing.tsv:0: file not found\n"
+
+
+def test_export_precision_exports_the_weights_computing_in_that_precision(tmp_path, capsys):
+    """`s2s export --precision float32` of a bf16 run: the SavedModel answers as the same
+    weights computing in float32 (`models.with_precision`), not as the run computes."""
+    import keras
+    import tensorflow as tf
+    from conftest import cli_stdout
+
+    from s2s_keras import Seq2Seq
+    from s2s_keras.config import preset
+    from s2s_keras.export import load_saved_model
+    from s2s_keras.inference import Translator
+    from s2s_keras.models import with_precision
+
+    keras.utils.set_random_seed(5)
+    model = Seq2Seq(
+        list("abcde"),
+        ["X", "Y", "Z"],
+        embedding_size=8,
+        hidden_units=8,
+        num_layers=1,
+        precision="mixed_bfloat16",
+    )
+    model.set_weights([4 * w for w in model.get_weights()])  # peaked: bf16 rounding shows
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "model.keras")
+    (run / "config.json").write_text(preset("tiny").to_json())
+    base = str(tmp_path / "exports")
+    argv = ("export", "--run-dir", str(run), "--export-base", base, "--precision", "float32")
+    loaded = load_saved_model(cli_stdout(capsys, *argv).strip())
+    words, targets = tf.constant(["abc", "bad", "cede", "e"]), tf.fill([4], "X Y Z")
+    served = loaded.score(sources=words, targets=targets)["log_prob"].numpy()
+    decode = preset("tiny").decode
+    as_float32 = Translator(with_precision(model, "float32"), decode)
+    as_trained = Translator(model, decode)  # (a bound tf.function keeps only a weak reference)
+    float32 = as_float32.score(words, targets)["log_prob"].numpy()
+    np.testing.assert_allclose(served, float32, rtol=0, atol=1e-5)
+    trained = as_trained.score(words, targets)["log_prob"].numpy()
+    assert np.max(np.abs(served - trained)) > 1e-3  # bf16 arithmetic answers otherwise
+    greedy = loaded.greedy(inputs=words)["outputs"].numpy().tolist()
+    assert greedy == as_float32.translate(words, 1).numpy().tolist()
