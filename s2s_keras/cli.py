@@ -350,7 +350,9 @@ def _export(args) -> int:
     config, model, configs = load_runs(args.run_dir)
     config = _with_rescore_weight(config, args.rescore_weight)
     if args.precision:
-        model = _with_precision(model, args.precision)
+        from s2s_keras.models import with_precision
+
+        model = with_precision(model, args.precision)
     if args.format == "savedmodel":
         rescorer = load_rescorer(args.run_dir, args.rescore)
         print(export(model, config, destination, configs, fused=args.fused, rescorer=rescorer))
@@ -359,15 +361,6 @@ def _export(args) -> int:
 
         print(export_portable(model, config, destination, args.format, args.batch_size))
     return 0
-
-
-def _with_precision(model, precision: str):
-    """`model` (or each member of an ensemble) computing in `precision`, same weights."""
-    from s2s_keras.models import Ensemble, with_precision
-
-    if isinstance(model, Ensemble):
-        return Ensemble([with_precision(m, precision) for m in model.members])
-    return with_precision(model, precision)
 
 
 def _distill(args) -> int:

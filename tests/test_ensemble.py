@@ -70,6 +70,24 @@ def test_teacher_forced_probabilities_are_the_members_mean(members):
     assert alignment is None
 
 
+def test_with_precision_copies_each_member_with_its_weights(members):
+    """`models.with_precision` of an ensemble (what `s2s export --precision` exports): an
+    ensemble of the members' copies, same weights, computing in the new precision."""
+    from s2s_keras.models import with_precision
+
+    copy = with_precision(Ensemble(members), "mixed_bfloat16")
+    assert isinstance(copy, Ensemble) and len(copy.members) == len(members)
+    for member, original in zip(copy.members, members):
+        assert member.precision == "mixed_bfloat16" and original.precision == "float32"
+        for a, b in zip(member.get_weights(), original.get_weights()):
+            np.testing.assert_array_equal(a, b)
+    source_ids = copy.source_tokenizer.tokenize(tf.constant(SOURCES[:2]))
+    target_in = tf.constant([[START_ID, 4, 5], [START_ID, 6, 4]])
+    bf16, _ = copy.teacher_forced(source_ids, target_in)
+    exact, _ = Ensemble(members).teacher_forced(source_ids, target_in)
+    np.testing.assert_allclose(softmax(bf16), softmax(exact), atol=3e-2)
+
+
 def test_greedy_equals_argmax_of_the_ensembles_teacher_forced_probabilities(members):
     ensemble = Ensemble(members)
     source_ids = ensemble.source_tokenizer.tokenize(tf.constant(SOURCES[:4]))

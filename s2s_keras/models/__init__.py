@@ -7,7 +7,10 @@ __all__ = ["Classifier", "Ensemble", "LanguageModel", "Seq2Seq", "with_precision
 
 
 def with_precision(model, precision: str):
-    """A copy of `model` (same config and weights, no optimizer) computing in `precision`."""
+    """A copy of `model` (same config and weights, no optimizer) computing in `precision`; of an
+    `Ensemble`, an ensemble of its members' copies."""
+    if isinstance(model, Ensemble):
+        return Ensemble([with_precision(member, precision) for member in model.members])
     copy = type(model).from_config({**model.get_config(), "precision": precision})
     copy.set_weights(model.get_weights())
     return copy
