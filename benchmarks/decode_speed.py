@@ -93,15 +93,17 @@ def saved_model_benchmarks(path, words, latency_count):
         "serving_default_beam5": latencies_ms(best, words, latency_count),
         "greedy": latencies_ms(greedy, words, latency_count),
     }
-    outputs = {
-        name: [
-            o.decode()
-            for start in range(0, len(words), 256)
-            for o in np.reshape(call(words[start : start + 256]).numpy(), [-1])
-        ]
-        for name, call in (("greedy", greedy), ("beam5", beam5))
-    }
+    outputs = {name: decoded(call, words) for name, call in (("greedy", greedy), ("beam5", beam5))}
     return result, outputs
+
+
+def decoded(call, words) -> list:
+    """`call`'s output string for each of `words`, in batches of 256."""
+    return [
+        o.decode()
+        for start in range(0, len(words), 256)
+        for o in np.reshape(call(words[start : start + 256]).numpy(), [-1])
+    ]
 
 
 def reranked_benchmarks(path, words, latency_count, beam_outputs):
@@ -112,11 +114,7 @@ def reranked_benchmarks(path, words, latency_count, beam_outputs):
     def best(batch):
         return loaded.signatures["serving_default"](inputs=tf.constant(batch))["outputs"]
 
-    outputs = [
-        o.decode()
-        for start in range(0, len(words), 256)
-        for o in np.reshape(best(words[start : start + 256]).numpy(), [-1])
-    ]
+    outputs = decoded(best, words)
     return {
         "serving_default_words_per_s": {
             f"batch_{batch_size}": words_per_second(
