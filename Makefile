@@ -14,7 +14,7 @@ FLOAT_SEQUENCE_KERNELS := s2s_keras/layers/_lstm_sequence_float.so
 KERNELS := $(STEP_KERNELS) $(SEQUENCE_KERNELS) $(FLOAT_SEQUENCE_KERNELS)
 # Every library counts as stale when one of these is newer (lstm_kernels._stale).
 SEQUENCE_HEADERS := s2s_keras/layers/lstm_rows.h s2s_keras/layers/lstm_sequence.h \
-	s2s_keras/layers/lstm_greedy.h s2s_keras/layers/lstm_beam.h
+	s2s_keras/layers/lstm_fma.h s2s_keras/layers/lstm_greedy.h s2s_keras/layers/lstm_beam.h
 
 .PHONY: install train test lint format docs clean
 

@@ -52,7 +52,7 @@ def region(node: str, op: str = "") -> str:
     the decoding loop."""
     if op.startswith("S2sLstmSequence"):
         return "encoder loops"
-    if op in ("S2sLstmGreedy", "S2sLstmBeamSearch"):
+    if op.startswith(("S2sLstmGreedy", "S2sLstmBeamSearch")):  # float32 or bf16
         return "decoding loop"
     match = WHILE.search(node)
     if not match:

@@ -187,7 +187,7 @@ def test_a_fused_export_decodes_as_the_default_one_in_a_process_of_its_own(expor
     with open(os.path.join(fused, "assets.extra", KERNELS_FILE)) as handle:
         kernels = json.load(handle)["ops"]
     assert "S2sLstmGates" in kernels
-    if lstm_kernels.greedy_op() is not None:  # greedy and beam search's whole loops: one op each
+    if lstm_kernels.decoding_ops() is not None:  # greedy and beam search's whole loops: one op each
         assert {"S2sLstmGreedy", "S2sLstmBeamSearch"} <= set(kernels)
     assert kernels == sorted(op for op in graph_ops(fused) if op.startswith("S2s"))
     assert not [op for op in graph_ops(path) if op.startswith("S2s")]

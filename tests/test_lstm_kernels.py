@@ -483,17 +483,20 @@ def test_fused_inference_projects_the_inputs_of_real_steps_alone(fma, go_backwar
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
-def _decoder(units, vocabulary=11, embedding_size=6):
-    """Our LSTM layers of `units` under an embedding of `vocabulary` rows, and a projection to
-    `vocabulary` logits: random weights, scaled up so that the argmax changes from step to step."""
+def _decoder(units, vocabulary=11, embedding_size=6, dtype="float32"):
+    """Our LSTM layers of `units` under an embedding of `vocabulary` rows (both under the policy
+    `dtype`), and a float32 projection to `vocabulary` logits: random weights, scaled up so that
+    the argmax changes from step to step."""
     import keras
 
     keras.utils.set_random_seed(sum(units))
-    embedding = keras.layers.Embedding(vocabulary, embedding_size)
+    embedding = keras.layers.Embedding(vocabulary, embedding_size, dtype=dtype)
     embedding.build((None,))
     layers, width = [], embedding_size
     for size in units:
-        layer = lstm.LSTM(size, return_sequences=True, return_state=True, use_cudnn=False)
+        layer = lstm.LSTM(
+            size, return_sequences=True, return_state=True, use_cudnn=False, dtype=dtype
+        )
         layer.build((None, None, width))
         width = size
         layers.append(layer)
@@ -526,13 +529,16 @@ def _greedy_in_tensorflow(embedding, layers, projection, state, start_ids, end_i
     return greedy_search(step, state, start_ids, end_id, max_length).numpy()
 
 
-def _decoding_case(batch):
-    """`_decoder([16, 12])`, random initial states and start ids for `batch` rows, and an end
-    id that greedy search emits in some rows, not all (by 9 steps)."""
-    embedding, layers, projection = _decoder([16, 12])
+def _decoding_case(batch, units=(16, 12), embedding_size=6, dtype="float32"):
+    """`_decoder(units)`, random initial states (the compute dtype's) and start ids for `batch`
+    rows, and an end id that greedy search emits in some rows, not all (by 9 steps)."""
+    embedding, layers, projection = _decoder(list(units), 11, embedding_size, dtype)
     rng = np.random.default_rng(batch)
     state = [
-        [tf.constant(rng.normal(size=(batch, layer.units)).astype("float32")) for _ in "hc"]
+        [
+            tf.cast(rng.normal(size=(batch, layer.units)).astype("float32"), layer.compute_dtype)
+            for _ in "hc"
+        ]
         for layer in layers
     ]
     start_ids = tf.constant(rng.integers(0, 11, size=batch).astype("int32"))
@@ -557,6 +563,86 @@ def test_greedy_op_decodes_as_the_loop_in_tensorflow_ops(fma, batch):
     np.testing.assert_array_equal(got, expected)
     lengths = [list(row).index(end_id) + 1 if end_id in row else None for row in got]
     assert None in lengths and len({length for length in lengths if length}) > 1, lengths
+
+
+@pytest.fixture(scope="module")
+def bf16_decoding(kernels):
+    """The bf16 decoding ops, where this CPU has AMX tiles or AVX-512-BF16."""
+    ops = lstm_kernels.decoding_ops(tf.bfloat16)
+    if ops is None:
+        pytest.skip(f"the bf16 decoding ops do not run here: {lstm_kernels.status()}")
+    return ops
+
+
+# units and embedding size multiples of 32: what both bf16 engines run
+BF16_DECODER = dict(units=(32, 64), embedding_size=32, dtype="mixed_bfloat16")
+
+
+@pytest.mark.parametrize("batch", [1, 13, 70])  # a request; one block; blocks of 35 rows
+def test_bf16_greedy_op_decodes_as_the_loop_in_tensorflow_ops(bf16_decoding, batch):
+    """A bf16 decoder's greedy op (`S2sLstmGreedyAmx` or `...Avx512`): the ids of
+    `greedy_search` over the same layers' bf16 step in TensorFlow ops (h and c carried in bf16,
+    each matmul's output rounded to bf16, the logits float32), rows ending at different steps;
+    blocks of rows that are not a multiple of the AMX tiles' 32."""
+    embedding, layers, projection, state, start_ids, end_id = _decoding_case(batch, **BF16_DECODER)
+    expected = _greedy_in_tensorflow(embedding, layers, projection, state, start_ids, end_id, 9)
+    with lstm.fused_inference():
+        search = lstm.greedy_search_op(
+            layers, embedding, lambda: (projection.kernel.value, projection.bias.value)
+        )
+    got = search(state, start_ids, end_id, tf.constant(9)).numpy()
+    np.testing.assert_array_equal(got, expected)
+    if batch > 1:
+        lengths = [list(row).index(end_id) + 1 if end_id in row else None for row in got]
+        assert len(set(lengths)) > 1, lengths
+
+
+@pytest.mark.parametrize("batch, beam, alpha", [(1, 5, 0.0), (13, 4, 0.6), (40, 3, 1.0)])
+def test_bf16_beam_search_op_searches_as_the_loop_in_tensorflow_ops(
+    bf16_decoding, batch, beam, alpha
+):
+    """A bf16 decoder's beam search op: the hypotheses of `beam_search` over the same layers'
+    bf16 step in TensorFlow ops, in the same order, scores to float32's precision."""
+    from s2s_keras.decoding import beam_search
+
+    embedding, layers, projection, state, start_ids, end_id = _decoding_case(batch, **BF16_DECODER)
+    step = _step_in_tensorflow(embedding, layers, projection)
+    arguments = (start_ids, end_id, 9, beam, alpha, 2)
+    expected_ids, expected_scores = beam_search(step, state, *arguments)
+    with lstm.fused_inference():
+        search = lstm.beam_search_op(
+            layers, embedding, lambda: (projection.kernel.value, projection.bias.value)
+        )
+    ids, scores = search(state, *arguments)
+    np.testing.assert_array_equal(ids.numpy(), expected_ids.numpy())
+    np.testing.assert_allclose(scores.numpy(), expected_scores.numpy(), rtol=1e-5)
+
+
+def test_bf16_decoding_ops_only_for_the_sizes_their_engine_runs(bf16_decoding):
+    """A bf16 stack gets the bf16 ops where its sizes suit the engine (AMX: embedding size and
+    units multiples of 32), a float32 one the float32 ops; the ops refuse other sizes."""
+    weights = lambda: (tf.zeros([64, 11]), tf.zeros([11]))  # noqa: E731
+    embedding, layers, _ = _decoder([32, 64], 11, 32, "mixed_bfloat16")
+    odd_embedding, odd_layers, _ = _decoder([32, 64], 11, 6, "mixed_bfloat16")
+    with lstm.fused_inference():
+        assert lstm.greedy_search_op(layers, embedding, weights) is not None
+        odd = lstm.greedy_search_op(odd_layers, odd_embedding, weights)
+        assert (odd is None) == (bf16_decoding.depth_multiple > 2)
+    arguments = _decoding_op_arguments()
+    arguments.update(
+        h0=[tf.zeros([2, 32], tf.bfloat16)],
+        c0=[tf.zeros([2, 32], tf.bfloat16)],
+        kernels=[tf.zeros([6, 128], tf.bfloat16)],
+        biases=[tf.zeros([128])],
+        recurrent_kernels=[tf.zeros([32, 128], tf.bfloat16)],
+        embeddings=tf.zeros([5, 6]),
+        projection_kernel=tf.zeros([32, 5]),
+    )
+    if bf16_decoding.depth_multiple > 2:
+        with pytest.raises(tf.errors.InvalidArgumentError, match="input sizes and units"):
+            bf16_decoding.greedy(**arguments)
+    else:
+        assert bf16_decoding.greedy(**arguments).shape == (2, 3)
 
 
 def test_greedy_op_only_within_fused_inference_and_where_it_runs(fma):
@@ -589,7 +675,7 @@ def _decoding_op_arguments(**more):
 
 
 def test_greedy_op_refuses_bad_inputs(fma):
-    op = lstm_kernels.greedy_op()
+    op = lstm_kernels.decoding_ops().greedy
     arguments = _decoding_op_arguments()
     assert op(**arguments).shape == (2, 3)  # all logits 0: token 0 (never the end) each step
     empty = dict(h0=[tf.zeros([0, 4])], c0=[tf.zeros([0, 4])], start_ids=tf.zeros([0], tf.int32))
@@ -675,7 +761,7 @@ def test_decoding_ops_give_a_request_alone_its_numbers_in_a_batch(fma):
 
 
 def test_beam_search_op_refuses_bad_inputs_and_takes_an_empty_batch(fma):
-    op = lstm_kernels.beam_search_op()
+    op = lstm_kernels.decoding_ops().beam_search
     arguments = _decoding_op_arguments(
         beam_size=tf.constant(2), alpha=tf.constant(0.0), num_results=tf.constant(2)
     )

@@ -435,22 +435,29 @@ def test_training_from_token_tables_equals_embedding_then_multiplying(options, m
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5, err_msg=str(variable))
 
 
-@pytest.mark.parametrize("tie_embeddings", [False, True])
+@pytest.mark.parametrize(
+    "tie_embeddings, precision",
+    [(False, "float32"), (True, "float32"), (False, "mixed_bfloat16"), (True, "mixed_bfloat16")],
+)
 def test_fused_greedy_and_beam_search_give_the_results_of_the_loops_in_tensorflow_ops(
-    tie_embeddings,
+    tie_embeddings, precision
 ):
     """Within `lstm.fused_inference` an LSTM decoder without attention searches greedily and by
-    beams in one op each (`S2sLstmGreedy`, `S2sLstmBeamSearch`, where they run): the results of
-    `greedy_search` and `beam_search` over its step in TensorFlow's ops, with its own output
-    projection or the embedding's transpose."""
+    beams in one op each (`S2sLstmGreedy`, `S2sLstmBeamSearch`, their bf16 counterparts under
+    `mixed_bfloat16`, where they run): the results of `greedy_search` and `beam_search` over its
+    step in TensorFlow's ops, with its own output projection or the embedding's transpose."""
     from s2s_keras.decoding import beam_search, greedy_search
     from s2s_keras.layers import lstm, lstm_kernels
     from s2s_keras.text import END_ID, START_ID
 
-    if lstm_kernels.greedy_op() is None:
-        pytest.skip(f"the decoding ops do not run here: {lstm_kernels.status()}")
+    compute_dtype = "bfloat16" if precision == "mixed_bfloat16" else precision
+    if lstm_kernels.decoding_ops(compute_dtype) is None:
+        pytest.skip(f"the {compute_dtype} decoding ops do not run here: {lstm_kernels.status()}")
     options = dict(cell="lstm", bidirectional=True, bridge="dense", attention="none")
-    model = family_model(options, tie_embeddings=tie_embeddings, dropout=0.0)
+    sizes = dict(embedding_size=32, hidden_units=32) if precision != "float32" else {}
+    model = family_model(
+        options, tie_embeddings=tie_embeddings, dropout=0.0, precision=precision, **sizes
+    )
     state = model.encode(INPUTS["source_ids"])
     start_ids = tf.fill([INPUTS["source_ids"].shape[0]], START_ID)
     expected = greedy_search(model.step_function(), state, start_ids, END_ID, 7).numpy()

@@ -701,27 +701,38 @@ def reading_tokens(layers, token_ids, embedding):
             object.__setattr__(layer, "_token_source", None)
 
 
-def _decoder_inputs(op, layers, embedding, projection_weights):
-    """The inputs the decoding ops (`lstm_greedy.h`, `lstm_beam.h`) start with, as a function
-    of `(state, start_ids, max_length)`; None where `op` is None or cannot run the `layers`."""
-    if op is None or not reads_token_table(layers[0], embedding):
+def _decoding(layers, embedding, projection_weights):
+    """`(ops, inputs)`: the decoding ops (`lstm_kernels.decoding_ops`) for the decoder `layers`'
+    compute dtype, and the inputs they start with as a function of `(state, start_ids,
+    max_length)`; None outside `fused_inference`, where the ops do not run here, or where they
+    cannot run the `layers`."""
+    if not _loops["inference_kernels"] or not reads_token_table(layers[0], embedding):
         return None
+    dtype = layers[0].cell.compute_dtype
+    ops = lstm_kernels.decoding_ops(dtype)
+    if ops is None:
+        return None
+    depth = embedding.output_dim
     for layer in layers:
         if not (
             isinstance(layer, LSTM)
             and has_lstm_equations(layer.cell)
             and not layer.go_backwards
-            and layer.cell.compute_dtype == "float32"
-            and layer.cell.units % 4 == 0
+            and layer.cell.compute_dtype == dtype
+            and layer.cell.units % ops.units_multiple == 0
+            and depth % ops.depth_multiple == 0
+            and layer.cell.units % ops.depth_multiple == 0
         ):
             return None
+        depth = layer.cell.units
     weights = [lstm_weights(layer.cell) for layer in layers]
     projection_kernel, projection_bias = projection_weights()
 
     def inputs(state, start_ids, max_length):
+        # (the state is the compute dtype's, as the LSTMs make it: the casts change nothing)
         return dict(
-            h0=[layer_state[0] for layer_state in state],
-            c0=[layer_state[1] for layer_state in state],
+            h0=[tf.cast(layer_state[0], dtype) for layer_state in state],
+            c0=[tf.cast(layer_state[1], dtype) for layer_state in state],
             kernels=[kernel for kernel, _, _ in weights],
             biases=[bias for _, _, bias in weights],
             recurrent_kernels=[recurrent for _, recurrent, _ in weights],
@@ -732,41 +743,42 @@ def _decoder_inputs(op, layers, embedding, projection_weights):
             max_length=max_length,
         )
 
-    return inputs
+    return ops, inputs
 
 
 def greedy_search_op(layers, embedding, projection_weights):
-    """Within `fused_inference`, where the float32 library runs (`lstm_kernels.greedy_op`): a
+    """Within `fused_inference`, where the decoding ops run (`lstm_kernels.decoding_ops`): a
     `search(state, start_ids, end_id, max_length) -> (batch, steps)` ids that runs greedy
-    decoding's whole loop as one op, `S2sLstmGreedy` (`lstm_greedy.h`): the decoder `layers`
-    (our LSTMs with the plain equations, float32, units a multiple of 4, the first reading
-    `embedding`'s small table), then the output projection `h W + b` (`projection_weights() ->
-    (W, b)` float32) and argmax, step after step: what `decoding.greedy_search` computes from
+    decoding's whole loop as one op (`S2sLstmGreedy` in float32, `S2sLstmGreedyAmx` or
+    `S2sLstmGreedyAvx512` in bf16; `lstm_greedy.h`): the decoder `layers` (our LSTMs with the
+    plain equations, one compute dtype, units and input sizes as the ops need them, the first
+    reading `embedding`'s small table), then the output projection `h W + b` (`projection_weights()
+    -> (W, b)` float32) and argmax, step after step: what `decoding.greedy_search` computes from
     the step function, with no TensorFlow op per step. Otherwise None. `state`: per layer
     `[h, c]`, as `cell_steppers` take it."""
-    op = lstm_kernels.greedy_op() if _loops["inference_kernels"] else None
-    inputs = _decoder_inputs(op, layers, embedding, projection_weights)
-    if inputs is None:
+    decoding = _decoding(layers, embedding, projection_weights)
+    if decoding is None:
         return None
+    ops, inputs = decoding
 
     def search(state, start_ids, end_id, max_length):
-        return op(**inputs(state, start_ids, max_length), end_id=end_id)
+        return ops.greedy(**inputs(state, start_ids, max_length), end_id=end_id)
 
     return search
 
 
 def beam_search_op(layers, embedding, projection_weights):
-    """`greedy_search_op`'s counterpart for beam search (`lstm_kernels.beam_search_op`,
-    `S2sLstmBeamSearch` in `lstm_beam.h`): a `search(state, start_ids, end_id, max_length,
+    """`greedy_search_op`'s counterpart for beam search (`S2sLstmBeamSearch`, or its bf16
+    `...Amx`, `...Avx512`; `lstm_beam.h`): a `search(state, start_ids, end_id, max_length,
     beam_size, alpha, num_results) -> (ids (batch, num_results, steps), scores (batch,
     num_results))` that runs `decoding.beam_search`'s whole loop as one op, or None."""
-    op = lstm_kernels.beam_search_op() if _loops["inference_kernels"] else None
-    inputs = _decoder_inputs(op, layers, embedding, projection_weights)
-    if inputs is None:
+    decoding = _decoding(layers, embedding, projection_weights)
+    if decoding is None:
         return None
+    ops, inputs = decoding
 
     def search(state, start_ids, end_id, max_length, beam_size, alpha, num_results):
-        return op(
+        return ops.beam_search(
             **inputs(state, start_ids, max_length),
             beam_size=beam_size,
             alpha=alpha,

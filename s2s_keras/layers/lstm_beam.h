@@ -242,10 +242,11 @@ class LstmBeamSearchOp : public OpKernel {
 
 }  // namespace
 
-// The op's registration for an engine (float32): the greedy op's inputs, then the search's.
-#define S2S_REGISTER_LSTM_BEAM_SEARCH_OP(name, Engine)                          \
+// The op's registration for an engine of dtype `dtype` ("float" or "bfloat16"): the greedy
+// op's inputs, then the search's.
+#define S2S_REGISTER_LSTM_BEAM_SEARCH_OP(name, dtype, Engine)                   \
   REGISTER_OP(name)                                                            \
-      S2S_DECODER_INPUTS                                                       \
+      S2S_DECODER_INPUTS(dtype)                                                \
       .Input("beam_size: int32")                                               \
       .Input("alpha: float")                                                   \
       .Input("num_results: int32")                                             \

@@ -5,11 +5,18 @@
 // `lstm_rows.h`, logits `h W_out + b_out`, the next token their argmax (the first of equal
 // maxima, as tf.argmax). No TensorFlow op runs per step: each block of rows runs its whole loop
 // on one thread, as the sequence ops do (`lstm_sequence.h`); a lone block (a single request)
-// shares each recurrent and input matmul's columns with a helper thread (`Helper`). Float32
-// only.
+// shares each recurrent and input matmul's columns with a helper thread (`Helper`).
 //
-// The matmuls are the engine's (`lstm_sequence_float.cc`): for blocks of at least kPackRows rows
-// on weights packed once per call; for fewer (a single request) on the weights as they are, so
+// The engine's compute dtype T is the decoder's (float32: `lstm_fma.h`, in
+// `lstm_sequence_float.cc`; bf16: AMX tiles or AVX-512-BF16, in `lstm_sequence.cc`): h, c and
+// the LSTM kernels are T, each matmul's float32 sums rounded to T as TensorFlow's MatMul
+// outputs them, the gates float32 (`GatesRow`), the biases, the embedding (rounded to T where it
+// is multiplied) and the output projection float32 — the arithmetic of `lstm.lstm_step` and a
+// float32 output layer. The logits' matmul is `Engine::Logits`'s (float32) on h cast to
+// float32.
+//
+// The matmuls are the engine's: for blocks of at least kPackRows rows on weights packed once
+// per call; for fewer (a single request), where the engine can, on the weights as they are, so
 // that one word does not pay for packing them. The first layer's table rows are computed when a
 // block first meets their token (a step's new tokens in one matmul): a word needs a handful of
 // rows, a batch the whole table. Sums run in another order than TensorFlow's MatMul: the logits
@@ -18,6 +25,12 @@
 //
 // An engine (besides `lstm_sequence.h`'s) has:
 //   static constexpr int64_t kPanel                 packed widths are a multiple of it
+//   static constexpr int64_t kDepth                 matmul depths must be a multiple of it
+//   static constexpr int64_t kRows                  `MatMul` reads and writes rows in multiples
+//       of it (the buffers past `rows` allocated)
+//   using Logits                                    the float32 engine of the logits' matmul
+//   static bool Usable()                            whether this CPU (and kernel) runs it
+// and may have
 //   static void MatMulRowMajor(a, rows, b, depth, width, c, begin = 0, end = -1)   `MatMul` of
 //       a few rows with b [depth, width] as it is, row major (width a multiple of kPanel), only
 //       columns [begin, end) where `end` is given: the same sums
@@ -140,22 +153,25 @@ class Helper {
   std::shared_ptr<Shared> shared_;
 };
 
-// A [depth, width] float32 matrix as the engine multiplies it: packed (its width padded with
-// zero columns to a multiple of kPanel) or, where `in_place`, as it is.
+// A [depth, width] matrix of the engine's dtype as the engine multiplies it: packed (its width
+// padded with zero columns to a multiple of kPanel) or, where `in_place` and the engine can, as
+// it is.
 template <typename Engine>
 class Weights {
  public:
-  Weights(const float* w, int64_t depth, int64_t width, bool in_place)
+  using T = typename Engine::T;
+
+  Weights(const T* w, int64_t depth, int64_t width, bool in_place)
       : depth_(depth),
         width_(width),
         padded_((width + Engine::kPanel - 1) / Engine::kPanel * Engine::kPanel),
-        in_place_(in_place && padded_ == width) {
+        in_place_(in_place && padded_ == width && MultipliesRowMajor<Engine>::value) {
     if (in_place_) {
       data_ = w;
       return;
     }
     packed_ = Engine::Pack(depth, padded_, [&](int64_t k, int64_t n) {
-      return n < width ? w[k * width + n] : 0.0f;
+      return n < width ? w[k * width + n] : T(0.0f);
     });
     data_ = packed_.data();
   }
@@ -164,25 +180,29 @@ class Weights {
 
   // c [rows, padded()] = a [rows, depth] x W (zeros in the padded columns); where W is as it
   // is and a helper has started, each thread multiplies half its columns.
-  void MatMul(const float* a, int64_t rows, float* c, Helper* helper = nullptr) const {
-    if (!in_place_) {
-      Engine::MatMul(a, rows, data_, depth_, padded_, c);
-    } else if (helper == nullptr || !helper->started()) {
-      Engine::MatMulRowMajor(a, rows, data_, depth_, width_, c);
-    } else {
-      const int64_t half = width_ / 2 / Engine::kPanel * Engine::kPanel;
-      helper->Run(2, [&](int part) {
-        Engine::MatMulRowMajor(a, rows, data_, depth_, width_, c, part ? half : 0,
-                               part ? width_ : half);
-      });
+  void MatMul(const T* a, int64_t rows, float* c, Helper* helper = nullptr) const {
+    if constexpr (MultipliesRowMajor<Engine>::value) {
+      if (in_place_ && (helper == nullptr || !helper->started())) {
+        Engine::MatMulRowMajor(a, rows, data_, depth_, width_, c);
+        return;
+      }
+      if (in_place_) {
+        const int64_t half = width_ / 2 / Engine::kPanel * Engine::kPanel;
+        helper->Run(2, [&](int part) {
+          Engine::MatMulRowMajor(a, rows, data_, depth_, width_, c, part ? half : 0,
+                                 part ? width_ : half);
+        });
+        return;
+      }
     }
+    Engine::MatMul(a, rows, data_, depth_, padded_, c);
   }
 
  private:
   int64_t depth_, width_, padded_;
   bool in_place_;
-  std::vector<float> packed_;
-  const float* data_;
+  std::vector<T> packed_;
+  const T* data_;
 };
 
 // What the decoding ops share: the decoder stack's inputs (checked), its weights as a call
@@ -191,11 +211,15 @@ class Weights {
 template <typename Engine>
 class DecoderStack {
  public:
+  using T = typename Engine::T;
+  using LogitsEngine = typename Engine::Logits;
+
   // A block's rows: per layer h and c (`capacity` rows), the first layer's table rows as they
   // are met, and scratch. `logits`: the last step's, row stride `LogitsStride()`.
   struct Block {
-    std::vector<std::vector<float>> h, c;
-    std::vector<float> projected, sums, activations, logits, table, moved, embedded;
+    std::vector<std::vector<T>> h, c;
+    std::vector<T> embedded, moved, rounded;
+    std::vector<float> projected, sums, activations, logits, table, last;
     std::vector<bool> tabulated;
     std::vector<int32_t> new_ids;
     Floats cell;
@@ -223,6 +247,8 @@ class DecoderStack {
     vocabulary_ = embeddings_->dim_size(0);
     units_.resize(layers);
     int64_t depth = embeddings_->dim_size(1);
+    S2S_REQUIRE(ctx, Engine::Usable(),
+                InvalidArgument(name, ": this CPU (or its kernel) cannot run its code"));
     for (int l = 0; l < layers; ++l) {
       S2S_REQUIRE(ctx, h0_[l].dims() == 2 && h0_[l].dim_size(0) == batch_,
                   InvalidArgument(name, ": h0[", l, "] must be [batch, units]"));
@@ -237,6 +263,10 @@ class DecoderStack {
       S2S_REQUIRE(ctx, width % Engine::kPanel == 0,
                   InvalidArgument(name, ": needs units a multiple of ", Engine::kPanel / 4,
                                   ", got ", units_[l], " in layer ", l));
+      S2S_REQUIRE(ctx, depth % Engine::kDepth == 0 && units_[l] % Engine::kDepth == 0,
+                  InvalidArgument(name, ": needs input sizes and units multiples of ",
+                                  Engine::kDepth, ", got ", depth, " and ", units_[l],
+                                  " in layer ", l));
       depth = units_[l];
     }
     outputs_ = projection_bias_->NumElements();
@@ -273,21 +303,21 @@ class DecoderStack {
         1, std::min<int64_t>({threads, batch_, batch_ * rows_per_item / (2 * kPackRows)}));
     const int64_t block_items = std::max<int64_t>(1, (batch_ + blocks - 1) / blocks);
     const bool in_place = block_items * rows_per_item < kPackRows;
-    if (blocks == 1 && threads > 1 && in_place && batch_ > 0) {
+    if (MultipliesRowMajor<Engine>::value && blocks == 1 && threads > 1 && in_place &&
+        batch_ > 0) {
       helper_.Start<Engine>(ctx->device()->tensorflow_cpu_worker_threads()->workers);
     }
     // Layer 0's input kernel multiplies embedding rows (its table rows: a step's new tokens).
     inputs_.clear();
     steps_.clear();
-    inputs_.emplace_back(kernels_[0].flat<float>().data(), embeddings_->dim_size(1),
+    inputs_.emplace_back(kernels_[0].flat<T>().data(), embeddings_->dim_size(1),
                          4 * units_[0], true);
     for (int l = 0; l < layers_; ++l) {
       if (l > 0) {
-        inputs_.emplace_back(kernels_[l].flat<float>().data(), units_[l - 1], 4 * units_[l],
+        inputs_.emplace_back(kernels_[l].flat<T>().data(), units_[l - 1], 4 * units_[l],
                              in_place);
       }
-      steps_.emplace_back(recurrent_[l].flat<float>().data(), units_[l], 4 * units_[l],
-                          in_place);
+      steps_.emplace_back(recurrent_[l].flat<T>().data(), units_[l], 4 * units_[l], in_place);
     }
     logits_weights_.emplace(projection_, units_.back(), outputs_, false);
     return block_items;
@@ -299,21 +329,25 @@ class DecoderStack {
   }
 
   Block NewBlock(int64_t capacity) const {
+    // the engine's matmuls read and write rows in multiples of kRows
+    const int64_t rows = (capacity + Engine::kRows - 1) / Engine::kRows * Engine::kRows;
     Block block;
     block.h.resize(layers_);
     block.c.resize(layers_);
     for (int l = 0; l < layers_; ++l) {
-      block.h[l].resize(capacity * units_[l]);
-      block.c[l].resize(capacity * units_[l]);
+      block.h[l].resize(rows * units_[l]);
+      block.c[l].resize(rows * units_[l]);
     }
     const int64_t widest = 4 * *std::max_element(units_.begin(), units_.end());
-    block.projected.resize(capacity * widest);
-    block.sums.resize(capacity * widest);
+    block.projected.resize(rows * widest);
+    block.sums.resize(rows * widest);
+    block.rounded.resize(widest);
     block.activations.resize(widest);
     block.logits.resize(capacity * logits_weights_->padded());
+    if constexpr (!std::is_same_v<T, float>) block.last.resize(capacity * units_.back());
     block.table.resize(vocabulary_ * 4 * units_[0]);
     block.tabulated.assign(vocabulary_, false);
-    block.embedded.resize(capacity * embeddings_->dim_size(1));
+    block.embedded.resize(rows * embeddings_->dim_size(1));
     block.new_ids.reserve(capacity);
     block.moved.resize(capacity * widest / 4);
     block.cell.resize(widest / 4);
@@ -324,8 +358,8 @@ class DecoderStack {
   void Start(Block* block, int64_t row, int64_t item) const {
     for (int l = 0; l < layers_; ++l) {
       const int64_t u = units_[l];
-      std::copy_n(h0_[l].flat<float>().data() + item * u, u, block->h[l].data() + row * u);
-      std::copy_n(c0_[l].flat<float>().data() + item * u, u, block->c[l].data() + row * u);
+      std::copy_n(h0_[l].flat<T>().data() + item * u, u, block->h[l].data() + row * u);
+      std::copy_n(c0_[l].flat<T>().data() + item * u, u, block->c[l].data() + row * u);
     }
   }
 
@@ -338,7 +372,7 @@ class DecoderStack {
     for (int l = 0; l < layers_; ++l) {
       const int64_t u = units_[l];
       for (auto* state : {&block->h[l], &block->c[l]}) {
-        float* rows = state->data();
+        T* rows = state->data();
         for (int64_t r = 0; r < n; ++r) {
           if (!in_order) {
             std::copy_n(rows + from[r] * u, u, block->moved.data() + r * u);
@@ -353,6 +387,14 @@ class DecoderStack {
 
   int64_t LogitsStride() const { return logits_weights_->padded(); }
 
+  // A matmul's float32 sums `sums[0, n)` as TensorFlow's MatMul in the compute dtype outputs
+  // them (rounded to T), back in float32, in place.
+  static void AsMatMulOutputs(float* sums, int64_t n) {
+    if constexpr (!std::is_same_v<T, float>) {
+      FloatMap(sums, n) = ConstFloatMap(sums, n).template cast<T>().template cast<float>();
+    }
+  }
+
   // The first layer's table rows `tokens[0, n)` that the block has not met yet, E[id] W_x + b
   // as `input_table` sums them: in one matmul (the same sums as one at a time).
   void Tabulate(const int32_t* tokens, int64_t n, Block* block) const {
@@ -361,13 +403,16 @@ class DecoderStack {
     for (int64_t r = 0; r < n; ++r) {
       if (block->tabulated[tokens[r]]) continue;
       block->tabulated[tokens[r]] = true;
-      std::copy_n(embeddings_->flat<float>().data() + tokens[r] * embedding_size, embedding_size,
-                  block->embedded.data() + block->new_ids.size() * embedding_size);
+      Map<T>(block->embedded.data() + block->new_ids.size() * embedding_size, embedding_size) =
+          ConstFloatMap(embeddings_->flat<float>().data() + tokens[r] * embedding_size,
+                        embedding_size)
+              .template cast<T>();
       block->new_ids.push_back(tokens[r]);
     }
     const int64_t m = block->new_ids.size();
     if (m == 0) return;
     inputs_[0].MatMul(block->embedded.data(), m, block->projected.data(), &helper_);
+    AsMatMulOutputs(block->projected.data(), m * width0);
     const ConstFloatMap bias(biases_[0].flat<float>().data(), width0);
     for (int64_t i = 0; i < m; ++i) {
       FloatMap(block->table.data() + block->new_ids[i] * width0, width0) =
@@ -383,6 +428,7 @@ class DecoderStack {
       const int64_t u = units_[l], width = 4 * u;
       if (l > 0) {
         inputs_[l].MatMul(block->h[l - 1].data(), n, block->projected.data(), &helper_);
+        AsMatMulOutputs(block->projected.data(), n * width);
         const ConstFloatMap bias(biases_[l].flat<float>().data(), width);
         for (int64_t r = 0; r < n; ++r) {
           FloatMap(block->projected.data() + r * width, width) += bias;
@@ -392,14 +438,22 @@ class DecoderStack {
       for (int64_t r = 0; r < n; ++r) {
         const float* p = block->projected.data() + r * width;
         if (l == 0) p = block->table.data() + tokens[r] * width0;
-        float* h_row = block->h[l].data() + r * u;
-        float* c_row = block->c[l].data() + r * u;
-        GatesRow<float>(u, p, block->sums.data() + r * width, h_row, c_row, true, h_row, c_row,
-                        block->activations.data(), &block->cell);
+        T* h_row = block->h[l].data() + r * u;
+        T* c_row = block->c[l].data() + r * u;
+        const T* recurrent = InComputeDtype(block->sums.data() + r * width, width, &block->rounded);
+        GatesRow<T>(u, p, recurrent, h_row, c_row, true, h_row, c_row, block->activations.data(),
+                    &block->cell);
       }
     }
     const int64_t padded = logits_weights_->padded();
-    logits_weights_->MatMul(block->h[layers_ - 1].data(), n, block->logits.data());
+    const T* last = block->h[layers_ - 1].data();
+    if constexpr (std::is_same_v<T, float>) {
+      logits_weights_->MatMul(last, n, block->logits.data());
+    } else {  // the float32 output layer's input: h cast to float32
+      FloatMap(block->last.data(), n * units_.back()) =
+          ConstMap<T>(last, n * units_.back()).template cast<float>();
+      logits_weights_->MatMul(block->last.data(), n, block->logits.data());
+    }
     const ConstFloatMap bias(projection_bias_->flat<float>().data(), outputs_);
     for (int64_t r = 0; r < n; ++r) {
       FloatMap(block->logits.data() + r * padded, outputs_) += bias;
@@ -416,7 +470,7 @@ class DecoderStack {
   int64_t batch_ = 0, vocabulary_ = 0, outputs_ = 0, max_length_ = 1;
   std::vector<int64_t> units_;
   std::vector<Weights<Engine>> inputs_, steps_;
-  std::optional<Weights<Engine>> logits_weights_;
+  std::optional<Weights<LogitsEngine>> logits_weights_;
   mutable Helper helper_;  // where a lone block's few rows share their matmuls
 };
 
@@ -486,23 +540,24 @@ class LstmGreedyOp : public OpKernel {
 
 }  // namespace
 
-// The inputs every decoding op starts with (`DecoderStack::Read`).
-#define S2S_DECODER_INPUTS                     \
-  .Input("h0: layers * float")                 \
-      .Input("c0: layers * float")             \
-      .Input("kernels: layers * float")        \
-      .Input("biases: layers * float")         \
-      .Input("recurrent_kernels: layers * float") \
-      .Input("embeddings: float")              \
+// The inputs every decoding op starts with (`DecoderStack::Read`), `dtype` the engine's ("float"
+// or "bfloat16").
+#define S2S_DECODER_INPUTS(dtype)                       \
+  .Input("h0: layers * " dtype)                         \
+      .Input("c0: layers * " dtype)                     \
+      .Input("kernels: layers * " dtype)                \
+      .Input("biases: layers * float")                  \
+      .Input("recurrent_kernels: layers * " dtype)      \
+      .Input("embeddings: float")                       \
       .Input("projection_kernel: float")       \
       .Input("projection_bias: float")         \
       .Input("start_ids: int32")               \
       .Input("max_length: int32")
 
-// The op's registration for an engine (float32).
-#define S2S_REGISTER_LSTM_GREEDY_OP(name, Engine)                            \
+// The op's registration for an engine of dtype `dtype` ("float" or "bfloat16").
+#define S2S_REGISTER_LSTM_GREEDY_OP(name, dtype, Engine)                     \
   REGISTER_OP(name)                                                         \
-      S2S_DECODER_INPUTS                                                    \
+      S2S_DECODER_INPUTS(dtype)                                             \
       .Attr("layers: int >= 1")                                             \
       .Attr("end_id: int")                                                  \
       .Output("ids: int32")                                                 \

@@ -40,6 +40,7 @@ HEADERS = [
     for name in (
         "lstm_rows.h",
         "lstm_sequence.h",
+        "lstm_fma.h",
         "lstm_greedy.h",
         "lstm_beam.h",
     )
@@ -184,23 +185,33 @@ def sequence_ops(dtype=tf.bfloat16) -> SequenceOps | None:
     return None
 
 
-def _float_decoding_op(name):
-    module = load(FLOAT_SEQUENCE_LIBRARY, FLOAT_SEQUENCE_SOURCE)
-    if module is None or not _usable(FLOAT_SEQUENCE_LIBRARY, module.s2s_fma_usable):
-        return None
-    return getattr(module, name)
+DecodingOps = collections.namedtuple(
+    "DecodingOps", "greedy beam_search units_multiple depth_multiple engine"
+)
 
 
-def greedy_op():
-    """`S2sLstmGreedy` (greedy decoding of an LSTM stack in one op, float32; in the float32
-    library) where the CPU runs it, else None."""
-    return _float_decoding_op("s2s_lstm_greedy")
-
-
-def beam_search_op():
-    """`S2sLstmBeamSearch` (beam search over an LSTM stack in one op, float32; in the float32
-    library) where the CPU runs it, else None."""
-    return _float_decoding_op("s2s_lstm_beam_search")
+def decoding_ops(dtype=tf.float32) -> DecodingOps | None:
+    """The decoding ops (greedy search's and beam search's whole loops over an LSTM stack, one op
+    each: `lstm_greedy.h`, `lstm_beam.h`) for a decoder computing in `dtype`, where they run
+    here, else None: float32 on AVX2 FMA (`S2sLstmGreedy`, `S2sLstmBeamSearch`; units a multiple
+    of 4), bf16 on AMX tiles (`S2sLstmGreedyAmx`, `S2sLstmBeamSearchAmx`; the embedding size and
+    units multiples of 32) or else AVX-512-BF16 (`S2sLstmGreedyAvx512`, `S2sLstmBeamSearchAvx512`;
+    units a multiple of 4, the embedding size even). `units_multiple` and `depth_multiple`: what
+    every layer's units and input size must be multiples of."""
+    dtype = tf.as_dtype(dtype)
+    if dtype == tf.float32:
+        module = load(FLOAT_SEQUENCE_LIBRARY, FLOAT_SEQUENCE_SOURCE)
+        if module is None or not _usable(FLOAT_SEQUENCE_LIBRARY, module.s2s_fma_usable):
+            return None
+        return DecodingOps(module.s2s_lstm_greedy, module.s2s_lstm_beam_search, 4, 1, "AVX2 FMA")
+    if dtype == tf.bfloat16 and sequence_ops(dtype) is not None:
+        module = load(SEQUENCE_LIBRARY, SEQUENCE_SOURCE)
+        if amx():
+            greedy, beam = module.s2s_lstm_greedy_amx, module.s2s_lstm_beam_search_amx
+            return DecodingOps(greedy, beam, 32, 32, "AMX")
+        greedy, beam = module.s2s_lstm_greedy_avx512, module.s2s_lstm_beam_search_avx512
+        return DecodingOps(greedy, beam, 4, 2, "AVX-512-BF16")
+    return None
 
 
 def register(op_names=()) -> None:

@@ -6,7 +6,10 @@
 //   - S2sLstmSequenceAvx512 and S2sLstmSequenceAvx512Grad, for CPUs with AVX-512-BF16 and no
 //     AMX: one block of rows per intra-op thread, its recurrent matmul in VDPBF16PS.
 // Both sum pairs of bf16 products in float32, with W_h packed once per call into the same
-// pair-interleaved layout.
+// pair-interleaved layout. The same engines run the bf16 decoding ops of `lstm_greedy.h` and
+// `lstm_beam.h` (S2sLstmGreedyAmx, S2sLstmBeamSearchAmx, S2sLstmGreedyAvx512,
+// S2sLstmBeamSearchAvx512: a bf16 decoder's whole greedy or beam search loop in one op), their
+// float32 logits on `lstm_fma.h`'s engine.
 
 #include <immintrin.h>
 
@@ -17,6 +20,9 @@
 #include <utility>
 #include <vector>
 
+#include "lstm_beam.h"
+#include "lstm_fma.h"
+#include "lstm_greedy.h"
 #include "lstm_sequence.h"
 
 namespace {
@@ -91,6 +97,10 @@ using bf16 = Eigen::bfloat16;
 
 struct Amx {
   using T = bf16;
+  // decoding (`lstm_greedy.h`): tiles of 32 rows, 32 columns, depths of 32
+  static constexpr int64_t kPanel = 32, kDepth = 32, kRows = kBlockRows;
+  using Logits = Fma;
+  static bool Usable() { return AmxUsable(); }
 
   static std::string Requirement(int64_t units) {
     if (!AmxUsable()) {
@@ -108,9 +118,12 @@ struct Amx {
     return PackPairs(depth, width, b);
   }
 
-  static void MatMul(const bf16* a, int64_t, const bf16* packed, int64_t depth, int64_t width,
-                     float* c) {
-    MatMulBlock(a, packed, depth, width, c);
+  // Blocks of 32 rows (a training block is one; a decoding block rounds its rows up).
+  static void MatMul(const bf16* a, int64_t rows, const bf16* packed, int64_t depth,
+                     int64_t width, float* c) {
+    for (int64_t r = 0; r < rows; r += kBlockRows) {
+      MatMulBlock(a + r * depth, packed, depth, width, c + r * width);
+    }
   }
 
   static void ThreadBegin() { ConfigureTiles(); }
@@ -166,6 +179,10 @@ constexpr auto kDotKernels = DotKernels(std::make_integer_sequence<int, kDotSlic
 
 struct Avx512Bf16 {
   using T = bf16;
+  // decoding (`lstm_greedy.h`): blocks of 16 columns, pairs of k
+  static constexpr int64_t kPanel = 16, kDepth = 2, kRows = 1;
+  using Logits = Fma;
+  static bool Usable() { return Avx512Bf16Usable(); }
 
   static std::string Requirement(int64_t units) {
     if (!Avx512Bf16Usable()) return "needs a CPU with AVX-512-BF16; this one has not";
@@ -206,3 +223,8 @@ struct Avx512Bf16 {
 
 S2S_REGISTER_LSTM_SEQUENCE_OPS("S2sLstmSequence", "bfloat16", Amx);
 S2S_REGISTER_LSTM_SEQUENCE_OPS("S2sLstmSequenceAvx512", "bfloat16", Avx512Bf16);
+
+S2S_REGISTER_LSTM_GREEDY_OP("S2sLstmGreedyAmx", "bfloat16", Amx);
+S2S_REGISTER_LSTM_BEAM_SEARCH_OP("S2sLstmBeamSearchAmx", "bfloat16", Amx);
+S2S_REGISTER_LSTM_GREEDY_OP("S2sLstmGreedyAvx512", "bfloat16", Avx512Bf16);
+S2S_REGISTER_LSTM_BEAM_SEARCH_OP("S2sLstmBeamSearchAvx512", "bfloat16", Avx512Bf16);
