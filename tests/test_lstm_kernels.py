@@ -618,6 +618,32 @@ def test_bf16_beam_search_op_searches_as_the_loop_in_tensorflow_ops(
     np.testing.assert_allclose(scores.numpy(), expected_scores.numpy(), rtol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+def test_decoding_ops_pack_weights_again_when_they_change(kernels, dtype):
+    """The ops keep their packed weights between calls (`PackedCache`), packing again where the
+    values changed: a call after the weights change, and one after they change back, each
+    decode as the loop in TensorFlow ops on the weights of that call."""
+    compute_dtype = "bfloat16" if dtype == "mixed_bfloat16" else dtype
+    if lstm_kernels.decoding_ops(compute_dtype) is None:
+        pytest.skip(f"the {compute_dtype} decoding ops do not run here")
+    embedding, layers, projection, state, start_ids, end_id = _decoding_case(
+        13, **{**BF16_DECODER, "dtype": dtype}
+    )
+    weights = lambda: (projection.kernel.value, projection.bias.value)  # noqa: E731
+    recurrent = layers[1].cell.recurrent_kernel
+    original = recurrent.numpy()
+    decoded = []
+    for values in (original, original[::-1] * 2.0, original):
+        recurrent.assign(values)
+        expected = _greedy_in_tensorflow(embedding, layers, projection, state, start_ids, -1, 6)
+        with lstm.fused_inference():
+            search = lstm.greedy_search_op(layers, embedding, weights)
+        got = search(state, start_ids, -1, tf.constant(6)).numpy()
+        np.testing.assert_array_equal(got, expected)
+        decoded.append(got)
+    assert not np.array_equal(decoded[0], decoded[1])  # the change mattered
+
+
 def test_bf16_decoding_ops_only_for_the_sizes_their_engine_runs(bf16_decoding):
     """A bf16 stack gets the bf16 ops where its sizes suit the engine (AMX: embedding size and
     units multiples of 32), a float32 one the float32 ops; the ops refuse other sizes."""

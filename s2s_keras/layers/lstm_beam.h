@@ -83,7 +83,7 @@ class LstmBeamSearchOp : public OpKernel {
     const int64_t num_results =
         std::clamp<int64_t>(num_results_in.scalar<int32_t>()(), 1, beam);
     const int64_t batch = stack.batch(), max_length = stack.max_length();
-    const int64_t block_items = stack.Prepare(ctx, beam);
+    const int64_t block_items = stack.Prepare(ctx, beam, &packings_);
     const int64_t vocabulary = stack.outputs(), stride = stack.LogitsStride();
     const int64_t candidates = beam * vocabulary, wide = std::min(2 * beam, candidates);
     const float final_penalty = LengthPenalty(max_length, alpha);
@@ -238,6 +238,7 @@ class LstmBeamSearchOp : public OpKernel {
  private:
   int layers_;
   int end_id_;
+  typename DecoderStack<Engine>::Packings packings_;
 };
 
 }  // namespace

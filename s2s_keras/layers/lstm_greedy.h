@@ -15,9 +15,9 @@
 // float32 output layer. The logits' matmul is `Engine::Logits`'s (float32) on h cast to
 // float32.
 //
-// The matmuls are the engine's: for blocks of at least kPackRows rows on weights packed once
-// per call; for fewer (a single request), where the engine can, on the weights as they are, so
-// that one word does not pay for packing them. The first layer's table rows are computed when a
+// The matmuls are the engine's: for blocks of at least kPackRows rows on packed weights, which
+// the op keeps between calls while the weights stay the same (`PackedCache`); for fewer (a
+// single request), where the engine can, on the weights as they are. The first layer's table rows are computed when a
 // block first meets their token (a step's new tokens in one matmul): a word needs a handful of
 // rows, a batch the whole table. Sums run in another order than TensorFlow's MatMul: the logits
 // agree to float32's precision, not bit for bit; but each sum runs over k in order whatever the
@@ -41,8 +41,10 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -153,15 +155,50 @@ class Helper {
   std::shared_ptr<Shared> shared_;
 };
 
+// The packed matrices an op keeps between its calls, one per slot: a matrix is packed again only
+// where its values changed (a served model's weights do not), so that a request does not pay
+// for packing them — a comparison of the values instead. Calls may run at once; each keeps the
+// packing it took (shared) for as long as it runs.
+template <typename Engine>
+class PackedCache {
+ public:
+  using T = typename Engine::T;
+  using Packed = std::shared_ptr<const std::vector<T>>;
+
+  // The packing of `w[0, n)` in `slot`, made by `pack()` unless the slot holds that of the same
+  // values (bit for bit).
+  template <typename Pack>
+  Packed Get(size_t slot, const T* w, int64_t n, Pack pack) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (slots_.size() <= slot) slots_.resize(slot + 1);
+    Slot& cached = slots_[slot];
+    if (!cached.packed || static_cast<int64_t>(cached.source.size()) != n ||
+        std::memcmp(cached.source.data(), w, n * sizeof(T)) != 0) {
+      cached.source.assign(w, w + n);
+      cached.packed = std::make_shared<const std::vector<T>>(pack());
+    }
+    return cached.packed;
+  }
+
+ private:
+  struct Slot {
+    std::vector<T> source;
+    Packed packed;
+  };
+  std::mutex mutex_;
+  std::vector<Slot> slots_;
+};
+
 // A [depth, width] matrix of the engine's dtype as the engine multiplies it: packed (its width
-// padded with zero columns to a multiple of kPanel) or, where `in_place` and the engine can, as
-// it is.
+// padded with zero columns to a multiple of kPanel; kept in `cache`'s `slot` between calls) or,
+// where `in_place` and the engine can, as it is.
 template <typename Engine>
 class Weights {
  public:
   using T = typename Engine::T;
 
-  Weights(const T* w, int64_t depth, int64_t width, bool in_place)
+  Weights(const T* w, int64_t depth, int64_t width, bool in_place, PackedCache<Engine>* cache,
+          size_t slot)
       : depth_(depth),
         width_(width),
         padded_((width + Engine::kPanel - 1) / Engine::kPanel * Engine::kPanel),
@@ -170,10 +207,12 @@ class Weights {
       data_ = w;
       return;
     }
-    packed_ = Engine::Pack(depth, padded_, [&](int64_t k, int64_t n) {
-      return n < width ? w[k * width + n] : T(0.0f);
+    packed_ = cache->Get(slot, w, depth * width, [&] {
+      return Engine::Pack(depth, padded_, [&](int64_t k, int64_t n) {
+        return n < width ? w[k * width + n] : T(0.0f);
+      });
     });
-    data_ = packed_.data();
+    data_ = packed_->data();
   }
 
   int64_t padded() const { return padded_; }
@@ -201,7 +240,7 @@ class Weights {
  private:
   int64_t depth_, width_, padded_;
   bool in_place_;
-  std::vector<T> packed_;
+  typename PackedCache<Engine>::Packed packed_;
   const T* data_;
 };
 
@@ -213,6 +252,12 @@ class DecoderStack {
  public:
   using T = typename Engine::T;
   using LogitsEngine = typename Engine::Logits;
+
+  // What an op keeps between its calls: its packed weights.
+  struct Packings {
+    PackedCache<Engine> layers;
+    PackedCache<LogitsEngine> logits;
+  };
 
   // A block's rows: per layer h and c (`capacity` rows), the first layer's table rows as they
   // are met, and scratch. `logits`: the last step's, row stride `LogitsStride()`.
@@ -296,8 +341,9 @@ class DecoderStack {
   // intra-op thread, but no split below 2 · kPackRows network rows a block (`rows_per_item`
   // of them per batch row): a few rows stay in one block, their weights unpacked (a step is
   // too short to share), and a helper thread multiplies half of each recurrent and input
-  // matmul's columns. `Cost`, `NewBlock` and `LogitsStride` need it first.
-  int64_t Prepare(OpKernelContext* ctx, int64_t rows_per_item) {
+  // matmul's columns. `Cost`, `NewBlock` and `LogitsStride` need it first. The packed weights
+  // come from (and stay in) `packings`.
+  int64_t Prepare(OpKernelContext* ctx, int64_t rows_per_item, Packings* packings) {
     const int threads = ctx->device()->tensorflow_cpu_worker_threads()->num_threads;
     const int64_t blocks = std::max<int64_t>(
         1, std::min<int64_t>({threads, batch_, batch_ * rows_per_item / (2 * kPackRows)}));
@@ -310,16 +356,18 @@ class DecoderStack {
     // Layer 0's input kernel multiplies embedding rows (its table rows: a step's new tokens).
     inputs_.clear();
     steps_.clear();
+    auto* cache = &packings->layers;  // slots: layer l's input kernel 2l, recurrent 2l + 1
     inputs_.emplace_back(kernels_[0].flat<T>().data(), embeddings_->dim_size(1),
-                         4 * units_[0], true);
+                         4 * units_[0], true, cache, 0);
     for (int l = 0; l < layers_; ++l) {
       if (l > 0) {
         inputs_.emplace_back(kernels_[l].flat<T>().data(), units_[l - 1], 4 * units_[l],
-                             in_place);
+                             in_place, cache, 2 * l);
       }
-      steps_.emplace_back(recurrent_[l].flat<T>().data(), units_[l], 4 * units_[l], in_place);
+      steps_.emplace_back(recurrent_[l].flat<T>().data(), units_[l], 4 * units_[l], in_place,
+                          cache, 2 * l + 1);
     }
-    logits_weights_.emplace(projection_, units_.back(), outputs_, false);
+    logits_weights_.emplace(projection_, units_.back(), outputs_, false, &packings->logits, 0);
     return block_items;
   }
 
@@ -486,7 +534,7 @@ class LstmGreedyOp : public OpKernel {
     DecoderStack<Engine> stack;
     if (!stack.Read(ctx, "S2sLstmGreedy", layers_)) return;
     const int64_t batch = stack.batch(), max_length = stack.max_length();
-    const int64_t block_rows = stack.Prepare(ctx, 1);
+    const int64_t block_rows = stack.Prepare(ctx, 1, &packings_);
     // each row's tokens, up to and including the end id (or max_length of them)
     std::vector<std::vector<int32_t>> ids(batch);
     ForBlocks<Engine>(ctx, batch, block_rows, stack.Cost(block_rows), [&](int64_t begin,
@@ -536,6 +584,7 @@ class LstmGreedyOp : public OpKernel {
  private:
   int layers_;
   int end_id_;
+  typename DecoderStack<Engine>::Packings packings_;
 };
 
 }  // namespace
