@@ -1037,7 +1037,7 @@ def results_page(reports: list) -> str:
 
 
 # The reports of the best recipes (several runs of a preset together), headlined in the README.
-BEST_RECIPES = ("quality-g2p-ensemble-2-seeds-right-to-left-amx.json",)
+BEST_RECIPES = ("quality-g2p-ensemble-2-seeds-2-right-to-left-amx.json",)
 
 
 def headline(name: str, report: dict) -> bool:
@@ -1073,8 +1073,8 @@ def headline_table(reports: list) -> str:
         elif name in BEST_RECIPES:
             right_to_left = len((report.get("rescore") or {}).get("right_to_left_seeds", []))
             label = (
-                f"best: `{report.get('preset')}`, {len(report['seeds'])} seeds averaged + "
-                f"{right_to_left} right to left reranking"
+                f"best: `{report.get('preset')}`, {len(report['seeds'])} seeds averaged, "
+                f"reranked by {right_to_left} right to left"
             )
         else:
             label = f"`{report.get('preset')}`"
