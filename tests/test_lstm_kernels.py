@@ -565,12 +565,18 @@ def test_greedy_op_decodes_as_the_loop_in_tensorflow_ops(fma, batch):
     assert None in lengths and len({length for length in lengths if length}) > 1, lengths
 
 
-@pytest.fixture(scope="module")
-def bf16_decoding(kernels):
-    """The bf16 decoding ops, where this CPU has AMX tiles or AVX-512-BF16."""
+@pytest.fixture(params=["AMX", "AVX-512-BF16"])
+def bf16_decoding(kernels, request, monkeypatch):
+    """The bf16 decoding ops of each engine this CPU runs: AMX tiles, and AVX-512-BF16 (on a CPU
+    with both, as where there are no tiles: `lstm_kernels.amx` answering no)."""
+    if request.param == "AMX" and not lstm_kernels.amx():
+        pytest.skip("this CPU has no AMX tiles")
+    if request.param == "AVX-512-BF16":
+        if not lstm_kernels.avx512_bf16():
+            pytest.skip("this CPU has no AVX-512-BF16")
+        monkeypatch.setattr(lstm_kernels, "amx", lambda *args: False)
     ops = lstm_kernels.decoding_ops(tf.bfloat16)
-    if ops is None:
-        pytest.skip(f"the bf16 decoding ops do not run here: {lstm_kernels.status()}")
+    assert ops is not None and ops.engine == request.param, lstm_kernels.status()
     return ops
 
 
