@@ -671,7 +671,8 @@ def test_bf16_decoding_ops_only_for_the_sizes_their_engine_runs(bf16_decoding):
         projection_kernel=tf.zeros([32, 5]),
     )
     if bf16_decoding.depth_multiple > 2:
-        with pytest.raises(tf.errors.InvalidArgumentError, match="input sizes and units"):
+        message = "S2sLstmGreedy(Amx|Avx512): needs input sizes and units multiples of"
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
             bf16_decoding.greedy(**arguments)
     else:
         assert bf16_decoding.greedy(**arguments).shape == (2, 3)
@@ -713,7 +714,7 @@ def test_greedy_op_refuses_bad_inputs(fma):
     empty = dict(h0=[tf.zeros([0, 4])], c0=[tf.zeros([0, 4])], start_ids=tf.zeros([0], tf.int32))
     assert op(**{**arguments, **empty}).shape == (0, 0)
     for change, message in (
-        (dict(start_ids=tf.constant([1, 5])), r"start id 5 outside \[0, 5\)"),
+        (dict(start_ids=tf.constant([1, 5])), r"S2sLstmGreedy: start id 5 outside \[0, 5\)"),
         (dict(recurrent_kernels=[tf.zeros([4, 12])]), "inconsistent shapes in layer 0"),
         (dict(projection_kernel=tf.zeros([4, 6]), projection_bias=tf.zeros([6])), "6 logits"),
         (
@@ -805,7 +806,7 @@ def test_beam_search_op_refuses_bad_inputs_and_takes_an_empty_batch(fma):
     ids, scores = op(**{**arguments, **empty})
     assert ids.shape == (0, 2, 0) and scores.shape == (0, 2)
     for change, message in (
-        (dict(start_ids=tf.constant([1, 5])), r"start id 5 outside \[0, 5\)"),
+        (dict(start_ids=tf.constant([1, 5])), r"S2sLstmBeamSearch: start id 5 outside \[0, 5\)"),
         (dict(biases=[tf.zeros([12])]), "inconsistent shapes in layer 0"),
         (dict(beam_size=tf.constant([2])), "must be scalars"),
     ):

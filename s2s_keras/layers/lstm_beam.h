@@ -66,7 +66,7 @@ class LstmBeamSearchOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
-    const char* name = "S2sLstmBeamSearch";
+    const char* name = type_string().c_str();
     DecoderStack<Engine> stack;
     if (!stack.Read(ctx, name, layers_)) return;
     const Tensor& beam_in = ctx->input(5 * layers_ + 5);

@@ -4,8 +4,9 @@
 // projected input a row of `E W_x + b` (`lstm.input_table`), each layer's gates those of
 // `lstm_rows.h`, logits `h W_out + b_out`, the next token their argmax (the first of equal
 // maxima, as tf.argmax). No TensorFlow op runs per step: each block of rows runs its whole loop
-// on one thread, as the sequence ops do (`lstm_sequence.h`); a lone block (a single request)
-// shares each recurrent and input matmul's columns with a helper thread (`Helper`).
+// on one thread, as the sequence ops do (`lstm_sequence.h`); on an engine that multiplies
+// weights as they are (float32), a lone block (a single request) shares each recurrent and input
+// matmul's columns with a helper thread (`Helper`).
 //
 // The engine's compute dtype T is the decoder's (float32: `lstm_fma.h`, in
 // `lstm_sequence_float.cc`; bf16: AMX tiles or AVX-512-BF16, in `lstm_sequence.cc`): h, c and
@@ -17,11 +18,12 @@
 //
 // The matmuls are the engine's: for blocks of at least kPackRows rows on packed weights, which
 // the op keeps between calls while the weights stay the same (`PackedCache`); for fewer (a
-// single request), where the engine can, on the weights as they are. The first layer's table rows are computed when a
-// block first meets their token (a step's new tokens in one matmul): a word needs a handful of
-// rows, a batch the whole table. Sums run in another order than TensorFlow's MatMul: the logits
-// agree to float32's precision, not bit for bit; but each sum runs over k in order whatever the
-// blocking, so a row gets the same numbers alone or in a batch.
+// single request), where the engine can, on the weights as they are. The first layer's table
+// rows are computed when a block first meets their token (a step's new tokens in one matmul): a
+// word needs a handful of rows, a batch the whole table. Sums run in another order than
+// TensorFlow's MatMul: the logits agree to float32's precision, not bit for bit; but each sum
+// runs over k in order whatever the blocking, so a row gets the same numbers alone or in a
+// batch.
 //
 // An engine (besides `lstm_sequence.h`'s) has:
 //   static constexpr int64_t kPanel                 packed widths are a multiple of it
@@ -488,7 +490,8 @@ class DecoderStack {
         if (l == 0) p = block->table.data() + tokens[r] * width0;
         T* h_row = block->h[l].data() + r * u;
         T* c_row = block->c[l].data() + r * u;
-        const T* recurrent = InComputeDtype(block->sums.data() + r * width, width, &block->rounded);
+        const T* recurrent =
+            InComputeDtype(block->sums.data() + r * width, width, &block->rounded);
         GatesRow<T>(u, p, recurrent, h_row, c_row, true, h_row, c_row, block->activations.data(),
                     &block->cell);
       }
@@ -532,7 +535,7 @@ class LstmGreedyOp : public OpKernel {
 
   void Compute(OpKernelContext* ctx) override {
     DecoderStack<Engine> stack;
-    if (!stack.Read(ctx, "S2sLstmGreedy", layers_)) return;
+    if (!stack.Read(ctx, type_string().c_str(), layers_)) return;
     const int64_t batch = stack.batch(), max_length = stack.max_length();
     const int64_t block_rows = stack.Prepare(ctx, 1, &packings_);
     // each row's tokens, up to and including the end id (or max_length of them)
