@@ -548,12 +548,11 @@ def _decoding_case(batch, units=(16, 12), embedding_size=6, dtype="float32"):
     return embedding, layers, projection, state, start_ids, end_id
 
 
-@pytest.mark.parametrize("batch", [3, 13, 50])  # weights as they are; packed; two blocks
-def test_greedy_op_decodes_as_the_loop_in_tensorflow_ops(fma, batch):
-    """`S2sLstmGreedy` (greedy decoding's whole loop in one op) against `greedy_search` over the
-    same layers' step in TensorFlow ops: the same ids, rows ending at different steps (the end
-    id chosen among the tokens the loop emits) and some running to `max_length`."""
-    embedding, layers, projection, state, start_ids, end_id = _decoding_case(batch)
+def _greedy_op_as_in_tensorflow(case):
+    """The greedy op's ids for a `_decoding_case` (9 steps at most), checked equal to those of
+    `greedy_search` over the same layers' step in TensorFlow ops; with each row's length (None:
+    it ran to `max_length`)."""
+    embedding, layers, projection, state, start_ids, end_id = case
     expected = _greedy_in_tensorflow(embedding, layers, projection, state, start_ids, end_id, 9)
     with lstm.fused_inference():
         search = lstm.greedy_search_op(
@@ -561,7 +560,35 @@ def test_greedy_op_decodes_as_the_loop_in_tensorflow_ops(fma, batch):
         )
     got = search(state, start_ids, end_id, tf.constant(9)).numpy()
     np.testing.assert_array_equal(got, expected)
-    lengths = [list(row).index(end_id) + 1 if end_id in row else None for row in got]
+    return got, [list(row).index(end_id) + 1 if end_id in row else None for row in got]
+
+
+def _beam_search_op_as_in_tensorflow(case, arguments):
+    """The beam search op's ids for a `_decoding_case` and `arguments` (start ids, end id,
+    max_length, beam, alpha, num_results), checked against `beam_search` over the same layers'
+    step in TensorFlow ops: the same hypotheses in the same order, scores to float32's
+    precision; and that step."""
+    from s2s_keras.decoding import beam_search
+
+    embedding, layers, projection, state = case[:4]
+    step = _step_in_tensorflow(embedding, layers, projection)
+    expected_ids, expected_scores = beam_search(step, state, *arguments)
+    with lstm.fused_inference():
+        search = lstm.beam_search_op(
+            layers, embedding, lambda: (projection.kernel.value, projection.bias.value)
+        )
+    ids, scores = search(state, *arguments)
+    np.testing.assert_array_equal(ids.numpy(), expected_ids.numpy())
+    np.testing.assert_allclose(scores.numpy(), expected_scores.numpy(), rtol=1e-5)
+    return ids.numpy(), step
+
+
+@pytest.mark.parametrize("batch", [3, 13, 50])  # weights as they are; packed; two blocks
+def test_greedy_op_decodes_as_the_loop_in_tensorflow_ops(fma, batch):
+    """`S2sLstmGreedy` (greedy decoding's whole loop in one op) against `greedy_search` over the
+    same layers' step in TensorFlow ops: the same ids, rows ending at different steps (the end
+    id chosen among the tokens the loop emits) and some running to `max_length`."""
+    _, lengths = _greedy_op_as_in_tensorflow(_decoding_case(batch))
     assert None in lengths and len({length for length in lengths if length}) > 1, lengths
 
 
@@ -590,17 +617,8 @@ def test_bf16_greedy_op_decodes_as_the_loop_in_tensorflow_ops(bf16_decoding, bat
     `greedy_search` over the same layers' bf16 step in TensorFlow ops (h and c carried in bf16,
     each matmul's output rounded to bf16, the logits float32), rows ending at different steps;
     blocks of rows that are not a multiple of the AMX tiles' 32."""
-    embedding, layers, projection, state, start_ids, end_id = _decoding_case(batch, **BF16_DECODER)
-    expected = _greedy_in_tensorflow(embedding, layers, projection, state, start_ids, end_id, 9)
-    with lstm.fused_inference():
-        search = lstm.greedy_search_op(
-            layers, embedding, lambda: (projection.kernel.value, projection.bias.value)
-        )
-    got = search(state, start_ids, end_id, tf.constant(9)).numpy()
-    np.testing.assert_array_equal(got, expected)
-    if batch > 1:
-        lengths = [list(row).index(end_id) + 1 if end_id in row else None for row in got]
-        assert len(set(lengths)) > 1, lengths
+    _, lengths = _greedy_op_as_in_tensorflow(_decoding_case(batch, **BF16_DECODER))
+    assert batch == 1 or len(set(lengths)) > 1, lengths
 
 
 @pytest.mark.parametrize("batch, beam, alpha", [(1, 5, 0.0), (13, 4, 0.6), (40, 3, 1.0)])
@@ -609,19 +627,9 @@ def test_bf16_beam_search_op_searches_as_the_loop_in_tensorflow_ops(
 ):
     """A bf16 decoder's beam search op: the hypotheses of `beam_search` over the same layers'
     bf16 step in TensorFlow ops, in the same order, scores to float32's precision."""
-    from s2s_keras.decoding import beam_search
-
-    embedding, layers, projection, state, start_ids, end_id = _decoding_case(batch, **BF16_DECODER)
-    step = _step_in_tensorflow(embedding, layers, projection)
-    arguments = (start_ids, end_id, 9, beam, alpha, 2)
-    expected_ids, expected_scores = beam_search(step, state, *arguments)
-    with lstm.fused_inference():
-        search = lstm.beam_search_op(
-            layers, embedding, lambda: (projection.kernel.value, projection.bias.value)
-        )
-    ids, scores = search(state, *arguments)
-    np.testing.assert_array_equal(ids.numpy(), expected_ids.numpy())
-    np.testing.assert_allclose(scores.numpy(), expected_scores.numpy(), rtol=1e-5)
+    case = _decoding_case(batch, **BF16_DECODER)
+    ids, _ = _beam_search_op_as_in_tensorflow(case, (*case[4:], 9, beam, alpha, 2))
+    assert ids.shape[:2] == (batch, 2)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
@@ -748,23 +756,16 @@ def test_beam_search_op_searches_as_the_loop_in_tensorflow_ops(
     """`S2sLstmBeamSearch` (beam search's whole loop in one op) against `beam_search` over the
     same layers' step in TensorFlow ops: the same hypotheses in the same order, scores to
     float32's precision, with rows finishing at different steps."""
-    from s2s_keras.decoding import beam_search, greedy_search
+    from s2s_keras.decoding import greedy_search
 
-    embedding, layers, projection, state, start_ids, end_id = _decoding_case(batch)
-    step = _step_in_tensorflow(embedding, layers, projection)
+    case = _decoding_case(batch)
+    state, start_ids, end_id = case[3:]
     arguments = (start_ids, end_id, max_length, beam, alpha, num_results)
-    expected_ids, expected_scores = beam_search(step, state, *arguments)
-    with lstm.fused_inference():
-        search = lstm.beam_search_op(
-            layers, embedding, lambda: (projection.kernel.value, projection.bias.value)
-        )
-    ids, scores = search(state, *arguments)
-    np.testing.assert_array_equal(ids.numpy(), expected_ids.numpy())
-    np.testing.assert_allclose(scores.numpy(), expected_scores.numpy(), rtol=1e-5)
+    ids, step = _beam_search_op_as_in_tensorflow(case, arguments)
     assert ids.shape[:2] == (batch, num_results)
     if beam == 1:
-        np.testing.assert_array_equal(ids.numpy()[:, 0], greedy_search(step, state, *arguments[:3]))
-    ended = (ids.numpy()[:, 0] == end_id).any(axis=1)
+        np.testing.assert_array_equal(ids[:, 0], greedy_search(step, state, *arguments[:3]))
+    ended = (ids[:, 0] == end_id).any(axis=1)
     assert ended.any() and (batch == 1 or not ended.all()), ended  # some cut at max_length
 
 
