@@ -719,9 +719,8 @@ def _decoding(layers, embedding, projection_weights):
             and has_lstm_equations(layer.cell)
             and not layer.go_backwards
             and layer.cell.compute_dtype == dtype
-            and layer.cell.units % ops.units_multiple == 0
+            and layer.cell.units % ops.units_multiple == 0  # (a multiple of depth_multiple)
             and depth % ops.depth_multiple == 0
-            and layer.cell.units % ops.depth_multiple == 0
         ):
             return None
         depth = layer.cell.units

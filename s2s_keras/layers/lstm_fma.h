@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "lstm_rows.h"
+#include "lstm_sequence.h"
 
 namespace {
 
@@ -88,10 +88,8 @@ struct Fma {
     return "";
   }
 
-  // One block per intra-op thread: each thread streams the packed W_h once per step.
   static int64_t BlockRows(int64_t batch, int threads) {
-    const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(threads, batch / kSlice));
-    return std::max<int64_t>(1, (batch + blocks - 1) / blocks);
+    return OneBlockPerThread(batch, threads, kSlice);
   }
 
   // packed[panel][k][j] = b(k, panel · 16 + j)

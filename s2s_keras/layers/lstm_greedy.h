@@ -437,14 +437,6 @@ class DecoderStack {
 
   int64_t LogitsStride() const { return logits_weights_->padded(); }
 
-  // A matmul's float32 sums `sums[0, n)` as TensorFlow's MatMul in the compute dtype outputs
-  // them (rounded to T), back in float32, in place.
-  static void AsMatMulOutputs(float* sums, int64_t n) {
-    if constexpr (!std::is_same_v<T, float>) {
-      FloatMap(sums, n) = ConstFloatMap(sums, n).template cast<T>().template cast<float>();
-    }
-  }
-
   // The first layer's table rows `tokens[0, n)` that the block has not met yet, E[id] W_x + b
   // as `input_table` sums them: in one matmul (the same sums as one at a time).
   void Tabulate(const int32_t* tokens, int64_t n, Block* block) const {
@@ -462,7 +454,7 @@ class DecoderStack {
     const int64_t m = block->new_ids.size();
     if (m == 0) return;
     inputs_[0].MatMul(block->embedded.data(), m, block->projected.data(), &helper_);
-    AsMatMulOutputs(block->projected.data(), m * width0);
+    RoundToComputeDtype<T>(block->projected.data(), m * width0);
     const ConstFloatMap bias(biases_[0].flat<float>().data(), width0);
     for (int64_t i = 0; i < m; ++i) {
       FloatMap(block->table.data() + block->new_ids[i] * width0, width0) =
@@ -478,7 +470,7 @@ class DecoderStack {
       const int64_t u = units_[l], width = 4 * u;
       if (l > 0) {
         inputs_[l].MatMul(block->h[l - 1].data(), n, block->projected.data(), &helper_);
-        AsMatMulOutputs(block->projected.data(), n * width);
+        RoundToComputeDtype<T>(block->projected.data(), n * width);
         const ConstFloatMap bias(biases_[l].flat<float>().data(), width);
         for (int64_t r = 0; r < n; ++r) {
           FloatMap(block->projected.data() + r * width, width) += bias;

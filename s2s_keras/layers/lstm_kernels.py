@@ -197,7 +197,8 @@ def decoding_ops(dtype=tf.float32) -> DecodingOps | None:
     of 4), bf16 on AMX tiles (`S2sLstmGreedyAmx`, `S2sLstmBeamSearchAmx`; the embedding size and
     units multiples of 32) or else AVX-512-BF16 (`S2sLstmGreedyAvx512`, `S2sLstmBeamSearchAvx512`;
     units a multiple of 4, the embedding size even). `units_multiple` and `depth_multiple`: what
-    every layer's units and input size must be multiples of."""
+    every layer's units and input size must be multiples of (the first a multiple of the
+    second)."""
     dtype = tf.as_dtype(dtype)
     if dtype == tf.float32:
         module = load(FLOAT_SEQUENCE_LIBRARY, FLOAT_SEQUENCE_SOURCE)

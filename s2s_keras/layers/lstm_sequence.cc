@@ -190,10 +190,8 @@ struct Avx512Bf16 {
     return "";
   }
 
-  // One block per intra-op thread: each thread streams the packed W_h once per step.
   static int64_t BlockRows(int64_t batch, int threads) {
-    const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(threads, batch / kDotSlice));
-    return std::max<int64_t>(1, (batch + blocks - 1) / blocks);
+    return OneBlockPerThread(batch, threads, kDotSlice);
   }
 
   template <typename Get>

@@ -83,6 +83,13 @@ int64_t BlockRows(OpKernelContext* ctx, int64_t batch) {
   return Engine::BlockRows(batch, ctx->device()->tensorflow_cpu_worker_threads()->num_threads);
 }
 
+// The rows of a block when each intra-op thread takes one (each thread then streams the packed
+// W_h once per step), no block below `slice` rows (the engine's microkernel's) but one.
+inline int64_t OneBlockPerThread(int64_t batch, int threads, int64_t slice) {
+  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(threads, batch / slice));
+  return std::max<int64_t>(1, (batch + blocks - 1) / blocks);
+}
+
 // The matmul's float32 sums `sums[0, n)` rounded to the compute dtype (as TensorFlow's MatMul
 // outputs) in `buffer`; float32 sums are used as they are.
 template <typename T>
@@ -92,6 +99,14 @@ const T* InComputeDtype(const float* sums, int64_t n, std::vector<T>* buffer) {
   } else {
     Map<T>(buffer->data(), n) = ConstFloatMap(sums, n).template cast<T>();
     return buffer->data();
+  }
+}
+
+// `InComputeDtype` in place: the sums rounded to T and back to float32 (unchanged for float32).
+template <typename T>
+void RoundToComputeDtype(float* sums, int64_t n) {
+  if constexpr (!std::is_same_v<T, float>) {
+    FloatMap(sums, n) = ConstFloatMap(sums, n).template cast<T>().template cast<float>();
   }
 }
 
